@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make test` (everything CI runs).
+# Services the tests talk to (PostgreSQL, Garage S3, etcd + kube-apiserver) are
+# installed on first use and started/stopped by hack/test-env.sh.
+
+CARGO ?= cargo
+BIN := target/debug/artifortress-operator
+
+.PHONY: test fmt-check clippy test-build crds build
+
+test: fmt-check clippy test-build
+	hack/test-env.sh run -- $(CARGO) test --all-targets
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Compile before starting services, so they do not sit idle during the build.
+test-build:
+	$(CARGO) test --all-targets --no-run
+
+build:
+	$(CARGO) build
+
+# Regenerate the CRDs from the Rust types (tests/crds_in_sync.rs checks them).
+crds: build
+	$(BIN) crd --out-dir crds
+	$(BIN) crd --out-dir charts/artifortress-operator/crds

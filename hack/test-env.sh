@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Starts (and stops) the real services the tests talk to:
+#   - two throwaway PostgreSQL servers, "source" and "target";
+#   - a Garage S3 server (HTTP, path-style, region us-east-1);
+#   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller).
+# Everything runs on free loopback ports inside one state directory, installing
+# what is missing first (cached, see install-*.sh).
+#
+#   hack/test-env.sh run -- CMD...   start, run CMD with the env, always stop; exit with CMD's status
+#   hack/test-env.sh start DIR       start into DIR and write DIR/env (sourceable)
+#   hack/test-env.sh stop DIR        stop everything started into DIR and remove it
+#
+# Variables handed to the tests (see docs/testing.md):
+#   AF_TEST_PG_SOURCE_URL, AF_TEST_PG_TARGET_URL   superuser URLs (database "postgres")
+#   AF_TEST_PG_BINDIR, AF_TEST_PG_USER             to start extra servers for fault tests
+#   AF_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+#   KUBECONFIG (cluster admin), AF_TEST_KUBE_SERVER, AF_TEST_KUBE_TOKEN_{ADMIN,ALICE,BOB}
+#   AF_TEST_ENV_DIR                                the state directory
+set -euo pipefail
+HACK=$(cd "$(dirname "$0")" && pwd)
+. "$HACK/lib.sh"
+
+pg_bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+    log "installing PostgreSQL"
+    apt_install postgresql >/dev/null
+    d=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  fi
+  echo "$d"
+}
+
+# PostgreSQL refuses to run as root; as root we use the unprivileged `postgres` user.
+pg_user() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+    echo postgres
+  else
+    id -un
+  fi
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+}
+
+start_postgres() { # name -> prints URL
+  local name=$1 dir=$STATE/$1 port password
+  port=$(free_port)
+  password=$(openssl rand -hex 12)
+  mkdir -p "$dir"
+  echo "$password" > "$dir/pwfile"
+  [ "$(id -u)" = 0 ] && chown -R "$PG_USER" "$dir"
+  as_pg "$PG_BINDIR/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  # Durability settings off: these servers are thrown away after the run.
+  as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
+    "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
+}
+
+start_garage() {
+  local dir=$STATE/garage s3 rpc admin id
+  s3=$(free_port); rpc=$(free_port); admin=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(openssl rand -hex 32)"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$s3"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$admin"
+admin_token = "$(openssl rand -hex 16)"
+TOML
+  local g="$GARAGE -c $dir/garage.toml"
+  RUST_LOG=warn setsid $GARAGE -c "$dir/garage.toml" server >"$dir/server.log" 2>&1 &
+  echo $! >> "$STATE/pids"
+  for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.2; done
+  id=$($g node id -q 2>/dev/null | cut -d@ -f1)
+  [ -n "$id" ] || { cat "$dir/server.log" >&2; log "garage did not start"; return 1; }
+  $g layout assign -z dc1 -c 1G "$id" >/dev/null
+  $g layout apply --version 1 >/dev/null
+  # Import a key we generate, so nothing has to be scraped from CLI output.
+  S3_KEY_ID=GK$(openssl rand -hex 12)
+  S3_SECRET=$(openssl rand -hex 32)
+  $g key import --yes -n test-key "$S3_KEY_ID" "$S3_SECRET" >/dev/null
+  $g key allow --create-bucket test-key >/dev/null
+  S3_ENDPOINT=http://127.0.0.1:$s3
+}
+
+start_kube() {
+  local dir=$STATE/kube ep pp
+  ep=$(free_port); pp=$(free_port); KUBE_PORT=$(free_port)
+  mkdir -p "$dir/certs"
+  setsid etcd --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$ep" \
+    --advertise-client-urls "http://127.0.0.1:$ep" --listen-peer-urls "http://127.0.0.1:$pp" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$pp" --initial-cluster "default=http://127.0.0.1:$pp" \
+    >"$dir/etcd.log" 2>&1 &
+  echo $! >> "$STATE/pids"
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  TOKEN_ADMIN=$(openssl rand -hex 16); TOKEN_ALICE=$(openssl rand -hex 16); TOKEN_BOB=$(openssl rand -hex 16)
+  # Static users: admin is cluster-admin; alice and bob get only what a test grants them.
+  cat > "$dir/tokens.csv" <<CSV
+$TOKEN_ADMIN,admin,admin,system:masters
+$TOKEN_ALICE,alice,alice
+$TOKEN_BOB,bob,bob
+CSV
+  setsid "$KUBE_APISERVER" --etcd-servers="http://127.0.0.1:$ep" --secure-port="$KUBE_PORT" \
+    --bind-address=127.0.0.1 --cert-dir="$dir/certs" \
+    --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
+    --service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount \
+    >"$dir/apiserver.log" 2>&1 &
+  echo $! >> "$STATE/pids"
+  cat > "$dir/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: https://127.0.0.1:$KUBE_PORT
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $TOKEN_ADMIN
+contexts:
+- name: test
+  context: {cluster: test, user: admin, namespace: default}
+current-context: test
+KC
+}
+
+wait_kube() {
+  for _ in $(seq 120); do
+    if curl -sfk -H "Authorization: Bearer $TOKEN_ADMIN" "https://127.0.0.1:$KUBE_PORT/readyz" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$STATE/kube/apiserver.log" >&2
+  log "kube-apiserver did not become ready"
+  return 1
+}
+
+start() {
+  STATE=$1
+  mkdir -p "$STATE"
+  chmod 755 "$STATE"
+  : > "$STATE/pids"
+  command -v curl >/dev/null || apt_install curl
+  command -v openssl >/dev/null || apt_install openssl
+  command -v kubectl >/dev/null || apt_install kubernetes-client
+  PG_BINDIR=$(pg_bindir)
+  PG_USER=$(pg_user)
+  GARAGE=$("$HACK/install-garage.sh")
+  KUBE_APISERVER=$("$HACK/install-kube-apiserver.sh")
+  log "starting etcd + kube-apiserver, 2 PostgreSQL servers and Garage in $STATE"
+  start_kube
+  local source target
+  source=$(start_postgres pg-source)
+  target=$(start_postgres pg-target)
+  start_garage
+  wait_kube
+  cat > "$STATE/env" <<ENV
+export AF_TEST_ENV_DIR='$STATE'
+export AF_TEST_PG_SOURCE_URL='$source'
+export AF_TEST_PG_TARGET_URL='$target'
+export AF_TEST_PG_BINDIR='$PG_BINDIR'
+export AF_TEST_PG_USER='$PG_USER'
+export AF_TEST_S3_ENDPOINT='$S3_ENDPOINT'
+export AWS_ACCESS_KEY_ID='$S3_KEY_ID'
+export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
+export AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export KUBECONFIG='$STATE/kube/kubeconfig'
+export AF_TEST_KUBE_SERVER='https://127.0.0.1:$KUBE_PORT'
+export AF_TEST_KUBE_TOKEN_ADMIN='$TOKEN_ADMIN'
+export AF_TEST_KUBE_TOKEN_ALICE='$TOKEN_ALICE'
+export AF_TEST_KUBE_TOKEN_BOB='$TOKEN_BOB'
+ENV
+  log "ready: env in $STATE/env"
+}
+
+stop() {
+  STATE=$1
+  [ -d "$STATE" ] || return 0
+  PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  PG_USER=$(pg_user)
+  for d in "$STATE"/pg-*; do
+    [ -f "$d/data/postmaster.pid" ] && as_pg "$PG_BINDIR/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
+  done
+  if [ -f "$STATE/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$STATE/pids"
+    sleep 0.5
+    while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done < "$STATE/pids"
+  fi
+  rm -rf "$STATE"
+}
+
+case "${1:-}" in
+  start) start "${2:?state dir}" ;;
+  stop) stop "${2:?state dir}" ;;
+  run)
+    shift; [ "${1:-}" = "--" ] && shift
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/artifortress-test.XXXXXX")
+    trap 'stop "$dir"' EXIT
+    trap 'exit 130' INT TERM
+    start "$dir"
+    set +e
+    ( . "$dir/env" && "$@" )
+    status=$?
+    set -e
+    if [ $status -ne 0 ]; then
+      log "command failed ($status); last service log lines:"
+      for f in "$dir"/pg-*/server.log "$dir"/garage/server.log "$dir"/kube/apiserver.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
+      done
+    fi
+    exit $status
+    ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,280 @@
+//! `Artifortress`: one installation — where its PostgreSQL and object storage
+//! are, where its backups go, and the SLO thresholds its health is judged by.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, DurationString, SecretKeyRef};
+
+/// Desired state of an Artifortress installation as the operator sees it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "artifortress.io",
+    version = "v1alpha1",
+    kind = "Artifortress",
+    plural = "artifortresses",
+    namespaced,
+    status = "ArtifortressStatus",
+    shortname = "af",
+    category = "artifortress",
+    doc = "An Artifortress installation: its database, object storage, backup location and SLO thresholds.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Database", type_ = "string", json_path = ".status.database.state"),
+    printcolumn(name = "Storage", type_ = "string", json_path = ".status.objectStorage.state"),
+    printcolumn(name = "SLO", type_ = "string", json_path = ".status.slo.severity"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifortressSpec {
+    /// The installation's PostgreSQL database.
+    pub database: DatabaseSpec,
+    /// The installation's blob store (S3-compatible). Probed for readiness.
+    pub object_storage: ObjectStorageSpec,
+    /// Where backups, their manifests and drill reports are written. Defaults to
+    /// `objectStorage` with the prefix `artifortress-backups`. Use a separate bucket
+    /// (ideally another account or region) so one incident cannot take both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_storage: Option<ObjectStorageSpec>,
+    /// Thresholds the ops summary is evaluated against.
+    #[serde(default)]
+    pub slo: SloThresholds,
+    /// How often dependencies are probed and the ops summary recomputed.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: DurationString,
+}
+
+fn default_probe_interval() -> DurationString {
+    DurationString::from("30s")
+}
+
+/// How to reach the installation's PostgreSQL database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Secret key holding a libpq connection URL,
+    /// `postgres://user:password@host:5432/dbname?sslmode=require`. The user needs
+    /// read access to every table (pg_dump) and, for drills, `CREATEDB` on the target.
+    pub connection_secret_ref: SecretKeyRef,
+}
+
+/// An S3-compatible bucket and how to reach it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorageSpec {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix under which this operator reads and writes, without a leading slash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// S3 endpoint URL for non-AWS servers (MinIO, Garage, Ceph), e.g.
+    /// `http://minio.storage.svc:9000`. Empty means AWS S3 for the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// Region used for request signing.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`;
+    /// most self-hosted servers need `true`.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Static credentials. Omit to use the pod's ambient credentials
+    /// (e.g. IAM roles for service accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<S3CredentialsRef>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+/// Secret holding an S3 access key pair.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3CredentialsRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key holding the access key id.
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// Key holding the secret access key.
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".to_string()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_string()
+}
+
+/// Warning and critical levels for one ops-summary signal; a value at or above a
+/// level reaches that severity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Threshold {
+    /// Level at which the signal is reported as `Warning`.
+    #[schemars(range(min = 0))]
+    pub warning: i64,
+    /// Level at which the signal is reported as `Critical`.
+    #[schemars(range(min = 0))]
+    pub critical: i64,
+}
+
+const fn threshold(warning: i64, critical: i64) -> Threshold {
+    Threshold { warning, critical }
+}
+
+/// SLO thresholds for the ops summary signals.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SloThresholds {
+    /// Age in seconds of the oldest pending outbox event (event delivery lag).
+    #[serde(default = "default_outbox_age")]
+    pub outbox_oldest_pending_age_seconds: Threshold,
+    /// Number of pending outbox events (backlog size).
+    #[serde(default = "default_outbox_pending")]
+    pub outbox_pending: Threshold,
+    /// Number of failed search-index jobs.
+    #[serde(default = "default_search_failed")]
+    pub search_jobs_failed: Threshold,
+    /// Number of garbage-collection runs that started and never completed.
+    #[serde(default = "default_incomplete_gc")]
+    pub incomplete_gc_runs: Threshold,
+    /// Policy-engine timeouts (`policy.timeout` audit events) in the last 24 hours.
+    #[serde(default = "default_policy_timeouts")]
+    pub policy_timeouts_24h: Threshold,
+}
+
+fn default_outbox_age() -> Threshold {
+    threshold(300, 900)
+}
+fn default_outbox_pending() -> Threshold {
+    threshold(1_000, 10_000)
+}
+fn default_search_failed() -> Threshold {
+    threshold(10, 100)
+}
+fn default_incomplete_gc() -> Threshold {
+    threshold(1, 3)
+}
+fn default_policy_timeouts() -> Threshold {
+    threshold(5, 50)
+}
+
+impl Default for SloThresholds {
+    fn default() -> Self {
+        SloThresholds {
+            outbox_oldest_pending_age_seconds: default_outbox_age(),
+            outbox_pending: default_outbox_pending(),
+            search_jobs_failed: default_search_failed(),
+            incomplete_gc_runs: default_incomplete_gc(),
+            policy_timeouts_24h: default_policy_timeouts(),
+        }
+    }
+}
+
+/// Observed state of an installation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifortressStatus {
+    /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Result of the last PostgreSQL probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DependencyStatus>,
+    /// Result of the last object-storage probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<DependencyStatus>,
+    /// Ops summary at the last probe and its SLO evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloStatus>,
+    /// The newest successful backup of this installation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<ObjectRefWithTime>,
+    /// The newest finished recovery drill of this installation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<ObjectRefWithTime>,
+}
+
+/// Whether a dependency answered its probe.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DependencyState {
+    Up,
+    Down,
+}
+
+/// One dependency probe.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyStatus {
+    /// `Up` or `Down`.
+    pub state: DependencyState,
+    /// Round-trip time of the probe in milliseconds.
+    pub latency_ms: f64,
+    /// What failed, when `Down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the probe ran.
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Severity of an SLO signal (the worst one for the installation as a whole).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// SLO evaluation of the latest ops summary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SloStatus {
+    /// Worst severity over all signals.
+    pub severity: Severity,
+    /// Every signal with its value and thresholds.
+    pub signals: Vec<SloSignal>,
+    /// When the ops summary was computed.
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// One evaluated signal.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SloSignal {
+    /// Signal name, e.g. `outboxOldestPendingAgeSeconds`.
+    pub signal: String,
+    /// Observed value.
+    pub value: f64,
+    /// Warning level.
+    pub warning: i64,
+    /// Critical level.
+    pub critical: i64,
+    /// Severity reached.
+    pub severity: Severity,
+}
+
+/// A related object and when it finished.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRefWithTime {
+    /// Object name (same namespace).
+    pub name: String,
+    /// When it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Outcome, e.g. `Passed` or `Failed` for drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}

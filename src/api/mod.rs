@@ -1,0 +1,35 @@
+//! The custom resources (`artifortress.io/v1alpha1`), one module per kind.
+//! The CRDs in `crds/` and the chart are generated from these types.
+
+// `#[kube(printcolumn(name = …, type_ = …))]` repeats `type_ = "string"` across
+// columns, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod artifortress;
+pub mod backup;
+pub mod backup_schedule;
+pub mod common;
+pub mod recovery_drill;
+
+pub use artifortress::Artifortress;
+pub use backup::Backup;
+pub use backup_schedule::BackupSchedule;
+pub use recovery_drill::RecoveryDrill;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD this operator serves, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Artifortress::crd(), Backup::crd(), BackupSchedule::crd(), RecoveryDrill::crd()]
+}
+
+/// One CRD as the YAML document written to `crds/`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_yaml::to_string(crd).expect("a CRD always serialises to YAML")
+}
+
+/// File name of a CRD in `crds/`: `<plural>.<group>.yaml`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}

@@ -1,0 +1,256 @@
+//! `RecoveryDrill`: restore a backup into a scratch database, prove it equal to
+//! the snapshot, and measure RPO/RTO against objectives.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ArtifortressRef, Condition, DurationString, SecretKeyRef, VerifyMode};
+
+/// Run one recovery drill.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "artifortress.io",
+    version = "v1alpha1",
+    kind = "RecoveryDrill",
+    namespaced,
+    status = "RecoveryDrillStatus",
+    shortname = "drill",
+    category = "artifortress",
+    doc = "A recovery drill: restore a backup into a scratch database, verify table parity, measure RPO and RTO.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Result", type_ = "string", json_path = ".status.result"),
+    printcolumn(name = "RPO", type_ = "string", json_path = ".status.rpo.summary"),
+    printcolumn(name = "RTO", type_ = "string", json_path = ".status.rto.summary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryDrillSpec {
+    /// The installation whose backup is drilled.
+    pub artifortress_ref: ArtifortressRef,
+    /// Which backup to restore. Default: take a fresh backup first.
+    #[serde(default)]
+    pub backup: DrillBackup,
+    /// Target, objectives and verification.
+    #[serde(flatten)]
+    pub template: DrillTemplate,
+}
+
+/// Which backup a drill restores.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillBackup {
+    /// `Fresh` takes a new backup for the drill; `Latest` uses the newest completed
+    /// backup of the installation; `Named` uses the backup given in `name`.
+    #[serde(default)]
+    pub mode: DrillBackupMode,
+    /// Name of the `Backup` to restore (with `mode: Named`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How a drill picks its backup.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DrillBackupMode {
+    #[default]
+    Fresh,
+    Latest,
+    Named,
+}
+
+/// Everything about a drill except which backup it restores; also the template
+/// a `BackupSchedule` uses for its drills.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillTemplate {
+    /// The scratch database restored into. It is dropped and recreated, so it must
+    /// never be a database anyone uses; the drill refuses a target that is the
+    /// backup's source (same server identity and database name).
+    pub target: DrillTarget,
+    /// Recovery point objective: the restore point may be at most this old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<DurationString>,
+    /// Recovery time objective: download, restore and verification together may
+    /// take at most this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<DurationString>,
+    /// `Counts` compares exact row counts; `Checksums` also compares content digests
+    /// (needs a backup taken with `Checksums`).
+    #[serde(default)]
+    pub verify: VerifyMode,
+    /// Tables to compare, as `schema.table`. Empty means every table in the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// Parallel `pg_restore` jobs. Default: the CPU count of the restore Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub restore_jobs: Option<u32>,
+    /// `Delete` drops the scratch database after the drill; `Retain` keeps it for
+    /// inspection.
+    #[serde(default)]
+    pub cleanup: CleanupPolicy,
+}
+
+/// Where a drill restores to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillTarget {
+    /// Secret key holding a libpq connection URL of the target server; the user
+    /// needs `CREATEDB` (or superuser) to drop and recreate the scratch database.
+    pub connection_secret_ref: SecretKeyRef,
+    /// Scratch database name; overrides the database named in the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$"))]
+    pub database: Option<String>,
+}
+
+/// What happens to the scratch database after a drill.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CleanupPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+/// Steps of a drill.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DrillPhase {
+    Pending,
+    BackingUp,
+    Restoring,
+    Verifying,
+    Succeeded,
+    Failed,
+}
+
+/// Verdict of a finished drill.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DrillResult {
+    Passed,
+    Failed,
+}
+
+/// Observed state and verdict of a drill. A failed drill still reports
+/// everything it measured.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryDrillStatus {
+    /// Current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<DrillPhase>,
+    /// `Passed` or `Failed` once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<DrillResult>,
+    /// Every reason the drill failed, each naming the step and the numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// `Ready` (finished), `Passed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The backup restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<DrillBackupInfo>,
+    /// Measured recovery point vs objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<ObjectiveResult>,
+    /// Measured recovery time vs objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<ObjectiveResult>,
+    /// Duration of each step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<DrillTimings>,
+    /// Per-table comparison of the restored database with the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parity: Vec<TableParity>,
+    /// Object-storage URL of the Markdown report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    /// The Job of the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// When the drill started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the verdict was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The backup a drill restored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillBackupInfo {
+    /// Backup name.
+    pub name: String,
+    /// Object-storage URL of the backup directory.
+    pub location: String,
+    /// The restore point.
+    pub snapshot_time: DateTime<Utc>,
+    /// When the backup finished.
+    pub completed_at: DateTime<Utc>,
+    /// Whether the drill took this backup itself.
+    pub fresh: bool,
+}
+
+/// A measured time against its objective.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectiveResult {
+    /// Measured value in seconds.
+    pub measured_seconds: f64,
+    /// Objective in seconds, when one was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective_seconds: Option<f64>,
+    /// Whether the objective was met (absent without an objective).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+    /// Human-readable `measured / objective`, e.g. `14m2s / 15m`.
+    pub summary: String,
+}
+
+/// Duration of each drill step in seconds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillTimings {
+    /// Taking the fresh backup (absent for an existing backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_seconds: Option<f64>,
+    /// Downloading the dump and checking its size and SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_seconds: Option<f64>,
+    /// Recreating the scratch database and running pg_restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    /// Counting (or checksumming) the restored tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity_seconds: Option<f64>,
+    /// Whole drill, first step to verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_seconds: Option<f64>,
+}
+
+/// One table's restored numbers against the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableParity {
+    /// `schema.table`.
+    pub table: String,
+    /// Row count recorded in the manifest.
+    pub expected: i64,
+    /// Row count found after the restore (absent when the table is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<i64>,
+    /// Digest recorded in the manifest (checksum mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_checksum: Option<String>,
+    /// Digest found after the restore (checksum mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_checksum: Option<String>,
+    /// Whether every compared number is equal.
+    #[serde(rename = "match")]
+    pub matches: bool,
+}

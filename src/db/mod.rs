@@ -1,0 +1,147 @@
+//! PostgreSQL access: connections, the Artifortress schema (migrations) and
+//! demo data. Nothing here knows about Kubernetes.
+
+pub mod seed;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// The Artifortress schema, embedded at compile time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of this module; every message names the database (without its password).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL {url}: {reason}; expected postgres://user:password@host:5432/dbname")]
+    InvalidUrl { url: String, reason: String },
+    #[error("connecting to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("applying migrations to {url}: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
+    #[error(
+        "refusing to seed {url}: it already holds data ({rows} rows in tenants and audit_log); pass --reset to truncate every Artifortress table first"
+    )]
+    NotEmpty { url: String, rows: i64 },
+    #[error("{context} on {url}: {source}")]
+    Query { context: String, url: String, source: sqlx::Error },
+}
+
+/// A PostgreSQL connection URL whose `Display` never shows the password, so it can
+/// go into logs and error messages.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    redacted: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, DbError> {
+        let parsed = url::Url::parse(raw)
+            .map_err(|e| DbError::InvalidUrl { url: "<unparseable>".to_string(), reason: e.to_string() })?;
+        let redacted = redact_url(&parsed);
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(DbError::InvalidUrl {
+                url: redacted,
+                reason: format!("scheme {:?} is not postgres", parsed.scheme()),
+            });
+        }
+        PgConnectOptions::from_str(raw)
+            .map_err(|e| DbError::InvalidUrl { url: redacted.clone(), reason: e.to_string() })?;
+        Ok(DatabaseUrl { raw: raw.to_string(), redacted })
+    }
+
+    /// The URL with credentials, for the client library and child processes only.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(&self.raw)
+            .expect("validated in parse")
+            .application_name("artifortress-operator")
+            // Bulk work (seed, counts over large tables) is slow by design; keep
+            // sqlx's slow-statement warnings out of the operator's logs.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+    }
+
+    /// Database name from the URL path (libpq defaults it to the user name).
+    pub fn database(&self) -> String {
+        let opts = self.connect_options();
+        opts.get_database().map(str::to_string).unwrap_or_else(|| opts.get_username().to_string())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted)
+    }
+}
+
+/// The URL with its password (and any `password=` query parameter) masked.
+pub fn redact_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A small pool; `max_connections` bounds the load this process puts on the server.
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<PgPool, DbError> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(url.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: url.to_string(), source })
+}
+
+/// Applies every pending migration; running it again is a no-op.
+pub async fn migrate(pool: &PgPool, url: &DatabaseUrl) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await.map_err(|source| DbError::Migrate { url: url.to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_never_shows_the_password() {
+        let url = DatabaseUrl::parse("postgres://app:s3cr3t@db:5432/af?sslmode=disable").unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/af?sslmode=disable");
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+        assert_eq!(url.database(), "af");
+
+        let url = DatabaseUrl::parse("postgres://app@db/af?password=s3cr3t").unwrap();
+        assert!(!url.to_string().contains("s3cr3t"), "{url}");
+    }
+
+    #[test]
+    fn bad_urls_are_explained_without_secrets() {
+        let err = DatabaseUrl::parse("mysql://root:hunter2@db/af").err().unwrap().to_string();
+        assert!(err.contains("not postgres") && !err.contains("hunter2"), "{err}");
+        let err = DatabaseUrl::parse("not a url").err().unwrap().to_string();
+        assert!(err.contains("expected postgres://"), "{err}");
+    }
+}

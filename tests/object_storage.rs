@@ -1,0 +1,90 @@
+//! The S3 server of the test environment answers the calls the stores rely on,
+//! through aws-sdk-s3 over HTTP.
+
+mod support;
+
+use aws_sdk_s3::primitives::ByteStream;
+use support::{s3_client, unique_name};
+
+#[tokio::test]
+async fn put_get_list_delete_round_trip() {
+    let s3 = s3_client().await;
+    let bucket = unique_name("roundtrip");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+
+    let body = b"artifortress backup bytes \x00\x01\x02".to_vec();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("prod/af/b1/dump")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .expect("put");
+    let got = s3.get_object().bucket(&bucket).key("prod/af/b1/dump").send().await.expect("get");
+    assert_eq!(got.content_length(), Some(body.len() as i64));
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), body);
+
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix("prod/af/").send().await.expect("list");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["prod/af/b1/dump"]);
+
+    s3.delete_object().bucket(&bucket).key("prod/af/b1/dump").send().await.expect("delete");
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.expect("list after delete");
+    assert!(listed.contents().is_empty());
+    s3.delete_bucket().bucket(&bucket).send().await.expect("delete bucket");
+}
+
+#[tokio::test]
+async fn multipart_upload_and_abort_leave_nothing_behind() {
+    let s3 = s3_client().await;
+    let bucket = unique_name("multipart");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+
+    // Three parts (S3 requires >= 5 MiB for every part but the last).
+    let part = vec![7u8; 5 * 1024 * 1024];
+    let up = s3.create_multipart_upload().bucket(&bucket).key("big").send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for n in 1..=3 {
+        let body = if n == 3 { vec![9u8; 1024] } else { part.clone() };
+        let p = s3
+            .upload_part()
+            .bucket(&bucket)
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(n).e_tag(p.e_tag().unwrap()).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .expect("complete multipart upload");
+    let head = s3.head_object().bucket(&bucket).key("big").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(2 * 5 * 1024 * 1024 + 1024));
+
+    // An aborted upload is gone from ListMultipartUploads.
+    let up = s3.create_multipart_upload().bucket(&bucket).key("aborted").send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    s3.upload_part()
+        .bucket(&bucket)
+        .key("aborted")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(part))
+        .send()
+        .await
+        .unwrap();
+    let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert_eq!(open.uploads().len(), 1);
+    s3.abort_multipart_upload().bucket(&bucket).key("aborted").upload_id(id).send().await.unwrap();
+    let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(open.uploads().is_empty(), "no multipart upload left behind");
+}
