@@ -8,7 +8,7 @@ BIN := target/debug/artifortress-operator
 .PHONY: test fmt-check clippy test-build crds build
 
 test: fmt-check clippy test-build
-	hack/test-env.sh run -- $(CARGO) test --all-targets
+	hack/test-env.sh run -- $(CARGO) test --all-targets --no-fail-fast
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -5,3 +5,10 @@ pub mod api;
 pub mod crdgen;
 pub mod db;
 pub mod telemetry;
+
+/// Chooses the TLS crypto provider for the whole process. kube-rs (ring) and
+/// aws-sdk-s3 (aws-lc-rs) each enable one, and rustls refuses to guess between
+/// two; call this before creating any client. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -54,6 +54,7 @@ const EXIT_USAGE: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    artifortress_operator::install_crypto_provider();
     telemetry::init(cli.log_format);
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,

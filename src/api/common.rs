@@ -113,8 +113,7 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// Machine-readable CamelCase reason for the last transition.
     pub reason: String,
-    /// Human-readable detail: what happened and what to do about it.
-    #[serde(default)]
+    /// Human-readable detail: what happened and what to do about it (may be empty).
     pub message: String,
     /// When the status last changed.
     pub last_transition_time: DateTime<Utc>,

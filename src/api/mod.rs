@@ -21,7 +21,30 @@ use kube::CustomResourceExt;
 
 /// Every CRD this operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Artifortress::crd(), Backup::crd(), BackupSchedule::crd(), RecoveryDrill::crd()]
+    [Artifortress::crd(), Backup::crd(), BackupSchedule::crd(), RecoveryDrill::crd()]
+        .into_iter()
+        .map(without_null_enum_values)
+        .collect()
+}
+
+/// schemars lists `null` among the `enum` values of some optional enum fields;
+/// the API server rejects that (`nullable: true` already admits null).
+fn without_null_enum_values(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                    values.retain(|v| !v.is_null());
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(&crd).expect("a CRD serialises to JSON");
+    strip(&mut json);
+    serde_json::from_value(json).expect("stripping enum values keeps a valid CRD")
 }
 
 /// One CRD as the YAML document written to `crds/`.

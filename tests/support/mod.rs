@@ -83,6 +83,7 @@ pub fn operator_bin() -> &'static str {
 /// An S3 client for the harness's Garage server (path-style, static test keys).
 pub async fn s3_client() -> aws_sdk_s3::Client {
     let endpoint = env("AF_TEST_S3_ENDPOINT");
+    artifortress_operator::install_crypto_provider();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .load()
@@ -94,5 +95,6 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
 /// A Kubernetes client for the harness's kube-apiserver as cluster admin.
 pub async fn kube_client() -> kube::Client {
     env("KUBECONFIG");
+    artifortress_operator::install_crypto_provider();
     kube::Client::try_default().await.expect("kube client from the harness kubeconfig")
 }
