@@ -4,6 +4,8 @@
 pub mod api;
 pub mod crdgen;
 pub mod db;
+pub mod engine;
+pub mod store;
 pub mod telemetry;
 
 /// Chooses the TLS crypto provider for the whole process. kube-rs (ring) and

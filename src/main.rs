@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use artifortress_operator::api::common::{DurationString, VerifyMode};
 use artifortress_operator::db::{self, DatabaseUrl, seed::Scale};
-use artifortress_operator::{crdgen, telemetry};
+use artifortress_operator::engine::backup::BackupRequest;
+use artifortress_operator::engine::drill::{BackupChoice, DrillRequest};
+use artifortress_operator::engine::progress::{Progress, human_bytes, human_duration};
+use artifortress_operator::engine::restore::RestoreRequest;
+use artifortress_operator::engine::{self, EngineError};
+use artifortress_operator::{crdgen, store, telemetry};
 
 #[derive(Parser)]
 #[command(name = "artifortress-operator", version, about = "Provable disaster recovery for Artifortress")]
@@ -44,6 +50,116 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// Take one consistent backup of a database into a store.
+    Backup {
+        /// Database to back up: postgres://user:password@host:port/dbname
+        #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
+        source: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Backup name (default: backup-YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
+    /// Restore a backup into a scratch database and verify it against the manifest.
+    Restore {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Name of the backup to restore.
+        #[arg(long)]
+        backup: String,
+        #[command(flatten)]
+        target: RestoreArgs,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
+    /// A full recovery drill: backup (or existing), restore, parity, RPO/RTO, report.
+    /// Exit code 0 = passed, 1 = drill failed, 2 = bad usage or configuration.
+    Drill {
+        /// Database to back up for a fresh drill: postgres://…
+        #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
+        source: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Restore this existing backup instead of taking a fresh one.
+        #[arg(long, conflicts_with = "latest")]
+        backup: Option<String>,
+        /// Restore the newest complete backup in the store.
+        #[arg(long)]
+        latest: bool,
+        #[command(flatten)]
+        target: RestoreArgs,
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Recovery point objective, e.g. 15m.
+        #[arg(long)]
+        rpo: Option<String>,
+        /// Recovery time objective, e.g. 30m.
+        #[arg(long)]
+        rto: Option<String>,
+        /// Write the Markdown report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the JSON result (the shape of RecoveryDrill.status) here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Keep the scratch database after the drill.
+        #[arg(long)]
+        keep_target: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct StoreArg {
+    /// Where backups live: file:///path or s3://bucket/prefix?endpoint=…&region=…&path_style=true
+    /// (S3 credentials from the AWS environment, never from the URL).
+    #[arg(long)]
+    store: String,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Tables to verify, as schema.table (repeat or comma-separate); default: all user tables.
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// counts (exact row counts) or checksums (counts plus content digests).
+    #[arg(long, value_enum, default_value = "counts")]
+    verify: VerifyMode,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// Scratch database to restore into (dropped and recreated): postgres://…/scratch_db
+    #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
+    target: String,
+    /// Parallel pg_restore jobs (default: CPU count).
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// Directory to stage the archive in (pg_restore -j needs a file); default: system temp.
+    #[arg(long)]
+    staging_dir: Option<PathBuf>,
+}
+
+impl RestoreArgs {
+    fn request(&self, backup: String, verify: &VerifyArgs) -> RestoreRequest {
+        RestoreRequest {
+            backup,
+            jobs: self.jobs,
+            tables: verify.tables.clone(),
+            verify: verify.verify,
+            staging_dir: self.staging_dir.clone(),
+        }
+    }
+}
+
+fn engine_failure(e: EngineError) -> Failure {
+    if e.is_usage() { usage(e) } else { failed(e) }
+}
+
+fn parse_objective(flag: &str, value: Option<String>) -> Result<Option<std::time::Duration>, Failure> {
+    value.map(|v| DurationString(v).parse().map_err(|e| usage(format!("--{flag}: {e}")))).transpose()
 }
 
 /// Exit codes shared by every command: 0 success, 1 the operation failed,
@@ -116,6 +232,109 @@ async fn run(command: Command) -> Result<(), Failure> {
                 report.database_bytes as f64 / 1_048_576.0
             );
             Ok(())
+        }
+        Command::Backup { source, store, name, verify } => {
+            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let request = BackupRequest {
+                name: name.unwrap_or_else(|| engine::backup::default_name(chrono::Utc::now())),
+                tables: verify.tables,
+                verify: verify.verify,
+            };
+            let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
+                .await
+                .map_err(engine_failure)?;
+            println!("backup     {}", m.backup_name);
+            println!("location   {}/{}/", store.url().trim_end_matches('/'), m.backup_name);
+            println!(
+                "source     {} on server {} (PostgreSQL {})",
+                m.source.database, m.source.system_identifier, m.source.server_version
+            );
+            println!("snapshot   {}", m.snapshot_time.to_rfc3339());
+            println!(
+                "duration   {}",
+                human_duration((m.completed_at - m.started_at).num_milliseconds() as f64 / 1000.0)
+            );
+            println!(
+                "dump       {} (archive {}), sha256 {}",
+                human_bytes(m.dump.size_bytes),
+                human_bytes(m.dump.archive_bytes),
+                m.dump.sha256
+            );
+            println!("tables     {} ({} rows)", m.tables.len(), m.tables.iter().map(|t| t.rows).sum::<i64>());
+            Ok(())
+        }
+        Command::Restore { store, backup, target, verify } => {
+            let target_url = DatabaseUrl::parse(&target.target).map_err(usage)?;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let outcome = engine::restore::run(
+                store.as_ref(),
+                &target_url,
+                &target.request(backup, &verify),
+                &Progress::new("restore"),
+            )
+            .await
+            .map_err(engine_failure)?;
+            for p in &outcome.parity {
+                let restored = p.restored.map_or("missing".to_string(), |r| r.to_string());
+                println!(
+                    "{:<50} expected {:>10}  restored {:>10}  {}",
+                    p.table,
+                    p.expected,
+                    restored,
+                    if p.matches { "ok" } else { "MISMATCH" }
+                );
+            }
+            if outcome.failures.is_empty() {
+                println!("restored {} into {target_url}: every table matches", outcome.manifest.backup_name);
+                Ok(())
+            } else {
+                Err(failed(outcome.failures.join("\n")))
+            }
+        }
+        Command::Drill { source, store, backup, latest, target, verify, rpo, rto, report, json, keep_target } => {
+            let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
+            let target_url = DatabaseUrl::parse(&target.target).map_err(usage)?;
+            let rpo = parse_objective("rpo", rpo)?;
+            let rto = parse_objective("rto", rto)?;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let choice = match (backup, latest) {
+                (Some(name), _) => BackupChoice::Named(name),
+                (None, true) => BackupChoice::Latest,
+                (None, false) => BackupChoice::Fresh(BackupRequest {
+                    name: engine::backup::default_name(chrono::Utc::now()),
+                    tables: verify.tables.clone(),
+                    verify: verify.verify,
+                }),
+            };
+            let request = DrillRequest {
+                source,
+                target: target_url,
+                backup: choice,
+                restore: target.request(String::new(), &verify),
+                rpo,
+                rto,
+                keep_target,
+            };
+            let outcome =
+                engine::drill::run(store.as_ref(), &request, &Progress::new("drill")).await.map_err(engine_failure)?;
+            if let Some(path) = &report {
+                std::fs::write(path, &outcome.report_markdown)
+                    .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+                eprintln!("drill: report written to {}", path.display());
+            }
+            if let Some(path) = &json {
+                let text = serde_json::to_string_pretty(&outcome.status).expect("status serialises");
+                std::fs::write(path, text).map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+            }
+            if let Some(stored) = &outcome.status.report {
+                eprintln!("drill: report stored at {stored}");
+            }
+            if outcome.passed() {
+                Ok(())
+            } else {
+                Err(failed(format!("drill failed:\n  {}", outcome.status.failures.join("\n  "))))
+            }
         }
     }
 }

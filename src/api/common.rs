@@ -35,7 +35,7 @@ pub struct ArtifortressRef {
 }
 
 /// What a backup records about each table so that a restore can be proven equal.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, clap::ValueEnum)]
 pub enum VerifyMode {
     /// Exact row counts, taken inside the backup's snapshot.
     #[default]

@@ -69,6 +69,43 @@ impl DatabaseUrl {
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
     }
 
+    /// The same server and credentials, another database (e.g. `postgres` for
+    /// maintenance such as dropping the scratch database).
+    pub fn with_database(&self, database: &str) -> DatabaseUrl {
+        let mut u = url::Url::parse(&self.raw).expect("validated in parse");
+        u.set_path(&format!("/{}", urlencode_path_segment(database)));
+        DatabaseUrl::parse(u.as_str()).expect("changing the path keeps a valid URL")
+    }
+
+    /// The libpq environment for child processes (pg_dump, pg_restore). The
+    /// password travels here, never on a command line where `ps` would show it.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let opts = self.connect_options();
+        let u = url::Url::parse(&self.raw).expect("validated in parse");
+        let mut env = vec![
+            ("PGHOST", opts.get_host().to_string()),
+            ("PGPORT", opts.get_port().to_string()),
+            ("PGUSER", opts.get_username().to_string()),
+            ("PGDATABASE", self.database()),
+            ("PGAPPNAME", "artifortress-operator".to_string()),
+        ];
+        if let Some(password) = u.password() {
+            env.push(("PGPASSWORD", percent_decode(password)));
+        }
+        for (key, value) in u.query_pairs() {
+            let var = match key.as_ref() {
+                "sslmode" => "PGSSLMODE",
+                "sslrootcert" => "PGSSLROOTCERT",
+                "sslcert" => "PGSSLCERT",
+                "sslkey" => "PGSSLKEY",
+                "password" => "PGPASSWORD",
+                _ => continue,
+            };
+            env.push((var, value.into_owned()));
+        }
+        env
+    }
+
     /// Database name from the URL path (libpq defaults it to the user name).
     pub fn database(&self) -> String {
         let opts = self.connect_options();
@@ -86,6 +123,14 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DatabaseUrl({})", self.redacted)
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn urlencode_path_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The URL with its password (and any `password=` query parameter) masked.
@@ -135,6 +180,22 @@ mod tests {
 
         let url = DatabaseUrl::parse("postgres://app@db/af?password=s3cr3t").unwrap();
         assert!(!url.to_string().contains("s3cr3t"), "{url}");
+    }
+
+    #[test]
+    fn child_processes_get_the_connection_through_libpq_variables() {
+        let url = DatabaseUrl::parse("postgres://app:p%40ss@db.example:6432/af?sslmode=require").unwrap();
+        let env = url.libpq_env();
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PGHOST"), Some("db.example"));
+        assert_eq!(get("PGPORT"), Some("6432"));
+        assert_eq!(get("PGUSER"), Some("app"));
+        assert_eq!(get("PGPASSWORD"), Some("p@ss"));
+        assert_eq!(get("PGDATABASE"), Some("af"));
+        assert_eq!(get("PGSSLMODE"), Some("require"));
+        let scratch = url.with_database("af drill");
+        assert_eq!(scratch.database(), "af drill");
+        assert_eq!(scratch.libpq_env().iter().find(|(n, _)| *n == "PGPASSWORD").unwrap().1, "p@ss");
     }
 
     #[test]

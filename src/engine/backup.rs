@@ -1,0 +1,275 @@
+//! One consistent backup: counts inside an exported snapshot, `pg_dump` of that
+//! same snapshot streamed through zstd into the store, manifest written last.
+//!
+//! pg_dump writes an uncompressed custom-format archive (`-Fc -Z0`) and we
+//! compress it with zstd level 1: pg_dump's own zlib is single-threaded and slow,
+//! zstd is both faster and smaller, and the archive stays pg_restore's format.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+
+use crate::api::common::VerifyMode;
+use crate::db::{DatabaseUrl, DbError};
+use crate::store::{BackupStore, ByteStream};
+
+use super::manifest::{DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest};
+use super::pgtools::PgTools;
+use super::progress::{Progress, human_bytes};
+use super::{EngineError, source, validate_backup_name};
+
+/// What to back up.
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    pub name: String,
+    /// Tables whose numbers the manifest records; empty means all user tables.
+    pub tables: Vec<String>,
+    pub verify: VerifyMode,
+}
+
+/// Default backup name: `backup-20261127-231500`.
+pub fn default_name(now: DateTime<Utc>) -> String {
+    now.format("backup-%Y%m%d-%H%M%S").to_string()
+}
+
+/// Takes a backup of `source` into `store` and returns its manifest. On any
+/// failure nothing is left that looks like a backup: no manifest is written and
+/// the dump upload is aborted (or deleted when only the counts failed).
+pub async fn run(
+    source_url: &DatabaseUrl,
+    store: &dyn BackupStore,
+    request: &BackupRequest,
+    progress: &Progress,
+) -> Result<Manifest, EngineError> {
+    let name = &request.name;
+    validate_backup_name(name)?;
+    match store.get_bytes(&Manifest::key(name)).await {
+        Ok(_) => {
+            return Err(EngineError::Config(format!(
+                "backup {name:?} already exists in {}; choose another --name",
+                store.url()
+            )));
+        }
+        Err(crate::store::StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let swept = store.clean_incomplete(&format!("{name}/")).await?;
+    if swept > 0 {
+        progress.step(format!("removed {swept} unfinished upload(s) of an earlier attempt"));
+    }
+
+    let started_at = Utc::now();
+    let db_err = |context: &str| {
+        let context = context.to_string();
+        move |source| EngineError::Db(DbError::Query { context, url: source_url.to_string(), source })
+    };
+    let mut snap = PgConnection::connect_with(&source_url.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: source_url.to_string(), source })?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut snap)
+        .await
+        .map_err(db_err("starting the snapshot transaction"))?;
+    // statement_timestamp() is taken just before the snapshot, so the recorded
+    // restore point is never later than the data (RPO errs on the safe side).
+    let (snapshot_id, snapshot_time): (String, DateTime<Utc>) =
+        sqlx::query_as("SELECT pg_export_snapshot(), statement_timestamp()")
+            .fetch_one(&mut snap)
+            .await
+            .map_err(db_err("exporting the snapshot"))?;
+    let identity = source::identity(&mut snap)
+        .await
+        .map_err(db_err("reading the server identity (needs superuser or pg_monitor for pg_control_system())"))?;
+    let tools = PgTools::for_server(identity.major).await?;
+    let tables = source::select_tables(
+        source::user_tables(&mut snap).await.map_err(db_err("listing tables"))?,
+        &request.tables,
+    )?;
+    progress.step(format!(
+        "snapshot {snapshot_id} of {} ({} tables, PostgreSQL {}); dumping with {}",
+        identity.source.database,
+        tables.len(),
+        identity.source.server_version,
+        tools.version
+    ));
+
+    // A second connection counts in the same snapshot, beside the first.
+    let mut counters = vec![snap];
+    let mut extra = source::connections(source_url, 1).await?;
+    for conn in &mut extra {
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("starting a counting transaction"))?;
+        sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot_id}'"))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err("importing the snapshot"))?;
+    }
+    counters.extend(extra);
+
+    let dump_key = format!("{name}/{DUMP_FILE}");
+    let stats = Arc::new(Mutex::new(DumpStats::default()));
+    let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
+    let (uploaded, counted) =
+        tokio::join!(store.put_stream(&dump_key, body), source::measure_tables(&mut counters, &tables, request.verify));
+    // Only now may the snapshot go: pg_dump has finished with it.
+    drop(counters);
+
+    let pg_dump_failure = stats.lock().unwrap().failure.clone();
+    let stored_bytes = match (uploaded, pg_dump_failure) {
+        (_, Some(detail)) => return Err(EngineError::Tool { tool: "pg_dump", detail }),
+        (Err(e), None) => return Err(e.into()),
+        (Ok(n), None) => n,
+    };
+    let tables = match counted {
+        Ok(tables) => tables,
+        Err(source) => {
+            // The dump is complete but unproven; without a manifest it is no backup.
+            let _ = store.delete(&dump_key).await;
+            return Err(db_err("counting rows in the snapshot")(source));
+        }
+    };
+    let (sha256, archive_bytes) = {
+        let stats = stats.lock().unwrap();
+        (hex::encode(stats.sha256.clone().finalize()), stats.archive_bytes)
+    };
+    progress.step(format!(
+        "stored {} (archive {}) in {}",
+        human_bytes(stored_bytes),
+        human_bytes(archive_bytes),
+        store.url()
+    ));
+
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        backup_name: name.clone(),
+        source: identity.source,
+        snapshot_time,
+        started_at,
+        completed_at: Utc::now(),
+        dump: DumpInfo {
+            file: DUMP_FILE.to_string(),
+            format: "custom".to_string(),
+            compression: "zstd".to_string(),
+            size_bytes: stored_bytes,
+            sha256,
+            archive_bytes,
+        },
+        verify: request.verify,
+        tables,
+        pg_dump_version: tools.version.clone(),
+        tool_version: format!("artifortress-operator {}", env!("CARGO_PKG_VERSION")),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    store.put_bytes(&Manifest::key(name), json).await?;
+    Ok(manifest)
+}
+
+#[derive(Default)]
+struct DumpStats {
+    /// Bytes pg_dump wrote (the archive pg_restore will read).
+    archive_bytes: u64,
+    /// SHA-256 of the stored (compressed) bytes.
+    sha256: Sha256,
+    /// pg_dump's failure, when it exited non-zero or wrote nothing.
+    failure: Option<String>,
+}
+
+/// pg_dump's output, compressed and hashed, as a stream for the store. The stream
+/// ends with an error — so the store aborts the upload — unless pg_dump exits
+/// successfully after writing something.
+fn dump_stream(
+    tools: &PgTools,
+    source_url: &DatabaseUrl,
+    snapshot_id: &str,
+    stats: Arc<Mutex<DumpStats>>,
+) -> Result<ByteStream, EngineError> {
+    let mut child = tokio::process::Command::new(tools.pg_dump())
+        .args(["--format=custom", "--compress=0", "--no-password"])
+        .arg(format!("--snapshot={snapshot_id}"))
+        .envs(source_url.libpq_env())
+        .env_remove("PGSERVICE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(EngineError::io(format!("starting {}", tools.pg_dump().display())))?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 8 * 1024));
+
+    let counting = CountingReader { inner: stdout, stats: stats.clone() };
+    let encoder = async_compression::tokio::bufread::ZstdEncoder::with_quality(
+        BufReader::with_capacity(1 << 20, counting),
+        async_compression::Level::Precise(1),
+    );
+    Ok(Box::pin(async_stream::stream! {
+        let mut chunks = tokio_util::io::ReaderStream::with_capacity(encoder, 1 << 20);
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    stats.lock().unwrap().sha256.update(&chunk);
+                    yield Ok(chunk);
+                }
+                Err(e) => {
+                    yield Err(e);
+                    return;
+                }
+            }
+        }
+        let status = child.wait().await;
+        let stderr = stderr.await.unwrap_or_default();
+        let failure = match status {
+            Ok(s) if s.success() && stats.lock().unwrap().archive_bytes > 0 => None,
+            Ok(s) if s.success() => Some("pg_dump exited successfully but wrote nothing".to_string()),
+            Ok(s) => Some(format!("pg_dump {s}: {}", stderr.trim())),
+            Err(e) => Some(format!("waiting for pg_dump: {e}")),
+        };
+        if let Some(failure) = failure {
+            stats.lock().unwrap().failure = Some(failure.clone());
+            yield Err(std::io::Error::other(failure));
+        }
+    }))
+}
+
+/// Counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    stats: Arc<Mutex<DumpStats>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.stats.lock().unwrap().archive_bytes += read;
+        poll
+    }
+}
+
+/// The last `limit` bytes of a child's stderr (the error is at the end).
+pub(crate) async fn read_tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> String {
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > limit {
+            tail.drain(..tail.len() - limit);
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}

@@ -1,0 +1,162 @@
+//! The human-readable drill report (Markdown), rendered from the same status
+//! the JSON result and the `RecoveryDrill` resource carry.
+
+use std::fmt::Write;
+
+use crate::api::recovery_drill::{DrillResult, ObjectiveResult, RecoveryDrillStatus};
+
+use super::progress::human_duration;
+
+/// Where the drill ran, for the report header (URLs already without secrets).
+pub struct ReportContext<'a> {
+    pub drill_name: &'a str,
+    pub source: Option<&'a str>,
+    pub target: &'a str,
+    pub store: &'a str,
+}
+
+pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
+    let mut md = String::new();
+    let verdict = match status.result {
+        Some(DrillResult::Passed) => "PASSED",
+        _ => "FAILED",
+    };
+    let _ = writeln!(md, "# Recovery drill {}: {verdict}\n", ctx.drill_name);
+    if let (Some(start), Some(end)) = (status.started_at, status.completed_at) {
+        let _ = writeln!(md, "- Started: {}\n- Finished: {}", start.to_rfc3339(), end.to_rfc3339());
+    }
+    if let Some(source) = ctx.source {
+        let _ = writeln!(md, "- Source: `{source}`");
+    }
+    let _ = writeln!(md, "- Target (scratch): `{}`\n- Store: `{}`", ctx.target, ctx.store);
+    if let Some(b) = &status.backup {
+        let _ = writeln!(
+            md,
+            "- Backup: `{}` ({}), snapshot {}, completed {}",
+            b.name,
+            if b.fresh { "taken by this drill" } else { "existing" },
+            b.snapshot_time.to_rfc3339(),
+            b.completed_at.to_rfc3339()
+        );
+    }
+
+    md.push_str("\n## Verdict\n\n");
+    if status.failures.is_empty() {
+        md.push_str("Every check passed.\n");
+    } else {
+        for failure in &status.failures {
+            let _ = writeln!(md, "- {failure}");
+        }
+    }
+
+    md.push_str("\n## Objectives\n\n| objective | measured | target | met |\n|---|---|---|---|\n");
+    for (label, objective) in
+        [("RPO (age of the restore point)", &status.rpo), ("RTO (restore start to verified)", &status.rto)]
+    {
+        match objective {
+            Some(o) => {
+                let _ =
+                    writeln!(md, "| {label} | {} | {} | {} |", human_duration(o.measured_seconds), target(o), met(o));
+            }
+            None => {
+                let _ = writeln!(md, "| {label} | not measured | | |");
+            }
+        }
+    }
+
+    if let Some(t) = &status.timings {
+        md.push_str("\n## Timings\n\n| step | duration |\n|---|---|\n");
+        for (step, value) in [
+            ("backup", t.backup_seconds),
+            ("download and verify checksum", t.download_seconds),
+            ("recreate database and pg_restore", t.restore_seconds),
+            ("parity", t.parity_seconds),
+            ("whole drill", t.total_seconds),
+        ] {
+            if let Some(v) = value {
+                let _ = writeln!(md, "| {step} | {} ({v:.3} s) |", human_duration(v));
+            }
+        }
+    }
+
+    if !status.parity.is_empty() {
+        let all = status.parity.len();
+        let ok = status.parity.iter().filter(|p| p.matches).count();
+        let _ = writeln!(md, "\n## Table parity ({ok} of {all} match)\n");
+        let checksums = status.parity.iter().any(|p| p.expected_checksum.is_some());
+        if checksums {
+            md.push_str("| table | expected rows | restored rows | expected checksum | restored checksum | match |\n|---|---:|---:|---:|---:|---|\n");
+        } else {
+            md.push_str("| table | expected rows | restored rows | match |\n|---|---:|---:|---|\n");
+        }
+        for p in &status.parity {
+            let restored = p.restored.map_or("missing".to_string(), |r| r.to_string());
+            let mark = if p.matches { "yes" } else { "**NO**" };
+            if checksums {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {restored} | {} | {} | {mark} |",
+                    p.table,
+                    p.expected,
+                    p.expected_checksum.as_deref().unwrap_or(""),
+                    p.restored_checksum.as_deref().unwrap_or("")
+                );
+            } else {
+                let _ = writeln!(md, "| `{}` | {} | {restored} | {mark} |", p.table, p.expected);
+            }
+        }
+    }
+    md
+}
+
+fn target(o: &ObjectiveResult) -> String {
+    o.objective_seconds.map_or("none".to_string(), human_duration)
+}
+
+fn met(o: &ObjectiveResult) -> &'static str {
+    match o.met {
+        Some(true) => "yes",
+        Some(false) => "**NO**",
+        None => "n/a",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::recovery_drill::{DrillPhase, DrillTimings, TableParity};
+
+    #[test]
+    fn a_failed_drill_reports_reasons_numbers_and_parity() {
+        let status = RecoveryDrillStatus {
+            phase: Some(DrillPhase::Failed),
+            result: Some(DrillResult::Failed),
+            failures: vec!["RTO objective missed: measured 2.0s exceeds the objective 1ms".into()],
+            rto: Some(ObjectiveResult {
+                measured_seconds: 2.0,
+                objective_seconds: Some(0.001),
+                met: Some(false),
+                summary: "2.0s / 1ms".into(),
+            }),
+            timings: Some(DrillTimings { restore_seconds: Some(1.5), ..Default::default() }),
+            parity: vec![TableParity {
+                table: "public.tenants".into(),
+                expected: 5,
+                restored: Some(5),
+                expected_checksum: None,
+                restored_checksum: None,
+                matches: true,
+            }],
+            ..Default::default()
+        };
+        let md = render(
+            &status,
+            &ReportContext { drill_name: "d1", source: None, target: "postgres://u:***@h/s", store: "file:///b" },
+        );
+        assert!(md.starts_with("# Recovery drill d1: FAILED"));
+        assert!(md.contains("- RTO objective missed"));
+        assert!(md.contains("| RTO (restore start to verified) | 2.0s | 1ms | **NO** |"));
+        assert!(md.contains("| `public.tenants` | 5 | 5 | yes |"));
+        assert!(md.contains("Table parity (1 of 1 match)"));
+    }
+}

@@ -1,0 +1,310 @@
+//! Restoring a backup into a scratch database and proving it equal.
+//!
+//! Order matters: the dump is downloaded and checked against the manifest
+//! (size, SHA-256) before the target is touched, and the target is refused when
+//! it is the backup's source. Only then is the scratch database recreated and
+//! `pg_restore -j` run. pg_restore cannot restore in parallel from a pipe, so the
+//! archive is staged on local disk (an `emptyDir` in the cluster).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+use tokio::io::AsyncWriteExt;
+
+use crate::api::backup::TableSnapshot;
+use crate::api::common::VerifyMode;
+use crate::api::recovery_drill::TableParity;
+use crate::db::{DatabaseUrl, DbError};
+use crate::store::BackupStore;
+
+use super::backup::read_tail;
+use super::manifest::Manifest;
+use super::pgtools::{PgTools, parse_major};
+use super::progress::{Progress, human_bytes};
+use super::{EngineError, parity, source};
+
+/// What to restore and how.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    pub backup: String,
+    /// Parallel pg_restore jobs; default: the CPU count.
+    pub jobs: Option<u32>,
+    /// Tables to compare; empty means every table in the manifest.
+    pub tables: Vec<String>,
+    pub verify: VerifyMode,
+    /// Where the archive is staged; default: the system temp directory.
+    pub staging_dir: Option<PathBuf>,
+}
+
+/// What a restore measured. Parity failures are reported, not raised: a drill
+/// reports everything it measured.
+#[derive(Clone, Debug)]
+pub struct RestoreOutcome {
+    pub manifest: Manifest,
+    pub started_at: DateTime<Utc>,
+    pub verified_at: DateTime<Utc>,
+    pub download_seconds: f64,
+    pub restore_seconds: f64,
+    pub parity_seconds: f64,
+    pub parity: Vec<TableParity>,
+    pub failures: Vec<String>,
+}
+
+pub async fn run(
+    store: &dyn BackupStore,
+    target: &DatabaseUrl,
+    request: &RestoreRequest,
+    progress: &Progress,
+) -> Result<RestoreOutcome, EngineError> {
+    let started_at = Utc::now();
+    let manifest = Manifest::load(store, &request.backup).await?;
+    if request.verify == VerifyMode::Checksums && manifest.verify != VerifyMode::Checksums {
+        return Err(EngineError::Config(format!(
+            "backup {:?} recorded counts only; checksum verification needs a backup taken with --verify checksums",
+            manifest.backup_name
+        )));
+    }
+    let expected = expected_tables(&manifest, &request.tables)?;
+
+    let scratch = target.database();
+    if ["postgres", "template0", "template1"].contains(&scratch.as_str()) {
+        return Err(EngineError::Refused(format!(
+            "the target database {scratch:?} is a system database and would be dropped; name a scratch database in the target URL"
+        )));
+    }
+    let (mut admin, admin_url) = connect_maintenance(target).await?;
+    let identity = source::identity(&mut admin).await.map_err(|source| DbError::Query {
+        context: "reading the target server identity".into(),
+        url: admin_url.to_string(),
+        source,
+    })?;
+    // The server's system identifier, not its address, decides: localhost and
+    // 127.0.0.1 (or a DNS alias) reach the same server.
+    if identity.source.system_identifier == manifest.source.system_identifier && scratch == manifest.source.database {
+        return Err(EngineError::Refused(format!(
+            "target {target} is the backup's source (database {scratch:?} on server {}); restore into a scratch database or another server",
+            identity.source.system_identifier
+        )));
+    }
+    let dump_major = parse_major(&manifest.pg_dump_version).unwrap_or(identity.major);
+    let tools = PgTools::for_server(identity.major.max(dump_major)).await?;
+
+    // 1. Download and verify; the target is untouched until this succeeds.
+    let t = Instant::now();
+    let staging = tempfile::Builder::new()
+        .prefix("artifortress-restore-")
+        .tempdir_in(request.staging_dir.clone().unwrap_or_else(std::env::temp_dir))
+        .map_err(EngineError::io("creating the staging directory"))?;
+    let archive = staging.path().join("archive.dump");
+    progress.step(format!(
+        "downloading {} ({}) from {}",
+        manifest.dump_key(),
+        human_bytes(manifest.dump.size_bytes),
+        store.url()
+    ));
+    download_verified(store, &manifest, &archive).await?;
+    let download_seconds = t.elapsed().as_secs_f64();
+    progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
+
+    // 2. Recreate the scratch database and restore.
+    let t = Instant::now();
+    recreate_database(&mut admin, &admin_url, &scratch).await?;
+    drop(admin);
+    let jobs = request.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    progress.step(format!("pg_restore -j {jobs} into {target}"));
+    pg_restore(&tools, target, &archive, jobs).await?;
+    drop(staging);
+    let restore_seconds = t.elapsed().as_secs_f64();
+
+    // 3. Parity, counting tables in parallel.
+    let t = Instant::now();
+    progress.step(format!("verifying {} tables ({:?})", expected.len(), request.verify));
+    let restored = measure_restored(target, &expected, request.verify, jobs as usize).await?;
+    let (parity, failures) = parity::compare(&expected, &restored);
+    let parity_seconds = t.elapsed().as_secs_f64();
+    Ok(RestoreOutcome {
+        manifest,
+        started_at,
+        verified_at: Utc::now(),
+        download_seconds,
+        restore_seconds,
+        parity_seconds,
+        parity,
+        failures,
+    })
+}
+
+/// The manifest's tables narrowed to the requested ones (counts only when the
+/// request does not verify checksums).
+fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<TableSnapshot>, EngineError> {
+    let all: Vec<source::Table> = manifest
+        .tables
+        .iter()
+        .map(|t| {
+            let (schema, name) = t.table.split_once('.').unwrap_or(("public", t.table.as_str()));
+            source::Table {
+                schema: schema.trim_matches('"').to_string(),
+                name: name.trim_matches('"').to_string(),
+                qualified: t.table.clone(),
+            }
+        })
+        .collect();
+    let chosen = source::select_tables(all, wanted)?;
+    Ok(manifest.tables.iter().filter(|t| chosen.iter().any(|c| c.qualified == t.table)).cloned().collect())
+}
+
+/// A connection to the target server outside the scratch database.
+async fn connect_maintenance(target: &DatabaseUrl) -> Result<(PgConnection, DatabaseUrl), EngineError> {
+    let mut last = None;
+    for db in ["postgres", "template1"] {
+        let url = target.with_database(db);
+        match PgConnection::connect_with(&url.connect_options()).await {
+            Ok(conn) => return Ok((conn, url)),
+            Err(e) => last = Some((url, e)),
+        }
+    }
+    let (url, source) = last.expect("tried at least one database");
+    Err(DbError::Connect { url: url.to_string(), source }.into())
+}
+
+/// Streams the dump to `archive`, decompressing on the way, and checks size and
+/// SHA-256 of the stored bytes against the manifest.
+async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive: &Path) -> Result<(), EngineError> {
+    let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
+    let mut body = store.get_stream(&manifest.dump_key()).await?;
+    let file = tokio::fs::File::create(archive).await.map_err(EngineError::io("creating the staged archive"))?;
+    let mut decoder =
+        async_compression::tokio::write::ZstdDecoder::new(tokio::io::BufWriter::with_capacity(1 << 20, file));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut decode_error = None;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| EngineError::Io { context: format!("downloading {}", manifest.dump_key()), source: e })?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        // Keep hashing after a decoding error: a checksum mismatch is the clearer diagnosis.
+        if decode_error.is_none()
+            && let Err(e) = decoder.write_all(&chunk).await
+        {
+            decode_error = Some(e);
+        }
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    if size != manifest.dump.size_bytes || sha256 != manifest.dump.sha256 {
+        return Err(corrupt(format!(
+            "checksum mismatch: the manifest records {} bytes with sha256 {}, the stored dump has {size} bytes with sha256 {sha256}",
+            manifest.dump.size_bytes, manifest.dump.sha256
+        )));
+    }
+    if decode_error.is_none()
+        && let Err(e) = decoder.shutdown().await
+    {
+        decode_error = Some(e);
+    }
+    if let Some(e) = decode_error {
+        return Err(corrupt(format!("the dump matches its checksum but does not decompress: {e}")));
+    }
+    Ok(())
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Terminates other sessions on the scratch database, drops and recreates it.
+async fn recreate_database(admin: &mut PgConnection, admin_url: &DatabaseUrl, name: &str) -> Result<(), EngineError> {
+    let err = |context: String| {
+        let url = admin_url.to_string();
+        move |source| EngineError::Db(DbError::Query { context, url, source })
+    };
+    // Refuse new connections first, so nothing reconnects between terminate and drop.
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut *admin)
+        .await
+        .map_err(err(format!("looking up database {name}")))?;
+    if exists {
+        sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", quote_ident(name)))
+            .execute(&mut *admin)
+            .await
+            .map_err(err(format!("closing database {name} to new connections")))?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut *admin)
+        .await
+        .map_err(err(format!("terminating connections to {name}")))?;
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name)))
+            .execute(&mut *admin)
+            .await
+            .map_err(err(format!("dropping database {name}")))?;
+    }
+    sqlx::query(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)))
+        .execute(&mut *admin)
+        .await
+        .map_err(err(format!("creating database {name}")))?;
+    Ok(())
+}
+
+async fn pg_restore(tools: &PgTools, target: &DatabaseUrl, archive: &Path, jobs: u32) -> Result<(), EngineError> {
+    let mut child = tokio::process::Command::new(tools.pg_restore())
+        .args(["--no-owner", "--no-acl", "--exit-on-error", "--no-password"])
+        .arg(format!("--jobs={jobs}"))
+        .arg(format!("--dbname={}", target.database()))
+        .arg(archive)
+        .envs(target.libpq_env())
+        .env_remove("PGSERVICE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(EngineError::io(format!("starting {}", tools.pg_restore().display())))?;
+    let stderr = read_tail(child.stderr.take().expect("piped"), 8 * 1024).await;
+    let status = child.wait().await.map_err(EngineError::io("waiting for pg_restore"))?;
+    if !status.success() {
+        return Err(EngineError::Tool { tool: "pg_restore", detail: format!("{status}: {}", stderr.trim()) });
+    }
+    Ok(())
+}
+
+/// Measures the expected tables in the restored database; tables that do not
+/// exist there are left out (and so reported missing).
+async fn measure_restored(
+    target: &DatabaseUrl,
+    expected: &[TableSnapshot],
+    mode: VerifyMode,
+    parallel: usize,
+) -> Result<Vec<TableSnapshot>, EngineError> {
+    let mut conns = source::connections(target, parallel.clamp(1, 8)).await?;
+    let db_err = |context: &'static str| {
+        let url = target.to_string();
+        move |source| EngineError::Db(DbError::Query { context: context.into(), url, source })
+    };
+    let present = source::user_tables(&mut conns[0]).await.map_err(db_err("listing restored tables"))?;
+    let tables: Vec<source::Table> =
+        present.into_iter().filter(|t| expected.iter().any(|e| e.table == t.qualified)).collect();
+    source::measure_tables(&mut conns, &tables, mode).await.map_err(db_err("counting restored tables"))
+}
+
+/// Drops the scratch database (after a drill, unless asked to keep it).
+pub async fn drop_database(target: &DatabaseUrl) -> Result<(), EngineError> {
+    let (mut admin, admin_url) = connect_maintenance(target).await?;
+    let name = target.database();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
+        .execute(&mut admin)
+        .await
+        .map_err(|source| DbError::Query {
+            context: format!("dropping scratch database {name}"),
+            url: admin_url.to_string(),
+            source,
+        })?;
+    Ok(())
+}

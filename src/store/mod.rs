@@ -1,0 +1,104 @@
+//! Where backups live: one trait, an `s3://` and a `file://` implementation.
+//!
+//! Keys are relative (`<backup>/dump`, `<backup>/manifest.json`); a store URL
+//! names the bucket and prefix (or directory) they live under. An object becomes
+//! visible only once completely written — a multipart upload is completed, a
+//! temporary file renamed — so a failed write never looks like a backup.
+
+mod file;
+mod s3;
+
+pub use file::FileStore;
+pub use s3::S3Store;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+/// A body streamed into a store. An `Err` item aborts the write: nothing is left behind.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Errors of the stores; messages name the store (never with credentials) and key.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("{key} not found in {store}")]
+    NotFound { store: String, key: String },
+    #[error("{op} {key} in {store}: {message}")]
+    Io { store: String, op: &'static str, key: String, message: String },
+    #[error("writing {key} to {store} was aborted: {cause}")]
+    Aborted { store: String, key: String, cause: String },
+}
+
+/// One stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A place to keep backups.
+#[async_trait::async_trait]
+pub trait BackupStore: Send + Sync {
+    /// The store's URL, safe to log.
+    fn url(&self) -> String;
+
+    /// Writes `body` to `key`, making it visible only when the stream ended without
+    /// error. Memory stays bounded whatever the body's size. Returns bytes written.
+    async fn put_stream(&self, key: &str, body: ByteStream) -> Result<u64, StoreError>;
+
+    /// Reads `key` as a stream of chunks.
+    async fn get_stream(&self, key: &str) -> Result<ByteStream, StoreError>;
+
+    /// Every complete object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Removes unfinished writes under `prefix` left by a process that died
+    /// mid-write (a multipart upload nobody aborted, a temporary file). Only call
+    /// it for a prefix nobody else is writing. Returns how many were removed.
+    async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
+
+    /// Writes a small object in one go.
+    async fn put_bytes(&self, key: &str, data: Vec<u8>) -> Result<u64, StoreError> {
+        let body: ByteStream = Box::pin(futures::stream::once(async move { Ok(Bytes::from(data)) }));
+        self.put_stream(key, body).await
+    }
+
+    /// Reads a small object whole.
+    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        use futures::TryStreamExt;
+        let mut stream = self.get_stream(key).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| StoreError::Io {
+            store: self.url(),
+            op: "reading",
+            key: key.to_string(),
+            message: e.to_string(),
+        })? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// Opens the store a URL names: `file:///path` or
+/// `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.
+pub async fn open(url: &str) -> Result<Box<dyn BackupStore>, StoreError> {
+    let parsed = url::Url::parse(url).map_err(|e| StoreError::InvalidUrl {
+        url: url.to_string(),
+        reason: format!("{e}; expected file:///path or s3://bucket/prefix"),
+    })?;
+    match parsed.scheme() {
+        "file" => Ok(Box::new(FileStore::from_url(&parsed)?)),
+        "s3" => Ok(Box::new(S3Store::from_url(&parsed).await?)),
+        other => Err(StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: format!("unsupported scheme {other:?}; expected file:///path or s3://bucket/prefix"),
+        }),
+    }
+}
