@@ -62,6 +62,18 @@ start_postgres() { # name -> prints URL
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
 }
 
+# Starts (or restarts, keeping its data) the Garage server configured in $1.
+run_garage() {
+  local dir=$1
+  RUST_LOG=warn setsid "$GARAGE" -c "$dir/garage.toml" server >>"$dir/server.log" 2>&1 &
+  echo $! > "$dir/pid"
+  echo $! >> "$STATE/pids"
+  for _ in $(seq 100); do "$GARAGE" -c "$dir/garage.toml" status >/dev/null 2>&1 && return 0; sleep 0.2; done
+  cat "$dir/server.log" >&2
+  log "garage did not start"
+  return 1
+}
+
 start_garage() {
   local dir=$STATE/garage s3 rpc admin id
   s3=$(free_port); rpc=$(free_port); admin=$(free_port)
@@ -83,9 +95,7 @@ api_bind_addr = "127.0.0.1:$admin"
 admin_token = "$(openssl rand -hex 16)"
 TOML
   local g="$GARAGE -c $dir/garage.toml"
-  RUST_LOG=warn setsid $GARAGE -c "$dir/garage.toml" server >"$dir/server.log" 2>&1 &
-  echo $! >> "$STATE/pids"
-  for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.2; done
+  run_garage "$dir"
   id=$($g node id -q 2>/dev/null | cut -d@ -f1)
   [ -n "$id" ] || { cat "$dir/server.log" >&2; log "garage did not start"; return 1; }
   $g layout assign -z dc1 -c 1G "$id" >/dev/null
@@ -210,8 +220,29 @@ stop() {
   rm -rf "$STATE"
 }
 
+# Extra servers for fault tests, which stop them without disturbing other tests:
+#   hack/test-env.sh postgres DIR        start a PostgreSQL server in DIR, print its URL
+#   hack/test-env.sh garage DIR          start a Garage server in DIR, print its env lines
+#   hack/test-env.sh garage-restart DIR  start that Garage again after it was killed
+# `hack/test-env.sh stop DIR` stops them. The pid of Garage is in DIR/garage/pid.
+extra_setup() {
+  STATE=$1
+  mkdir -p "$STATE"; chmod 755 "$STATE"; touch "$STATE/pids"
+  PG_BINDIR=$(pg_bindir)
+  PG_USER=$(pg_user)
+  GARAGE=$("$HACK/install-garage.sh")
+}
+
 case "${1:-}" in
   start) start "${2:?state dir}" ;;
+  postgres) extra_setup "${2:?state dir}"; start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")" ;;
+  garage)
+    extra_setup "${2:?state dir}"; start_garage
+    echo "AF_TEST_S3_ENDPOINT=$S3_ENDPOINT"
+    echo "AWS_ACCESS_KEY_ID=$S3_KEY_ID"
+    echo "AWS_SECRET_ACCESS_KEY=$S3_SECRET"
+    ;;
+  garage-restart) extra_setup "${2:?state dir}"; run_garage "$STATE/garage" ;;
   stop) stop "${2:?state dir}" ;;
   run)
     shift; [ "${1:-}" = "--" ] && shift

@@ -245,7 +245,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(engine_failure)?;
             println!("backup     {}", m.backup_name);
-            println!("location   {}/{}/", store.url().trim_end_matches('/'), m.backup_name);
+            println!("location   {}", store.location(&format!("{}/", m.backup_name)));
             println!(
                 "source     {} on server {} (PostgreSQL {})",
                 m.source.database, m.source.system_identifier, m.source.server_version

@@ -58,9 +58,12 @@ pub async fn run(
         Err(crate::store::StoreError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let swept = store.clean_incomplete(&format!("{name}/")).await?;
+    // Backups of one store run one at a time (the operator never runs two for an
+    // installation), so anything unfinished here was left by a failed attempt
+    // whose cleanup could not reach the store.
+    let swept = store.clean_incomplete("").await?;
     if swept > 0 {
-        progress.step(format!("removed {swept} unfinished upload(s) of an earlier attempt"));
+        progress.step(format!("removed {swept} unfinished upload(s) left by an earlier failed backup"));
     }
 
     let started_at = Utc::now();

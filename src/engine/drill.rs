@@ -109,7 +109,7 @@ pub async fn run(
             let m = &outcome.manifest;
             status.backup = Some(DrillBackupInfo {
                 name: m.backup_name.clone(),
-                location: format!("{}/{}/", store.url().trim_end_matches('/'), m.backup_name),
+                location: store.location(&format!("{}/", m.backup_name)),
                 snapshot_time: m.snapshot_time,
                 completed_at: m.completed_at,
                 fresh,
@@ -164,7 +164,7 @@ async fn finish(
     // Stored next to the backup it drilled, so the proof travels with the data.
     if let Some(backup) = &status.backup {
         let key = format!("{}/drills/{drill_name}.md", backup.name);
-        status.report = Some(format!("{}/{key}", store_url.trim_end_matches('/')));
+        status.report = Some(store.location(&key));
         let markdown = report::render(&status, &ctx);
         if let Err(e) = store.put_bytes(&key, markdown.into_bytes()).await {
             progress.step(format!("warning: could not store the report: {e}"));

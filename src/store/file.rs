@@ -36,6 +36,31 @@ impl FileStore {
         Ok(self.root.join(key))
     }
 
+    /// Every file under the root whose key starts with `prefix`, partial ones included.
+    async fn walk(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io("listing", prefix, e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(|e| self.io("listing", prefix, e))? {
+                let meta = entry.metadata().await.map_err(|e| self.io("listing", prefix, e))?;
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else {
+                    let key = relative_key(&self.root, &entry.path());
+                    if key.starts_with(prefix) {
+                        out.push((key, meta.len()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn io(&self, op: &'static str, key: &str, e: impl ToString) -> StoreError {
         StoreError::Io { store: self.url(), op, key: key.to_string(), message: e.to_string() }
     }
@@ -45,6 +70,10 @@ impl FileStore {
 impl BackupStore for FileStore {
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+
+    fn location(&self, key: &str) -> String {
+        format!("file://{}", self.root.join(key).display())
     }
 
     async fn put_stream(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
@@ -90,45 +119,24 @@ impl BackupStore for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let mut out = Vec::new();
-        let mut dirs = vec![self.root.clone()];
-        while let Some(dir) = dirs.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.io("listing", prefix, e)),
-            };
-            while let Some(entry) = entries.next_entry().await.map_err(|e| self.io("listing", prefix, e))? {
-                let meta = entry.metadata().await.map_err(|e| self.io("listing", prefix, e))?;
-                let path = entry.path();
-                if meta.is_dir() {
-                    dirs.push(path);
-                    continue;
-                }
-                let key = relative_key(&self.root, &path);
-                if key.contains(PARTIAL_MARKER) || !key.starts_with(prefix) {
-                    continue;
-                }
-                out.push(ObjectInfo { key, size: meta.len() });
-            }
-        }
+        let mut out: Vec<ObjectInfo> = self
+            .walk(prefix)
+            .await?
+            .into_iter()
+            .filter(|(key, _)| !key.contains(PARTIAL_MARKER))
+            .map(|(key, size)| ObjectInfo { key, size })
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
     async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
-        let dir = self.path(prefix.trim_end_matches('/'))?;
         let mut removed = 0;
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(self.io("listing", prefix, e)),
-        };
-        while let Some(entry) = entries.next_entry().await.map_err(|e| self.io("listing", prefix, e))? {
-            if entry.file_name().to_string_lossy().contains(PARTIAL_MARKER) {
-                tokio::fs::remove_file(entry.path())
+        for (key, _) in self.walk(prefix).await? {
+            if key.contains(PARTIAL_MARKER) {
+                tokio::fs::remove_file(self.root.join(&key))
                     .await
-                    .map_err(|e| self.io("removing partial file in", prefix, e))?;
+                    .map_err(|e| self.io("removing partial file", &key, e))?;
                 removed += 1;
             }
         }

@@ -45,6 +45,10 @@ pub trait BackupStore: Send + Sync {
     /// The store's URL, safe to log.
     fn url(&self) -> String;
 
+    /// A URL naming one object (or, with a trailing `/`, a directory) of the
+    /// store, e.g. `s3://bucket/prefix/backup-1/dump`, for status and reports.
+    fn location(&self, key: &str) -> String;
+
     /// Writes `body` to `key`, making it visible only when the stream ended without
     /// error. Memory stays bounded whatever the body's size. Returns bytes written.
     async fn put_stream(&self, key: &str, body: ByteStream) -> Result<u64, StoreError>;
@@ -58,9 +62,10 @@ pub trait BackupStore: Send + Sync {
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Removes unfinished writes under `prefix` left by a process that died
-    /// mid-write (a multipart upload nobody aborted, a temporary file). Only call
-    /// it for a prefix nobody else is writing. Returns how many were removed.
+    /// Removes unfinished writes under `prefix` left by a writer that died or lost
+    /// the store mid-write (a multipart upload nobody could abort, a temporary
+    /// file). Only call it where nobody else is writing: backups of one store run
+    /// one at a time. Returns how many were removed.
     async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
 
     /// Writes a small object in one go.
@@ -90,14 +95,14 @@ pub trait BackupStore: Send + Sync {
 /// `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.
 pub async fn open(url: &str) -> Result<Box<dyn BackupStore>, StoreError> {
     let parsed = url::Url::parse(url).map_err(|e| StoreError::InvalidUrl {
-        url: url.to_string(),
+        url: "<unparseable>".to_string(),
         reason: format!("{e}; expected file:///path or s3://bucket/prefix"),
     })?;
     match parsed.scheme() {
         "file" => Ok(Box::new(FileStore::from_url(&parsed)?)),
         "s3" => Ok(Box::new(S3Store::from_url(&parsed).await?)),
         other => Err(StoreError::InvalidUrl {
-            url: url.to_string(),
+            url: crate::db::redact_url(&parsed),
             reason: format!("unsupported scheme {other:?}; expected file:///path or s3://bucket/prefix"),
         }),
     }

@@ -38,7 +38,7 @@ fn part_size(part_number: i32) -> usize {
 
 impl S3Store {
     pub async fn from_url(url: &url::Url) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl { url: url.to_string(), reason };
+        let invalid = |reason: String| StoreError::InvalidUrl { url: crate::db::redact_url(url), reason };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
                 "credentials must not be part of the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
@@ -208,32 +208,6 @@ impl S3Store {
             .map(|_| ())
             .map_err(|e| self.err("aborting the upload of", key, e))
     }
-
-    async fn abort_uploads_under(&self, prefix: &str) -> Result<usize, StoreError> {
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .send()
-            .await
-            .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
-        let mut aborted = 0;
-        for upload in listed.uploads() {
-            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| self.err("aborting stale upload", key, e))?;
-                aborted += 1;
-            }
-        }
-        Ok(aborted)
-    }
 }
 
 fn join_part(
@@ -250,6 +224,10 @@ fn join_part(
 impl BackupStore for S3Store {
     fn url(&self) -> String {
         self.display.clone()
+    }
+
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
     }
 
     async fn put_stream(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
@@ -334,8 +312,31 @@ impl BackupStore for S3Store {
         Ok(out)
     }
 
+    /// Aborts every unfinished multipart upload under `prefix`.
     async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
-        self.abort_uploads_under(prefix).await
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .send()
+            .await
+            .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
+        let mut aborted = 0;
+        for upload in listed.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("aborting stale upload", key, e))?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

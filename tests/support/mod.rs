@@ -98,3 +98,94 @@ pub async fn kube_client() -> kube::Client {
     artifortress_operator::install_crypto_provider();
     kube::Client::try_default().await.expect("kube client from the harness kubeconfig")
 }
+
+/// Runs `hack/test-env.sh` with arguments and returns its stdout.
+fn harness(args: &[&str]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/test-env.sh");
+    let out = std::process::Command::new(script).args(args).output().expect("run hack/test-env.sh");
+    assert!(out.status.success(), "hack/test-env.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A PostgreSQL server of its own, for tests that stop it.
+pub struct ExtraPostgres {
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl ExtraPostgres {
+    pub fn start() -> ExtraPostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let url = harness(&["postgres", dir.path().to_str().unwrap()]).trim().to_string();
+        ExtraPostgres { url, dir }
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn stop(&self) {
+        harness(&["stop", self.dir.path().to_str().unwrap()]);
+    }
+}
+
+impl Drop for ExtraPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Garage S3 server of its own, for tests that kill it.
+pub struct ExtraGarage {
+    pub env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl ExtraGarage {
+    pub fn start() -> ExtraGarage {
+        let dir = tempfile::tempdir().unwrap();
+        let out = harness(&["garage", dir.path().to_str().unwrap()]);
+        let env = out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ExtraGarage { env, dir }
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        &self.env.iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    pub fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("garage/pid")).unwrap();
+        std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    }
+
+    pub fn restart(&self) {
+        harness(&["garage-restart", self.dir.path().to_str().unwrap()]);
+    }
+
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        artifortress_operator::install_crypto_provider();
+        let creds = aws_sdk_s3::config::Credentials::new(
+            self.get("AWS_ACCESS_KEY_ID"),
+            self.get("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "test",
+        );
+        let s3 = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(self.get("AF_TEST_S3_ENDPOINT"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(s3)
+    }
+}
+
+impl Drop for ExtraGarage {
+    fn drop(&mut self) {
+        harness(&["stop", self.dir.path().to_str().unwrap()]);
+    }
+}
+
+/// An `s3://` store URL on the harness's Garage.
+pub fn s3_store_url(endpoint: &str, bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}?endpoint={endpoint}&region=us-east-1&path_style=true")
+}
