@@ -1,11 +1,15 @@
-# The two commands a newcomer needs: `make test` (everything CI runs).
+# The two commands a newcomer needs: `make demo` (a full local recovery drill)
+# and `make test` (everything CI runs).
 # Services the tests talk to (PostgreSQL, Garage S3, etcd + kube-apiserver) are
 # installed on first use and started/stopped by hack/test-env.sh.
 
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: test fmt-check clippy test-build crds build
+.PHONY: demo test fmt-check clippy test-build crds build bench
+
+demo: build
+	hack/demo.sh
 
 test: fmt-check clippy test-build
 	hack/test-env.sh run -- $(CARGO) test --all-targets --no-fail-fast
@@ -27,3 +31,8 @@ build:
 crds: build
 	$(BIN) crd --out-dir crds
 	$(BIN) crd --out-dir charts/artifortress-operator/crds
+
+# Engine benchmark on the large seed against pg_dump/psql baselines (prints a table).
+bench:
+	$(CARGO) build --release
+	bench/engine_bench.py

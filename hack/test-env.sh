@@ -228,21 +228,21 @@ stop() {
 extra_setup() {
   STATE=$1
   mkdir -p "$STATE"; chmod 755 "$STATE"; touch "$STATE/pids"
-  PG_BINDIR=$(pg_bindir)
-  PG_USER=$(pg_user)
-  GARAGE=$("$HACK/install-garage.sh")
 }
 
 case "${1:-}" in
   start) start "${2:?state dir}" ;;
-  postgres) extra_setup "${2:?state dir}"; start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")" ;;
+  postgres)
+    extra_setup "${2:?state dir}"; PG_BINDIR=$(pg_bindir); PG_USER=$(pg_user)
+    start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")"
+    ;;
   garage)
-    extra_setup "${2:?state dir}"; start_garage
+    extra_setup "${2:?state dir}"; GARAGE=$("$HACK/install-garage.sh"); start_garage
     echo "AF_TEST_S3_ENDPOINT=$S3_ENDPOINT"
     echo "AWS_ACCESS_KEY_ID=$S3_KEY_ID"
     echo "AWS_SECRET_ACCESS_KEY=$S3_SECRET"
     ;;
-  garage-restart) extra_setup "${2:?state dir}"; run_garage "$STATE/garage" ;;
+  garage-restart) extra_setup "${2:?state dir}"; GARAGE=$("$HACK/install-garage.sh"); run_garage "$STATE/garage" ;;
   stop) stop "${2:?state dir}" ;;
   run)
     shift; [ "${1:-}" = "--" ] && shift

@@ -285,6 +285,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                     if p.matches { "ok" } else { "MISMATCH" }
                 );
             }
+            println!(
+                "timings    download+verify {:.3} s, recreate+pg_restore {:.3} s, parity {:.3} s",
+                outcome.download_seconds, outcome.restore_seconds, outcome.parity_seconds
+            );
             if outcome.failures.is_empty() {
                 println!("restored {} into {target_url}: every table matches", outcome.manifest.backup_name);
                 Ok(())

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""`make bench`: the recovery engine against script-style baselines, measured in
+one run on the same data and machine.
+
+Targets (issue 3):
+  backup wall time        <= 0.6 x `pg_dump -Fc > /dev/null`
+  stored bytes            <= 1.0 x that dump's size
+  backup peak RSS         <= 64 MiB, flat in database size (checked on two sizes)
+  restore + parity        <= 0.6 x psql restore of a plain dump + sequential count(*)
+  parity (counts)         <= 10 % of restore time
+
+Environment: BENCH_SCALE (default large), BENCH_SMALL_SCALE (default medium),
+BIN (default target/release/artifortress-operator).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/artifortress-operator"))
+HARNESS = os.path.join(ROOT, "hack/test-env.sh")
+SCALE = os.environ.get("BENCH_SCALE", "large")
+SMALL_SCALE = os.environ.get("BENCH_SMALL_SCALE", "medium")
+ENV = dict(os.environ, ARTIFORTRESS_LOG_FORMAT="text")
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, env=ENV, **kw)
+
+
+def timed(cmd, **kw):
+    start = time.monotonic()
+    out = run(cmd, **kw)
+    return time.monotonic() - start, out
+
+
+def timed_with_peak_rss(cmd):
+    """Wall time and peak RSS (VmHWM) of the process itself, children excluded."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def poll():
+        path = f"/proc/{proc.pid}/status"
+        while proc.poll() is None:
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    out, err = proc.communicate()
+    t.join()
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[1]} failed ({proc.returncode}):\n{err}")
+    return elapsed, peak[0], out
+
+
+def libpq_env(url):
+    m = re.match(r"postgres://([^:]+):([^@]+)@([^:]+):(\d+)/(.+)", url)
+    user, password, host, port, db = m.groups()
+    return dict(ENV, PGUSER=user, PGPASSWORD=password, PGHOST=host, PGPORT=port, PGDATABASE=db)
+
+
+def pg_bindir():
+    out = subprocess.run(["bash", "-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def seeded(server, name, scale):
+    url = server.rsplit("/", 1)[0] + "/" + name
+    run(["psql", "-q", server, "-c", f"CREATE DATABASE {name}"])
+    run([BIN, "migrate", "--database", url], stderr=subprocess.DEVNULL)
+    log(f"seeding {name} at scale {scale}")
+    run([BIN, "seed", "--database", url, "--scale", scale], stderr=subprocess.DEVNULL)
+    return url
+
+
+def main():
+    if not os.access(BIN, os.X_OK):
+        sys.exit(f"{BIN} missing: run `cargo build --release` (make bench does)")
+    state = tempfile.mkdtemp(prefix="artifortress-bench.")
+    work = tempfile.mkdtemp(prefix="artifortress-bench-work.")
+    try:
+        source_server = run([HARNESS, "postgres", state], capture_output=True, text=True).stdout.strip()
+        target_server = run([HARNESS, "postgres", state], capture_output=True, text=True).stdout.strip()
+        bindir = pg_bindir()
+        big = seeded(source_server, "bench_big", SCALE)
+        small = seeded(source_server, "bench_small", SMALL_SCALE)
+        size = int(run(["psql", "-At", big, "-c", "SELECT pg_database_size(current_database())"], capture_output=True, text=True).stdout)
+        tables = run(["psql", "-At", big, "-c", "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1"],
+                     capture_output=True, text=True).stdout.split()
+
+        # Warm the cache the same way for everyone: one untimed dump first.
+        log("warming the cache")
+        subprocess.run(f"{bindir}/pg_dump -Fc -Z0 > /dev/null", shell=True, check=True, env=libpq_env(big))
+
+        log("baseline: pg_dump -Fc > /dev/null")
+        t0 = time.monotonic()
+        dump = subprocess.run(f"{bindir}/pg_dump -Fc | wc -c", shell=True, check=True, env=libpq_env(big), capture_output=True, text=True)
+        base_backup = time.monotonic() - t0
+        base_bytes = int(dump.stdout.strip())
+
+        log("ours: artifortress-operator backup")
+        store = os.path.join(work, "store")
+        ours_backup, rss_big, _ = timed_with_peak_rss([BIN, "backup", "--source", big, "--store", f"file://{store}", "--name", "big"])
+        stored = os.path.getsize(os.path.join(store, "big", "dump"))
+        _, rss_small, _ = timed_with_peak_rss([BIN, "backup", "--source", small, "--store", f"file://{store}", "--name", "small"])
+
+        log("baseline: psql restore of a plain dump + sequential count(*)")
+        plain = os.path.join(work, "plain.sql")
+        subprocess.run([f"{bindir}/pg_dump", "-Fp", "-f", plain], check=True, env=libpq_env(big))
+        base_db = target_server.rsplit("/", 1)[0] + "/baseline"
+        t0 = time.monotonic()
+        run(["psql", "-q", target_server, "-c", "CREATE DATABASE baseline"])
+        run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", plain, base_db], stdout=subprocess.DEVNULL)
+        for t in tables:
+            run(["psql", "-At", base_db, "-c", f"SELECT count(*) FROM {t}"], stdout=subprocess.DEVNULL)
+        base_restore = time.monotonic() - t0
+        os.remove(plain)
+
+        log("ours: artifortress-operator restore (download + verify + pg_restore -j + parity)")
+        ours_db = target_server.rsplit("/", 1)[0] + "/ours"
+        jobs = str(os.cpu_count() or 2)
+        ours_restore, out = timed([BIN, "restore", "--store", f"file://{store}", "--backup", "big", "--target", ours_db, "--jobs", jobs],
+                                  capture_output=True, text=True)
+        m = re.search(r"download\+verify ([\d.]+) s, recreate\+pg_restore ([\d.]+) s, parity ([\d.]+) s", out.stdout)
+        download, restore, parity = map(float, m.groups())
+    finally:
+        subprocess.run([HARNESS, "stop", state])
+        shutil.rmtree(work, ignore_errors=True)
+
+    mib = 1024 * 1024
+    rows = [
+        ("backup wall time", f"{ours_backup:.1f} s", f"pg_dump -Fc > /dev/null: {base_backup:.1f} s", ours_backup / base_backup, "<= 0.60"),
+        ("stored bytes", f"{stored / mib:.1f} MiB", f"pg_dump -Fc: {base_bytes / mib:.1f} MiB", stored / base_bytes, "<= 1.00"),
+        ("backup peak RSS", f"{rss_big / mib:.1f} MiB", f"({SMALL_SCALE}: {rss_small / mib:.1f} MiB)", rss_big / mib / 64, "<= 1.00 (of 64 MiB)"),
+        ("restore + parity", f"{ours_restore:.1f} s", f"psql plain + count(*): {base_restore:.1f} s", ours_restore / base_restore, "<= 0.60"),
+        ("parity / restore", f"{parity:.2f} s", f"restore (pg_restore): {restore:.1f} s", parity / restore, "<= 0.10"),
+    ]
+    limits = [0.6, 1.0, 1.0, 0.6, 0.1]
+    print(f"\nEngine benchmark: {SCALE} seed, database {size / mib:.0f} MiB, {os.cpu_count()} CPUs, pg_restore -j {jobs}")
+    print(f"(restore parts: download+verify {download:.1f} s, recreate+pg_restore {restore:.1f} s, parity {parity:.2f} s)\n")
+    print(f"| {'measure':<18} | {'ours':>12} | {'baseline (same run)':<34} | {'ratio':>6} | {'target':<20} | verdict |")
+    print(f"|{'-' * 20}|{'-' * 14}|{'-' * 36}|{'-' * 8}|{'-' * 22}|---------|")
+    for (name, ours, base, ratio, target), limit in zip(rows, limits):
+        verdict = "met" if ratio <= limit else "MISSED"
+        print(f"| {name:<18} | {ours:>12} | {base:<34} | {ratio:>6.2f} | {target:<20} | {verdict:<7} |")
+
+
+if __name__ == "__main__":
+    main()
