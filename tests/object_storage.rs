@@ -88,3 +88,75 @@ async fn multipart_upload_and_abort_leave_nothing_behind() {
     let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
     assert!(open.uploads().is_empty(), "no multipart upload left behind");
 }
+
+mod store_trait {
+    use super::support::{env, s3_client, s3_store_url, unique_name};
+    use artifortress_operator::store::{self, BackupStore, ByteStream, StoreError};
+    use bytes::Bytes;
+    use futures::StreamExt;
+
+    /// 40 MiB in 1 MiB chunks (three multipart parts), deterministic content;
+    /// with `fail_after`, the stream errors after that many chunks.
+    fn body(fail_after: Option<usize>) -> ByteStream {
+        Box::pin(futures::stream::iter(0..40usize).map(move |i| {
+            if Some(i) == fail_after {
+                return Err(std::io::Error::other("pg_dump exited with status 1"));
+            }
+            Ok(Bytes::from(vec![(i % 251) as u8; 1 << 20]))
+        }))
+    }
+
+    /// A file store (in the returned directory) and an S3 store with a prefix.
+    async fn stores() -> (Vec<(Box<dyn BackupStore>, Option<(aws_sdk_s3::Client, String)>)>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = store::open(&format!("file://{}", dir.path().display())).await.unwrap();
+        let s3 = s3_client().await;
+        let bucket = unique_name("store");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let s3_store = store::open(&s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "pre/fix")).await.unwrap();
+        (vec![(file, None), (s3_store, Some((s3, bucket)))], dir)
+    }
+
+    #[tokio::test]
+    async fn large_streams_round_trip_and_failed_streams_leave_nothing() {
+        let (stores, _dir) = stores().await;
+        for (store, s3) in stores {
+            let written = store.put_stream("b1/dump", body(None)).await.unwrap();
+            assert_eq!(written, 40 << 20, "{}", store.url());
+            let mut read = Vec::new();
+            let mut stream = store.get_stream("b1/dump").await.unwrap();
+            while let Some(chunk) = stream.next().await {
+                read.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(read.len(), 40 << 20);
+            assert!(read.chunks(1 << 20).enumerate().all(|(i, c)| c.iter().all(|b| *b == (i % 251) as u8)));
+
+            let err = store.put_stream("b2/dump", body(Some(30))).await.unwrap_err();
+            assert!(matches!(err, StoreError::Aborted { .. }), "{err}");
+            assert!(err.to_string().contains("pg_dump exited with status 1"), "{err}");
+            let keys: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+            assert_eq!(keys, ["b1/dump"], "{}: the failed write is not listed", store.url());
+            assert_eq!(store.clean_incomplete("").await.unwrap(), 0, "nothing half-written left");
+            if let Some((s3, bucket)) = s3 {
+                let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+                assert!(open.uploads().is_empty(), "the multipart upload was aborted");
+                let keys: Vec<String> = s3
+                    .list_objects_v2()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .unwrap()
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .collect();
+                assert_eq!(keys, ["pre/fix/b1/dump"], "keys live under the URL's prefix");
+            }
+
+            assert!(matches!(store.get_stream("nope").await.err().unwrap(), StoreError::NotFound { .. }));
+            store.delete("b1/dump").await.unwrap();
+            store.delete("b1/dump").await.unwrap();
+            assert!(store.list("").await.unwrap().is_empty());
+        }
+    }
+}

@@ -112,50 +112,27 @@ impl S3Store {
         Ok(len)
     }
 
-    /// Uploads parts as the body yields them and completes the upload.
+    fn aborted(&self, key: &str, cause: std::io::Error) -> StoreError {
+        StoreError::Aborted { store: self.display.clone(), key: key.to_string(), cause: cause.to_string() }
+    }
+
+    /// Uploads `first` and the parts that follow it in the body (reading the next
+    /// part while earlier ones upload), then completes the upload.
     async fn put_multipart(
         &self,
         key: &str,
+        upload_id: &str,
         first: Bytes,
         mut body: ByteStream,
-        upload_id: &str,
+        mut buf: BytesMut,
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key);
         let mut in_flight: JoinSet<Result<CompletedPart, String>> = JoinSet::new();
         let mut done = Vec::new();
         let mut total = 0u64;
         let mut part_number = 1;
-        let mut pending = Some(first);
-        let mut buf = BytesMut::new();
-        loop {
-            let part = match pending.take() {
-                Some(part) => Some(part),
-                None => {
-                    // Fill the next part from the body.
-                    let want = part_size(part_number);
-                    let mut ended = false;
-                    while buf.len() < want {
-                        match body.next().await {
-                            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                            Some(Err(e)) => {
-                                return Err(StoreError::Aborted {
-                                    store: self.display.clone(),
-                                    key: key.to_string(),
-                                    cause: e.to_string(),
-                                });
-                            }
-                            None => {
-                                ended = true;
-                                break;
-                            }
-                        }
-                    }
-                    let take = buf.len().min(want);
-                    let part = (take > 0).then(|| buf.split_to(take).freeze());
-                    if ended && part.is_none() { None } else { part }
-                }
-            };
-            let Some(part) = part else { break };
+        let mut next = Some(first);
+        while let Some(part) = next {
             total += part.len() as u64;
             while in_flight.len() >= PARTS_IN_FLIGHT {
                 done.push(join_part(in_flight.join_next().await).map_err(|m| self.upload_failed(key, m))?);
@@ -174,6 +151,7 @@ impl S3Store {
                 Ok(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
             });
             part_number += 1;
+            next = next_part(&mut body, &mut buf, part_size(part_number)).await.map_err(|e| self.aborted(key, e))?;
         }
         while let Some(joined) = in_flight.join_next().await {
             done.push(join_part(Some(joined)).map_err(|m| self.upload_failed(key, m))?);
@@ -210,6 +188,18 @@ impl S3Store {
     }
 }
 
+/// Reads the next part of up to `want` bytes; `None` once the body is exhausted.
+async fn next_part(body: &mut ByteStream, buf: &mut BytesMut, want: usize) -> std::io::Result<Option<Bytes>> {
+    while buf.len() < want {
+        match body.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    let take = buf.len().min(want);
+    Ok((take > 0).then(|| buf.split_to(take).freeze()))
+}
+
 fn join_part(
     joined: Option<Result<Result<CompletedPart, String>, tokio::task::JoinError>>,
 ) -> Result<CompletedPart, String> {
@@ -231,36 +221,13 @@ impl BackupStore for S3Store {
     }
 
     async fn put_stream(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
-        // Read the first part; a body that fits in it goes up as one PutObject.
-        let want = part_size(1);
-        let mut first = BytesMut::new();
-        let mut ended = false;
-        while first.len() < want {
-            match body.next().await {
-                Some(Ok(chunk)) => first.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    return Err(StoreError::Aborted {
-                        store: self.display.clone(),
-                        key: key.to_string(),
-                        cause: e.to_string(),
-                    });
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
+        // A body that fits in one part goes up as a single PutObject.
+        let mut buf = BytesMut::new();
+        let first = next_part(&mut body, &mut buf, part_size(1)).await.map_err(|e| self.aborted(key, e))?;
+        let first = first.unwrap_or_default();
+        if first.len() < part_size(1) {
+            return self.put_single(key, first).await;
         }
-        if ended {
-            return self.put_single(key, first.freeze()).await;
-        }
-        let head = first.split_to(want).freeze();
-        let leftover = first.freeze();
-        let rest: ByteStream = if leftover.is_empty() {
-            body
-        } else {
-            Box::pin(futures::stream::once(async move { Ok(leftover) }).chain(body))
-        };
         let created = self
             .client
             .create_multipart_upload()
@@ -270,11 +237,11 @@ impl BackupStore for S3Store {
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
-        match self.put_multipart(key, head, rest, &upload_id).await {
+        match self.put_multipart(key, &upload_id, first, body, buf).await {
             Ok(n) => Ok(n),
             Err(e) => {
                 if let Err(abort) = self.abort(key, &upload_id).await {
-                    tracing::warn!(error = %abort, "could not abort the failed upload; the next backup of this store will retry");
+                    tracing::warn!(error = %abort, "could not abort the failed upload; the next backup of this store removes it");
                 }
                 Err(e)
             }
