@@ -5,6 +5,9 @@ pub mod api;
 pub mod crdgen;
 pub mod db;
 pub mod engine;
+pub mod metrics;
+pub mod server;
+pub mod slo;
 pub mod store;
 pub mod telemetry;
 

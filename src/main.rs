@@ -75,6 +75,9 @@ enum Command {
         #[command(flatten)]
         verify: VerifyArgs,
     },
+    /// The HTTP server for one installation, without Kubernetes controllers:
+    /// /health/live, /health/ready, /v1/admin/ops/summary, /metrics.
+    Serve(ServeArgs),
     /// A full recovery drill: backup (or existing), restore, parity, RPO/RTO, report.
     /// Exit code 0 = passed, 1 = drill failed, 2 = bad usage or configuration.
     Drill {
@@ -109,6 +112,44 @@ enum Command {
         #[arg(long)]
         keep_target: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The installation's database: postgres://user:password@host:port/dbname
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database: String,
+    /// The installation's object storage, checked by readiness: s3://bucket/prefix?… or file:///path
+    #[arg(long)]
+    object_store: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Name of the installation (in audit rows, metrics and `?installation=`).
+    #[arg(long, default_value = "default")]
+    installation: String,
+    /// Tokens file for the admin API: lines `sha256:<hex of the token's SHA-256> <admin|viewer> <actor>`.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    tokens_file: Option<PathBuf>,
+    /// Decide admin access with Kubernetes TokenReview and SubjectAccessReview
+    /// (get artifortresses/opssummary in --namespace), using this kubeconfig.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace whose RBAC decides who is admin (with --kubeconfig).
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// SLO thresholds as YAML (the `slo` block of an Artifortress spec); default thresholds otherwise.
+    #[arg(long)]
+    slo_thresholds: Option<PathBuf>,
+    /// Bound on each readiness check.
+    #[arg(long, default_value = "2s")]
+    check_timeout: String,
+    /// How long a readiness result is reused.
+    #[arg(long, default_value = "2s")]
+    ready_cache: String,
+    /// How often the ops-summary metrics are refreshed.
+    #[arg(long, default_value = "30s")]
+    refresh_interval: String,
 }
 
 #[derive(clap::Args)]
@@ -152,6 +193,84 @@ impl RestoreArgs {
             staging_dir: self.staging_dir.clone(),
         }
     }
+}
+
+fn duration_flag(flag: &str, value: &str) -> Result<std::time::Duration, Failure> {
+    DurationString(value.to_string()).parse().map_err(|e| usage(format!("--{flag}: {e}")))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    use artifortress_operator::server::{self, AppState, Installation, ServerConfig, auth};
+    use std::sync::Arc;
+
+    let database_url = DatabaseUrl::parse(&args.database).map_err(usage)?;
+    let object_store = store::open(&args.object_store).await.map_err(usage)?;
+    let config = ServerConfig {
+        check_timeout: duration_flag("check-timeout", &args.check_timeout)?,
+        ready_cache: duration_flag("ready-cache", &args.ready_cache)?,
+    };
+    let refresh = duration_flag("refresh-interval", &args.refresh_interval)?;
+    let slo = match &args.slo_thresholds {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("--slo-thresholds {}: {e}", path.display())))?;
+            serde_yaml::from_str(&text).map_err(|e| usage(format!("--slo-thresholds {}: {e}", path.display())))?
+        }
+        None => Default::default(),
+    };
+    let (authenticator, kube) = match (&args.tokens_file, &args.kubeconfig) {
+        (Some(path), None) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| usage(format!("--tokens-file {}: {e}", path.display())))?;
+            (auth::Authenticator::TokensFile(auth::parse_tokens_file(path, &text).map_err(usage)?), None)
+        }
+        (None, Some(path)) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| usage(format!("--kubeconfig: {e}")))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| usage(format!("--kubeconfig: {e}")))?;
+            let client = kube::Client::try_from(config).map_err(|e| usage(format!("--kubeconfig: {e}")))?;
+            (auth::Authenticator::Kubernetes { client: client.clone() }, Some(client))
+        }
+        _ => return Err(usage("choose how admins are recognised: --tokens-file FILE or --kubeconfig FILE")),
+    };
+    let installation = Arc::new(Installation {
+        name: args.installation.clone(),
+        namespace: args.namespace.clone(),
+        pool: server::lazy_pool(&database_url, config.check_timeout),
+        database_url,
+        object_store,
+        slo,
+    });
+    let metrics = Arc::new(artifortress_operator::metrics::Metrics::new());
+    let state = Arc::new(AppState::new(vec![installation.clone()], authenticator, metrics.clone(), config, kube));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refresh);
+        loop {
+            tick.tick().await;
+            match db::ops_summary::read(&installation.pool, &installation.database_url).await {
+                Ok(signals) => metrics.record_ops(&installation.name, &signals),
+                Err(e) => tracing::warn!(error = %e, "refreshing ops-summary metrics failed"),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?;
+    eprintln!("serve: listening on http://{}", listener.local_addr().map_err(failed)?);
+    server::serve(listener, state, shutdown_signal()).await.map_err(failed)
+}
+
+/// Resolves on SIGTERM (kubelet) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
 }
 
 fn engine_failure(e: EngineError) -> Failure {
@@ -296,6 +415,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 Err(failed(outcome.failures.join("\n")))
             }
         }
+        Command::Serve(args) => serve(args).await,
         Command::Drill { source, store, backup, latest, target, verify, rpo, rto, report, json, keep_target } => {
             let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
             let target_url = DatabaseUrl::parse(&target.target).map_err(usage)?;

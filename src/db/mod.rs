@@ -1,6 +1,7 @@
 //! PostgreSQL access: connections, the Artifortress schema (migrations) and
 //! demo data. Nothing here knows about Kubernetes.
 
+pub mod ops_summary;
 pub mod seed;
 
 use std::fmt;

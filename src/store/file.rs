@@ -130,6 +130,14 @@ impl BackupStore for FileStore {
         Ok(out)
     }
 
+    async fn check(&self) -> Result<(), StoreError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(self.io("checking", "", "not a directory")),
+            Err(e) => Err(self.io("checking", "", e)),
+        }
+    }
+
     async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
         let mut removed = 0;
         for (key, _) in self.walk(prefix).await? {

@@ -62,6 +62,10 @@ pub trait BackupStore: Send + Sync {
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Checks that the store is reachable with the configured credentials
+    /// (S3: HeadBucket; file: the directory exists).
+    async fn check(&self) -> Result<(), StoreError>;
+
     /// Removes unfinished writes under `prefix` left by a writer that died or lost
     /// the store mid-write (a multipart upload nobody could abort, a temporary
     /// file). Only call it where nobody else is writing: backups of one store run

@@ -279,6 +279,16 @@ impl BackupStore for S3Store {
         Ok(out)
     }
 
+    async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("checking bucket", "", e))
+    }
+
     /// Aborts every unfinished multipart upload under `prefix`.
     async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
         let listed = self

@@ -189,3 +189,68 @@ impl Drop for ExtraGarage {
 pub fn s3_store_url(endpoint: &str, bucket: &str, prefix: &str) -> String {
     format!("s3://{bucket}/{prefix}?endpoint={endpoint}&region=us-east-1&path_style=true")
 }
+
+/// A minimal HTTP/1.1 GET (the tests need nothing more): status and body.
+pub async fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to server");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("HTTP status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `artifortress-operator serve` running as a child process, its stderr (logs)
+/// collected for inspection.
+pub struct Server {
+    pub addr: String,
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
+    _child: tokio::process::Child,
+}
+
+impl Server {
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(operator_bin())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("ARTIFORTRESS_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start serve");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("serve: listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.to_string());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let addr = match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!("serve did not start:\n{}", logs.lock().unwrap()),
+        };
+        Server { addr, logs, _child: child }
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        http_get(&self.addr, path, bearer).await
+    }
+}

@@ -1,0 +1,111 @@
+//! `/health/live` and `/health/ready`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{AppState, Installation};
+
+/// Alive while the process runs; calls no dependency.
+pub async fn live() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyCheck {
+    /// `postgresql`, `objectStorage` or `kubernetes`.
+    pub name: String,
+    /// The installation it belongs to (absent for the Kubernetes API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation: Option<String>,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessReport {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    pub checked_at: DateTime<Utc>,
+    pub dependencies: Vec<DependencyCheck>,
+}
+
+/// Real dependency checks, run concurrently, each bounded by the check timeout;
+/// 200 when all pass, 503 otherwise. One result serves every probe for
+/// `ready_cache`; concurrent probes wait for the check in flight instead of
+/// starting their own.
+pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ReadinessReport>) {
+    let mut cache = state.ready_cache.lock().await;
+    let report = match cache.as_ref() {
+        Some((at, report)) if at.elapsed() < state.config.ready_cache => report.clone(),
+        _ => {
+            let report = check_all(&state).await;
+            *cache = Some((Instant::now(), report.clone()));
+            report
+        }
+    };
+    let code = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(report))
+}
+
+async fn check_all(state: &AppState) -> ReadinessReport {
+    let mut checks: Vec<futures::future::BoxFuture<'_, DependencyCheck>> = Vec::new();
+    for installation in &state.installations {
+        checks.push(Box::pin(timed(state, "postgresql", Some(installation), database(installation))));
+        checks.push(Box::pin(timed(state, "objectStorage", Some(installation), object_storage(installation))));
+    }
+    let mut dependencies: Vec<DependencyCheck> = futures::future::join_all(checks).await;
+    if let Some(client) = &state.kube {
+        let kube = async { client.apiserver_version().await.map(|_| ()).map_err(|e| e.to_string()) };
+        dependencies.push(timed(state, "kubernetes", None, kube).await);
+    }
+    let all_ok = dependencies.iter().all(|d| d.ok);
+    ReadinessReport { status: if all_ok { "ready" } else { "unavailable" }, checked_at: Utc::now(), dependencies }
+}
+
+async fn database(installation: &Installation) -> Result<(), String> {
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&installation.pool).await.map_err(|e| {
+        // sqlx errors carry no credentials; say which database failed.
+        format!("{}: {e}", installation.database_url)
+    })?;
+    if one == 1 { Ok(()) } else { Err("unexpected answer to SELECT 1".into()) }
+}
+
+async fn object_storage(installation: &Installation) -> Result<(), String> {
+    installation.object_store.check().await.map_err(|e| e.to_string())
+}
+
+async fn timed(
+    state: &AppState,
+    name: &str,
+    installation: Option<&Installation>,
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> DependencyCheck {
+    let started = Instant::now();
+    let timeout = state.config.check_timeout;
+    let result = match tokio::time::timeout(timeout, check).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let installation_name = installation.map(|i| i.name.clone());
+    state.metrics.record_dependency(installation_name.as_deref().unwrap_or(""), name, result.is_ok(), seconds);
+    if let Err(error) = &result {
+        tracing::warn!(dependency = name, installation = installation_name.as_deref(), error, "readiness check failed");
+    }
+    DependencyCheck {
+        name: name.to_string(),
+        installation: installation_name,
+        ok: result.is_ok(),
+        latency_ms: seconds * 1000.0,
+        error: result.err(),
+    }
+}

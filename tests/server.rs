@@ -1,0 +1,318 @@
+//! The HTTP server (`artifortress-operator serve`) against real PostgreSQL, S3
+//! and kube-apiserver: readiness and its failure modes, the admin authorisation
+//! matrix with both authenticators, audit rows, summary numbers, metrics, and
+//! no secret in any body or log line.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use support::{
+    ExtraPostgres, Server, TestDatabase, env, kube_client, operator_bin, s3_client, s3_store_url, unique_name,
+    with_database,
+};
+
+async fn migrated(prefix: &str) -> TestDatabase {
+    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", prefix).await;
+    let out =
+        std::process::Command::new(operator_bin()).args(["migrate", "--database", db.url.expose()]).output().unwrap();
+    assert!(out.status.success());
+    db
+}
+
+async fn bucket_store() -> String {
+    let s3 = s3_client().await;
+    let bucket = unique_name("blobs");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "")
+}
+
+fn tokens_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("tokens");
+    let text = format!(
+        "# who may read the ops summary\n{} admin ops-admin\n{} viewer dev-viewer\n",
+        artifortress_operator::server::auth::token_hash("admin-secret-token"),
+        artifortress_operator::server::auth::token_hash("viewer-secret-token"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn dependency<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report}"))
+}
+
+#[tokio::test]
+async fn ready_with_both_dependencies_up_and_live_without_any() {
+    let db = migrated("ready").await;
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
+        &[],
+    )
+    .await;
+    assert_eq!(server.get("/health/live", None).await, (200, "ok".to_string()));
+    let (status, body) = server.get("/health/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ready");
+    for name in ["postgresql", "objectStorage"] {
+        let d = dependency(&report, name);
+        assert_eq!(d["ok"], true, "{d}");
+        assert!(d["latencyMs"].as_f64().unwrap() >= 0.0);
+        assert!(d["error"].is_null());
+    }
+    let (_, metrics) = server.get("/metrics", None).await;
+    assert!(
+        metrics.contains(r#"artifortress_dependency_up{installation="default",dependency="postgresql"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("artifortress_http_requests_total{route=\"/health/ready\",status=\"200\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn not_ready_naming_postgresql_when_its_server_is_stopped() {
+    let pg = ExtraPostgres::start();
+    let url = with_database(&pg.url, "postgres");
+    let out = std::process::Command::new(operator_bin()).args(["migrate", "--database", &url]).output().unwrap();
+    assert!(out.status.success());
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--database", &url, "--object-store", &store, "--tokens-file", &tokens_file(&dir), "--ready-cache", "0s"],
+        &[],
+    )
+    .await;
+    assert_eq!(server.get("/health/ready", None).await.0, 200);
+    pg.stop();
+    let started = Instant::now();
+    let (status, body) = server.get("/health/ready", None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the 2 s timeout plus margin: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "unavailable");
+    let pg_check = dependency(&report, "postgresql");
+    assert_eq!(pg_check["ok"], false);
+    assert!(pg_check["error"].as_str().unwrap().contains("127.0.0.1"), "{pg_check}");
+    assert_eq!(dependency(&report, "objectStorage")["ok"], true);
+}
+
+#[tokio::test]
+async fn not_ready_naming_object_storage_when_s3_accepts_but_never_answers() {
+    // A socket that accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let db = migrated("hang").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = s3_store_url(&format!("http://127.0.0.1:{port}"), "blobs", "");
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
+        &[],
+    )
+    .await;
+    let started = Instant::now();
+    let (status, body) = server.get("/health/ready", None).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "bounded by the 2 s check timeout: {elapsed:?}");
+    assert_eq!(status, 503, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let s3_check = dependency(&report, "objectStorage");
+    assert_eq!(s3_check["ok"], false);
+    assert!(s3_check["error"].as_str().unwrap().contains("no answer within 2000 ms"), "{s3_check}");
+    assert_eq!(dependency(&report, "postgresql")["ok"], true);
+}
+
+async fn audit_rows(pool: &PgPool) -> Vec<(String, String, i32)> {
+    sqlx::query_as(
+        "SELECT actor, outcome, (details->>'status')::int FROM audit_log WHERE action = 'ops.summary.read' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
+    let db = migrated("authz").await;
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
+        &[],
+    )
+    .await;
+    let path = "/v1/admin/ops/summary";
+    assert_eq!(server.get(path, None).await.0, 401);
+    assert_eq!(server.get(path, Some("not-a-token")).await.0, 401);
+    assert_eq!(server.get(path, Some("viewer-secret-token")).await.0, 403);
+    let (status, body) = server.get(path, Some("admin-secret-token")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        audit_rows(&db.pool().await).await,
+        [
+            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
+            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
+            ("dev-viewer".to_string(), "denied".to_string(), 403),
+            ("ops-admin".to_string(), "allowed".to_string(), 200),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn admin_matrix_decided_by_kubernetes_rbac() {
+    let client = kube_client().await;
+    let ns = unique_name("af-authz");
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "ops-summary-reader"},
+        "rules": [{"apiGroups": ["artifortress.io"], "resources": ["artifortresses/opssummary"], "verbs": ["get"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), &ns).create(&PostParams::default(), &role).await.unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "alice-reads-ops-summary"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ops-summary-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), &ns).create(&PostParams::default(), &binding).await.unwrap();
+
+    let db = migrated("kauthz").await;
+    let store = bucket_store().await;
+    let kubeconfig = env("KUBECONFIG");
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--kubeconfig", &kubeconfig, "--namespace", &ns],
+        &[],
+    )
+    .await;
+    let path = "/v1/admin/ops/summary";
+    assert_eq!(server.get(path, None).await.0, 401);
+    assert_eq!(server.get(path, Some("not-a-kubernetes-token")).await.0, 401);
+    assert_eq!(server.get(path, Some(&env("AF_TEST_KUBE_TOKEN_BOB"))).await.0, 403);
+    let (status, body) = server.get(path, Some(&env("AF_TEST_KUBE_TOKEN_ALICE"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        audit_rows(&db.pool().await).await,
+        [
+            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
+            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
+            ("bob".to_string(), "denied".to_string(), 403),
+            ("alice".to_string(), "allowed".to_string(), 200),
+        ]
+    );
+    // In-cluster mode also checks the Kubernetes API for readiness.
+    let (status, body) = server.get("/health/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(dependency(&serde_json::from_str(&body).unwrap(), "kubernetes")["ok"], true);
+}
+
+#[tokio::test]
+async fn summary_numbers_equal_hand_computed_values() {
+    let db = migrated("numbers").await;
+    let pool = db.pool().await;
+    sqlx::raw_sql(
+        "INSERT INTO outbox_events (event_type, status, available_at, created_at) VALUES
+           ('a', 'pending', now() - interval '1 minute', now() - interval '120 seconds'),
+           ('a', 'pending', now(), now() - interval '30 seconds'),
+           ('a', 'pending', now() + interval '5 minutes', now() - interval '10 seconds'),
+           ('a', 'published', now(), now() - interval '1 day'),
+           ('a', 'dead', now(), now() - interval '2 days');
+         INSERT INTO search_index_jobs (status) VALUES ('failed'), ('failed'), ('pending'), ('running'), ('done');
+         INSERT INTO gc_runs (started_at, completed_at) VALUES (now() - interval '2 hours', now() - interval '1 hour'), (now(), NULL);
+         INSERT INTO audit_log (occurred_at, actor, action, outcome) VALUES
+           (now() - interval '23 hours 59 minutes', 'policy', 'policy.timeout', 'error'),
+           (now() - interval '24 hours 1 minute', 'policy', 'policy.timeout', 'error'),
+           (now() - interval '1 hour', 'policy', 'policy.timeout', 'error'),
+           (now() - interval '1 hour', 'policy', 'policy.evaluate', 'allowed');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
+        &[],
+    )
+    .await;
+    let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    assert_eq!(status, 200, "{body}");
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["installation"], "default");
+    assert_eq!(s["outboxPending"], 3);
+    assert_eq!(s["outboxAvailable"], 2, "the event available in 5 minutes is not available");
+    let age = s["outboxOldestPendingAgeSeconds"].as_f64().unwrap();
+    assert!((120.0..125.0).contains(&age), "{age}");
+    assert_eq!(s["searchJobsFailed"], 2);
+    assert_eq!(s["searchJobsPending"], 1);
+    assert_eq!(s["incompleteGcRuns"], 1);
+    assert_eq!(s["policyTimeouts24h"], 2, "the row 24 h 1 min old is outside the window");
+    assert!(s["generatedAt"].is_string());
+    // Default thresholds: incomplete GC 1 is a warning; nothing critical.
+    assert_eq!(s["slo"]["severity"], "Warning");
+    let gc = s["slo"]["signals"].as_array().unwrap().iter().find(|x| x["signal"] == "incompleteGcRuns").unwrap();
+    assert_eq!((gc["value"].as_f64(), gc["warning"].as_i64(), gc["critical"].as_i64()), (Some(1.0), Some(1), Some(3)));
+
+    // With nothing pending, the oldest pending age is null.
+    sqlx::query("UPDATE outbox_events SET status = 'published'").execute(&pool).await.unwrap();
+    let (_, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert!(s["outboxOldestPendingAgeSeconds"].is_null(), "{s}");
+    let (_, metrics) = server.get("/metrics", None).await;
+    assert!(metrics.contains(r#"artifortress_ops_policy_timeouts_24h{installation="default"} 2"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
+    let db = migrated("secrets").await;
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
+        &[],
+    )
+    .await;
+    let mut bodies = String::new();
+    for token in [None, Some("admin-secret-token"), Some("viewer-secret-token"), Some("wrong-secret-token")] {
+        for path in ["/v1/admin/ops/summary", "/health/ready", "/metrics", "/nope"] {
+            bodies.push_str(&server.get(path, token).await.1);
+        }
+    }
+    // A database failure must not leak the URL's password either.
+    let pool = PgPool::connect(&env("AF_TEST_PG_SOURCE_URL")).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name)).execute(&pool).await.unwrap();
+    bodies.push_str(&server.get("/health/ready", None).await.1);
+    bodies.push_str(&server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await.1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = server.logs.lock().unwrap().clone();
+    assert!(logs.contains("\"route\""), "request logs were captured:\n{logs}");
+    let password = url::Url::parse(db.url.expose()).unwrap().password().unwrap().to_string();
+    for secret in
+        ["admin-secret-token", "viewer-secret-token", "wrong-secret-token", &password, &env("AWS_SECRET_ACCESS_KEY")]
+    {
+        assert!(!bodies.contains(secret), "{secret} in a response body");
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
