@@ -57,7 +57,7 @@ start_postgres() { # name -> prints URL
     || { cat "$dir/initdb.log" >&2; return 1; }
   # Durability settings off: these servers are thrown away after the run.
   as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-    "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
     >/dev/null || { cat "$dir/server.log" >&2; return 1; }
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
 }
@@ -222,7 +222,8 @@ stop() {
 
 # Extra servers for fault tests, which stop them without disturbing other tests:
 #   hack/test-env.sh postgres DIR        start a PostgreSQL server in DIR, print its URL
-#   hack/test-env.sh garage DIR          start a Garage server in DIR, print its env lines
+#                                        (PG_EXTRA_OPTS adds server settings, e.g. "-c wal_level=minimal")
+#   hack/test-env.sh garage DIR [BUCKET] start a Garage server in DIR (with BUCKET), print its env lines
 #   hack/test-env.sh garage-restart DIR  start that Garage again after it was killed
 # `hack/test-env.sh stop DIR` stops them. The pid of Garage is in DIR/garage/pid.
 extra_setup() {
@@ -238,6 +239,10 @@ case "${1:-}" in
     ;;
   garage)
     extra_setup "${2:?state dir}"; GARAGE=$("$HACK/install-garage.sh"); start_garage
+    if [ -n "${3:-}" ]; then  # optional: a bucket the key may use (for tools without CreateBucket)
+      "$GARAGE" -c "$STATE/garage/garage.toml" bucket create "$3" >/dev/null
+      "$GARAGE" -c "$STATE/garage/garage.toml" bucket allow --read --write --owner "$3" --key test-key >/dev/null
+    fi
     echo "AF_TEST_S3_ENDPOINT=$S3_ENDPOINT"
     echo "AWS_ACCESS_KEY_ID=$S3_KEY_ID"
     echo "AWS_SECRET_ACCESS_KEY=$S3_SECRET"

@@ -99,6 +99,21 @@ async fn migrate_is_idempotent_and_creates_the_contract() {
     assert!(bad.unwrap_err().to_string().contains("check constraint"));
     let bad = sqlx::query("INSERT INTO search_index_jobs (status) VALUES ('lost')").execute(&pool).await;
     assert!(bad.unwrap_err().to_string().contains("check constraint"));
+    // Digests are exactly sha256: plus 64 lowercase hex digits.
+    let hex64 = "0123456789abcdef".repeat(4);
+    for (digest, ok) in [
+        (format!("sha256:{hex64}"), true),
+        (format!("sha256:{}", &hex64[1..]), false),
+        (format!("sha256:{hex64}0"), false),
+        (format!("sha256:{}", hex64.to_uppercase()), false),
+        (format!("sha512:{hex64}"), false),
+    ] {
+        let result = sqlx::query("INSERT INTO blobs (digest, size_bytes, storage_key) VALUES ($1, 1, 'k')")
+            .bind(&digest)
+            .execute(&pool)
+            .await;
+        assert_eq!(result.is_ok(), ok, "{digest}: {result:?}");
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! parity, RPO/RTO verdicts and reports. It knows PostgreSQL and object storage
 //! and nothing of Kubernetes; the Jobs and the local commands both call it.
 
+pub mod archive_index;
 pub mod backup;
 pub mod drill;
 pub mod manifest;

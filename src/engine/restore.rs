@@ -22,6 +22,7 @@ use crate::api::recovery_drill::TableParity;
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
+use super::archive_index::{self, Indexed};
 use super::backup::read_tail;
 use super::manifest::Manifest;
 use super::pgtools::{PgTools, parse_major};
@@ -108,8 +109,20 @@ pub async fn run(
         store.url()
     ));
     download_verified(store, &manifest, &archive).await?;
-    let download_seconds = t.elapsed().as_secs_f64();
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
+    let indexing = archive.clone();
+    match tokio::task::spawn_blocking(move || archive_index::index(&indexing)).await {
+        Ok(Ok(Indexed::Blocks(n))) => progress.step(format!("archive indexed: data offsets for {n} tables")),
+        Ok(Ok(Indexed::Skipped(why))) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
+        Ok(Err(e)) => {
+            return Err(EngineError::Corrupt {
+                backup: manifest.backup_name.clone(),
+                detail: format!("the archive matches its checksum but is not a readable custom-format archive: {e}"),
+            });
+        }
+        Err(e) => return Err(EngineError::Config(format!("indexing the archive panicked: {e}"))),
+    }
+    let download_seconds = t.elapsed().as_secs_f64();
 
     // 2. Recreate the scratch database and restore.
     let t = Instant::now();

@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 
 use super::{BackupStore, ByteStream, ObjectInfo, StoreError};
 
-/// First part size. S3 allows 10 000 parts, so the part size doubles every 2 000
-/// parts: 16 MiB parts cover 31 GiB, and objects far beyond that still fit.
-const BASE_PART_SIZE: usize = 16 * 1024 * 1024;
+/// First part size. S3 allows 10 000 parts, so the part size doubles every 1 000
+/// parts: 8 MiB parts cover 7.8 GiB, and objects far beyond that still fit.
+const BASE_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploading at once; memory use is about (this + 1) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -33,7 +33,7 @@ pub struct S3Store {
 }
 
 fn part_size(part_number: i32) -> usize {
-    BASE_PART_SIZE << ((part_number - 1) / 2000).min(6)
+    BASE_PART_SIZE << ((part_number - 1) / 1000).min(9)
 }
 
 impl S3Store {
@@ -190,6 +190,7 @@ impl S3Store {
 
 /// Reads the next part of up to `want` bytes; `None` once the body is exhausted.
 async fn next_part(body: &mut ByteStream, buf: &mut BytesMut, want: usize) -> std::io::Result<Option<Bytes>> {
+    buf.reserve(want.saturating_sub(buf.len()));
     while buf.len() < want {
         match body.next().await {
             Some(chunk) => buf.extend_from_slice(&chunk?),
@@ -334,9 +335,9 @@ mod tests {
 
     #[test]
     fn part_size_grows_so_ten_thousand_parts_hold_any_dump() {
-        assert_eq!(part_size(1), 16 << 20);
-        assert_eq!(part_size(2000), 16 << 20);
-        assert_eq!(part_size(2001), 32 << 20);
+        assert_eq!(part_size(1), 8 << 20);
+        assert_eq!(part_size(1000), 8 << 20);
+        assert_eq!(part_size(1001), 16 << 20);
         let capacity: u64 = (1..=10_000).map(|n| part_size(n) as u64).sum();
         assert!(capacity > 1 << 40, "over 1 TiB: {capacity}");
     }
