@@ -108,7 +108,17 @@ async fn drill_round_trip_on_two_servers_through_s3_with_checksums() {
     ]);
     assert_exit(&out, 0);
     let progress = stderr(&out);
-    for step in ["snapshot", "stored", "downloading", "dump verified", "pg_restore -j", "verifying", "verdict PASSED"] {
+    // "archive indexed": the pipe-written archive got its data offsets (all 16 tables).
+    for step in [
+        "snapshot",
+        "stored",
+        "downloading",
+        "dump verified",
+        "archive indexed: data offsets for 16 tables",
+        "pg_restore -j",
+        "verifying",
+        "verdict PASSED",
+    ] {
         assert!(progress.contains(step), "progress line {step:?} in:\n{progress}");
     }
 

@@ -93,7 +93,8 @@ async fn probe(dir: &Path) -> Option<PgTools> {
 /// `pg_dump (PostgreSQL) 15.18 (Debian …)` → 15; `9.6.24` → 9.
 pub fn parse_major(version_output: &str) -> Option<u32> {
     let number = version_output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    number.split('.').next()?.parse().ok()
+    let major: String = number.chars().take_while(char::is_ascii_digit).collect();
+    major.parse().ok()
 }
 
 #[cfg(test)]
