@@ -74,6 +74,13 @@ async fn s3_bucket() -> (String, aws_sdk_s3::Client) {
     (bucket, s3)
 }
 
+/// A `file://` store in a fresh directory (which lives as long as the TempDir).
+fn file_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
 fn scratch_url(server_env: &str) -> String {
     with_database(&env(server_env), &unique_name("scratch").replace('-', "_"))
 }
@@ -177,8 +184,7 @@ async fn drill_round_trip_on_two_servers_through_s3_with_checksums() {
 #[tokio::test]
 async fn drill_into_another_database_of_the_same_server_with_the_file_store() {
     let source = seeded_source().await;
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", store_dir.path().display());
+    let (store_dir, store) = file_store();
     let target = scratch_url("AF_TEST_PG_SOURCE_URL");
     let json = store_dir.path().join("result.json");
     let out = operator(&[
@@ -223,8 +229,7 @@ async fn rows_written_during_the_backup_are_in_neither_manifest_nor_restore() {
     let mut blocker = pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE public.gate IN ACCESS EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
 
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", store_dir.path().display());
+    let (store_dir, store) = file_store();
     let child = tokio::process::Command::new(operator_bin())
         .args(["backup", "--source", source.url.expose(), "--store", &store, "--name", "during-writes"])
         .env("ARTIFORTRESS_LOG_FORMAT", "text")
@@ -353,8 +358,7 @@ async fn a_flipped_byte_or_a_truncated_dump_is_refused_before_the_target_is_touc
 #[tokio::test]
 async fn restoring_over_the_source_is_refused_even_through_another_address() {
     let source = seeded_source().await;
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", store_dir.path().display());
+    let (_store_dir, store) = file_store();
     assert_exit(&operator(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "self"]), 0);
     let pool = source.pool().await;
     let before = count(&pool, "public.audit_log").await;
@@ -494,8 +498,7 @@ async fn s3_stopped_during_the_upload_fails_the_backup_and_the_next_one_cleans_u
 #[tokio::test]
 async fn an_objective_that_cannot_be_met_fails_the_drill_with_both_numbers() {
     let source = seeded_source().await;
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", store_dir.path().display());
+    let (store_dir, store) = file_store();
     let target = scratch_url("AF_TEST_PG_TARGET_URL");
     let report = store_dir.path().join("r.md");
     let json = store_dir.path().join("r.json");

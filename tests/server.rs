@@ -43,6 +43,16 @@ fn tokens_file(dir: &tempfile::TempDir) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// `serve` for `database` with the test tokens file and a fresh bucket.
+async fn serve_with_tokens(database: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let store = bucket_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(&dir);
+    let mut args = vec!["--database", database, "--object-store", &store, "--tokens-file", &tokens];
+    args.extend_from_slice(extra);
+    (Server::start(&args, &[]).await, dir)
+}
+
 fn dependency<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["dependencies"]
         .as_array()
@@ -55,13 +65,7 @@ fn dependency<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[tokio::test]
 async fn ready_with_both_dependencies_up_and_live_without_any() {
     let db = migrated("ready").await;
-    let store = bucket_store().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
-        &[],
-    )
-    .await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     assert_eq!(server.get("/health/live", None).await, (200, "ok".to_string()));
     let (status, body) = server.get("/health/ready", None).await;
     assert_eq!(status, 200, "{body}");
@@ -87,13 +91,7 @@ async fn not_ready_naming_postgresql_when_its_server_is_stopped() {
     let url = with_database(&pg.url, "postgres");
     let out = std::process::Command::new(operator_bin()).args(["migrate", "--database", &url]).output().unwrap();
     assert!(out.status.success());
-    let store = bucket_store().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &["--database", &url, "--object-store", &store, "--tokens-file", &tokens_file(&dir), "--ready-cache", "0s"],
-        &[],
-    )
-    .await;
+    let (server, _dir) = serve_with_tokens(&url, &["--ready-cache", "0s"]).await;
     assert_eq!(server.get("/health/ready", None).await.0, 200);
     pg.stop();
     let started = Instant::now();
@@ -155,13 +153,7 @@ async fn audit_rows(pool: &PgPool) -> Vec<(String, String, i32)> {
 #[tokio::test]
 async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
     let db = migrated("authz").await;
-    let store = bucket_store().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
-        &[],
-    )
-    .await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let path = "/v1/admin/ops/summary";
     assert_eq!(server.get(path, None).await.0, 401);
     assert_eq!(server.get(path, Some("not-a-token")).await.0, 401);
@@ -250,13 +242,7 @@ async fn summary_numbers_equal_hand_computed_values() {
     .execute(&pool)
     .await
     .unwrap();
-    let store = bucket_store().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
-        &[],
-    )
-    .await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
     assert_eq!(status, 200, "{body}");
     let s: Value = serde_json::from_str(&body).unwrap();
@@ -287,13 +273,7 @@ async fn summary_numbers_equal_hand_computed_values() {
 #[tokio::test]
 async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
     let db = migrated("secrets").await;
-    let store = bucket_store().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &["--database", db.url.expose(), "--object-store", &store, "--tokens-file", &tokens_file(&dir)],
-        &[],
-    )
-    .await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let mut bodies = String::new();
     for token in [None, Some("admin-secret-token"), Some("viewer-secret-token"), Some("wrong-secret-token")] {
         for path in ["/v1/admin/ops/summary", "/health/ready", "/metrics", "/nope"] {

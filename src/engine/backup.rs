@@ -12,14 +12,14 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 
 use crate::api::common::VerifyMode;
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, ByteStream};
 
 use super::manifest::{DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest};
-use super::pgtools::PgTools;
+use super::pgtools::{PgTools, read_tail};
 use super::progress::{Progress, human_bytes};
 use super::{EngineError, source, validate_backup_name};
 
@@ -193,15 +193,11 @@ fn dump_stream(
     snapshot_id: &str,
     stats: Arc<Mutex<DumpStats>>,
 ) -> Result<ByteStream, EngineError> {
-    let mut child = tokio::process::Command::new(tools.pg_dump())
-        .args(["--format=custom", "--compress=0", "--no-password"])
+    let mut child = tools
+        .command(&tools.pg_dump(), source_url)
+        .args(["--format=custom", "--compress=0"])
         .arg(format!("--snapshot={snapshot_id}"))
-        .envs(source_url.libpq_env())
-        .env_remove("PGSERVICE")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.pg_dump().display())))?;
     let stdout = child.stdout.take().expect("piped");
@@ -259,20 +255,4 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
         self.stats.lock().unwrap().archive_bytes += read;
         poll
     }
-}
-
-/// The last `limit` bytes of a child's stderr (the error is at the end).
-pub(crate) async fn read_tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> String {
-    let mut tail = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > limit {
-            tail.drain(..tail.len() - limit);
-        }
-    }
-    String::from_utf8_lossy(&tail).into_owned()
 }

@@ -6,8 +6,12 @@
 //! by side (Debian's `/usr/lib/postgresql/<major>/bin`, the operator image).
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::EngineError;
+use crate::db::DatabaseUrl;
 
 /// Client tools of one PostgreSQL major version.
 #[derive(Clone, Debug)]
@@ -25,6 +29,21 @@ impl PgTools {
 
     pub fn pg_restore(&self) -> PathBuf {
         self.bindir.join("pg_restore")
+    }
+
+    /// A `pg_dump`/`pg_restore` invocation connected to `url` through libpq
+    /// environment variables (the password never appears in argv), with no
+    /// stdin, stderr captured, and killed if dropped.
+    pub fn command(&self, program: &Path, url: &DatabaseUrl) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .arg("--no-password")
+            .envs(url.libpq_env())
+            .env_remove("PGSERVICE")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
     }
 
     /// Picks tools able to dump and restore a server of `server_major`.
@@ -88,6 +107,22 @@ async fn probe(dir: &Path) -> Option<PgTools> {
     // A PATH entry may be a symlink farm into a versioned bindir; keep the real one.
     let bindir = std::fs::canonicalize(&pg_dump).ok()?.parent()?.to_path_buf();
     Some(PgTools { bindir, major, version })
+}
+
+/// The last `limit` bytes of a child's stderr (where the error is).
+pub async fn read_tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> String {
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > limit {
+            tail.drain(..tail.len() - limit);
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// `pg_dump (PostgreSQL) 15.18 (Debian …)` → 15; `9.6.24` → 9.

@@ -23,9 +23,8 @@ use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
 use super::archive_index::{self, Indexed};
-use super::backup::read_tail;
 use super::manifest::Manifest;
-use super::pgtools::{PgTools, parse_major};
+use super::pgtools::{PgTools, parse_major, read_tail};
 use super::progress::{Progress, human_bytes};
 use super::{EngineError, parity, source};
 
@@ -267,17 +266,13 @@ async fn recreate_database(admin: &mut PgConnection, admin_url: &DatabaseUrl, na
 }
 
 async fn pg_restore(tools: &PgTools, target: &DatabaseUrl, archive: &Path, jobs: u32) -> Result<(), EngineError> {
-    let mut child = tokio::process::Command::new(tools.pg_restore())
-        .args(["--no-owner", "--no-acl", "--exit-on-error", "--no-password"])
+    let mut child = tools
+        .command(&tools.pg_restore(), target)
+        .args(["--no-owner", "--no-acl", "--exit-on-error"])
         .arg(format!("--jobs={jobs}"))
         .arg(format!("--dbname={}", target.database()))
         .arg(archive)
-        .envs(target.libpq_env())
-        .env_remove("PGSERVICE")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.pg_restore().display())))?;
     let stderr = read_tail(child.stderr.take().expect("piped"), 8 * 1024).await;
