@@ -2,6 +2,7 @@
 //! Artifortress installations. See `docs/architecture.md` for the module map.
 
 pub mod api;
+pub mod controller;
 pub mod crdgen;
 pub mod db;
 pub mod engine;

@@ -1,0 +1,9 @@
+//! Controllers: one module per kind, deciding the next step with pure
+//! functions and applying it through the Kubernetes API.
+//!
+//! So far this holds the pure building blocks the reconcilers are built from
+//! (conditions, schedules, retention); the reconcilers and `run` come next.
+
+pub mod conditions;
+pub mod retention;
+pub mod schedule;
