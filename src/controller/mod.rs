@@ -2,8 +2,9 @@
 //! functions and applying it through the Kubernetes API.
 //!
 //! So far this holds the pure building blocks the reconcilers are built from
-//! (conditions, schedules, retention); the reconcilers and `run` come next.
+//! (conditions, schedules, retention, Job builders); the reconcilers and `run` come next.
 
 pub mod conditions;
+pub mod jobs;
 pub mod retention;
 pub mod schedule;

@@ -1,0 +1,292 @@
+//! Pure Job builders: the Jobs that run the engine's `backup` and `restore`
+//! commands for a resource. Same inputs, same Job — names are deterministic, so
+//! a restarted operator finds the Job it already created instead of making a
+//! second one.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use sha2::{Digest, Sha256};
+
+use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
+use crate::api::common::{SecretKeyRef, VerifyMode};
+
+pub const MANAGED_BY: &str = "artifortress-operator";
+pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
+pub const LABEL_OWNER: &str = "artifortress.io/owner";
+pub const LABEL_STEP: &str = "artifortress.io/step";
+/// Where restores stage the archive (an emptyDir).
+pub const STAGING_DIR: &str = "/staging";
+
+/// The store URL of an installation's backups:
+/// `s3://<bucket>/<prefix>/<installation>?endpoint=…&region=…&path_style=…`.
+pub fn backup_store_url(spec: &ArtifortressSpec, installation: &str) -> String {
+    let (storage, default_prefix) = match &spec.backup_storage {
+        Some(s) => (s, ""),
+        None => (&spec.object_storage, "artifortress-backups"),
+    };
+    let prefix = storage.prefix.as_deref().unwrap_or(default_prefix).trim_matches('/');
+    let path = if prefix.is_empty() { installation.to_string() } else { format!("{prefix}/{installation}") };
+    let mut url = url::Url::parse(&format!("s3://{}/{path}", storage.bucket)).expect("bucket names are URL hosts");
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(endpoint) = &storage.endpoint {
+            q.append_pair("endpoint", endpoint);
+        }
+        q.append_pair("region", &storage.region);
+        q.append_pair("path_style", if storage.force_path_style { "true" } else { "false" });
+    }
+    url.to_string()
+}
+
+/// A Kubernetes name from parts, cut to 63 characters with a hash suffix when
+/// too long, so different long inputs never collide.
+pub fn job_name(step: &str, owner: &str) -> String {
+    let full = format!("{step}-{owner}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    format!("{}-{hash}", full[..54].trim_end_matches('-'))
+}
+
+/// What differs between the engine Jobs.
+pub struct EngineJob<'a> {
+    pub step: &'static str,
+    pub owner_name: &'a str,
+    pub owner: OwnerReference,
+    pub namespace: &'a str,
+    pub installation: &'a str,
+    pub image: &'a str,
+    pub args: Vec<String>,
+    /// Environment from Secrets: (variable, secret key).
+    pub secret_env: Vec<(&'static str, SecretKeyRef)>,
+    /// emptyDir for staging, with a size limit (restores).
+    pub staging_bytes: Option<u64>,
+}
+
+fn secret_env(name: &str, key: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: key.name.clone(),
+                key: key.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// S3 credentials as environment from the storage's Secret, when it has one.
+pub fn s3_credentials(storage: &ObjectStorageSpec) -> Vec<(&'static str, SecretKeyRef)> {
+    storage
+        .credentials_secret_ref
+        .iter()
+        .flat_map(|c| {
+            [
+                ("AWS_ACCESS_KEY_ID", SecretKeyRef { name: c.name.clone(), key: c.access_key_id_key.clone() }),
+                ("AWS_SECRET_ACCESS_KEY", SecretKeyRef { name: c.name.clone(), key: c.secret_access_key_key.clone() }),
+            ]
+        })
+        .collect()
+}
+
+/// The Job: one attempt, no service-account token, restricted security context,
+/// bounded resources, credentials only through `secretKeyRef`.
+pub fn engine_job(j: EngineJob<'_>) -> Job {
+    let name = job_name(j.step, j.owner_name);
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (LABEL_INSTALLATION.to_string(), j.installation.to_string()),
+        (LABEL_OWNER.to_string(), j.owner_name.to_string()),
+        (LABEL_STEP.to_string(), j.step.to_string()),
+    ]);
+    let mut env: Vec<EnvVar> = j.secret_env.iter().map(|(var, key)| secret_env(var, key)).collect();
+    env.push(EnvVar { name: "ARTIFORTRESS_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() });
+    let staging_size = j.staging_bytes.map(|b| Quantity(format!("{}", b + b / 5 + (1 << 30))));
+    let quantity = |s: &str| Quantity(s.to_string());
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(j.namespace.to_string()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![j.owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            // A failed step is reported with its reason, not retried blindly.
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    containers: vec![Container {
+                        name: j.step.to_string(),
+                        image: Some(j.image.to_string()),
+                        args: Some(j.args),
+                        env: Some(env),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+                            ..Default::default()
+                        }),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(BTreeMap::from([
+                                ("cpu".to_string(), quantity("500m")),
+                                ("memory".to_string(), quantity("128Mi")),
+                            ])),
+                            limits: Some(BTreeMap::from([("memory".to_string(), quantity("512Mi"))])),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "staging".into(),
+                            mount_path: STAGING_DIR.into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![Volume {
+                        name: "staging".into(),
+                        empty_dir: Some(EmptyDirVolumeSource { size_limit: staging_size, ..Default::default() }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Arguments of the backup step.
+pub fn backup_args(store_url: &str, backup: &str, verify: VerifyMode, tables: &[String]) -> Vec<String> {
+    let mut args = vec!["backup".into(), "--store".into(), store_url.into(), "--name".into(), backup.into()];
+    args.extend(["--verify".into(), if verify == VerifyMode::Checksums { "checksums" } else { "counts" }.into()]);
+    if !tables.is_empty() {
+        args.extend(["--tables".into(), tables.join(",")]);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::artifortress::{DatabaseSpec, S3CredentialsRef};
+
+    fn storage(bucket: &str, prefix: Option<&str>) -> ObjectStorageSpec {
+        ObjectStorageSpec {
+            bucket: bucket.into(),
+            prefix: prefix.map(str::to_string),
+            endpoint: Some("http://minio.storage.svc:9000".into()),
+            region: "us-east-1".into(),
+            force_path_style: true,
+            credentials_secret_ref: Some(S3CredentialsRef {
+                name: "s3".into(),
+                access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
+                secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
+            }),
+        }
+    }
+
+    fn spec(backup_storage: Option<ObjectStorageSpec>) -> ArtifortressSpec {
+        ArtifortressSpec {
+            database: DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } },
+            object_storage: storage("blobs", None),
+            backup_storage,
+            slo: Default::default(),
+            probe_interval: "30s".into(),
+        }
+    }
+
+    fn job() -> Job {
+        let spec = spec(None);
+        engine_job(EngineJob {
+            step: "backup",
+            owner_name: "nightly-1",
+            owner: OwnerReference {
+                kind: "Backup".into(),
+                name: "nightly-1".into(),
+                uid: "u1".into(),
+                ..Default::default()
+            },
+            namespace: "af",
+            installation: "production",
+            image: "artifortress-operator:0.1.0",
+            args: backup_args(&backup_store_url(&spec, "production"), "nightly-1", VerifyMode::Counts, &[]),
+            secret_env: [
+                vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())],
+                s3_credentials(&spec.object_storage),
+            ]
+            .concat(),
+            staging_bytes: None,
+        })
+    }
+
+    #[test]
+    fn store_urls_follow_the_layout() {
+        assert_eq!(
+            backup_store_url(&spec(None), "production"),
+            "s3://blobs/artifortress-backups/production?endpoint=http%3A%2F%2Fminio.storage.svc%3A9000&region=us-east-1&path_style=true"
+        );
+        assert!(
+            backup_store_url(&spec(Some(storage("backups", Some("/prod/")))), "production")
+                .starts_with("s3://backups/prod/production?")
+        );
+        assert!(backup_store_url(&spec(Some(storage("backups", None))), "p").starts_with("s3://backups/p?"));
+    }
+
+    #[test]
+    fn the_job_is_deterministic_locked_down_and_secret_free() {
+        let (a, b) = (job(), job());
+        assert_eq!(a, b, "same inputs, same Job");
+        assert_eq!(a.metadata.name.as_deref(), Some("backup-nightly-1"));
+        let spec = a.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!((sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(false), Some(true)));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        // Credentials arrive only as secretKeyRef; no literal value carries one.
+        let env = c.env.as_ref().unwrap();
+        for var in ["SOURCE_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let e = env.iter().find(|e| e.name == var).unwrap();
+            assert!(e.value.is_none() && e.value_from.as_ref().unwrap().secret_key_ref.is_some(), "{var}");
+        }
+        assert_eq!(c.args.as_ref().unwrap()[..2], ["backup".to_string(), "--store".to_string()]);
+        assert_eq!(a.metadata.labels.as_ref().unwrap()[LABEL_OWNER], "nightly-1");
+        assert_eq!(a.metadata.owner_references.as_ref().unwrap()[0].kind, "Backup");
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_hash_and_stay_distinct() {
+        let a = job_name("restore", &"x".repeat(80));
+        let b = job_name("restore", &format!("{}y", "x".repeat(79)));
+        assert!(a.len() <= 63 && b.len() <= 63);
+        assert_ne!(a, b);
+        assert_eq!(job_name("backup", "short"), "backup-short");
+    }
+}
