@@ -9,8 +9,8 @@
 //! local disk we scan it once, record where each data block starts, and write the
 //! offsets into the TOC, exactly as pg_dump does when its output is a file.
 //!
-//! Only archive versions whose layout is known here (1.12 to 1.15: PostgreSQL 11
-//! to 16) are indexed; anything else is left as it is and restores the slow way.
+//! Only archive versions whose layout is checked here (1.13 and 1.14: pg_dump 11
+//! to 15) are indexed; anything else is left as it is and restores the slow way.
 //! A wrong offset cannot go unnoticed: pg_restore checks the block id it finds at
 //! an offset, and parity checks every table afterwards.
 
@@ -97,15 +97,10 @@ pub fn index(path: &Path) -> std::io::Result<Indexed> {
     if format != FORMAT_CUSTOM {
         return Ok(Indexed::Skipped(format!("archive format {format} is not custom")));
     }
-    if major != 1 || !(12..=15).contains(&minor) || r.int_size > 8 || off_size > 8 {
+    if major != 1 || !(13..=14).contains(&minor) || r.int_size > 8 || off_size > 8 {
         return Ok(Indexed::Skipped(format!("archive version {major}.{minor} is not indexed here")));
     }
-    // Compression: an int level up to 1.14, an algorithm byte from 1.15 on.
-    if minor >= 15 {
-        r.byte()?;
-    } else {
-        r.int()?;
-    }
+    r.int()?; // compression level
     for _ in 0..7 {
         r.int()?; // creation time
     }
@@ -192,5 +187,32 @@ fn skip_chunks(r: &mut Reader) -> std::io::Result<()> {
             return Err(invalid(format!("negative chunk length at byte {}", r.pos)));
         }
         r.skip(len as u64)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn unknown_versions_and_formats_are_left_alone() {
+        let newer = archive(b"PGDMP\x01\x10\x00\x04\x08\x01");
+        assert_eq!(index(newer.path()).unwrap(), Indexed::Skipped("archive version 1.16 is not indexed here".into()));
+        let directory = archive(b"PGDMP\x01\x0e\x00\x04\x08\x03");
+        assert!(matches!(index(directory.path()).unwrap(), Indexed::Skipped(_)));
+        let before = std::fs::read(newer.path()).unwrap();
+        assert_eq!(before, b"PGDMP\x01\x10\x00\x04\x08\x01", "nothing written");
+    }
+
+    #[test]
+    fn a_file_that_is_no_archive_is_an_error() {
+        assert!(index(archive(b"not an archive").path()).is_err());
+        assert!(index(archive(b"PGDMP\x01").path()).is_err(), "truncated header");
     }
 }
