@@ -254,3 +254,5 @@ impl Server {
         http_get(&self.addr, path, bearer).await
     }
 }
+
+pub mod job_runner;

@@ -1,0 +1,115 @@
+//! The engine Jobs the controllers will create, on the real API server: the
+//! builder's Job is accepted as is, and run by the job-runner helper it takes a
+//! real backup of a real database into the real S3 server — credentials reaching
+//! it only through Secrets.
+
+mod support;
+
+use std::time::Duration;
+
+use artifortress_operator::api::artifortress::{ArtifortressSpec, DatabaseSpec, ObjectStorageSpec, S3CredentialsRef};
+use artifortress_operator::api::common::{SecretKeyRef, VerifyMode};
+use artifortress_operator::controller::jobs::{self, EngineJob};
+use artifortress_operator::engine::manifest::Manifest;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::job_runner::JobRunner;
+use support::{TestDatabase, env, kube_client, operator_bin, s3_client, unique_name};
+
+#[tokio::test]
+async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
+    let client = kube_client().await;
+    let ns = unique_name("af-jobs");
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+
+    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "jobsrc").await;
+    assert!(
+        std::process::Command::new(operator_bin())
+            .args(["migrate", "--database", db.url.expose()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bucket = unique_name("jobs");
+    s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, data) in [
+        ("db", json!({"uri": db.url.expose()})),
+        (
+            "s3",
+            json!({"AWS_ACCESS_KEY_ID": env("AWS_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AWS_SECRET_ACCESS_KEY")}),
+        ),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+    let spec = ArtifortressSpec {
+        database: DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } },
+        object_storage: ObjectStorageSpec {
+            bucket: bucket.clone(),
+            prefix: Some("prod".into()),
+            endpoint: Some(env("AF_TEST_S3_ENDPOINT")),
+            region: "us-east-1".into(),
+            force_path_style: true,
+            credentials_secret_ref: Some(S3CredentialsRef {
+                name: "s3".into(),
+                access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
+                secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
+            }),
+        },
+        backup_storage: None,
+        slo: Default::default(),
+        probe_interval: "30s".into(),
+    };
+    let store = jobs::backup_store_url(&spec, "production");
+    let job = jobs::engine_job(EngineJob {
+        step: "backup",
+        owner_name: "nightly-1",
+        owner: OwnerReference {
+            api_version: "artifortress.io/v1alpha1".into(),
+            kind: "Backup".into(),
+            name: "nightly-1".into(),
+            uid: "00000000-0000-0000-0000-000000000001".into(),
+            ..Default::default()
+        },
+        namespace: &ns,
+        installation: "production",
+        image: "artifortress-operator:test",
+        args: jobs::backup_args(&store, "nightly-1", VerifyMode::Counts, &[]),
+        secret_env: [
+            vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())],
+            jobs::s3_credentials(&spec.object_storage),
+        ]
+        .concat(),
+        staging_bytes: None,
+    });
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), &ns);
+    jobs_api.create(&PostParams::default(), &job).await.expect("the API server accepts the built Job");
+
+    // The runner starts the command with the pod's environment only, so the
+    // credentials can come from nowhere but the Secrets.
+    let _runner = JobRunner::start(client.clone(), &ns);
+    let finished = async {
+        loop {
+            let j = jobs_api.get("backup-nightly-1").await.unwrap();
+            if let Some(s) = j.status.filter(|s| s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(60), finished).await.expect("job finishes");
+    assert_eq!(status.succeeded, Some(1), "{:?}", status.conditions);
+    assert_eq!(status.conditions.unwrap()[0].type_, "Complete");
+
+    let store = artifortress_operator::store::open(&store).await.unwrap();
+    let manifest = Manifest::load(store.as_ref(), "nightly-1").await.unwrap();
+    assert_eq!(manifest.backup_name, "nightly-1");
+    assert_eq!(store.location("nightly-1/"), format!("s3://{bucket}/prod/production/nightly-1/"));
+    assert!(manifest.tables.iter().any(|t| t.table == "public.tenants"));
+}

@@ -1,0 +1,117 @@
+//! Plays the Kubernetes job controller and kubelet, which the test API server
+//! does not have: it finds the operator's Jobs, runs each pod's container command
+//! locally (the operator binary's own subcommand) with the environment resolved
+//! from the referenced Secrets, and writes the Job's status as the job
+//! controller would (succeeded/failed, Complete/Failed condition, times).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+pub struct JobRunner {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JobRunner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JobRunner {
+    /// Runs every Job labelled as the operator's in `namespace` until dropped.
+    pub fn start(client: kube::Client, namespace: &str) -> JobRunner {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        let secrets: Api<Secret> = Api::namespaced(client, namespace);
+        let started = Arc::new(Mutex::new(HashSet::new()));
+        let task = tokio::spawn(async move {
+            loop {
+                let lp = ListParams::default().labels("app.kubernetes.io/managed-by=artifortress-operator");
+                if let Ok(list) = jobs.list(&lp).await {
+                    for job in list {
+                        let name = job.metadata.name.clone().unwrap_or_default();
+                        let finished =
+                            job.status.as_ref().is_some_and(|s| s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0);
+                        if finished || !started.lock().unwrap().insert(name.clone()) {
+                            continue;
+                        }
+                        tokio::spawn(run_job(jobs.clone(), secrets.clone(), job));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        JobRunner { task }
+    }
+}
+
+async fn resolve_env(secrets: &Api<Secret>, job: &Job) -> Result<BTreeMap<String, String>, String> {
+    let container = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let mut env = BTreeMap::new();
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, var.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref())) {
+            (Some(value), _) => value.clone(),
+            (None, Some(sel)) => {
+                let secret = secrets.get(&sel.name).await.map_err(|e| format!("secret {}: {e}", sel.name))?;
+                let bytes = secret
+                    .data
+                    .and_then(|d| d.get(&sel.key).cloned())
+                    .ok_or(format!("secret {} has no key {}", sel.name, sel.key))?;
+                String::from_utf8(bytes.0).map_err(|e| e.to_string())?
+            }
+            (None, None) => String::new(),
+        };
+        env.insert(var.name.clone(), value);
+    }
+    Ok(env)
+}
+
+async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
+    let name = job.metadata.name.clone().unwrap();
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = |s: serde_json::Value| Patch::Merge(json!({ "status": s }));
+    let _ = jobs.patch_status(&name, &PatchParams::default(), &status(json!({"startTime": now(), "active": 1}))).await;
+    let args =
+        job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].args.clone().unwrap_or_default();
+    let staging = tempfile::tempdir().unwrap();
+    // The pod's emptyDir at /staging is a temporary directory here.
+    let args: Vec<String> =
+        args.into_iter().map(|a| if a == "/staging" { staging.path().display().to_string() } else { a }).collect();
+    let outcome = match resolve_env(&secrets, &job).await {
+        Err(e) => Err(format!("CreateContainerConfigError: {e}")),
+        Ok(env) => {
+            // Only what the pod would have: no credential leaks in from the test process.
+            let out = tokio::process::Command::new(super::operator_bin())
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .envs(env)
+                .output()
+                .await
+                .unwrap();
+            if out.status.success() {
+                Ok(())
+            } else {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                Err(stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+            }
+        }
+    };
+    let (counts, condition, reason, message) = match &outcome {
+        Ok(()) => (json!({"succeeded": 1, "active": 0}), "Complete", "Completed", String::new()),
+        Err(message) => (json!({"failed": 1, "active": 0}), "Failed", "BackoffLimitExceeded", message.clone()),
+    };
+    let mut s = counts;
+    s["conditions"] = json!([{"type": condition, "status": "True", "reason": reason, "message": message,
+                              "lastProbeTime": now(), "lastTransitionTime": now()}]);
+    if outcome.is_ok() {
+        s["completionTime"] = json!(now());
+    }
+    let _ = jobs.patch_status(&name, &PatchParams::default(), &status(s)).await;
+}
