@@ -219,7 +219,7 @@ pub struct DrillTimings {
     /// Taking the fresh backup (absent for an existing backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_seconds: Option<f64>,
-    /// Downloading the dump and checking its size and SHA-256.
+    /// Downloading the dump, checking its size and SHA-256, indexing the archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_seconds: Option<f64>,
     /// Recreating the scratch database and running pg_restore.

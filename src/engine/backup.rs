@@ -85,9 +85,7 @@ pub async fn run(
             .fetch_one(&mut snap)
             .await
             .map_err(db_err("exporting the snapshot"))?;
-    let identity = source::identity(&mut snap)
-        .await
-        .map_err(db_err("reading the server identity (needs superuser or pg_monitor for pg_control_system())"))?;
+    let identity = source::identity(&mut snap).await.map_err(db_err("reading the server identity"))?;
     let tools = PgTools::for_server(identity.major).await?;
     let tables = source::select_tables(
         source::user_tables(&mut snap).await.map_err(db_err("listing tables"))?,

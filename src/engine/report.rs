@@ -68,7 +68,7 @@ pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
         md.push_str("\n## Timings\n\n| step | duration |\n|---|---|\n");
         for (step, value) in [
             ("backup", t.backup_seconds),
-            ("download and verify checksum", t.download_seconds),
+            ("download, verify checksum, index archive", t.download_seconds),
             ("recreate database and pg_restore", t.restore_seconds),
             ("parity", t.parity_seconds),
             ("whole drill", t.total_seconds),

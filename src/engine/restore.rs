@@ -115,7 +115,7 @@ pub async fn run(
         Ok(Ok(Indexed::Skipped(why))) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
         // The checksum already proved the bytes; pg_restore judges the archive itself.
         Ok(Err(e)) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
-        Err(e) => return Err(EngineError::Config(format!("indexing the archive panicked: {e}"))),
+        Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
 
