@@ -48,7 +48,7 @@ pub async fn summary(
 ) -> Response {
     let installation = match pick(&state, query.installation.as_deref()) {
         Ok(i) => i,
-        Err(response) => return response,
+        Err((status, message)) => return error(status, message),
     };
     let decision = match state.auth.decide(bearer(&headers), &installation.namespace).await {
         Ok(decision) => decision,
@@ -92,8 +92,8 @@ pub async fn summary(
     }
 }
 
-#[allow(clippy::result_large_err)]
-fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, Response> {
+/// The installation a request is about: named by `?installation=`, or the only one.
+fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, (StatusCode, String)> {
     let names = || state.installations.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
     match wanted {
         Some(name) => state
@@ -101,9 +101,9 @@ fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, Res
             .iter()
             .find(|i| i.name == name)
             .cloned()
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no installation {name:?}; known: {}", names()))),
+            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no installation {name:?}; known: {}", names()))),
         None if state.installations.len() == 1 => Ok(state.installations[0].clone()),
-        None => Err(error(
+        None => Err((
             StatusCode::BAD_REQUEST,
             format!("several installations: choose one with ?installation=NAME ({})", names()),
         )),
