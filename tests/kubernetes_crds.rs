@@ -6,40 +6,12 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use artifortress_operator::api::{self, Artifortress, Backup, BackupSchedule, RecoveryDrill};
+use artifortress_operator::api::{Artifortress, Backup, BackupSchedule, RecoveryDrill};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
-use support::{kube_client, unique_name};
-
-/// Applies the CRDs (server-side apply, as the chart and operator do) and waits
-/// until the API server serves them.
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply("artifortress-operator-tests").force();
-    for crd in api::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("CRD {name} not established within 30 s"))
-        .unwrap();
-    }
-}
-
-async fn create_namespace(client: &kube::Client) -> String {
-    let name = unique_name("af-test");
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
-    name
-}
+use support::{create_namespace, install_crds, kube_client, unique_name};
 
 fn api_resource_for(kind: &str) -> ApiResource {
     match kind {

@@ -4,6 +4,7 @@
 //! So far this holds the pure building blocks the reconcilers are built from
 //! (conditions, schedules, retention, Job builders); the reconcilers and `run` come next.
 
+pub mod backup;
 pub mod conditions;
 pub mod jobs;
 pub mod retention;

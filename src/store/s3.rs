@@ -23,6 +23,12 @@ const BASE_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploading at once; memory use is about (this + 1) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// An access key pair (never logged: no Debug).
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -38,6 +44,12 @@ fn part_size(part_number: i32) -> usize {
 
 impl S3Store {
     pub async fn from_url(url: &url::Url) -> Result<Self, StoreError> {
+        Self::with_credentials(url, None).await
+    }
+
+    /// Like `from_url`, with a static access key pair instead of the AWS chain
+    /// (the operator reads it from the installation's Secret).
+    pub async fn with_credentials(url: &url::Url, credentials: Option<StaticCredentials>) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl { url: crate::db::redact_url(url), reason };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
@@ -68,11 +80,19 @@ impl S3Store {
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(30))
             .build();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region))
-            .timeout_config(timeouts)
-            .load()
-            .await;
+            .timeout_config(timeouts);
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                None,
+                None,
+                "artifortress-secret",
+            ));
+        }
+        let config = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style);
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
