@@ -149,7 +149,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             phase: Some(BackupPhase::Running),
             job_name: Some(job_name.clone()),
             started_at: Some(Utc::now()),
-            location: Some(format!("{}/", store_url)),
+            location: Some(backup_location(&store_url, &name)),
             ..status
         };
         write_status(&backups, &backup, running, "Running", format!("Job {job_name} is taking the backup")).await?;
@@ -177,7 +177,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             let completed = BackupStatus {
                 phase: Some(BackupPhase::Completed),
                 message: None,
-                location: Some(store.location(&format!("{name}/"))),
+                location: Some(backup_location(&store_url, &name)),
                 started_at: Some(m.started_at),
                 completed_at: Some(m.completed_at),
                 duration: Some(human_duration(seconds)),
@@ -195,6 +195,14 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             Ok(Action::await_change())
         }
     }
+}
+
+/// `s3://bucket/prefix/installation/backup/`: the store URL without its
+/// connection parameters, plus the backup's directory.
+fn backup_location(store_url: &str, backup: &str) -> String {
+    let mut url = url::Url::parse(store_url).expect("built by backup_store_url");
+    url.set_query(None);
+    format!("{}/{backup}/", url.as_str().trim_end_matches('/'))
 }
 
 fn backup_storage(spec: &ArtifortressSpec) -> &ObjectStorageSpec {
@@ -255,4 +263,13 @@ async fn write_status(
     let patch = json!({ "status": status });
     api.patch_status(&backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn locations_drop_the_connection_parameters() {
+        let url = "s3://backups/prod/production?endpoint=http%3A%2F%2Fminio%3A9000&region=us-east-1&path_style=true";
+        assert_eq!(super::backup_location(url, "nightly-1"), "s3://backups/prod/production/nightly-1/");
+    }
 }
