@@ -66,17 +66,7 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
     );
     let bucket = unique_name("ctl");
     s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [
-        ("db", json!({"uri": db.url.expose()})),
-        (
-            "s3",
-            json!({"AWS_ACCESS_KEY_ID": env("AWS_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AWS_SECRET_ACCESS_KEY")}),
-        ),
-    ] {
-        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.unwrap();
-    }
+    support::create_installation_secrets(&client, &ns, db.url.expose()).await;
     let storage = json!({"bucket": bucket, "prefix": "prod", "endpoint": env("AF_TEST_S3_ENDPOINT"),
                          "forcePathStyle": true, "credentialsSecretRef": {"name": "s3"}});
     create(
@@ -141,7 +131,7 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
     // A Job that exits non-zero fails the Backup with the Job's reason.
     let bad_db = json!({"uri": "postgres://nobody:wrong@127.0.0.1:1/none"});
     let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "bad-db"}, "stringData": bad_db})).unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns).create(&PostParams::default(), &secret).await.unwrap();
     let storage = json!({"bucket": bucket, "endpoint": env("AF_TEST_S3_ENDPOINT"), "forcePathStyle": true,
                          "credentialsSecretRef": {"name": "s3"}});
     create(

@@ -12,7 +12,7 @@ use artifortress_operator::api::common::{SecretKeyRef, VerifyMode};
 use artifortress_operator::controller::jobs::{self, EngineJob};
 use artifortress_operator::engine::manifest::Manifest;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -37,17 +37,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
     let bucket = unique_name("jobs");
     s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [
-        ("db", json!({"uri": db.url.expose()})),
-        (
-            "s3",
-            json!({"AWS_ACCESS_KEY_ID": env("AWS_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AWS_SECRET_ACCESS_KEY")}),
-        ),
-    ] {
-        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.unwrap();
-    }
+    support::create_installation_secrets(&client, &ns, db.url.expose()).await;
     let spec = ArtifortressSpec {
         database: DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } },
         object_storage: ObjectStorageSpec {

@@ -288,3 +288,19 @@ pub async fn create_namespace(client: &kube::Client) -> String {
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
     name
 }
+
+/// The Secrets an installation's Jobs read: `db` (key `uri`: the database URL)
+/// and `s3` (the harness's access key pair under the AWS variable names).
+pub async fn create_installation_secrets(client: &kube::Client, ns: &str, database_url: &str) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    for (name, data) in [
+        ("db", json!({"uri": database_url})),
+        (
+            "s3",
+            json!({"AWS_ACCESS_KEY_ID": env("AWS_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AWS_SECRET_ACCESS_KEY")}),
+        ),
+    ] {
+        let secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+}
