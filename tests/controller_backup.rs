@@ -48,14 +48,7 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
     install_crds(&client).await;
     let ns = create_namespace(&client).await;
 
-    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "ctlsrc").await;
-    assert!(
-        std::process::Command::new(operator_bin())
-            .args(["migrate", "--database", db.url.expose()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let db = TestDatabase::migrated("ctlsrc").await;
     assert!(
         std::process::Command::new(operator_bin())
             .args(["seed", "--database", db.url.expose(), "--scale", "small"])

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::job_runner::JobRunner;
-use support::{TestDatabase, env, kube_client, operator_bin, s3_client, unique_name};
+use support::{TestDatabase, env, kube_client, s3_client, unique_name};
 
 #[tokio::test]
 async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
@@ -26,14 +26,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
 
-    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "jobsrc").await;
-    assert!(
-        std::process::Command::new(operator_bin())
-            .args(["migrate", "--database", db.url.expose()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let db = TestDatabase::migrated("jobsrc").await;
     let bucket = unique_name("jobs");
     s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
 

@@ -17,14 +17,6 @@ use support::{
     with_database,
 };
 
-async fn migrated(prefix: &str) -> TestDatabase {
-    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", prefix).await;
-    let out =
-        std::process::Command::new(operator_bin()).args(["migrate", "--database", db.url.expose()]).output().unwrap();
-    assert!(out.status.success());
-    db
-}
-
 async fn bucket_store() -> String {
     let s3 = s3_client().await;
     let bucket = unique_name("blobs");
@@ -64,7 +56,7 @@ fn dependency<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn ready_with_both_dependencies_up_and_live_without_any() {
-    let db = migrated("ready").await;
+    let db = TestDatabase::migrated("ready").await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     assert_eq!(server.get("/health/live", None).await, (200, "ok".to_string()));
     let (status, body) = server.get("/health/ready", None).await;
@@ -121,7 +113,7 @@ async fn not_ready_naming_object_storage_when_s3_accepts_but_never_answers() {
             held.push(socket);
         }
     });
-    let db = migrated("hang").await;
+    let db = TestDatabase::migrated("hang").await;
     let dir = tempfile::tempdir().unwrap();
     let store = s3_store_url(&format!("http://127.0.0.1:{port}"), "blobs", "");
     let server = Server::start(
@@ -152,7 +144,7 @@ async fn audit_rows(pool: &PgPool) -> Vec<(String, String, i32)> {
 
 #[tokio::test]
 async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
-    let db = migrated("authz").await;
+    let db = TestDatabase::migrated("authz").await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let path = "/v1/admin/ops/summary";
     assert_eq!(server.get(path, None).await.0, 401);
@@ -191,7 +183,7 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
     .unwrap();
     Api::<RoleBinding>::namespaced(client.clone(), &ns).create(&PostParams::default(), &binding).await.unwrap();
 
-    let db = migrated("kauthz").await;
+    let db = TestDatabase::migrated("kauthz").await;
     let store = bucket_store().await;
     let kubeconfig = env("KUBECONFIG");
     let server = Server::start(
@@ -222,7 +214,7 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
 
 #[tokio::test]
 async fn summary_numbers_equal_hand_computed_values() {
-    let db = migrated("numbers").await;
+    let db = TestDatabase::migrated("numbers").await;
     let pool = db.pool().await;
     sqlx::raw_sql(
         "INSERT INTO outbox_events (event_type, status, available_at, created_at) VALUES
@@ -272,7 +264,7 @@ async fn summary_numbers_equal_hand_computed_values() {
 
 #[tokio::test]
 async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
-    let db = migrated("secrets").await;
+    let db = TestDatabase::migrated("secrets").await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let mut bodies = String::new();
     for token in [None, Some("admin-secret-token"), Some("viewer-secret-token"), Some("wrong-secret-token")] {

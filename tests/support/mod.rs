@@ -59,6 +59,18 @@ impl TestDatabase {
         TestDatabase { url, name, server_url }
     }
 
+    /// A database on the source server with the Artifortress schema applied
+    /// by the operator's own `migrate`.
+    pub async fn migrated(prefix: &str) -> TestDatabase {
+        let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", prefix).await;
+        let out = std::process::Command::new(operator_bin())
+            .args(["migrate", "--database", db.url.expose()])
+            .output()
+            .expect("run migrate");
+        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
+        db
+    }
+
     pub async fn pool(&self) -> PgPool {
         db::connect(&self.url, 4).await.expect("connect to test database")
     }
