@@ -64,11 +64,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         installation: "production",
         image: "artifortress-operator:test",
         args: jobs::backup_args(&store, "nightly-1", VerifyMode::Counts, &[]),
-        secret_env: [
-            vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())],
-            jobs::s3_credentials(&spec.object_storage),
-        ]
-        .concat(),
+        secret_env: jobs::backup_secret_env(&spec),
         staging_bytes: None,
     });
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), &ns);

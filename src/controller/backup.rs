@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::conditions::{self, Observed};
 use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
-use crate::api::artifortress::{Artifortress, ArtifortressSpec, ObjectStorageSpec};
+use crate::api::artifortress::{Artifortress, ArtifortressSpec};
 use crate::api::backup::{Backup, BackupPhase, BackupStatus};
 use crate::api::common::ConditionStatus;
 use crate::engine::manifest::Manifest;
@@ -133,11 +133,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             installation,
             image: &ctx.image,
             args: jobs::backup_args(&store_url, &name, backup.spec.verify, &backup.spec.tables),
-            secret_env: [
-                vec![("SOURCE_DATABASE_URL", af.spec.database.connection_secret_ref.clone())],
-                jobs::s3_credentials(backup_storage(&af.spec)),
-            ]
-            .concat(),
+            secret_env: jobs::backup_secret_env(&af.spec),
             staging_bytes: None,
         });
         match jobs_api.create(&PostParams::default(), &job).await {
@@ -205,10 +201,6 @@ fn backup_location(store_url: &str, backup: &str) -> String {
     format!("{}/{backup}/", url.as_str().trim_end_matches('/'))
 }
 
-fn backup_storage(spec: &ArtifortressSpec) -> &ObjectStorageSpec {
-    spec.backup_storage.as_ref().unwrap_or(&spec.object_storage)
-}
-
 /// The installation's backup store, with the access keys from its Secret.
 async fn open_store(
     client: &kube::Client,
@@ -216,7 +208,7 @@ async fn open_store(
     spec: &ArtifortressSpec,
     url: &str,
 ) -> Result<Box<dyn BackupStore>, Error> {
-    let credentials = match &backup_storage(spec).credentials_secret_ref {
+    let credentials = match &jobs::backup_storage(spec).credentials_secret_ref {
         None => None,
         Some(c) => {
             let secret = Api::<Secret>::namespaced(client.clone(), ns).get(&c.name).await?;

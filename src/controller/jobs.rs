@@ -27,10 +27,8 @@ pub const STAGING_DIR: &str = "/staging";
 /// The store URL of an installation's backups:
 /// `s3://<bucket>/<prefix>/<installation>?endpoint=…&region=…&path_style=…`.
 pub fn backup_store_url(spec: &ArtifortressSpec, installation: &str) -> String {
-    let (storage, default_prefix) = match &spec.backup_storage {
-        Some(s) => (s, ""),
-        None => (&spec.object_storage, "artifortress-backups"),
-    };
+    let storage = backup_storage(spec);
+    let default_prefix = if spec.backup_storage.is_some() { "" } else { "artifortress-backups" };
     let prefix = storage.prefix.as_deref().unwrap_or(default_prefix).trim_matches('/');
     let path = if prefix.is_empty() { installation.to_string() } else { format!("{prefix}/{installation}") };
     let mut url = url::Url::parse(&format!("s3://{}/{path}", storage.bucket)).expect("bucket names are URL hosts");
@@ -43,6 +41,19 @@ pub fn backup_store_url(spec: &ArtifortressSpec, installation: &str) -> String {
         q.append_pair("path_style", if storage.force_path_style { "true" } else { "false" });
     }
     url.to_string()
+}
+
+/// Where an installation's backups go: `backupStorage`, else `objectStorage`.
+pub fn backup_storage(spec: &ArtifortressSpec) -> &ObjectStorageSpec {
+    spec.backup_storage.as_ref().unwrap_or(&spec.object_storage)
+}
+
+/// The Secrets a backup Job reads: the source database URL and the backup
+/// storage's access keys.
+pub fn backup_secret_env(spec: &ArtifortressSpec) -> Vec<(&'static str, SecretKeyRef)> {
+    let mut env = vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())];
+    env.extend(s3_credentials(backup_storage(spec)));
+    env
 }
 
 /// A Kubernetes name from parts, cut to 63 characters with a hash suffix when
@@ -233,11 +244,7 @@ mod tests {
             installation: "production",
             image: "artifortress-operator:0.1.0",
             args: backup_args(&backup_store_url(&spec, "production"), "nightly-1", VerifyMode::Counts, &[]),
-            secret_env: [
-                vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())],
-                s3_credentials(&spec.object_storage),
-            ]
-            .concat(),
+            secret_env: backup_secret_env(&spec),
             staging_bytes: None,
         })
     }
