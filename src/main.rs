@@ -75,6 +75,9 @@ enum Command {
         #[command(flatten)]
         verify: VerifyArgs,
     },
+    /// The operator: the controllers (while this replica holds the leader lease)
+    /// and the HTTP server (/health/live, /health/ready, /metrics) on every replica.
+    Run(RunArgs),
     /// The HTTP server for one installation, without Kubernetes controllers:
     /// /health/live, /health/ready, /v1/admin/ops/summary, /metrics.
     Serve(ServeArgs),
@@ -112,6 +115,78 @@ enum Command {
         #[arg(long)]
         keep_target: bool,
     },
+    /// One step of a drill run by the operator's Jobs. `restore` restores the
+    /// backup into the scratch database and stores a record of it; `verify`
+    /// compares it with the manifest, measures RPO/RTO, cleans up and stores the
+    /// verdict and report next to the backup. Exit code 0 = step passed.
+    DrillStep {
+        #[arg(value_enum)]
+        step: DrillStepKind,
+        #[command(flatten)]
+        store: StoreArg,
+        /// The backup the drill restores.
+        #[arg(long)]
+        backup: String,
+        /// Drill identifier: names the record, verdict and report in the store.
+        #[arg(long)]
+        drill: String,
+        /// When the drill started (RFC 3339); the RPO of an existing backup is measured from it.
+        #[arg(long)]
+        started_at: chrono::DateTime<chrono::Utc>,
+        /// The backup was taken for this drill.
+        #[arg(long)]
+        fresh: bool,
+        #[command(flatten)]
+        target: RestoreArgs,
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Recovery point objective, e.g. 15m.
+        #[arg(long)]
+        rpo: Option<String>,
+        /// Recovery time objective, e.g. 30m.
+        #[arg(long)]
+        rto: Option<String>,
+        /// Keep the scratch database after the drill.
+        #[arg(long)]
+        keep_target: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DrillStepKind {
+    Restore,
+    Verify,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Image of the engine Jobs: the operator's own image.
+    #[arg(long, env = "OPERATOR_IMAGE")]
+    image: String,
+    /// Watch one namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the HTTP server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Kubeconfig to use (default: in-cluster configuration or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "artifortress-operator")]
+    lease_name: String,
+    /// This replica's name in the Lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// A standby takes over when the leader has not renewed for this long.
+    #[arg(long, default_value = "15s")]
+    lease_duration: String,
+    /// How often the leader renews the Lease.
+    #[arg(long, default_value = "5s")]
+    renew_every: String,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +250,9 @@ struct RestoreArgs {
     /// Scratch database to restore into (dropped and recreated): postgres://…/scratch_db
     #[arg(long, env = "TARGET_DATABASE_URL", hide_env_values = true)]
     target: String,
+    /// Scratch database name, replacing the database named in --target.
+    #[arg(long)]
+    target_database: Option<String>,
     /// Parallel pg_restore jobs (default: CPU count).
     #[arg(long)]
     jobs: Option<u32>,
@@ -184,6 +262,14 @@ struct RestoreArgs {
 }
 
 impl RestoreArgs {
+    fn target_url(&self) -> Result<DatabaseUrl, Failure> {
+        let url = DatabaseUrl::parse(&self.target).map_err(usage)?;
+        Ok(match &self.target_database {
+            Some(db) => url.with_database(db),
+            None => url,
+        })
+    }
+
     fn request(&self, backup: String, verify: &VerifyArgs) -> RestoreRequest {
         RestoreRequest {
             backup,
@@ -260,6 +346,92 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?;
     eprintln!("serve: listening on http://{}", listener.local_addr().map_err(failed)?);
     server::serve(listener, state, shutdown_signal()).await.map_err(failed)
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Failure> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| usage(format!("--kubeconfig: {e}")))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| usage(format!("--kubeconfig: {e}")))?
+        }
+        None => kube::Config::infer().await.map_err(|e| usage(format!("no Kubernetes configuration found: {e}")))?,
+    };
+    kube::Client::try_from(config).map_err(|e| usage(format!("Kubernetes client: {e}")))
+}
+
+async fn run_operator(args: RunArgs) -> Result<(), Failure> {
+    use artifortress_operator::controller::{self, Context, leader};
+    use artifortress_operator::server::{self, AppState, ServerConfig, auth};
+    use std::sync::Arc;
+
+    let lease_duration = duration_flag("lease-duration", &args.lease_duration)?;
+    let renew_every = duration_flag("renew-every", &args.renew_every)?;
+    if renew_every >= lease_duration {
+        return Err(usage("--renew-every must be shorter than --lease-duration"));
+    }
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let metrics = Arc::new(artifortress_operator::metrics::Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let state = Arc::new(AppState::new(
+        Vec::new(),
+        auth::Authenticator::Kubernetes { client: client.clone() },
+        metrics.clone(),
+        ServerConfig {
+            check_timeout: std::time::Duration::from_secs(2),
+            ready_cache: std::time::Duration::from_secs(2),
+        },
+        Some(client.clone()),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?;
+    let server = tokio::spawn(server::serve(listener, state, stopped()));
+
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "artifortress-operator".into());
+    let identity = args.identity.unwrap_or(host);
+    let elector = leader::Elector::new(
+        client.clone(),
+        leader::LeaseConfig {
+            name: args.lease_name,
+            namespace: args.lease_namespace,
+            identity: identity.clone(),
+            lease_duration,
+            renew_every,
+        },
+    );
+    tracing::info!(identity, "waiting for the leader lease");
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = stopped() => {
+            let _ = server.await;
+            return Ok(());
+        }
+    }
+    tracing::info!(identity, "leading: controllers start");
+    let ctx = Arc::new(Context::new(client, args.image, metrics));
+    let outcome = tokio::select! {
+        _ = controller::run_all(ctx, args.namespace, stopped()) => Ok(()),
+        _ = elector.hold() => Err(failed("lost the leader lease; exiting so that only the new leader reconciles")),
+    };
+    elector.release().await;
+    if outcome.is_ok() {
+        let _ = server.await;
+    }
+    outcome
 }
 
 /// Resolves on SIGTERM (kubelet) or Ctrl-C.
@@ -384,7 +556,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Restore { store, backup, target, verify } => {
-            let target_url = DatabaseUrl::parse(&target.target).map_err(usage)?;
+            let target_url = target.target_url()?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let outcome = engine::restore::run(
                 store.as_ref(),
@@ -416,9 +588,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Serve(args) => serve(args).await,
+        Command::Run(args) => run_operator(args).await,
         Command::Drill { source, store, backup, latest, target, verify, rpo, rto, report, json, keep_target } => {
             let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
-            let target_url = DatabaseUrl::parse(&target.target).map_err(usage)?;
+            let target_url = target.target_url()?;
             let rpo = parse_objective("rpo", rpo)?;
             let rto = parse_objective("rto", rto)?;
             let store = store::open(&store.store).await.map_err(usage)?;
@@ -454,11 +627,61 @@ async fn run(command: Command) -> Result<(), Failure> {
             if let Some(stored) = &outcome.status.report {
                 eprintln!("drill: report stored at {stored}");
             }
-            if outcome.passed() {
-                Ok(())
-            } else {
-                Err(failed(format!("drill failed:\n  {}", outcome.status.failures.join("\n  "))))
-            }
+            drill_verdict(&outcome)
         }
+        Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, rpo, rto, keep_target } => {
+            let request = DrillRequest {
+                source: None,
+                target: target.target_url()?,
+                backup: BackupChoice::Named(backup.clone()),
+                restore: target.request(backup.clone(), &verify),
+                rpo: parse_objective("rpo", rpo)?,
+                rto: parse_objective("rto", rto)?,
+                keep_target,
+            };
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let progress = Progress::new("drill");
+            let record_key = engine::drill::RestoreRecord::key(&backup, &drill);
+            let record = match step {
+                DrillStepKind::Restore => {
+                    let mut record = engine::drill::RestoreRecord::new(&drill, started_at, &backup, fresh);
+                    let refused = engine::drill::restore_step(store.as_ref(), &request, &mut record, &progress).await;
+                    if let Err(e) = &refused {
+                        record.failures.push(format!("restore: {e}"));
+                    }
+                    if record.failures.is_empty() {
+                        let json = serde_json::to_vec(&record).expect("record serialises");
+                        return store.put_bytes(&record_key, json).await.map(drop).map_err(failed);
+                    }
+                    // A failed restore ends the drill here, with its verdict stored.
+                    let outcome = engine::drill::conclude(store.as_ref(), &request, record, &progress)
+                        .await
+                        .map_err(engine_failure)?;
+                    return match refused {
+                        Err(e) => Err(engine_failure(e)),
+                        Ok(()) => drill_verdict(&outcome),
+                    };
+                }
+                DrillStepKind::Verify => {
+                    let bytes = store.get_bytes(&record_key).await.map_err(|e| {
+                        failed(format!("the restore step left no record at {record_key}: {e}; rerun the drill"))
+                    })?;
+                    let record: engine::drill::RestoreRecord =
+                        serde_json::from_slice(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?;
+                    record
+                }
+            };
+            let outcome =
+                engine::drill::conclude(store.as_ref(), &request, record, &progress).await.map_err(engine_failure)?;
+            drill_verdict(&outcome)
+        }
+    }
+}
+
+fn drill_verdict(outcome: &engine::drill::DrillOutcome) -> Result<(), Failure> {
+    if outcome.passed() {
+        Ok(())
+    } else {
+        Err(failed(format!("drill failed:\n  {}", outcome.status.failures.join("\n  "))))
     }
 }

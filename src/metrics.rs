@@ -34,6 +34,11 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn latency_histogram() -> Histogram {
@@ -53,6 +58,26 @@ pub struct Metrics {
     pub policy_timeouts_24h: Family<InstallationLabels, Gauge>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub backup_attempts: Family<InstallationLabels, Counter>,
+    pub backup_successes: Family<InstallationLabels, Counter>,
+    pub backup_failures: Family<InstallationLabels, Counter>,
+    pub backup_last_success: Family<InstallationLabels, FloatGauge>,
+    pub backup_last_status: Family<InstallationLabels, Gauge>,
+    pub backup_last_size: Family<InstallationLabels, Gauge>,
+    pub backup_last_duration: Family<InstallationLabels, FloatGauge>,
+    pub drill_attempts: Family<InstallationLabels, Counter>,
+    pub drill_passes: Family<InstallationLabels, Counter>,
+    pub drill_failures: Family<InstallationLabels, Counter>,
+    pub drill_last_result: Family<InstallationLabels, Gauge>,
+    pub drill_last_timestamp: Family<InstallationLabels, FloatGauge>,
+    pub drill_last_pass: Family<InstallationLabels, FloatGauge>,
+    pub drill_rpo: Family<InstallationLabels, FloatGauge>,
+    pub drill_rpo_objective: Family<InstallationLabels, FloatGauge>,
+    pub drill_rto: Family<InstallationLabels, FloatGauge>,
+    pub drill_rto_objective: Family<InstallationLabels, FloatGauge>,
+    pub reconciles: Family<ControllerLabels, Counter>,
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -76,6 +101,26 @@ impl Metrics {
             policy_timeouts_24h: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
+            backup_attempts: Family::default(),
+            backup_successes: Family::default(),
+            backup_failures: Family::default(),
+            backup_last_success: Family::default(),
+            backup_last_status: Family::default(),
+            backup_last_size: Family::default(),
+            backup_last_duration: Family::default(),
+            drill_attempts: Family::default(),
+            drill_passes: Family::default(),
+            drill_failures: Family::default(),
+            drill_last_result: Family::default(),
+            drill_last_timestamp: Family::default(),
+            drill_last_pass: Family::default(),
+            drill_rpo: Family::default(),
+            drill_rpo_objective: Family::default(),
+            drill_rto: Family::default(),
+            drill_rto_objective: Family::default(),
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,6 +158,66 @@ impl Metrics {
         );
         registry.register("http_requests", "HTTP requests served, by route and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", m.http_duration.clone());
+        registry.register("backup_attempts", "Backup Jobs started", m.backup_attempts.clone());
+        registry.register("backup_successes", "Backups completed", m.backup_successes.clone());
+        registry.register("backup_failures", "Backups failed", m.backup_failures.clone());
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Completion time of the newest completed backup (Unix seconds)",
+            m.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_last_status",
+            "1 when the last finished backup completed, 0 when it failed",
+            m.backup_last_status.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Stored size of the last completed backup",
+            m.backup_last_size.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "Duration of the last completed backup",
+            m.backup_last_duration.clone(),
+        );
+        registry.register("drill_attempts", "Recovery drills started", m.drill_attempts.clone());
+        registry.register("drill_passes", "Recovery drills passed", m.drill_passes.clone());
+        registry.register("drill_failures", "Recovery drills failed", m.drill_failures.clone());
+        registry.register(
+            "drill_last_result",
+            "1 when the last finished drill passed, 0 when it failed",
+            m.drill_last_result.clone(),
+        );
+        registry.register(
+            "drill_last_timestamp_seconds",
+            "Completion time of the last finished drill (Unix seconds)",
+            m.drill_last_timestamp.clone(),
+        );
+        registry.register(
+            "drill_last_pass_timestamp_seconds",
+            "Completion time of the newest passed drill (Unix seconds)",
+            m.drill_last_pass.clone(),
+        );
+        registry.register("drill_rpo_seconds", "RPO measured by the last finished drill", m.drill_rpo.clone());
+        registry.register(
+            "drill_rpo_objective_seconds",
+            "RPO objective of the last finished drill",
+            m.drill_rpo_objective.clone(),
+        );
+        registry.register("drill_rto_seconds", "RTO measured by the last finished drill", m.drill_rto.clone());
+        registry.register(
+            "drill_rto_objective_seconds",
+            "RTO objective of the last finished drill",
+            m.drill_rto_objective.clone(),
+        );
+        registry.register("reconciles", "Reconciles run, by controller", m.reconciles.clone());
+        registry.register("reconcile_errors", "Reconciles that failed, by controller", m.reconcile_errors.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration, by controller",
+            m.reconcile_duration.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -177,6 +177,12 @@ pub struct BackupScheduleStatus {
     /// The newest drill created for one of this schedule's backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<ObjectRefWithTime>,
+    /// When the schedule last created a drill; `drill.minInterval` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_time: Option<DateTime<Utc>>,
+    /// The backup the last drill was created for; no backup is drilled twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drilled_backup: Option<String>,
 }
 
 /// A failed run.

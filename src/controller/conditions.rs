@@ -38,6 +38,19 @@ pub fn set(conditions: &mut Vec<Condition>, observed: Observed<'_>, generation: 
     }
 }
 
+/// The reason a condition currently carries.
+pub fn reason_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions.iter().find(|c| c.type_ == type_).map(|c| c.reason.as_str())
+}
+
+/// Reasons that need a person: their Events are warnings.
+pub fn is_problem(reason: &str) -> bool {
+    reason.ends_with("NotFound")
+        || reason.starts_with("Invalid")
+        || reason.ends_with("Failed")
+        || matches!(reason, "TargetIsSource" | "Unreachable" | "DependencyDown")
+}
+
 /// The status of a condition type, if present.
 pub fn status_of(conditions: &[Condition], type_: &str) -> Option<ConditionStatus> {
     conditions.iter().find(|c| c.type_ == type_).map(|c| c.status)

@@ -15,7 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use sha2::{Digest, Sha256};
 
 use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
+use chrono::{DateTime, Utc};
+
 use crate::api::common::{SecretKeyRef, VerifyMode};
+use crate::api::recovery_drill::{CleanupPolicy, DrillTemplate};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
 pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
@@ -27,10 +30,14 @@ pub const STAGING_DIR: &str = "/staging";
 /// The store URL of an installation's backups:
 /// `s3://<bucket>/<prefix>/<installation>?endpoint=…&region=…&path_style=…`.
 pub fn backup_store_url(spec: &ArtifortressSpec, installation: &str) -> String {
-    let storage = backup_storage(spec);
     let default_prefix = if spec.backup_storage.is_some() { "" } else { "artifortress-backups" };
+    let storage = backup_storage(spec);
     let prefix = storage.prefix.as_deref().unwrap_or(default_prefix).trim_matches('/');
-    let path = if prefix.is_empty() { installation.to_string() } else { format!("{prefix}/{installation}") };
+    store_url(storage, &if prefix.is_empty() { installation.to_string() } else { format!("{prefix}/{installation}") })
+}
+
+/// An S3 store URL for a path in a bucket, with the connection parameters.
+pub fn store_url(storage: &ObjectStorageSpec, path: &str) -> String {
     let mut url = url::Url::parse(&format!("s3://{}/{path}", storage.bucket)).expect("bucket names are URL hosts");
     {
         let mut q = url.query_pairs_mut();
@@ -65,6 +72,16 @@ pub fn job_name(step: &str, owner: &str) -> String {
     }
     let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
     format!("{}-{hash}", full[..54].trim_end_matches('-'))
+}
+
+/// Labels of everything the operator creates for a resource.
+pub fn child_labels(installation: &str, owner: &str, step: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (LABEL_INSTALLATION.to_string(), installation.to_string()),
+        (LABEL_OWNER.to_string(), owner.to_string()),
+        (LABEL_STEP.to_string(), step.to_string()),
+    ])
 }
 
 /// What differs between the engine Jobs.
@@ -115,12 +132,7 @@ pub fn s3_credentials(storage: &ObjectStorageSpec) -> Vec<(&'static str, SecretK
 /// bounded resources, credentials only through `secretKeyRef`.
 pub fn engine_job(j: EngineJob<'_>) -> Job {
     let name = job_name(j.step, j.owner_name);
-    let labels = BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-        (LABEL_INSTALLATION.to_string(), j.installation.to_string()),
-        (LABEL_OWNER.to_string(), j.owner_name.to_string()),
-        (LABEL_STEP.to_string(), j.step.to_string()),
-    ]);
+    let labels = child_labels(j.installation, j.owner_name, j.step);
     let mut env: Vec<EnvVar> = j.secret_env.iter().map(|(var, key)| secret_env(var, key)).collect();
     env.push(EnvVar { name: "ARTIFORTRESS_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() });
     let staging_size = j.staging_bytes.map(|b| Quantity(format!("{}", b + b / 5 + (1 << 30))));
@@ -195,6 +207,50 @@ pub fn backup_args(store_url: &str, backup: &str, verify: VerifyMode, tables: &[
     args.extend(["--verify".into(), if verify == VerifyMode::Checksums { "checksums" } else { "counts" }.into()]);
     if !tables.is_empty() {
         args.extend(["--tables".into(), tables.join(",")]);
+    }
+    args
+}
+
+/// What a drill step's arguments are made of.
+pub struct DrillStepArgs<'a> {
+    /// `restore` or `verify`.
+    pub step: &'static str,
+    pub store_url: &'a str,
+    pub backup: &'a str,
+    pub drill: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub fresh: bool,
+    pub template: &'a DrillTemplate,
+}
+
+/// Arguments of `artifortress-operator drill-step …`; the target URL comes from
+/// the environment (`TARGET_DATABASE_URL`, a secretKeyRef).
+pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
+    let t = a.template;
+    let mut args: Vec<String> = vec!["drill-step".into(), a.step.into(), "--store".into(), a.store_url.into()];
+    args.extend(["--backup".into(), a.backup.into(), "--drill".into(), a.drill.into()]);
+    args.extend(["--started-at".into(), a.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)]);
+    args.extend(["--staging-dir".into(), STAGING_DIR.into()]);
+    args.extend(["--verify".into(), if t.verify == VerifyMode::Checksums { "checksums" } else { "counts" }.into()]);
+    if a.fresh {
+        args.push("--fresh".into());
+    }
+    if let Some(db) = &t.target.database {
+        args.extend(["--target-database".into(), db.clone()]);
+    }
+    if let Some(jobs) = t.restore_jobs {
+        args.extend(["--jobs".into(), jobs.to_string()]);
+    }
+    if !t.tables.is_empty() {
+        args.extend(["--tables".into(), t.tables.join(",")]);
+    }
+    for (flag, objective) in [("--rpo", &t.rpo), ("--rto", &t.rto)] {
+        if let Some(d) = objective {
+            args.extend([flag.into(), d.0.clone()]);
+        }
+    }
+    if t.cleanup == CleanupPolicy::Retain {
+        args.push("--keep-target".into());
     }
     args
 }

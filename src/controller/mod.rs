@@ -1,11 +1,293 @@
-//! Controllers: one module per kind, deciding the next step with pure
-//! functions and applying it through the Kubernetes API.
-//!
-//! So far this holds the pure building blocks the reconcilers are built from
-//! (conditions, schedules, retention, Job builders); the reconcilers and `run` come next.
+//! Controllers: one module per kind. Each reconcile reads the resource and what
+//! exists (Jobs, child resources, manifests in the bucket), decides the next
+//! step with a pure function, applies it, and writes status, Events and metrics.
 
+pub mod artifortress;
 pub mod backup;
+pub mod backup_schedule;
 pub mod conditions;
 pub mod jobs;
+pub mod leader;
+pub mod recovery_drill;
 pub mod retention;
 pub mod schedule;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+use kube::api::{Api, DeleteParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+
+use crate::api::artifortress::{Artifortress, ArtifortressSpec, ObjectStorageSpec};
+use crate::api::common::SecretKeyRef;
+use crate::metrics::{ControllerLabels, Metrics};
+use crate::store::{BackupStore, S3Store, StaticCredentials};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// What every reconciler shares.
+pub struct Context {
+    pub client: kube::Client,
+    /// Image of the engine Jobs (the operator's own).
+    pub image: String,
+    pub metrics: Arc<Metrics>,
+    /// Wall clock; tests inject their own to drive schedules.
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Longest wait before a resource is looked at again (schedules requeue
+    /// until their next run, but never longer than this).
+    pub max_requeue: Duration,
+    recorder: Recorder,
+    /// Consecutive reconcile errors per object, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, image: String, metrics: Arc<Metrics>) -> Self {
+        let reporter =
+            Reporter { controller: "artifortress-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            image,
+            metrics,
+            clock: Arc::new(Utc::now),
+            max_requeue: Duration::from_secs(300),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Publishes an Event on `obj`. An Event that cannot be written is logged,
+    /// never a reason to fail the reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1000)),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+
+    /// The installation's backup store, with the access keys from its Secret.
+    pub async fn backup_store(
+        &self,
+        ns: &str,
+        spec: &ArtifortressSpec,
+        url: &str,
+    ) -> Result<Box<dyn BackupStore>, Error> {
+        self.store(ns, jobs::backup_storage(spec), url).await
+    }
+
+    /// A store in `storage` at `url`, with the access keys from its Secret.
+    pub async fn store(&self, ns: &str, storage: &ObjectStorageSpec, url: &str) -> Result<Box<dyn BackupStore>, Error> {
+        let credentials = match &storage.credentials_secret_ref {
+            None => None,
+            Some(c) => {
+                let secrets = Api::<Secret>::namespaced(self.client.clone(), ns);
+                let key = |key: &str| SecretKeyRef { name: c.name.clone(), key: key.to_string() };
+                Some(StaticCredentials {
+                    access_key_id: secret_value(&secrets, &key(&c.access_key_id_key)).await?.unwrap_or_default(),
+                    secret_access_key: secret_value(&secrets, &key(&c.secret_access_key_key))
+                        .await?
+                        .unwrap_or_default(),
+                })
+            }
+        };
+        let parsed = url::Url::parse(url)
+            .map_err(|e| crate::store::StoreError::InvalidUrl { url: url.into(), reason: e.to_string() })?;
+        Ok(Box::new(S3Store::with_credentials(&parsed, credentials).await?))
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// A Secret's value, `None` when the Secret or the key is missing.
+pub async fn secret_value(secrets: &Api<Secret>, key: &SecretKeyRef) -> Result<Option<String>, Error> {
+    let Some(secret) = secrets.get_opt(&key.name).await? else { return Ok(None) };
+    Ok(secret.data.as_ref().and_then(|d| d.get(&key.key)).map(|b| String::from_utf8_lossy(&b.0).into_owned()))
+}
+
+/// Which of `keys` do not resolve, as a message a person can act on.
+pub async fn missing_secrets(client: &kube::Client, ns: &str, keys: &[&SecretKeyRef]) -> Result<Option<String>, Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let mut missing = Vec::new();
+    for key in keys {
+        match secrets.get_opt(&key.name).await? {
+            None => missing.push(format!("Secret {:?} does not exist in namespace {ns}", key.name)),
+            Some(s) if !s.data.as_ref().is_some_and(|d| d.contains_key(&key.key)) => {
+                missing.push(format!("Secret {:?} has no key {:?}", key.name, key.key))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((!missing.is_empty()).then(|| format!("{}; create it or fix the reference", missing.join("; "))))
+}
+
+/// The installation a resource refers to, if it exists.
+pub async fn installation(client: &kube::Client, ns: &str, name: &str) -> Result<Option<Artifortress>, Error> {
+    Ok(Api::<Artifortress>::namespaced(client.clone(), ns).get_opt(name).await?)
+}
+
+pub fn installation_not_found(name: &str, ns: &str) -> String {
+    format!("Artifortress {name:?} not found in namespace {ns}; create it or fix spec.artifortressRef")
+}
+
+/// A Kubernetes timestamp as chrono.
+pub fn k8s_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+}
+
+/// Whether a Job has finished, and how.
+pub fn job_outcome(job: &Job) -> Option<Result<(), String>> {
+    let status = job.status.as_ref()?;
+    if status.succeeded.unwrap_or(0) > 0 {
+        return Some(Ok(()));
+    }
+    if status.failed.unwrap_or(0) > 0 {
+        let reason = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Failed")
+            .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
+            .unwrap_or_else(|| "the Job failed".into());
+        return Some(Err(reason));
+    }
+    None
+}
+
+/// Deletes a child in the background; a child already gone is fine.
+pub async fn delete_child<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `Api`s for a resource kind, over one namespace or all.
+pub fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the reconcile for one object, timing it and counting the outcome;
+/// success clears the object's error backoff.
+pub async fn measured<K, F>(controller: &'static str, obj: &K, ctx: &Context, reconcile: F) -> Result<Action, Error>
+where
+    K: Resource,
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    let started = Instant::now();
+    let result = reconcile.await;
+    let labels = ControllerLabels { controller: controller.to_string() };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    ctx.metrics.reconcile_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.lock().expect("not poisoned").remove(&object_key(controller, obj));
+    }
+    result
+}
+
+fn object_key<K: Resource>(controller: &str, obj: &K) -> String {
+    format!(
+        "{controller}/{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Counts the error and retries with exponential backoff (5 s doubling up to
+/// 5 min), so a persistent failure never becomes a hot loop.
+pub fn error_policy<K: Resource>(controller: &'static str, obj: &K, error: &Error, ctx: &Context) -> Action {
+    ctx.metrics.reconcile_errors.get_or_create(&ControllerLabels { controller: controller.to_string() }).inc();
+    let attempts = {
+        let mut failures = ctx.failures.lock().expect("not poisoned");
+        let n = failures.entry(object_key(controller, obj)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(attempts);
+    tracing::warn!(controller, object = obj.meta().name.as_deref().unwrap_or(""), %error, attempts, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << attempts.saturating_sub(1).min(6)).min(300))
+}
+
+/// Runs all four controllers until `shutdown` resolves.
+pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl std::future::Future<Output = ()>) {
+    let ns = namespace.as_deref();
+    let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| futures::future::ready(()));
+    let controllers = futures::future::join4(
+        drain(artifortress::controller(ctx.clone(), ns)),
+        drain(backup::controller(ctx.clone(), ns)),
+        drain(backup_schedule::controller(ctx.clone(), ns)),
+        drain(recovery_drill::controller(ctx.clone(), ns)),
+    );
+    tokio::select! {
+        _ = controllers => {}
+        _ = shutdown => tracing::info!("controllers stopping"),
+    }
+}
+
+/// The label selector of every child the operator creates.
+pub fn managed_children() -> watcher::Config {
+    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", jobs::MANAGED_BY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+}

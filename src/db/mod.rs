@@ -112,6 +112,13 @@ impl DatabaseUrl {
         let opts = self.connect_options();
         opts.get_database().map(str::to_string).unwrap_or_else(|| opts.get_username().to_string())
     }
+
+    /// Same host, port and database as written (aliases of one server are not
+    /// detected here; the engine compares server identities before restoring).
+    pub fn same_database(&self, other: &DatabaseUrl) -> bool {
+        let (a, b) = (self.connect_options(), other.connect_options());
+        a.get_host() == b.get_host() && a.get_port() == b.get_port() && self.database() == other.database()
+    }
 }
 
 impl fmt::Display for DatabaseUrl {

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::api::recovery_drill::{DrillBackupInfo, DrillPhase, DrillResult, DrillTimings, RecoveryDrillStatus};
 use crate::db::DatabaseUrl;
@@ -58,18 +59,74 @@ impl DrillOutcome {
     }
 }
 
+/// Where a drill stands after its restore step. In the cluster, restore and
+/// verification are separate Jobs and this record travels between them through
+/// the store, next to the backup (`<backup>/drills/<drill>.restore.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRecord {
+    pub drill: String,
+    pub drill_started_at: DateTime<Utc>,
+    /// Empty when no backup could be chosen or taken.
+    pub backup: String,
+    pub fresh: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    /// Whether the scratch database was (re)created, and so is ours to drop.
+    #[serde(default)]
+    pub scratch_created: bool,
+    /// Failures so far; a record with failures goes straight to the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+impl RestoreRecord {
+    pub fn new(drill: &str, drill_started_at: DateTime<Utc>, backup: &str, fresh: bool) -> Self {
+        RestoreRecord {
+            drill: drill.to_string(),
+            drill_started_at,
+            backup: backup.to_string(),
+            fresh,
+            backup_seconds: None,
+            restore_started_at: None,
+            download_seconds: None,
+            restore_seconds: None,
+            scratch_created: false,
+            failures: Vec::new(),
+        }
+    }
+
+    pub fn key(backup: &str, drill: &str) -> String {
+        format!("{backup}/drills/{drill}.restore.json")
+    }
+}
+
+/// Where a drill's verdict (the JSON of `RecoveryDrill.status`) and report are stored.
+pub fn result_key(backup: &str, drill: &str) -> String {
+    format!("{backup}/drills/{drill}.json")
+}
+
+pub fn report_key(backup: &str, drill: &str) -> String {
+    format!("{backup}/drills/{drill}.md")
+}
+
+/// The whole drill in one process (the local `drill` command).
 pub async fn run(
     store: &dyn BackupStore,
     request: &DrillRequest,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let started_at = Utc::now();
-    let clock = Instant::now();
-    let mut status = RecoveryDrillStatus { started_at: Some(started_at), ..Default::default() };
-    let mut timings = DrillTimings::default();
+    let drill = started_at.format("drill-%Y%m%d-%H%M%S").to_string();
 
     // 1. The backup.
-    let (backup_name, fresh) = match &request.backup {
+    let mut record = match &request.backup {
         BackupChoice::Fresh(backup_request) => {
             let source = request.source.as_ref().ok_or_else(|| {
                 EngineError::Config(
@@ -79,17 +136,19 @@ pub async fn run(
             progress.step(format!("backing up {source} as {}", backup_request.name));
             let t = Instant::now();
             let result = backup::run(source, store, backup_request, progress).await;
-            timings.backup_seconds = Some(t.elapsed().as_secs_f64());
+            let mut record = RestoreRecord::new(&drill, started_at, "", true);
+            record.backup_seconds = Some(t.elapsed().as_secs_f64());
             match result {
-                Ok(manifest) => (manifest.backup_name, true),
+                Ok(manifest) => record.backup = manifest.backup_name,
                 Err(e) if e.is_usage() => return Err(e),
                 Err(e) => {
-                    status.failures.push(format!("backup: {e}"));
-                    return Ok(finish(status, timings, clock, store, request, progress).await);
+                    record.failures.push(format!("backup: {e}"));
+                    return conclude(store, request, record, progress).await;
                 }
             }
+            record
         }
-        BackupChoice::Named(name) => (name.clone(), false),
+        BackupChoice::Named(name) => RestoreRecord::new(&drill, started_at, name, false),
         BackupChoice::Latest => {
             let latest = Manifest::list(store).await?.pop().ok_or_else(|| {
                 EngineError::Config(format!(
@@ -98,40 +157,114 @@ pub async fn run(
                 ))
             })?;
             progress.step(format!("latest backup is {}", latest.backup_name));
-            (latest.backup_name, false)
+            RestoreRecord::new(&drill, started_at, &latest.backup_name, false)
         }
     };
 
     // 2. Restore, verify, measure.
-    let restore_request = RestoreRequest { backup: backup_name.clone(), ..request.restore.clone() };
-    match restore::run(store, &request.target, &restore_request, progress).await {
-        Ok(outcome) => {
-            let m = &outcome.manifest;
-            status.backup = Some(DrillBackupInfo {
-                name: m.backup_name.clone(),
-                location: store.location(&format!("{}/", m.backup_name)),
-                snapshot_time: m.snapshot_time,
-                completed_at: m.completed_at,
-                fresh,
-            });
-            timings.download_seconds = Some(outcome.download_seconds);
-            timings.restore_seconds = Some(outcome.restore_seconds);
-            timings.parity_seconds = Some(outcome.parity_seconds);
-            let rpo = objectives::measured_rpo(m.snapshot_time, m.completed_at, started_at, fresh);
-            let rto = (outcome.verified_at - outcome.started_at).num_milliseconds() as f64 / 1000.0;
-            let (rpo, rpo_failure) = objectives::evaluate("RPO", rpo, request.rpo);
-            let (rto, rto_failure) = objectives::evaluate("RTO", rto, request.rto);
-            status.failures.extend(outcome.failures);
-            status.failures.extend(rpo_failure);
-            status.failures.extend(rto_failure);
-            status.rpo = Some(rpo);
-            status.rto = Some(rto);
-            status.parity = outcome.parity;
-        }
+    restore_step(store, request, &mut record, progress).await?;
+    conclude(store, request, record, progress).await
+}
+
+/// Restores the record's backup into the scratch database. Operational
+/// failures are added to the record; mistakes in the request are returned.
+pub async fn restore_step(
+    store: &dyn BackupStore,
+    request: &DrillRequest,
+    record: &mut RestoreRecord,
+    progress: &Progress,
+) -> Result<(), EngineError> {
+    let restore_request = RestoreRequest { backup: record.backup.clone(), ..request.restore.clone() };
+    record.restore_started_at = Some(Utc::now());
+    let staged = match restore::stage(store, &request.target, &restore_request, progress).await {
+        Ok(staged) => staged,
         Err(e) if e.is_usage() => return Err(e),
-        Err(e) => status.failures.push(format!("restore: {e}")),
+        Err(e) => {
+            record.failures.push(format!("restore: {e}"));
+            return Ok(());
+        }
+    };
+    record.scratch_created = true;
+    match restore::load(&request.target, staged, &restore_request, progress).await {
+        Ok(restored) => {
+            record.download_seconds = Some(restored.download_seconds);
+            record.restore_seconds = Some(restored.restore_seconds);
+        }
+        Err(e) => record.failures.push(format!("restore: {e}")),
     }
-    Ok(finish(status, timings, clock, store, request, progress).await)
+    Ok(())
+}
+
+/// Parity (when the restore succeeded), RPO/RTO, verdict, report, cleanup.
+/// Everything measured is reported, also for a failed drill; mistakes in the
+/// request are returned.
+pub async fn conclude(
+    store: &dyn BackupStore,
+    request: &DrillRequest,
+    record: RestoreRecord,
+    progress: &Progress,
+) -> Result<DrillOutcome, EngineError> {
+    let mut status = RecoveryDrillStatus {
+        started_at: Some(record.drill_started_at),
+        failures: record.failures.clone(),
+        ..Default::default()
+    };
+    let mut timings = DrillTimings {
+        backup_seconds: record.backup_seconds,
+        download_seconds: record.download_seconds,
+        restore_seconds: record.restore_seconds,
+        ..Default::default()
+    };
+    let manifest = match record.backup.as_str() {
+        "" => None,
+        name => match Manifest::load(store, name).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                if status.failures.is_empty() {
+                    status.failures.push(format!("verify: {e}"));
+                }
+                None
+            }
+        },
+    };
+    if let Some(m) = &manifest {
+        // A fresh backup taken by another Job: its own duration.
+        if record.fresh && timings.backup_seconds.is_none() {
+            timings.backup_seconds = Some((m.completed_at - m.started_at).num_milliseconds() as f64 / 1000.0);
+        }
+        status.backup = Some(DrillBackupInfo {
+            name: m.backup_name.clone(),
+            location: store.location(&format!("{}/", m.backup_name)),
+            snapshot_time: m.snapshot_time,
+            completed_at: m.completed_at,
+            fresh: record.fresh,
+        });
+    }
+    if let (Some(m), true) = (&manifest, status.failures.is_empty()) {
+        let expected = restore::expected_tables(m, &request.restore.tables)?;
+        let jobs = restore::default_jobs(request.restore.jobs);
+        match restore::verify(&request.target, &expected, request.restore.verify, jobs, progress).await {
+            Ok(verified) => {
+                let verified_at = Utc::now();
+                timings.parity_seconds = Some(verified.seconds);
+                status.parity = verified.parity;
+                status.failures.extend(verified.failures);
+                let rpo =
+                    objectives::measured_rpo(m.snapshot_time, m.completed_at, record.drill_started_at, record.fresh);
+                let restore_started = record.restore_started_at.unwrap_or(record.drill_started_at);
+                let rto = (verified_at - restore_started).num_milliseconds() as f64 / 1000.0;
+                let (rpo, rpo_failure) = objectives::evaluate("RPO", rpo, request.rpo);
+                let (rto, rto_failure) = objectives::evaluate("RTO", rto, request.rto);
+                status.failures.extend(rpo_failure);
+                status.failures.extend(rto_failure);
+                status.rpo = Some(rpo);
+                status.rto = Some(rto);
+            }
+            Err(e) if e.is_usage() => return Err(e),
+            Err(e) => status.failures.push(format!("verify: {e}")),
+        }
+    }
+    Ok(finish(status, timings, store, request, &record, progress).await)
 }
 
 /// Verdict, cleanup and report; never fails the drill for a cleanup problem,
@@ -139,12 +272,13 @@ pub async fn run(
 async fn finish(
     mut status: RecoveryDrillStatus,
     mut timings: DrillTimings,
-    clock: Instant,
     store: &dyn BackupStore,
     request: &DrillRequest,
+    record: &RestoreRecord,
     progress: &Progress,
 ) -> DrillOutcome {
-    if !request.keep_target
+    if record.scratch_created
+        && !request.keep_target
         && let Err(e) = restore::drop_database(&request.target).await
     {
         progress.step(format!("warning: could not drop the scratch database: {e}"));
@@ -152,23 +286,28 @@ async fn finish(
     let passed = status.failures.is_empty();
     status.result = Some(if passed { DrillResult::Passed } else { DrillResult::Failed });
     status.phase = Some(if passed { DrillPhase::Succeeded } else { DrillPhase::Failed });
-    timings.total_seconds = Some(clock.elapsed().as_secs_f64());
+    let completed_at = Utc::now();
+    timings.total_seconds = Some((completed_at - record.drill_started_at).num_milliseconds() as f64 / 1000.0);
     status.timings = Some(timings);
-    status.completed_at = Some(Utc::now());
+    status.completed_at = Some(completed_at);
 
-    let drill_name = status.started_at.unwrap_or_else(Utc::now).format("drill-%Y%m%d-%H%M%S").to_string();
     let source = request.source.as_ref().map(|s| s.to_string());
     let target = request.target.to_string();
     let store_url = store.url();
-    let ctx = ReportContext { drill_name: &drill_name, source: source.as_deref(), target: &target, store: &store_url };
+    let ctx =
+        ReportContext { drill_name: &record.drill, source: source.as_deref(), target: &target, store: &store_url };
     // Stored next to the backup it drilled, so the proof travels with the data.
-    if let Some(backup) = &status.backup {
-        let key = format!("{}/drills/{drill_name}.md", backup.name);
+    if status.backup.is_some() {
+        let key = report_key(&record.backup, &record.drill);
         status.report = Some(store.location(&key));
         let markdown = report::render(&status, &ctx);
         if let Err(e) = store.put_bytes(&key, markdown.into_bytes()).await {
             progress.step(format!("warning: could not store the report: {e}"));
             status.report = None;
+        }
+        let json = serde_json::to_vec_pretty(&status).expect("status serialises");
+        if let Err(e) = store.put_bytes(&result_key(&record.backup, &record.drill), json).await {
+            progress.step(format!("warning: could not store the result: {e}"));
         }
     }
     let report_markdown = report::render(&status, &ctx);

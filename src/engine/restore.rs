@@ -41,6 +41,19 @@ pub struct RestoreRequest {
     pub staging_dir: Option<PathBuf>,
 }
 
+/// A restored database, not yet compared with the manifest.
+#[derive(Clone, Debug)]
+pub struct Restored {
+    pub manifest: Manifest,
+    /// The manifest's numbers for the tables to compare.
+    pub expected: Vec<TableSnapshot>,
+    pub started_at: DateTime<Utc>,
+    pub download_seconds: f64,
+    pub restore_seconds: f64,
+    /// pg_restore's parallelism, reused for counting.
+    pub jobs: u32,
+}
+
 /// What a restore measured. Parity failures are reported, not raised: a drill
 /// reports everything it measured.
 #[derive(Clone, Debug)]
@@ -55,12 +68,71 @@ pub struct RestoreOutcome {
     pub failures: Vec<String>,
 }
 
+/// The result of comparing a restored database with its manifest.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub parity: Vec<TableParity>,
+    pub failures: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Restore and verify: [`restore`] then [`verify`].
 pub async fn run(
     store: &dyn BackupStore,
     target: &DatabaseUrl,
     request: &RestoreRequest,
     progress: &Progress,
 ) -> Result<RestoreOutcome, EngineError> {
+    let restored = restore(store, target, request, progress).await?;
+    let verified = verify(target, &restored.expected, request.verify, restored.jobs, progress).await?;
+    Ok(RestoreOutcome {
+        manifest: restored.manifest,
+        started_at: restored.started_at,
+        verified_at: Utc::now(),
+        download_seconds: restored.download_seconds,
+        restore_seconds: restored.restore_seconds,
+        parity_seconds: verified.seconds,
+        parity: verified.parity,
+        failures: verified.failures,
+    })
+}
+
+/// Download and check the dump, then recreate the scratch database and run pg_restore.
+pub async fn restore(
+    store: &dyn BackupStore,
+    target: &DatabaseUrl,
+    request: &RestoreRequest,
+    progress: &Progress,
+) -> Result<Restored, EngineError> {
+    let staged = stage(store, target, request, progress).await?;
+    load(target, staged, request, progress).await
+}
+
+/// A checked dump on local disk, ready to restore; the target is untouched so far.
+pub struct Staged {
+    manifest: Manifest,
+    expected: Vec<TableSnapshot>,
+    tools: PgTools,
+    started_at: DateTime<Utc>,
+    download_seconds: f64,
+    // Dropping it removes the staged archive.
+    staging: tempfile::TempDir,
+}
+
+impl Staged {
+    fn archive(&self) -> PathBuf {
+        self.staging.path().join("archive.dump")
+    }
+}
+
+/// Everything that can refuse or fail before the target is touched: the
+/// manifest, the safety checks, and the download checked against the manifest.
+pub async fn stage(
+    store: &dyn BackupStore,
+    target: &DatabaseUrl,
+    request: &RestoreRequest,
+    progress: &Progress,
+) -> Result<Staged, EngineError> {
     let started_at = Utc::now();
     let manifest = Manifest::load(store, &request.backup).await?;
     if request.verify == VerifyMode::Checksums && manifest.verify != VerifyMode::Checksums {
@@ -118,38 +190,52 @@ pub async fn run(
         Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
+    Ok(Staged { manifest, expected, tools, started_at, download_seconds, staging })
+}
 
-    // 2. Recreate the scratch database and restore.
+/// Recreates the scratch database from a staged dump with `pg_restore -j`.
+pub async fn load(
+    target: &DatabaseUrl,
+    staged: Staged,
+    request: &RestoreRequest,
+    progress: &Progress,
+) -> Result<Restored, EngineError> {
     let t = Instant::now();
-    recreate_database(&mut admin, &admin_url, &scratch).await?;
+    let (mut admin, admin_url) = connect_maintenance(target).await?;
+    recreate_database(&mut admin, &admin_url, &target.database()).await?;
     drop(admin);
-    let jobs = request.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    let jobs = default_jobs(request.jobs);
     progress.step(format!("pg_restore -j {jobs} into {target}"));
-    pg_restore(&tools, target, &archive, jobs).await?;
-    drop(staging);
+    pg_restore(&staged.tools, target, &staged.archive(), jobs).await?;
     let restore_seconds = t.elapsed().as_secs_f64();
+    let Staged { manifest, expected, started_at, download_seconds, .. } = staged;
+    Ok(Restored { manifest, expected, started_at, download_seconds, restore_seconds, jobs })
+}
 
-    // 3. Parity, counting tables in parallel.
+/// pg_restore's parallelism: as asked, else the CPU count.
+pub fn default_jobs(jobs: Option<u32>) -> u32 {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32))
+}
+
+/// Counts (or checksums) the expected tables in the restored database, in
+/// parallel, and compares them with the manifest.
+pub async fn verify(
+    target: &DatabaseUrl,
+    expected: &[TableSnapshot],
+    mode: VerifyMode,
+    jobs: u32,
+    progress: &Progress,
+) -> Result<Verified, EngineError> {
     let t = Instant::now();
-    progress.step(format!("verifying {} tables ({:?})", expected.len(), request.verify));
-    let restored = measure_restored(target, &expected, request.verify, jobs as usize).await?;
-    let (parity, failures) = parity::compare(&expected, &restored);
-    let parity_seconds = t.elapsed().as_secs_f64();
-    Ok(RestoreOutcome {
-        manifest,
-        started_at,
-        verified_at: Utc::now(),
-        download_seconds,
-        restore_seconds,
-        parity_seconds,
-        parity,
-        failures,
-    })
+    progress.step(format!("verifying {} tables ({mode:?})", expected.len()));
+    let restored = measure_restored(target, expected, mode, jobs as usize).await?;
+    let (parity, failures) = parity::compare(expected, &restored);
+    Ok(Verified { parity, failures, seconds: t.elapsed().as_secs_f64() })
 }
 
 /// The manifest's tables narrowed to the requested ones (counts only when the
 /// request does not verify checksums).
-fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<TableSnapshot>, EngineError> {
+pub fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<TableSnapshot>, EngineError> {
     let all: Vec<source::Table> = manifest
         .tables
         .iter()

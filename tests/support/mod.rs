@@ -274,6 +274,7 @@ impl Server {
     }
 }
 
+pub mod cluster;
 pub mod job_runner;
 
 /// Applies the CRDs (server-side apply, as the chart and operator do) and waits

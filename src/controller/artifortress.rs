@@ -1,0 +1,269 @@
+//! The `Artifortress` controller: every `probeInterval` it probes PostgreSQL and
+//! object storage, reads the ops summary, evaluates the SLO thresholds, finds
+//! the newest backup and drill, and brings back `Backup` objects for backups
+//! that are in the bucket but not in the cluster (the catalog lives with the data).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::conditions::{self, Observed};
+use super::{Context, Error, jobs};
+use crate::api::artifortress::{
+    Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity,
+};
+use crate::api::backup::{Backup, BackupPhase, BackupSpec};
+use crate::api::common::{ArtifortressRef, ConditionStatus};
+use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
+use crate::db::DatabaseUrl;
+use crate::engine::manifest::Manifest;
+use crate::metrics::InstallationLabels;
+
+/// Bound on each dependency probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream::BoxStream<'static, ()> {
+    let installations = super::scoped::<Artifortress>(&ctx.client, namespace);
+    Controller::new(installations, watcher::Config::default())
+        .run(
+            |a, ctx| async move {
+                super::measured("artifortress", a.as_ref(), &ctx, reconcile(a.clone(), ctx.clone())).await
+            },
+            |a, e, ctx| super::error_policy("artifortress", a.as_ref(), e, &ctx),
+            ctx,
+        )
+        .map(drop)
+        .boxed()
+}
+
+/// A probe's result: Up with its latency, or Down with what failed.
+fn dependency(result: Result<(), String>, started: Instant, ctx: &Context) -> DependencyStatus {
+    DependencyStatus {
+        state: if result.is_ok() { DependencyState::Up } else { DependencyState::Down },
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        error: result.err(),
+        checked_at: ctx.now(),
+    }
+}
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(PROBE_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what}: no answer within {} s", PROBE_TIMEOUT.as_secs())))
+}
+
+pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = af.namespace().unwrap_or_default();
+    let name = af.name_any();
+    let api: Api<Artifortress> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut status = af.status.clone().unwrap_or_default();
+    let generation = af.meta().generation;
+    let now = ctx.now();
+    let set = |status: &mut ArtifortressStatus, type_: &str, ok: bool, reason: &str, message: String| {
+        let value = if ok { ConditionStatus::True } else { ConditionStatus::False };
+        conditions::set(&mut status.conditions, Observed { type_, status: value, reason, message }, generation, now);
+    };
+    let labels = InstallationLabels { installation: name.clone() };
+    let interval = match af.spec.probe_interval.parse() {
+        Ok(i) => i,
+        Err(e) => {
+            set(&mut status, "Ready", false, "InvalidSpec", format!("probeInterval: {e}"));
+            write_status(&ctx, &api, &af, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+
+    // 1. PostgreSQL: reachable, then the ops summary and its SLO evaluation.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let started = Instant::now();
+    let db_ref = &af.spec.database.connection_secret_ref;
+    let database = match super::secret_value(&secrets, db_ref).await? {
+        None => Err((
+            "SecretNotFound",
+            format!("Secret {:?} key {:?} not found; create it or fix spec.database", db_ref.name, db_ref.key),
+        )),
+        Some(raw) => match DatabaseUrl::parse(&raw) {
+            Err(e) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
+            Ok(url) => bounded("postgresql", probe_database(&url)).await.map_err(|e| ("Unreachable", e)),
+        },
+    };
+    let (db_ok, db_reason, db_message) = match &database {
+        Ok(_) => (true, "Reachable", "SELECT 1 and the ops summary answered".to_string()),
+        Err((reason, message)) => (false, *reason, message.clone()),
+    };
+    status.database = Some(dependency(database.as_ref().map(drop).map_err(|(_, m)| m.clone()), started, &ctx));
+    ctx.metrics.record_dependency(&name, "postgresql", db_ok, started.elapsed().as_secs_f64());
+    set(&mut status, "DatabaseReady", db_ok, db_reason, db_message);
+    if let Ok(signals) = &database {
+        ctx.metrics.record_ops(&name, signals);
+        let slo = crate::slo::evaluate(signals, &af.spec.slo, now);
+        let breached: Vec<String> = slo
+            .signals
+            .iter()
+            .filter(|s| s.severity != Severity::Ok)
+            .map(|s| format!("{} = {} ({:?})", s.signal, s.value, s.severity))
+            .collect();
+        let (reason, message) = match slo.severity {
+            Severity::Ok => ("WithinThresholds", "every signal is below its warning threshold".to_string()),
+            Severity::Warning => ("Warning", breached.join(", ")),
+            Severity::Critical => ("Critical", breached.join(", ")),
+        };
+        set(&mut status, "SLOHealthy", slo.severity == Severity::Ok, reason, message);
+        status.slo = Some(slo);
+    }
+
+    // 2. Object storage (the blobs) and the backup store.
+    let started = Instant::now();
+    let storage = &af.spec.object_storage;
+    let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
+    let storage_result = match ctx.store(&ns, storage, &url).await {
+        Ok(store) => bounded("object storage", async { store.check().await.map_err(|e| e.to_string()) }).await,
+        Err(e) => Err(e.to_string()),
+    };
+    let storage_ok = storage_result.is_ok();
+    ctx.metrics.record_dependency(&name, "objectStorage", storage_ok, started.elapsed().as_secs_f64());
+    let (reason, message) = match &storage_result {
+        Ok(()) => ("Reachable", format!("bucket {} answered", storage.bucket)),
+        Err(e) => ("Unreachable", e.clone()),
+    };
+    set(&mut status, "ObjectStorageReady", storage_ok, reason, message);
+    status.object_storage = Some(dependency(storage_result, started, &ctx));
+
+    // 3. The newest backup and drill; backups in the bucket but not in the cluster come back.
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    let all_backups = backups.list(&ListParams::default()).await?.items;
+    let mine = |b: &&Backup| b.spec.artifortress_ref.name == name;
+    status.last_backup = all_backups
+        .iter()
+        .filter(mine)
+        .filter_map(|b| {
+            let s = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?;
+            Some(ObjectRefWithTime {
+                name: b.name_any(),
+                completed_at: s.completed_at,
+                result: Some("Completed".into()),
+            })
+        })
+        .max_by_key(|r| r.completed_at);
+    if let Some(at) = status.last_backup.as_ref().and_then(|b| b.completed_at) {
+        ctx.metrics.backup_last_success.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
+    }
+    let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    let finished = drills.iter().filter(|d| d.spec.artifortress_ref.name == name).filter_map(|d| {
+        let s = d.status.as_ref()?;
+        Some((d.name_any(), s.completed_at?, s.result?))
+    });
+    let finished: Vec<_> = finished.collect();
+    status.last_drill = finished.iter().max_by_key(|(_, at, _)| *at).map(|(n, at, r)| ObjectRefWithTime {
+        name: n.clone(),
+        completed_at: Some(*at),
+        result: Some(format!("{r:?}")),
+    });
+    if let Some((_, at, _)) = finished.iter().filter(|(_, _, r)| *r == DrillResult::Passed).max_by_key(|(_, at, _)| *at)
+    {
+        ctx.metrics.drill_last_pass.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
+    }
+    let store_url = jobs::backup_store_url(&af.spec, &name);
+    match ctx.backup_store(&ns, &af.spec, &store_url).await {
+        Ok(store) => match Manifest::list(store.as_ref()).await {
+            Ok(manifests) => {
+                let known: Vec<String> = all_backups.iter().map(|b| b.name_any()).collect();
+                for m in manifests.iter().filter(|m| !known.contains(&m.backup_name)) {
+                    recreate_from_catalog(&ctx, &backups, &af, m).await?;
+                }
+            }
+            Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed"),
+        },
+        Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: opening the backup store failed"),
+    }
+
+    let ready = db_ok && storage_ok;
+    let (reason, message) = if ready {
+        ("DependenciesReady", "PostgreSQL and object storage answer".to_string())
+    } else {
+        (
+            "DependencyDown",
+            format!(
+                "{}{}",
+                if db_ok { "" } else { "PostgreSQL is down. " },
+                if storage_ok { "" } else { "Object storage is down." }
+            )
+            .trim()
+            .to_string(),
+        )
+    };
+    set(&mut status, "Ready", ready, reason, message);
+    write_status(&ctx, &api, &af, status).await?;
+    Ok(Action::requeue(interval))
+}
+
+async fn probe_database(url: &DatabaseUrl) -> Result<crate::db::ops_summary::OpsSignals, String> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(url.connect_options())
+        .await
+        .map_err(|e| format!("connecting to {url}: {e}"))?;
+    let signals = crate::db::ops_summary::read(&pool, url).await.map_err(|e| e.to_string());
+    pool.close().await;
+    signals
+}
+
+async fn recreate_from_catalog(
+    ctx: &Context,
+    backups: &Api<Backup>,
+    af: &Artifortress,
+    m: &Manifest,
+) -> Result<(), Error> {
+    let backup = Backup {
+        metadata: ObjectMeta {
+            name: Some(m.backup_name.clone()),
+            namespace: af.namespace(),
+            labels: Some(BTreeMap::from([(jobs::LABEL_INSTALLATION.to_string(), af.name_any())])),
+            annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
+            ..Default::default()
+        },
+        spec: BackupSpec {
+            artifortress_ref: ArtifortressRef { name: af.name_any() },
+            verify: m.verify,
+            tables: Vec::new(),
+            deletion_policy: Default::default(),
+        },
+        status: None,
+    };
+    match backups.create(&PostParams::default(), &backup).await {
+        Ok(_) => {
+            let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
+            ctx.event(af, false, "BackupRecovered", note).await;
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes status and an Event for every condition whose reason changed.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<Artifortress>,
+    af: &Artifortress,
+    mut status: ArtifortressStatus,
+) -> Result<(), Error> {
+    let before = af.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    status.observed_generation = af.meta().generation;
+    api.patch_status(&af.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+    for c in &status.conditions {
+        if conditions::reason_of(&before, &c.type_) != Some(c.reason.as_str()) {
+            let warning = c.status == ConditionStatus::False;
+            ctx.event(af, warning, &c.reason, format!("{}: {}", c.type_, c.message)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! The `RecoveryDrill` controller: Pending → BackingUp (fresh drills) →
+//! Restoring → Verifying → Succeeded/Failed, each step a Job running the engine.
+//!
+//! The steps hand over through the store: the restore step leaves a record next
+//! to the backup, the verify step (or a failed restore) the verdict and report,
+//! which this controller mirrors into status. What to do next is decided from
+//! what exists — the drill's Backup and Jobs, whose names are deterministic —
+//! so a restarted operator picks up where it stopped without a second Job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::conditions::{self, Observed};
+use super::jobs::{self, EngineJob};
+use super::{Context, Error, job_outcome};
+use crate::api::artifortress::Artifortress;
+use crate::api::backup::{Backup, BackupPhase, BackupSpec};
+use crate::api::common::{ArtifortressRef, ConditionStatus};
+use crate::api::recovery_drill::{
+    DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
+};
+use crate::engine::drill::result_key;
+use crate::engine::manifest::Manifest;
+use crate::metrics::InstallationLabels;
+use crate::store::BackupStore;
+
+pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream::BoxStream<'static, ()> {
+    let drills = super::scoped::<RecoveryDrill>(&ctx.client, namespace);
+    Controller::new(drills, watcher::Config::default())
+        .owns(super::scoped::<Job>(&ctx.client, namespace), super::managed_children())
+        .owns(super::scoped::<Backup>(&ctx.client, namespace), super::managed_children())
+        .run(
+            |d, ctx| async move {
+                super::measured("recoverydrill", d.as_ref(), &ctx, reconcile(d.clone(), ctx.clone())).await
+            },
+            |d, e, ctx| super::error_policy("recoverydrill", d.as_ref(), e, &ctx),
+            ctx,
+        )
+        .map(drop)
+        .boxed()
+}
+
+/// How far one step (the fresh backup, or a Job) has got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepState {
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// What exists for a drill.
+#[derive(Clone, Debug, Default)]
+pub struct Steps {
+    /// The drill takes its own backup.
+    pub fresh: bool,
+    pub backup: Option<StepState>,
+    pub restore: Option<StepState>,
+    pub verify: Option<StepState>,
+}
+
+/// The next thing to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    CreateBackup,
+    CreateRestoreJob,
+    CreateVerifyJob,
+    /// A step is running; look again later.
+    Wait,
+    /// The drill is over: mirror the verdict stored by the last step; `failure`
+    /// is the reason when a step failed (used when no verdict was stored).
+    Conclude {
+        failure: Option<String>,
+    },
+}
+
+/// Phase and next action from the steps that exist.
+pub fn decide(s: &Steps) -> (DrillPhase, Next) {
+    match (&s.verify, &s.restore) {
+        (Some(StepState::Running), _) => return (DrillPhase::Verifying, Next::Wait),
+        (Some(StepState::Succeeded), _) => return (DrillPhase::Verifying, Next::Conclude { failure: None }),
+        (Some(StepState::Failed(why)), _) => {
+            return (DrillPhase::Verifying, Next::Conclude { failure: Some(format!("verify: {why}")) });
+        }
+        (None, Some(StepState::Running)) => return (DrillPhase::Restoring, Next::Wait),
+        (None, Some(StepState::Succeeded)) => return (DrillPhase::Verifying, Next::CreateVerifyJob),
+        (None, Some(StepState::Failed(why))) => {
+            return (DrillPhase::Restoring, Next::Conclude { failure: Some(format!("restore: {why}")) });
+        }
+        (None, None) => {}
+    }
+    if !s.fresh {
+        return (DrillPhase::Restoring, Next::CreateRestoreJob);
+    }
+    match &s.backup {
+        None => (DrillPhase::BackingUp, Next::CreateBackup),
+        Some(StepState::Running) => (DrillPhase::BackingUp, Next::Wait),
+        Some(StepState::Succeeded) => (DrillPhase::Restoring, Next::CreateRestoreJob),
+        Some(StepState::Failed(why)) => {
+            (DrillPhase::BackingUp, Next::Conclude { failure: Some(format!("backup: {why}")) })
+        }
+    }
+}
+
+/// The Backup a fresh drill takes.
+pub fn fresh_backup_name(drill: &str) -> String {
+    jobs::job_name("drill", drill)
+}
+
+/// Names the drill's record, verdict and report in the store; the uid keeps a
+/// recreated drill of the same name from reading an older verdict.
+pub fn drill_id(drill: &RecoveryDrill) -> String {
+    let uid = drill.uid().unwrap_or_default();
+    format!("{}-{}", drill.name_any(), &uid[..uid.len().min(8)])
+}
+
+fn job_state(job: Option<&Job>) -> Option<StepState> {
+    job.map(|j| match job_outcome(j) {
+        None => StepState::Running,
+        Some(Ok(())) => StepState::Succeeded,
+        Some(Err(reason)) => StepState::Failed(format!("Job {} failed: {reason}", j.name_any())),
+    })
+}
+
+fn backup_state(backup: Option<&Backup>) -> Option<StepState> {
+    backup.map(|b| {
+        let status = b.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(BackupPhase::Completed) => StepState::Succeeded,
+            Some(BackupPhase::Failed) => StepState::Failed(format!(
+                "Backup {} failed: {}",
+                b.name_any(),
+                status.message.unwrap_or_else(|| "no reason given".into())
+            )),
+            _ => StepState::Running,
+        }
+    })
+}
+
+pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let mut status = drill.status.clone().unwrap_or_default();
+    if matches!(status.phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)) {
+        return Ok(Action::await_change());
+    }
+    let ns = drill.namespace().unwrap_or_default();
+    let name = drill.name_any();
+    let drills: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
+    let installation = &drill.spec.artifortress_ref.name;
+    let pending =
+        |status: &RecoveryDrillStatus| RecoveryDrillStatus { phase: Some(DrillPhase::Pending), ..status.clone() };
+
+    // Validate: problems a person must fix keep the drill Pending with a reason.
+    let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
+        let message = super::installation_not_found(installation, &ns);
+        write_status(&ctx, &drills, &drill, pending(&status), "ArtifortressNotFound", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    if let Some((reason, message)) = validate(&ctx, &ns, &drill, &af).await? {
+        write_status(&ctx, &drills, &drill, pending(&status), reason, message).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    let store_url = jobs::backup_store_url(&af.spec, installation);
+    let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
+    let started_at = *status.started_at.get_or_insert_with(|| ctx.now());
+    let fresh = drill.spec.backup.mode == DrillBackupMode::Fresh;
+    let backup_name = match drill.spec.backup.mode {
+        DrillBackupMode::Fresh => fresh_backup_name(&name),
+        DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
+        DrillBackupMode::Latest => match &status.backup {
+            Some(chosen) => chosen.name.clone(),
+            None => match Manifest::list(store.as_ref()).await?.pop() {
+                Some(m) => m.backup_name,
+                None => {
+                    let message = format!("no complete backup of {installation} in {store_url}; take one first");
+                    return conclude_failed(&ctx, &drills, &drill, status, message).await;
+                }
+            },
+        },
+    };
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let restore_job = jobs::job_name("restore", &name);
+    let verify_job = jobs::job_name("verify", &name);
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    let steps = Steps {
+        fresh,
+        backup: if fresh { backup_state(backups.get_opt(&backup_name).await?.as_ref()) } else { None },
+        restore: job_state(jobs_api.get_opt(&restore_job).await?.as_ref()),
+        verify: job_state(jobs_api.get_opt(&verify_job).await?.as_ref()),
+    };
+    let (phase, next) = decide(&steps);
+    if status.phase.is_none() {
+        ctx.metrics.drill_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
+    }
+    status.phase = Some(phase);
+
+    let job = |step: &'static str, manifest: Option<&Manifest>| {
+        let owner = drill.controller_owner_ref(&()).expect("a stored drill has a uid");
+        let template = &drill.spec.template;
+        let mut secret_env = vec![("TARGET_DATABASE_URL", template.target.connection_secret_ref.clone())];
+        secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&af.spec)));
+        jobs::engine_job(EngineJob {
+            step,
+            owner_name: &name,
+            owner,
+            namespace: &ns,
+            installation,
+            image: &ctx.image,
+            args: jobs::drill_step_args(jobs::DrillStepArgs {
+                step,
+                store_url: &store_url,
+                backup: &backup_name,
+                drill: &drill_id(&drill),
+                started_at,
+                fresh,
+                template,
+            }),
+            secret_env,
+            staging_bytes: manifest.map(|m| m.dump.archive_bytes),
+        })
+    };
+    match next {
+        Next::Wait => {
+            let (reason, message) = match phase {
+                DrillPhase::BackingUp => ("BackingUp", format!("Backup {backup_name} is running")),
+                DrillPhase::Restoring => ("Restoring", format!("Job {restore_job} is restoring {backup_name}")),
+                _ => ("Verifying", format!("Job {verify_job} is verifying the restored database")),
+            };
+            write_status(&ctx, &drills, &drill, status, reason, message).await?;
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Next::CreateBackup => {
+            let backup = Backup {
+                metadata: ObjectMeta {
+                    name: Some(backup_name.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(jobs::child_labels(installation, &name, "drill")),
+                    owner_references: Some(vec![drill.controller_owner_ref(&()).expect("stored")]),
+                    ..Default::default()
+                },
+                spec: BackupSpec {
+                    artifortress_ref: ArtifortressRef { name: installation.clone() },
+                    verify: drill.spec.template.verify,
+                    tables: drill.spec.template.tables.clone(),
+                    deletion_policy: Default::default(),
+                },
+                status: None,
+            };
+            create_tolerating_conflict(&backups, &backup).await?;
+            let message = format!("Backup {backup_name} created for this drill");
+            write_status(&ctx, &drills, &drill, status, "BackingUp", message).await?;
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Next::CreateRestoreJob => {
+            let manifest = match Manifest::load(store.as_ref(), &backup_name).await {
+                Ok(m) => m,
+                Err(e) => {
+                    let message = format!("backup {backup_name} cannot be restored: {e}");
+                    return conclude_failed(&ctx, &drills, &drill, status, message).await;
+                }
+            };
+            status.backup = Some(DrillBackupInfo {
+                name: backup_name.clone(),
+                location: super::backup::backup_location(&store_url, &backup_name),
+                snapshot_time: manifest.snapshot_time,
+                completed_at: manifest.completed_at,
+                fresh,
+            });
+            create_tolerating_conflict(&jobs_api, &job("restore", Some(&manifest))).await?;
+            status.job_name = Some(restore_job.clone());
+            let message = format!("Job {restore_job} is restoring {backup_name}");
+            write_status(&ctx, &drills, &drill, status, "Restoring", message).await?;
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Next::CreateVerifyJob => {
+            create_tolerating_conflict(&jobs_api, &job("verify", None)).await?;
+            status.job_name = Some(verify_job.clone());
+            let message = format!("Job {verify_job} is verifying the restored database");
+            write_status(&ctx, &drills, &drill, status, "Verifying", message).await?;
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        Next::Conclude { failure } => {
+            let stored = read_verdict(store.as_ref(), &backup_name, &drill_id(&drill)).await;
+            match (stored, failure) {
+                (Some(verdict), failure) => {
+                    let mut concluded = RecoveryDrillStatus {
+                        conditions: status.conditions,
+                        observed_generation: status.observed_generation,
+                        job_name: status.job_name,
+                        ..verdict
+                    };
+                    if let (Some(why), Some(DrillResult::Passed)) = (failure, concluded.result) {
+                        concluded.failures.push(why);
+                        concluded.result = Some(DrillResult::Failed);
+                        concluded.phase = Some(DrillPhase::Failed);
+                    }
+                    conclude(&ctx, &drills, &drill, concluded).await
+                }
+                (None, Some(why)) => conclude_failed(&ctx, &drills, &drill, status, why).await,
+                (None, None) => {
+                    let message = format!("Job {verify_job} succeeded but stored no verdict next to {backup_name}");
+                    conclude_failed(&ctx, &drills, &drill, status, message).await
+                }
+            }
+        }
+    }
+}
+
+/// The spec problems that would make a Job fail: missing Secrets or keys, a
+/// named backup without a name, a target that is the source.
+async fn validate(
+    ctx: &Context,
+    ns: &str,
+    drill: &RecoveryDrill,
+    af: &Artifortress,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let template = &drill.spec.template;
+    if drill.spec.backup.mode == DrillBackupMode::Named && drill.spec.backup.name.is_none() {
+        return Ok(Some((
+            "InvalidSpec",
+            "spec.backup.mode is Named but spec.backup.name is empty; name the backup".into(),
+        )));
+    }
+    let mut keys = vec![&template.target.connection_secret_ref];
+    if drill.spec.backup.mode == DrillBackupMode::Fresh {
+        keys.push(&af.spec.database.connection_secret_ref);
+    }
+    let s3 = jobs::s3_credentials(jobs::backup_storage(&af.spec));
+    keys.extend(s3.iter().map(|(_, k)| k));
+    if let Some(missing) = super::missing_secrets(&ctx.client, ns, &keys).await? {
+        return Ok(Some(("SecretNotFound", missing)));
+    }
+    // The engine refuses by server identity when it restores; this catches the
+    // obvious case before a backup is taken for nothing.
+    let secrets = Api::namespaced(ctx.client.clone(), ns);
+    let source = super::secret_value(&secrets, &af.spec.database.connection_secret_ref).await?;
+    let target = super::secret_value(&secrets, &template.target.connection_secret_ref).await?;
+    if let (Some(source), Some(target)) = (source, target)
+        && let (Ok(source), Ok(target)) =
+            (crate::db::DatabaseUrl::parse(&source), crate::db::DatabaseUrl::parse(&target))
+    {
+        let target = match &template.target.database {
+            Some(db) => target.with_database(db),
+            None => target,
+        };
+        if source.same_database(&target) {
+            return Ok(Some((
+                "TargetIsSource",
+                format!(
+                    "the drill target {target} is the installation's database; point spec.target at a scratch database (set spec.target.database or another server)"
+                ),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+async fn create_tolerating_conflict<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        // Created by an earlier attempt (e.g. before an operator restart).
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Option<RecoveryDrillStatus> {
+    let bytes = store.get_bytes(&result_key(backup, drill)).await.ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(status) => Some(status),
+        Err(e) => {
+            tracing::warn!(backup, drill, error = %e, "unreadable drill verdict");
+            None
+        }
+    }
+}
+
+async fn conclude_failed(
+    ctx: &Context,
+    drills: &Api<RecoveryDrill>,
+    drill: &RecoveryDrill,
+    status: RecoveryDrillStatus,
+    failure: String,
+) -> Result<Action, Error> {
+    let mut status = status;
+    status.failures.push(failure);
+    status.phase = Some(DrillPhase::Failed);
+    status.result = Some(DrillResult::Failed);
+    status.completed_at = Some(ctx.now());
+    conclude(ctx, drills, drill, status).await
+}
+
+/// The final status, Event and metrics of a drill.
+async fn conclude(
+    ctx: &Context,
+    drills: &Api<RecoveryDrill>,
+    drill: &RecoveryDrill,
+    status: RecoveryDrillStatus,
+) -> Result<Action, Error> {
+    let passed = status.result == Some(DrillResult::Passed);
+    let labels = InstallationLabels { installation: drill.spec.artifortress_ref.name.clone() };
+    let m = &ctx.metrics;
+    let finished = status.completed_at.unwrap_or_else(|| ctx.now()).timestamp_millis() as f64 / 1000.0;
+    m.drill_last_result.get_or_create(&labels).set(i64::from(passed));
+    m.drill_last_timestamp.get_or_create(&labels).set(finished);
+    if passed {
+        m.drill_passes.get_or_create(&labels).inc();
+        m.drill_last_pass.get_or_create(&labels).set(finished);
+    } else {
+        m.drill_failures.get_or_create(&labels).inc();
+    }
+    for (objective, measured, target) in
+        [(&status.rpo, &m.drill_rpo, &m.drill_rpo_objective), (&status.rto, &m.drill_rto, &m.drill_rto_objective)]
+    {
+        if let Some(o) = objective {
+            measured.get_or_create(&labels).set(o.measured_seconds);
+            if let Some(t) = o.objective_seconds {
+                target.get_or_create(&labels).set(t);
+            }
+        }
+    }
+    let (reason, message) = if passed {
+        let summary = |o: &Option<crate::api::recovery_drill::ObjectiveResult>| {
+            o.as_ref().map_or("n/a".to_string(), |o| o.summary.clone())
+        };
+        (
+            "DrillPassed",
+            format!(
+                "{} of {} tables match, RPO {}, RTO {}",
+                status.parity.iter().filter(|p| p.matches).count(),
+                status.parity.len(),
+                summary(&status.rpo),
+                summary(&status.rto)
+            ),
+        )
+    } else {
+        ("DrillFailed", status.failures.join("; "))
+    };
+    write_status(ctx, drills, drill, status, reason, message).await?;
+    Ok(Action::await_change())
+}
+
+/// Writes status with the `Ready` condition and `observedGeneration`, and an
+/// Event when the condition's reason changes.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<RecoveryDrill>,
+    drill: &RecoveryDrill,
+    mut status: RecoveryDrillStatus,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let ready = match status.phase {
+        Some(DrillPhase::Succeeded) => ConditionStatus::True,
+        Some(DrillPhase::Failed) => ConditionStatus::False,
+        _ if conditions::is_problem(reason) => ConditionStatus::False,
+        _ => ConditionStatus::Unknown,
+    };
+    let generation = drill.meta().generation;
+    let transition = conditions::reason_of(&status.conditions, "Ready") != Some(reason);
+    conditions::set(
+        &mut status.conditions,
+        Observed { type_: "Ready", status: ready, reason, message: message.clone() },
+        generation,
+        ctx.now(),
+    );
+    status.observed_generation = generation;
+    let patch = json!({ "status": status });
+    api.patch_status(&drill.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    if transition {
+        ctx.event(drill, conditions::is_problem(reason), reason, message).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(why: &str) -> Option<StepState> {
+        Some(StepState::Failed(why.into()))
+    }
+
+    #[test]
+    fn a_fresh_drill_walks_every_phase() {
+        let mut s = Steps { fresh: true, ..Default::default() };
+        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::CreateBackup));
+        s.backup = Some(StepState::Running);
+        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::Wait));
+        s.backup = Some(StepState::Succeeded);
+        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::CreateRestoreJob));
+        s.restore = Some(StepState::Running);
+        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::Wait));
+        s.restore = Some(StepState::Succeeded);
+        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::CreateVerifyJob));
+        s.verify = Some(StepState::Running);
+        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Wait));
+        s.verify = Some(StepState::Succeeded);
+        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Conclude { failure: None }));
+    }
+
+    #[test]
+    fn an_existing_backup_starts_with_the_restore() {
+        assert_eq!(decide(&Steps::default()), (DrillPhase::Restoring, Next::CreateRestoreJob));
+    }
+
+    #[test]
+    fn a_failed_step_concludes_with_its_reason() {
+        let backup = Steps { fresh: true, backup: failed("pg_dump failed"), ..Default::default() };
+        assert_eq!(decide(&backup).1, Next::Conclude { failure: Some("backup: pg_dump failed".into()) });
+        let restore = Steps { restore: failed("Job x failed: OOMKilled"), ..Default::default() };
+        assert_eq!(decide(&restore).1, Next::Conclude { failure: Some("restore: Job x failed: OOMKilled".into()) });
+        let verify =
+            Steps { restore: Some(StepState::Succeeded), verify: failed("Job y failed: exit 1"), ..Default::default() };
+        assert_eq!(decide(&verify).1, Next::Conclude { failure: Some("verify: Job y failed: exit 1".into()) });
+    }
+
+    #[test]
+    fn fresh_backup_names_fit_kubernetes() {
+        assert_eq!(fresh_backup_name("nightly"), "drill-nightly");
+        assert!(fresh_backup_name(&"d".repeat(200)).len() <= 63);
+    }
+}

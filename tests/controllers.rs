@@ -1,0 +1,374 @@
+//! The four controllers on the real API server, their Jobs run by the
+//! job-runner helper against the real PostgreSQL servers and Garage.
+
+mod support;
+
+use std::time::Duration;
+
+use artifortress_operator::api::artifortress::Artifortress;
+use artifortress_operator::api::backup::{Backup, BackupPhase};
+use artifortress_operator::api::backup_schedule::BackupSchedule;
+use artifortress_operator::api::recovery_drill::{DrillPhase, DrillResult, RecoveryDrill};
+use artifortress_operator::controller::backup::FROM_CATALOG;
+use artifortress_operator::engine::manifest::Manifest;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams};
+use serde_json::json;
+use support::cluster::{Installation, ManualClock, secret, wait_until};
+use support::env;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn finished_backup(b: &Backup) -> bool {
+    matches!(b.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
+}
+
+fn finished_drill(d: &RecoveryDrill) -> bool {
+    matches!(d.status.as_ref().and_then(|s| s.phase), Some(DrillPhase::Succeeded | DrillPhase::Failed))
+}
+
+fn reason(conditions: &[artifortress_operator::api::common::Condition], type_: &str) -> String {
+    conditions.iter().find(|c| c.type_ == type_).map(|c| c.reason.clone()).unwrap_or_default()
+}
+
+fn drill(name: &str, backup: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"artifortressRef": {"name": "production"}, "backup": backup,
+                          "target": {"connectionSecretRef": {"name": "target", "key": "uri"}}});
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    json!({"metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn a_backup_reaches_completed_with_the_manifest_in_status() {
+    let i = Installation::start("ctlbk", None).await;
+    let backups = i.api::<Backup>();
+
+    // A Backup of an installation that does not exist waits with an actionable reason.
+    i.create("Backup", json!({"metadata": {"name": "orphan"}, "spec": {"artifortressRef": {"name": "nope"}}})).await;
+    let orphan =
+        wait_until(&backups, "orphan", MINUTE, |b| b.status.as_ref().is_some_and(|s| !s.conditions.is_empty()))
+            .await
+            .status
+            .unwrap();
+    assert_eq!(orphan.phase, Some(BackupPhase::Pending));
+    assert_eq!(reason(&orphan.conditions, "Ready"), "ArtifortressNotFound");
+    assert!(orphan.conditions[0].message.contains("fix spec.artifortressRef"), "{:?}", orphan.conditions);
+
+    i.create("Backup", json!({"metadata": {"name": "nightly-1"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    let status = wait_until(&backups, "nightly-1", 2 * MINUTE, finished_backup).await.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Completed), "{status:?}");
+
+    // Status mirrors the stored manifest.
+    let manifest = Manifest::load(i.store().await.as_ref(), "nightly-1").await.unwrap();
+    assert_eq!(status.sha256.as_deref(), Some(manifest.dump.sha256.as_str()));
+    assert_eq!(status.size_bytes, Some(manifest.dump.size_bytes));
+    assert_eq!(status.tables, manifest.tables);
+    assert_eq!(status.snapshot_time, Some(manifest.snapshot_time));
+    assert_eq!(status.location.as_deref(), Some(format!("s3://{}/prod/production/nightly-1/", i.bucket).as_str()));
+    assert_eq!(status.job_name.as_deref(), Some("backup-nightly-1"));
+    assert_eq!(reason(&status.conditions, "Ready"), "Completed");
+    assert!(status.observed_generation.is_some());
+    let outbox = manifest.tables.iter().find(|t| t.table == "public.outbox_events").unwrap();
+    assert!(outbox.rows > 0);
+
+    // A Job that exits non-zero fails the Backup with the Job's reason.
+    secret(&i.client, &i.ns, "bad-db", json!({"uri": "postgres://nobody:wrong@127.0.0.1:1/none"})).await;
+    i.create(
+        "Artifortress",
+        json!({"metadata": {"name": "broken"},
+               "spec": {"database": {"connectionSecretRef": {"name": "bad-db", "key": "uri"}},
+                        "objectStorage": support::cluster::storage(&i.bucket)}}),
+    )
+    .await;
+    i.create("Backup", json!({"metadata": {"name": "doomed"}, "spec": {"artifortressRef": {"name": "broken"}}})).await;
+    let status = wait_until(&backups, "doomed", MINUTE, finished_backup).await.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Failed));
+    let message = status.message.unwrap();
+    assert!(message.contains("Job backup-doomed failed") && message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("wrong"), "no password in status: {message}");
+
+    // Every transition is an Event on the object.
+    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let reasons: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("doomed"))
+        .map(|e| (e.reason.clone().unwrap_or_default(), e.type_.clone().unwrap_or_default()))
+        .collect();
+    assert!(reasons.contains(&("Running".into(), "Normal".into())), "{reasons:?}");
+    assert!(reasons.contains(&("JobFailed".into(), "Warning".into())), "{reasons:?}");
+
+    // The installation reports its dependencies, SLO and newest backup.
+    let af = wait_until(&i.api::<Artifortress>(), "production", MINUTE, |a| {
+        a.status.as_ref().is_some_and(|s| s.last_backup.is_some() && s.slo.is_some())
+    })
+    .await
+    .status
+    .unwrap();
+    assert_eq!(reason(&af.conditions, "Ready"), "DependenciesReady", "{:?}", af.conditions);
+    assert_eq!(reason(&af.conditions, "DatabaseReady"), "Reachable");
+    assert_eq!(reason(&af.conditions, "ObjectStorageReady"), "Reachable");
+    assert!(!reason(&af.conditions, "SLOHealthy").is_empty());
+    assert_eq!(af.last_backup.unwrap().name, "nightly-1");
+    let broken = wait_until(&i.api::<Artifortress>(), "broken", MINUTE, |a| a.status.is_some()).await.status.unwrap();
+    assert_eq!(reason(&broken.conditions, "DatabaseReady"), "Unreachable");
+    assert_eq!(reason(&broken.conditions, "Ready"), "DependencyDown");
+    let metrics = i.ctx.metrics.encode();
+    for family in
+        ["artifortress_backup_successes_total", "artifortress_backup_failures_total", "artifortress_reconciles_total"]
+    {
+        assert!(metrics.contains(family), "{family} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_drill_succeeds_with_parity_and_objectives_in_status() {
+    let i = Installation::start("ctldr", None).await;
+    i.create("RecoveryDrill", drill("proof", json!({"mode": "Fresh"}), json!({"rpo": "15m", "rto": "30m"}))).await;
+    let drills = i.api::<RecoveryDrill>();
+    let status = wait_until(&drills, "proof", 3 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.result, Some(DrillResult::Passed), "{:?}", status.failures);
+    assert_eq!(status.phase, Some(DrillPhase::Succeeded));
+    let backup = status.backup.as_ref().unwrap();
+    assert!(backup.fresh);
+    let manifest = Manifest::load(i.store().await.as_ref(), &backup.name).await.unwrap();
+    assert_eq!(status.parity.len(), manifest.tables.len());
+    for (p, t) in status.parity.iter().zip(&manifest.tables) {
+        assert_eq!(
+            (p.table.as_str(), p.expected, p.restored, p.matches),
+            (t.table.as_str(), t.rows, Some(t.rows), true)
+        );
+    }
+    let (rpo, rto) = (status.rpo.as_ref().unwrap(), status.rto.as_ref().unwrap());
+    assert_eq!((rpo.objective_seconds, rpo.met), (Some(900.0), Some(true)));
+    assert_eq!((rto.objective_seconds, rto.met), (Some(1800.0), Some(true)));
+    assert!(status.report.as_deref().unwrap().ends_with(".md"), "{:?}", status.report);
+    let timings = status.timings.as_ref().unwrap();
+    let engine: f64 =
+        [timings.backup_seconds, timings.download_seconds, timings.restore_seconds, timings.parity_seconds]
+            .iter()
+            .map(|t| t.unwrap())
+            .sum();
+    eprintln!(
+        "drill total {:.2} s, engine {engine:.2} s, control overhead {:.2} s",
+        timings.total_seconds.unwrap(),
+        timings.total_seconds.unwrap() - engine
+    );
+
+    // Each step was one Job, and the scratch database was dropped.
+    let jobs = i.api::<Job>().list(&ListParams::default()).await.unwrap();
+    let mut names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+    names.sort();
+    assert_eq!(names, ["backup-drill-proof", "restore-proof", "verify-proof"]);
+
+    // kubectl shows phase, result, RPO and RTO.
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "recoverydrills", "-n", &i.ns])
+        .env("KUBECONFIG", env("KUBECONFIG"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "PHASE", "RESULT", "RPO", "RTO", "AGE"], "{table}");
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains("Succeeded") && row.contains("Passed") && row.contains(&rpo.summary), "{table}");
+
+    // The installation points at its last drill.
+    let af = wait_until(&i.api::<Artifortress>(), "production", MINUTE, |a| {
+        a.status.as_ref().is_some_and(|s| s.last_drill.is_some())
+    })
+    .await;
+    assert_eq!(af.status.unwrap().last_drill.unwrap().result.as_deref(), Some("Passed"));
+}
+
+#[tokio::test]
+async fn drills_that_miss_their_rto_or_whose_job_fails_end_failed_with_the_reason() {
+    let i = Installation::start("ctlfl", None).await;
+    i.create("Backup", json!({"metadata": {"name": "base"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&i.api::<Backup>(), "base", 2 * MINUTE, finished_backup).await;
+
+    let drills = i.api::<RecoveryDrill>();
+    i.create("RecoveryDrill", drill("too-slow", json!({"mode": "Named", "name": "base"}), json!({"rto": "1ms"}))).await;
+    let status = wait_until(&drills, "too-slow", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed));
+    assert!(status.failures.iter().any(|f| f.contains("RTO objective missed")), "{:?}", status.failures);
+    assert!(status.parity.iter().all(|p| p.matches) && !status.parity.is_empty(), "parity still reported");
+    assert_eq!(status.rto.as_ref().unwrap().met, Some(false));
+
+    // The restore Job exits non-zero: its reason ends the drill.
+    secret(&i.client, &i.ns, "dead-target", json!({"uri": "postgres://postgres:secret@127.0.0.1:1/scratch"})).await;
+    let dead = json!({"mode": "Latest"});
+    let mut body = drill("unreachable", dead, json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("dead-target");
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&drills, "unreachable", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed));
+    let failures = status.failures.join("\n");
+    assert!(failures.contains("restore:") && failures.contains("127.0.0.1:1"), "{failures}");
+    assert!(!failures.contains("secret@"), "no password: {failures}");
+    assert_eq!(reason(&status.conditions, "Ready"), "DrillFailed");
+}
+
+#[tokio::test]
+async fn a_schedule_on_an_injected_clock_backs_up_prunes_and_drills() {
+    // Far ahead of the API server's clock, so the schedule's creation is in its past.
+    let clock = ManualClock::at("2030-01-01T00:59:00Z");
+    let i = Installation::start("ctlsc", Some(clock.clone())).await;
+    i.create(
+        "BackupSchedule",
+        json!({"metadata": {"name": "hourly"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 * * * *", "timeZone": "UTC",
+                        "startingDeadlineSeconds": 300, "retention": {"keepLast": 2},
+                        "historyLimits": {"succeededDrills": 1, "failedDrills": 1, "failedBackups": 1},
+                        "drill": {"minInterval": "0s",
+                                  "template": {"target": {"connectionSecretRef": {"name": "target", "key": "uri"}},
+                                               "rto": "30m"}}}}),
+    )
+    .await;
+    let schedules = i.api::<BackupSchedule>();
+    let backups = i.api::<Backup>();
+    let drills = i.api::<RecoveryDrill>();
+    // 00:00 was missed by 59 minutes (> startingDeadlineSeconds): skipped, next run 01:00.
+    let s =
+        wait_until(&schedules, "hourly", MINUTE, |s| s.status.as_ref().is_some_and(|s| s.next_schedule_time.is_some()))
+            .await
+            .status
+            .unwrap();
+    assert_eq!(s.next_schedule_time.unwrap().to_rfc3339(), "2030-01-01T01:00:00+00:00");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(backups.list(&ListParams::default()).await.unwrap().items.is_empty(), "nothing before 01:00");
+
+    for (hour, now) in [(1, "2030-01-01T01:00:10Z"), (2, "2030-01-01T02:00:05Z"), (3, "2030-01-01T03:00:20Z")] {
+        clock.set(now);
+        let name = format!("hourly-203001010{hour}00");
+        let b = wait_until(&backups, &name, 2 * MINUTE, finished_backup).await;
+        assert_eq!(b.status.unwrap().phase, Some(BackupPhase::Completed));
+        let d = wait_until(&drills, &format!("{name}-drill"), 3 * MINUTE, finished_drill).await;
+        assert_eq!(d.status.unwrap().result, Some(DrillResult::Passed));
+    }
+    // Retention keeps the newest two, objects and resources together.
+    let pruned = |names: Vec<String>| names == ["hourly-203001010200", "hourly-203001010300"];
+    let poll = async {
+        loop {
+            let mut names: Vec<String> =
+                backups.list(&ListParams::default()).await.unwrap().iter().map(|b| b.name_any()).collect();
+            names.sort();
+            if pruned(names) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, poll).await.expect("the oldest backup is pruned");
+    let stored: Vec<String> =
+        Manifest::list(i.store().await.as_ref()).await.unwrap().into_iter().map(|m| m.backup_name).collect();
+    assert_eq!(stored, ["hourly-203001010200", "hourly-203001010300"]);
+    assert!(
+        i.store().await.list("hourly-203001010100/").await.unwrap().is_empty(),
+        "no object of the pruned backup left"
+    );
+    // History: one succeeded drill kept.
+    let poll = async {
+        loop {
+            let names: Vec<String> =
+                drills.list(&ListParams::default()).await.unwrap().iter().map(|d| d.name_any()).collect();
+            if names == ["hourly-203001010300-drill"] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, poll).await.expect("drill history is limited to one");
+    let s = schedules.get("hourly").await.unwrap().status.unwrap();
+    assert_eq!(s.last_schedule_time.unwrap().to_rfc3339(), "2030-01-01T03:00:00+00:00");
+    assert_eq!(s.next_schedule_time.unwrap().to_rfc3339(), "2030-01-01T04:00:00+00:00");
+    assert_eq!(s.last_successful_backup.unwrap().name, "hourly-203001010300");
+}
+
+#[tokio::test]
+async fn deleted_backups_come_back_from_the_bucket() {
+    let i = Installation::start("ctlct", None).await;
+    let backups = i.api::<Backup>();
+    i.create("Backup", json!({"metadata": {"name": "keeper"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    let original = wait_until(&backups, "keeper", 2 * MINUTE, finished_backup).await.status.unwrap();
+    let uid = backups.get("keeper").await.unwrap().uid();
+    backups.delete("keeper", &DeleteParams::default()).await.unwrap();
+    let back = wait_until(&backups, "keeper", MINUTE, |b| b.uid() != uid && finished_backup(b)).await;
+    assert_eq!(back.annotations().get(FROM_CATALOG).map(String::as_str), Some("true"));
+    let status = back.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Completed));
+    assert_eq!(
+        (status.sha256, status.tables, status.snapshot_time),
+        (original.sha256, original.tables, original.snapshot_time)
+    );
+    assert_eq!(reason(&status.conditions, "Ready"), "FromCatalog");
+    let jobs = i.api::<Job>().list(&ListParams::default()).await.unwrap();
+    assert_eq!(jobs.items.len(), 1, "no new backup Job for a recreated Backup");
+}
+
+#[tokio::test]
+async fn bad_specs_get_a_condition_a_person_can_act_on() {
+    let i = Installation::start("ctlbad", None).await;
+    let drills = i.api::<RecoveryDrill>();
+    let with_condition = |d: &RecoveryDrill| d.status.as_ref().is_some_and(|s| !s.conditions.is_empty());
+
+    let mut body = drill("no-secret", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("missing");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "no-secret", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "SecretNotFound");
+    assert!(s.conditions[0].message.contains("Secret \"missing\" does not exist"), "{:?}", s.conditions);
+    assert_eq!(s.phase, Some(DrillPhase::Pending));
+
+    let mut body = drill("over-source", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("db");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "over-source", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "TargetIsSource", "{:?}", s.conditions);
+
+    let mut body = drill("unknown", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["artifortressRef"]["name"] = json!("staging");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "unknown", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "ArtifortressNotFound");
+
+    i.create(
+        "BackupSchedule",
+        json!({"metadata": {"name": "martian"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 3 * * *", "timeZone": "Mars/Olympus_Mons"}}),
+    )
+    .await;
+    let s = wait_until(&i.api::<BackupSchedule>(), "martian", MINUTE, |s| s.status.is_some()).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
+    assert!(s.conditions[0].message.contains("Mars/Olympus_Mons"), "{:?}", s.conditions);
+
+    i.create(
+        "Artifortress",
+        json!({"metadata": {"name": "secretless"},
+               "spec": {"database": {"connectionSecretRef": {"name": "nowhere", "key": "uri"}},
+                        "objectStorage": support::cluster::storage(&i.bucket)}}),
+    )
+    .await;
+    let s = wait_until(&i.api::<Artifortress>(), "secretless", MINUTE, |a| a.status.is_some()).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "DatabaseReady"), "SecretNotFound");
+
+    // Warning Events name the problem; nothing loops hot on a bad spec.
+    let reconciles = || {
+        let text = i.ctx.metrics.encode();
+        text.lines()
+            .find(|l| l.starts_with("artifortress_reconciles_total{controller=\"recoverydrill\"}"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = reconciles();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(reconciles() - before <= 3.0, "bad specs are not retried in a loop: {before} -> {}", reconciles());
+    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let warning =
+        events.iter().find(|e| e.reason.as_deref() == Some("TargetIsSource")).expect("an Event for the bad target");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+}

@@ -1,0 +1,199 @@
+//! An installation on the test API server: a seeded database on the source
+//! server, a bucket, the Secrets, an `Artifortress` object, and a job runner;
+//! plus helpers to create resources and wait for their status.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use artifortress_operator::controller::Context;
+use chrono::{DateTime, Utc};
+use kube::Resource;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::job_runner::JobRunner;
+use super::{TestDatabase, create_installation_secrets, create_namespace, env, install_crds, kube_client, unique_name};
+
+/// Creates an Artifortress resource from JSON (`metadata` and `spec`).
+pub async fn create(client: &kube::Client, ns: &str, kind: &str, body: Value) {
+    let plural = match kind {
+        "Artifortress" => "artifortresses".to_string(),
+        other => format!("{}s", other.to_lowercase()),
+    };
+    let ar = kube::api::ApiResource {
+        group: "artifortress.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "artifortress.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural,
+    };
+    let mut body = body;
+    body["apiVersion"] = json!("artifortress.io/v1alpha1");
+    body["kind"] = json!(kind);
+    let obj: DynamicObject = serde_json::from_value(body).unwrap();
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+}
+
+/// Polls `name` until `done` holds, failing after `within`.
+pub async fn wait_until<K>(api: &Api<K>, name: &str, within: Duration, done: impl Fn(&K) -> bool) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let poll = async {
+        let mut last = None;
+        loop {
+            if let Ok(Some(obj)) = api.get_opt(name).await {
+                if done(&obj) {
+                    return obj;
+                }
+                last = Some(obj);
+            }
+            if last.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(within, poll).await.unwrap_or_else(|_| {
+        panic!(
+            "{name} did not reach the expected state within {within:?}: {:?}",
+            futures::executor::block_on(api.get_opt(name))
+        )
+    })
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn at(t: &str) -> ManualClock {
+        ManualClock(Arc::new(Mutex::new(t.parse().unwrap())))
+    }
+
+    pub fn set(&self, t: &str) {
+        *self.0.lock().unwrap() = t.parse().unwrap();
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// One installation (`production`) in a fresh namespace, with the controllers
+/// running in this process and a job runner executing their Jobs.
+pub struct Installation {
+    pub client: kube::Client,
+    pub ns: String,
+    pub bucket: String,
+    pub db: TestDatabase,
+    pub ctx: Arc<Context>,
+    controllers: Option<tokio::task::JoinHandle<()>>,
+    _runner: JobRunner,
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        if let Some(c) = self.controllers.take() {
+            c.abort();
+        }
+    }
+}
+
+impl Installation {
+    /// With controllers in this process (optionally on a manual clock).
+    pub async fn start(prefix: &str, clock: Option<ManualClock>) -> Installation {
+        let mut i = Installation::without_controllers(prefix).await;
+        let mut ctx = Context::new(
+            i.client.clone(),
+            "artifortress-operator:test".into(),
+            Arc::new(artifortress_operator::metrics::Metrics::new()),
+        );
+        if let Some(clock) = clock {
+            ctx.clock = Arc::new(move || clock.now());
+            ctx.max_requeue = Duration::from_secs(1);
+        }
+        let ctx = Arc::new(ctx);
+        let ns = i.ns.clone();
+        let run_ctx = ctx.clone();
+        i.controllers = Some(tokio::spawn(async move {
+            artifortress_operator::controller::run_all(run_ctx, Some(ns), std::future::pending()).await
+        }));
+        i.ctx = ctx;
+        i
+    }
+
+    /// Everything but the controllers (for tests that run the operator process).
+    pub async fn without_controllers(prefix: &str) -> Installation {
+        let client = kube_client().await;
+        install_crds(&client).await;
+        let ns = create_namespace(&client).await;
+        let db = TestDatabase::migrated(prefix).await;
+        let out = std::process::Command::new(super::operator_bin())
+            .args(["seed", "--database", db.url.expose(), "--scale", "small"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+        let bucket = unique_name(prefix);
+        super::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+        create_installation_secrets(&client, &ns, db.url.expose()).await;
+        // The drill target: a scratch database on the other server.
+        let target = super::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch_{}", db.name));
+        secret(&client, &ns, "target", json!({"uri": target})).await;
+        create(
+            &client,
+            &ns,
+            "Artifortress",
+            json!({"metadata": {"name": "production"},
+                   "spec": {"database": {"connectionSecretRef": {"name": "db", "key": "uri"}},
+                            "objectStorage": storage(&bucket), "probeInterval": "2s"}}),
+        )
+        .await;
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            "unused".into(),
+            Arc::new(artifortress_operator::metrics::Metrics::new()),
+        ));
+        let runner = JobRunner::start(client.clone(), &ns);
+        Installation { client, ns, bucket, db, ctx, controllers: None, _runner: runner }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create(&self, kind: &str, body: Value) {
+        create(&self.client, &self.ns, kind, body).await
+    }
+
+    /// The installation's backup store as the operator lays it out.
+    pub async fn store(&self) -> Box<dyn artifortress_operator::store::BackupStore> {
+        let url = format!(
+            "s3://{}/prod/production?endpoint={}&region=us-east-1&path_style=true",
+            self.bucket,
+            env("AF_TEST_S3_ENDPOINT")
+        );
+        artifortress_operator::store::open(&url).await.unwrap()
+    }
+}
+
+/// `objectStorage` of a test installation: the harness's Garage, prefix `prod`.
+pub fn storage(bucket: &str) -> Value {
+    json!({"bucket": bucket, "prefix": "prod", "endpoint": env("AF_TEST_S3_ENDPOINT"),
+           "forcePathStyle": true, "credentialsSecretRef": {"name": "s3"}})
+}
+
+pub async fn secret(client: &kube::Client, ns: &str, name: &str, data: Value) {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+    Api::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.unwrap();
+}
