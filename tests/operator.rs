@@ -1,0 +1,145 @@
+//! The operator as a process (`artifortress-operator run`) against the real API
+//! server: killed in the middle of a drill and restarted, and two replicas
+//! electing a leader.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use artifortress_operator::api::backup::{Backup, BackupPhase};
+use artifortress_operator::api::recovery_drill::{DrillPhase, DrillResult, RecoveryDrill};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::ResourceExt;
+use kube::api::ListParams;
+use serde_json::json;
+use support::cluster::{Installation, wait_until};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// One operator replica with its logs.
+struct Operator {
+    child: tokio::process::Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Operator {
+    fn start(ns: &str, identity: &str) -> Operator {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(support::operator_bin())
+            .args(["run", "--image", "artifortress-operator:test", "--namespace", ns, "--listen", "127.0.0.1:0"])
+            .args(["--lease-namespace", ns, "--identity", identity, "--lease-duration", "3s", "--renew-every", "1s"])
+            .env("ARTIFORTRESS_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the operator");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        Operator { child, logs }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn leads(&self) -> bool {
+        self.logs().contains("leading: controllers start")
+    }
+
+    async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, as the kubelet stops a pod; returns the exit status.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("stops on SIGTERM").unwrap()
+    }
+}
+
+async fn holder(i: &Installation) -> Option<String> {
+    let lease = i.api::<Lease>().get_opt("artifortress-operator").await.ok()??;
+    lease.spec?.holder_identity
+}
+
+async fn wait_for_holder(i: &Installation, who: &str) {
+    let poll = async {
+        while holder(i).await.as_deref() != Some(who) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), poll).await.unwrap_or_else(|_| panic!("{who} never took the lease"));
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second_job() {
+    let i = Installation::without_controllers("oprst").await;
+    let mut first = Operator::start(&i.ns, "replica-1");
+    i.create(
+        "RecoveryDrill",
+        json!({"metadata": {"name": "interrupted"},
+               "spec": {"artifortressRef": {"name": "production"}, "backup": {"mode": "Fresh"},
+                        "target": {"connectionSecretRef": {"name": "target", "key": "uri"}}, "rto": "30m"}}),
+    )
+    .await;
+    // Killed once the drill is past its backup and the restore Job exists.
+    let jobs = i.api::<Job>();
+    wait_until(&jobs, "restore-interrupted", 2 * MINUTE, |_| true).await;
+    first.kill().await;
+    let drills = i.api::<RecoveryDrill>();
+    let phase = drills.get("interrupted").await.unwrap().status.and_then(|s| s.phase);
+    assert!(!matches!(phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)), "killed mid-drill: {phase:?}");
+
+    let _second = Operator::start(&i.ns, "replica-2");
+    let status = wait_until(&drills, "interrupted", 3 * MINUTE, |d| {
+        matches!(d.status.as_ref().and_then(|s| s.phase), Some(DrillPhase::Succeeded | DrillPhase::Failed))
+    })
+    .await
+    .status
+    .unwrap();
+    assert_eq!(status.result, Some(DrillResult::Passed), "{:?}", status.failures);
+    let mut names: Vec<String> = jobs.list(&ListParams::default()).await.unwrap().iter().map(|j| j.name_any()).collect();
+    names.sort();
+    assert_eq!(names, ["backup-drill-interrupted", "restore-interrupted", "verify-interrupted"], "one Job per step");
+}
+
+#[tokio::test]
+async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
+    let i = Installation::without_controllers("oplead").await;
+    let mut a = Operator::start(&i.ns, "replica-a");
+    wait_for_holder(&i, "replica-a").await;
+    let mut b = Operator::start(&i.ns, "replica-b");
+    let backups = i.api::<Backup>();
+    let completed = |b: &Backup| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed);
+    i.create("Backup", json!({"metadata": {"name": "under-a"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&backups, "under-a", 2 * MINUTE, completed).await;
+    assert!(a.leads(), "a leads:\n{}", a.logs());
+    assert!(!b.leads(), "b stands by while a renews:\n{}", b.logs());
+    assert_eq!(holder(&i).await.as_deref(), Some("replica-a"));
+
+    // a dies without releasing: b takes over once the lease expires.
+    a.kill().await;
+    wait_for_holder(&i, "replica-b").await;
+    i.create("Backup", json!({"metadata": {"name": "under-b"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&backups, "under-b", 2 * MINUTE, completed).await;
+    assert!(b.leads(), "{}", b.logs());
+
+    // A graceful stop gives the lease up at once.
+    let exit = b.terminate().await;
+    assert!(exit.success(), "{exit:?}\n{}", b.logs());
+    assert_eq!(holder(&i).await, None);
+}
