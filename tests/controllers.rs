@@ -357,16 +357,21 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     assert_eq!(reason(&s.conditions, "DatabaseReady"), "SecretNotFound");
 
     // Warning Events name the problem; nothing loops hot on a bad spec.
-    let reconciles = || {
+    let reconciles = |controller: &str| {
         let text = i.ctx.metrics.encode();
+        let prefix = format!("artifortress_reconciles_total{{controller=\"{controller}\"}}");
         text.lines()
-            .find(|l| l.starts_with("artifortress_reconciles_total{controller=\"recoverydrill\"}"))
+            .find(|l| l.starts_with(&prefix))
             .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let before = reconciles();
+    let before = [reconciles("recoverydrill"), reconciles("artifortress")];
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(reconciles() - before <= 3.0, "bad specs are not retried in a loop: {before} -> {}", reconciles());
+    let after = [reconciles("recoverydrill"), reconciles("artifortress")];
+    assert!(after[0] - before[0] <= 3.0, "bad specs are not retried in a loop: {before:?} -> {after:?}");
+    // Two installations probed every 2 s (probeInterval; each probe also sees its own
+    // status write once), not again after every status write.
+    assert!(after[1] - before[1] <= 16.0, "installations are probed on their interval: {before:?} -> {after:?}");
     let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
     let warning =
         events.iter().find(|e| e.reason.as_deref() == Some("TargetIsSource")).expect("an Event for the bad target");

@@ -110,7 +110,8 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
     .status
     .unwrap();
     assert_eq!(status.result, Some(DrillResult::Passed), "{:?}", status.failures);
-    let mut names: Vec<String> = jobs.list(&ListParams::default()).await.unwrap().iter().map(|j| j.name_any()).collect();
+    let mut names: Vec<String> =
+        jobs.list(&ListParams::default()).await.unwrap().iter().map(|j| j.name_any()).collect();
     names.sort();
     assert_eq!(names, ["backup-drill-interrupted", "restore-interrupted", "verify-interrupted"], "one Job per step");
 }

@@ -29,10 +29,14 @@ use crate::metrics::InstallationLabels;
 
 /// Bound on each dependency probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Installations probed at once: many installations share the operator's two
+/// cores and memory with the drills, so probes queue rather than all run together.
+const CONCURRENT_PROBES: u16 = 4;
 
 pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream::BoxStream<'static, ()> {
     let installations = super::scoped::<Artifortress>(&ctx.client, namespace);
     Controller::new(installations, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_PROBES))
         .run(
             |a, ctx| async move {
                 super::measured("artifortress", a.as_ref(), &ctx, reconcile(a.clone(), ctx.clone())).await
@@ -60,6 +64,23 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, S
         .unwrap_or_else(|_| Err(format!("{what}: no answer within {} s", PROBE_TIMEOUT.as_secs())))
 }
 
+/// Time left until the next probe is due: `None` when a probe is due now (never
+/// probed, spec changed, or the interval has passed). Every probe writes status,
+/// and that write triggers a reconcile too; this keeps it from probing again.
+pub fn probe_due_in(
+    status: &ArtifortressStatus,
+    generation: Option<i64>,
+    interval: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let last = status.database.as_ref()?.checked_at;
+    if status.observed_generation != generation {
+        return None;
+    }
+    let elapsed = (now - last).to_std().unwrap_or_default();
+    interval.checked_sub(elapsed).filter(|left| !left.is_zero())
+}
+
 pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = af.namespace().unwrap_or_default();
     let name = af.name_any();
@@ -80,6 +101,9 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     };
+    if let Some(left) = probe_due_in(&status, generation, interval, now) {
+        return Ok(Action::requeue(left));
+    }
 
     // 1. PostgreSQL: reachable, then the ops summary and its SLO evaluation.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -266,4 +290,34 @@ async fn write_status(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn probed_at(t: &str, generation: i64) -> ArtifortressStatus {
+        ArtifortressStatus {
+            observed_generation: Some(generation),
+            database: Some(DependencyStatus {
+                state: DependencyState::Up,
+                latency_ms: 1.0,
+                error: None,
+                checked_at: t.parse().unwrap(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn probes_wait_for_their_interval_unless_the_spec_changed() {
+        let now: DateTime<Utc> = "2026-11-28T03:00:30Z".parse().unwrap();
+        let interval = Duration::from_secs(30);
+        assert_eq!(probe_due_in(&ArtifortressStatus::default(), Some(1), interval, now), None, "never probed");
+        let recent = probed_at("2026-11-28T03:00:20Z", 1);
+        assert_eq!(probe_due_in(&recent, Some(1), interval, now), Some(Duration::from_secs(20)));
+        assert_eq!(probe_due_in(&recent, Some(2), interval, now), None, "spec changed");
+        assert_eq!(probe_due_in(&probed_at("2026-11-28T03:00:00Z", 1), Some(1), interval, now), None, "due");
+    }
 }

@@ -55,6 +55,8 @@ pub struct Context {
     /// until their next run, but never longer than this).
     pub max_requeue: Duration,
     recorder: Recorder,
+    /// Built on first use and shared by every store the reconcilers open.
+    aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
     /// Consecutive reconcile errors per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -71,6 +73,7 @@ impl Context {
             clock: Arc::new(Utc::now),
             max_requeue: Duration::from_secs(300),
             failures: Mutex::new(HashMap::new()),
+            aws: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -120,7 +123,8 @@ impl Context {
         };
         let parsed = url::Url::parse(url)
             .map_err(|e| crate::store::StoreError::InvalidUrl { url: url.into(), reason: e.to_string() })?;
-        Ok(Box::new(S3Store::with_credentials(&parsed, credentials).await?))
+        let base = self.aws.get_or_init(crate::store::sdk_config).await;
+        Ok(Box::new(S3Store::with_config(&parsed, credentials, base)?))
     }
 }
 

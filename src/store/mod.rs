@@ -9,7 +9,7 @@ mod file;
 mod s3;
 
 pub use file::FileStore;
-pub use s3::{S3Store, StaticCredentials};
+pub use s3::{S3Store, StaticCredentials, sdk_config};
 
 use std::pin::Pin;
 

@@ -42,6 +42,18 @@ fn part_size(part_number: i32) -> usize {
     BASE_PART_SIZE << ((part_number - 1) / 1000).min(9)
 }
 
+/// The SDK configuration stores are built from: the HTTPS client (TLS roots,
+/// connection pool) and the credential chain. Building it is the expensive part
+/// of opening a store; a long-lived caller (the operator) builds it once and
+/// opens every store with [`S3Store::with_config`].
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(30))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+}
+
 impl S3Store {
     pub async fn from_url(url: &url::Url) -> Result<Self, StoreError> {
         Self::with_credentials(url, None).await
@@ -50,6 +62,15 @@ impl S3Store {
     /// Like `from_url`, with a static access key pair instead of the AWS chain
     /// (the operator reads it from the installation's Secret).
     pub async fn with_credentials(url: &url::Url, credentials: Option<StaticCredentials>) -> Result<Self, StoreError> {
+        Self::with_config(url, credentials, &sdk_config().await)
+    }
+
+    /// Like `with_credentials`, sharing an SDK configuration built once.
+    pub fn with_config(
+        url: &url::Url,
+        credentials: Option<StaticCredentials>,
+        base: &aws_config::SdkConfig,
+    ) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl { url: crate::db::redact_url(url), reason };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
@@ -76,15 +97,11 @@ impl S3Store {
                 }
             }
         }
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_secs(30))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let mut builder = aws_sdk_s3::config::Builder::from(base)
             .region(aws_config::Region::new(region))
-            .timeout_config(timeouts);
+            .force_path_style(path_style);
         if let Some(c) = credentials {
-            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            builder = builder.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 c.access_key_id,
                 c.secret_access_key,
                 None,
@@ -92,8 +109,6 @@ impl S3Store {
                 "artifortress-secret",
             ));
         }
-        let config = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style);
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
