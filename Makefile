@@ -32,7 +32,10 @@ crds: build
 	$(BIN) crd --out-dir crds
 	$(BIN) crd --out-dir charts/artifortress-operator/crds
 
-# Engine benchmark on the large seed against pg_dump/psql baselines (prints a table).
+# Engine benchmark on the large seed against pg_dump/psql baselines, then the
+# operator benchmark (drill control overhead, idle memory with 100 installations)
+# against the test environment's services. Both print their numbers and targets.
 bench:
 	$(CARGO) build --release
 	bench/engine_bench.py
+	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture

@@ -124,7 +124,6 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
 
-    tracing::info!(backup = %name, namespace = %ns, outcome = ?job_outcome(&job), "backup Job observed");
     match job_outcome(&job) {
         None => Ok(Action::requeue(Duration::from_secs(30))),
         Some(Err(reason)) => {

@@ -196,7 +196,11 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
         verify: job_state(jobs_api.get_opt(&verify_job).await?.as_ref()),
     };
     let (phase, next) = decide(&steps);
-    tracing::info!(drill = %name, namespace = %ns, ?phase, ?next, "drill step");
+    if next == Next::Wait {
+        tracing::debug!(drill = %name, namespace = %ns, ?phase, "drill step running");
+    } else {
+        tracing::info!(drill = %name, namespace = %ns, ?phase, ?next, "drill step");
+    }
     if status.phase.is_none() {
         ctx.metrics.drill_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
     }
