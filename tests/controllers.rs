@@ -308,6 +308,28 @@ async fn deleted_backups_come_back_from_the_bucket() {
     assert_eq!(reason(&status.conditions, "Ready"), "FromCatalog");
     let jobs = i.api::<Job>().list(&ListParams::default()).await.unwrap();
     assert_eq!(jobs.items.len(), 1, "no new backup Job for a recreated Backup");
+
+    // deletionPolicy: Delete removes the stored backup with the resource, so it stays gone.
+    i.create(
+        "Backup",
+        json!({"metadata": {"name": "disposable"},
+               "spec": {"artifortressRef": {"name": "production"}, "deletionPolicy": "Delete"}}),
+    )
+    .await;
+    let done = wait_until(&backups, "disposable", 2 * MINUTE, finished_backup).await;
+    assert_eq!(done.finalizers(), [artifortress_operator::controller::backup::DATA_FINALIZER]);
+    assert!(!i.store().await.list("disposable/").await.unwrap().is_empty());
+    backups.delete("disposable", &DeleteParams::default()).await.unwrap();
+    let gone = async {
+        while backups.get_opt("disposable").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, gone).await.expect("the Backup is deleted once its data is");
+    assert!(i.store().await.list("disposable/").await.unwrap().is_empty(), "no object left");
+    // Two resync rounds (probeInterval 2s) later it has not come back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(backups.get_opt("disposable").await.unwrap().is_none());
 }
 
 #[tokio::test]

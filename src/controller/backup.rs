@@ -18,11 +18,12 @@ use serde_json::json;
 use super::conditions::{self, Observed};
 use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
 use super::{Context, Error, job_outcome};
-use crate::api::backup::{Backup, BackupPhase, BackupStatus};
+use crate::api::backup::{Backup, BackupPhase, BackupStatus, DeletionPolicy};
 use crate::api::common::ConditionStatus;
 use crate::engine::manifest::Manifest;
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
+use crate::store::BackupStore;
 
 /// Set on `Backup`s recreated from the bucket: their status comes from the
 /// stored manifest, never from a new Job.
@@ -42,15 +43,58 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream
         .boxed()
 }
 
+/// Held by `Backup`s with `deletionPolicy: Delete` until their objects in the
+/// bucket are gone.
+pub const DATA_FINALIZER: &str = "artifortress.io/delete-backup-data";
+
+/// Removes a backup from its store; the manifest goes first, so a half-deleted
+/// backup is never listed as complete.
+pub async fn delete_backup_data(store: &dyn BackupStore, backup: &str) -> Result<(), Error> {
+    store.delete(&Manifest::key(backup)).await?;
+    for object in store.list(&format!("{backup}/")).await? {
+        store.delete(&object.key).await?;
+    }
+    Ok(())
+}
+
 pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
     let status = backup.status.clone().unwrap_or_default();
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    let installation = &backup.spec.artifortress_ref.name;
+    let finalizers = backup.finalizers();
+    let holds_data = finalizers.iter().any(|f| f == DATA_FINALIZER);
+    if backup.meta().deletion_timestamp.is_some() {
+        if holds_data {
+            match super::installation(&ctx.client, &ns, installation).await? {
+                Some(af) => {
+                    let url = jobs::backup_store_url(&af.spec, installation);
+                    delete_backup_data(ctx.backup_store(&ns, &af.spec, &url).await?.as_ref(), &name).await?;
+                }
+                // Nothing to reach the bucket with; blocking the deletion forever would not help.
+                None => {
+                    let note = format!(
+                        "{}; the stored backup {name} was left in place",
+                        super::installation_not_found(installation, &ns)
+                    );
+                    ctx.event(backup.as_ref(), true, "DataNotDeleted", note).await;
+                }
+            }
+            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != DATA_FINALIZER).collect();
+            let patch = json!({"metadata": {"finalizers": rest}});
+            backups.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if backup.spec.deletion_policy == DeletionPolicy::Delete && !holds_data {
+        let mut all = finalizers.to_vec();
+        all.push(DATA_FINALIZER.to_string());
+        backups.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": all}}))).await?;
+    }
     if matches!(status.phase, Some(BackupPhase::Completed | BackupPhase::Failed)) {
         return Ok(Action::await_change());
     }
-    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let installation = &backup.spec.artifortress_ref.name;
     let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
         let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
         let message = super::installation_not_found(installation, &ns);

@@ -26,7 +26,6 @@ use crate::api::backup::{Backup, BackupPhase, BackupSpec};
 use crate::api::backup_schedule::{BackupSchedule, BackupScheduleStatus, ScheduleFailure};
 use crate::api::common::{ArtifortressRef, ConditionStatus, DurationString};
 use crate::api::recovery_drill::{DrillBackup, DrillBackupMode, DrillPhase, RecoveryDrill, RecoveryDrillSpec};
-use crate::engine::manifest::MANIFEST_FILE;
 
 /// Label on the backups and drills a schedule creates.
 pub const LABEL_SCHEDULE: &str = "artifortress.io/schedule";
@@ -195,11 +194,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         let url = jobs::backup_store_url(&af.spec, installation);
         let store = ctx.backup_store(&ns, &af.spec, &url).await?;
         for backup in &pruned {
-            // The manifest goes first: a half-deleted backup is never listed as complete.
-            store.delete(&format!("{backup}/{MANIFEST_FILE}")).await?;
-            for object in store.list(&format!("{backup}/")).await? {
-                store.delete(&object.key).await?;
-            }
+            super::backup::delete_backup_data(store.as_ref(), backup).await?;
             super::delete_child(&backups_api, backup).await?;
             ctx.event(
                 schedule.as_ref(),
