@@ -311,12 +311,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             (auth::Authenticator::TokensFile(auth::parse_tokens_file(path, &text).map_err(usage)?), None)
         }
         (None, Some(path)) => {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| usage(format!("--kubeconfig: {e}")))?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .map_err(|e| usage(format!("--kubeconfig: {e}")))?;
-            let client = kube::Client::try_from(config).map_err(|e| usage(format!("--kubeconfig: {e}")))?;
+            let client = kube_client(Some(path)).await?;
             (auth::Authenticator::Kubernetes { client: client.clone() }, Some(client))
         }
         _ => return Err(usage("choose how admins are recognised: --tokens-file FILE or --kubeconfig FILE")),
@@ -330,7 +325,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         slo,
     });
     let metrics = Arc::new(artifortress_operator::metrics::Metrics::new());
-    let state = Arc::new(AppState::new(vec![installation.clone()], authenticator, metrics.clone(), config, kube));
+    let installations = Arc::new(server::Installations::new(vec![installation.clone()]));
+    let state = Arc::new(AppState::new(installations, authenticator, metrics.clone(), config, kube));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(refresh);
         loop {
@@ -386,8 +382,9 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         }
     };
 
+    let installations = Arc::new(server::Installations::default());
     let state = Arc::new(AppState::new(
-        Vec::new(),
+        installations.clone(),
         auth::Authenticator::Kubernetes { client: client.clone() },
         metrics.clone(),
         ServerConfig {
@@ -422,7 +419,9 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         }
     }
     tracing::info!(identity, "leading: controllers start");
-    let ctx = Arc::new(Context::new(client, args.image, metrics));
+    let mut ctx = Context::new(client, args.image, metrics);
+    ctx.installations = installations;
+    let ctx = Arc::new(ctx);
     let outcome = tokio::select! {
         _ = controller::run_all(ctx, args.namespace, stopped()) => Ok(()),
         _ = elector.hold() => Err(failed("lost the leader lease; exiting so that only the new leader reconciles")),

@@ -57,6 +57,14 @@ impl Operator {
         self.logs().contains("leading: controllers start")
     }
 
+    /// The HTTP server's address, from the startup log line.
+    fn addr(&self) -> String {
+        let logs = self.logs();
+        let line = logs.lines().find(|l| l.contains("HTTP server listening")).expect("the server started");
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        entry["addr"].as_str().unwrap().to_string()
+    }
+
     async fn kill(&mut self) {
         self.child.kill().await.unwrap();
     }
@@ -130,6 +138,29 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     assert!(a.leads(), "a leads:\n{}", a.logs());
     assert!(!b.leads(), "b stands by while a renews:\n{}", b.logs());
     assert_eq!(holder(&i).await.as_deref(), Some("replica-a"));
+
+    // The leader's HTTP server answers for the installations its controller manages.
+    let (status, body) = support::http_get(&a.addr(), "/health/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let checked: Vec<(String, String)> = ready["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().into(), d["installation"].as_str().unwrap_or("").into()))
+        .collect();
+    for expected in [("postgresql", "production"), ("objectStorage", "production"), ("kubernetes", "")] {
+        assert!(checked.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {checked:?}");
+    }
+    let summary = "/v1/admin/ops/summary?installation=production";
+    assert_eq!(support::http_get(&a.addr(), summary, None).await.0, 401);
+    let (status, body) = support::http_get(&a.addr(), summary, Some(&support::env("AF_TEST_KUBE_TOKEN_ADMIN"))).await;
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["installation"], "production");
+    assert!(summary["outboxPending"].as_i64().unwrap() > 0, "{summary}");
+    let (_, metrics) = support::http_get(&a.addr(), "/metrics", None).await;
+    assert!(metrics.contains("artifortress_backup_successes_total{installation=\"production\"} 1"), "{metrics}");
 
     // a dies without releasing: b takes over once the lease expires.
     a.kill().await;

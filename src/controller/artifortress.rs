@@ -26,6 +26,7 @@ use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
 use crate::engine::manifest::Manifest;
 use crate::metrics::InstallationLabels;
+use crate::server::Installation;
 
 /// Bound on each dependency probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,15 +110,14 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let started = Instant::now();
     let db_ref = &af.spec.database.connection_secret_ref;
-    let database = match super::secret_value(&secrets, db_ref).await? {
+    let db_url = super::secret_value(&secrets, db_ref).await?.map(|raw| DatabaseUrl::parse(&raw));
+    let database = match &db_url {
         None => Err((
             "SecretNotFound",
             format!("Secret {:?} key {:?} not found; create it or fix spec.database", db_ref.name, db_ref.key),
         )),
-        Some(raw) => match DatabaseUrl::parse(&raw) {
-            Err(e) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
-            Ok(url) => bounded("postgresql", probe_database(&url)).await.map_err(|e| ("Unreachable", e)),
-        },
+        Some(Err(e)) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
+        Some(Ok(url)) => bounded("postgresql", probe_database(url)).await.map_err(|e| ("Unreachable", e)),
     };
     let (db_ok, db_reason, db_message) = match &database {
         Ok(_) => (true, "Reachable", "SELECT 1 and the ops summary answered".to_string()),
@@ -148,7 +148,8 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let started = Instant::now();
     let storage = &af.spec.object_storage;
     let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
-    let storage_result = match ctx.store(&ns, storage, &url).await {
+    let object_store = ctx.store(&ns, storage, &url).await;
+    let storage_result = match &object_store {
         Ok(store) => bounded("object storage", async { store.check().await.map_err(|e| e.to_string()) }).await,
         Err(e) => Err(e.to_string()),
     };
@@ -160,6 +161,18 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     };
     set(&mut status, "ObjectStorageReady", storage_ok, reason, message);
     status.object_storage = Some(dependency(storage_result, started, &ctx));
+
+    // The HTTP server answers for this installation (readiness, ops summary).
+    if let (Some(Ok(database_url)), Ok(object_store)) = (db_url, object_store) {
+        ctx.installations.upsert(Installation {
+            name: name.clone(),
+            namespace: ns.clone(),
+            pool: crate::server::lazy_pool(&database_url, PROBE_TIMEOUT),
+            database_url,
+            object_store,
+            slo: af.spec.slo.clone(),
+        });
+    }
 
     // 3. The newest backup and drill; backups in the bucket but not in the cluster come back.
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
@@ -227,6 +240,23 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     set(&mut status, "Ready", ready, reason, message);
     write_status(&ctx, &api, &af, status).await?;
     Ok(Action::requeue(interval))
+}
+
+/// Drops installations whose resource is gone from what the HTTP server answers
+/// for (a deleted resource gets no reconcile to do it).
+pub async fn forget_deleted(ctx: Arc<Context>, namespace: Option<String>) {
+    let api = super::scoped::<Artifortress>(&ctx.client, namespace.as_deref());
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let live: Vec<(String, String)> =
+                    list.iter().map(|a| (a.namespace().unwrap_or_default(), a.name_any())).collect();
+                ctx.installations.retain(|i| live.contains(&(i.namespace.clone(), i.name.clone())));
+            }
+            Err(e) => tracing::warn!(error = %e, "listing installations failed"),
+        }
+    }
 }
 
 async fn probe_database(url: &DatabaseUrl) -> Result<crate::db::ops_summary::OpsSignals, String> {

@@ -54,6 +54,8 @@ pub struct Context {
     /// Longest wait before a resource is looked at again (schedules requeue
     /// until their next run, but never longer than this).
     pub max_requeue: Duration,
+    /// What the HTTP server answers for, kept current by the Artifortress controller.
+    pub installations: Arc<crate::server::Installations>,
     recorder: Recorder,
     /// Built on first use and shared by every store the reconcilers open.
     aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
@@ -72,6 +74,7 @@ impl Context {
             metrics,
             clock: Arc::new(Utc::now),
             max_requeue: Duration::from_secs(300),
+            installations: Arc::default(),
             failures: Mutex::new(HashMap::new()),
             aws: tokio::sync::OnceCell::new(),
         }
@@ -268,7 +271,8 @@ pub fn backoff(attempts: u32) -> Duration {
 pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl std::future::Future<Output = ()>) {
     let ns = namespace.as_deref();
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| futures::future::ready(()));
-    let controllers = futures::future::join4(
+    let controllers = futures::future::join5(
+        artifortress::forget_deleted(ctx.clone(), namespace.clone()),
         drain(artifortress::controller(ctx.clone(), ns)),
         drain(backup::controller(ctx.clone(), ns)),
         drain(backup_schedule::controller(ctx.clone(), ns)),

@@ -57,8 +57,9 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Read
 }
 
 async fn check_all(state: &AppState) -> ReadinessReport {
+    let installations = state.installations.all();
     let mut checks: Vec<futures::future::BoxFuture<'_, DependencyCheck>> = Vec::new();
-    for installation in &state.installations {
+    for installation in &installations {
         checks.push(Box::pin(timed(state, "postgresql", Some(installation), database(installation))));
         checks.push(Box::pin(timed(state, "objectStorage", Some(installation), object_storage(installation))));
     }

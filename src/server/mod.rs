@@ -34,6 +34,50 @@ pub struct Installation {
     pub slo: SloThresholds,
 }
 
+impl Installation {
+    fn same_config(&self, other: &Installation) -> bool {
+        self.database_url.expose() == other.database_url.expose()
+            && self.object_store.url() == other.object_store.url()
+            && self.slo == other.slo
+    }
+
+    /// `namespace/name`, unique across namespaces.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The installations the server answers for: fixed for `serve`; for `run`,
+/// kept current by the Artifortress controller from the resources it probes.
+#[derive(Default)]
+pub struct Installations(std::sync::RwLock<Vec<Arc<Installation>>>);
+
+impl Installations {
+    pub fn new(list: Vec<Arc<Installation>>) -> Self {
+        Installations(std::sync::RwLock::new(list))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Installation>> {
+        self.0.read().expect("not poisoned").clone()
+    }
+
+    /// Adds an installation or replaces the one with the same namespace and
+    /// name when its configuration changed (an unchanged one keeps its pool).
+    pub fn upsert(&self, installation: Installation) {
+        let mut list = self.0.write().expect("not poisoned");
+        let same = |i: &Arc<Installation>| i.namespace == installation.namespace && i.name == installation.name;
+        match list.iter_mut().find(|i| same(i)) {
+            Some(existing) if existing.same_config(&installation) => {}
+            Some(existing) => *existing = Arc::new(installation),
+            None => list.push(Arc::new(installation)),
+        }
+    }
+
+    pub fn retain(&self, keep: impl Fn(&Installation) -> bool) {
+        self.0.write().expect("not poisoned").retain(|i| keep(i));
+    }
+}
+
 pub struct ServerConfig {
     /// Bound on each dependency check of `/health/ready`.
     pub check_timeout: Duration,
@@ -48,7 +92,7 @@ impl Default for ServerConfig {
 }
 
 pub struct AppState {
-    pub installations: Vec<Arc<Installation>>,
+    pub installations: Arc<Installations>,
     pub auth: auth::Authenticator,
     pub metrics: Arc<Metrics>,
     pub config: ServerConfig,
@@ -59,7 +103,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        installations: Vec<Arc<Installation>>,
+        installations: Arc<Installations>,
         auth: auth::Authenticator,
         metrics: Arc<Metrics>,
         config: ServerConfig,

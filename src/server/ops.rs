@@ -92,20 +92,22 @@ pub async fn summary(
     }
 }
 
-/// The installation a request is about: named by `?installation=`, or the only one.
+/// The installation a request is about: named by `?installation=` (`name`, or
+/// `namespace/name` when a name is used in several namespaces), or the only one.
 fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, (StatusCode, String)> {
-    let names = || state.installations.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
-    match wanted {
-        Some(name) => state
-            .installations
-            .iter()
-            .find(|i| i.name == name)
-            .cloned()
-            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no installation {name:?}; known: {}", names()))),
-        None if state.installations.len() == 1 => Ok(state.installations[0].clone()),
-        None => Err((
+    let all = state.installations.all();
+    let names = || all.iter().map(|i| i.qualified_name()).collect::<Vec<_>>().join(", ");
+    let matching: Vec<&Arc<Installation>> = match wanted {
+        Some(wanted) => all.iter().filter(|i| i.name == wanted || i.qualified_name() == wanted).collect(),
+        None => all.iter().collect(),
+    };
+    match (matching.as_slice(), wanted) {
+        ([one], _) => Ok((*one).clone()),
+        ([], Some(name)) => Err((StatusCode::NOT_FOUND, format!("no installation {name:?}; known: {}", names()))),
+        ([], None) => Err((StatusCode::NOT_FOUND, "no installation is managed yet".to_string())),
+        (_, _) => Err((
             StatusCode::BAD_REQUEST,
-            format!("several installations: choose one with ?installation=NAME ({})", names()),
+            format!("several installations: choose one with ?installation=NAME or NAMESPACE/NAME ({})", names()),
         )),
     }
 }
