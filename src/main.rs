@@ -99,21 +99,14 @@ enum Command {
         target: RestoreArgs,
         #[command(flatten)]
         verify: VerifyArgs,
-        /// Recovery point objective, e.g. 15m.
-        #[arg(long)]
-        rpo: Option<String>,
-        /// Recovery time objective, e.g. 30m.
-        #[arg(long)]
-        rto: Option<String>,
+        #[command(flatten)]
+        objectives: DrillArgs,
         /// Write the Markdown report here.
         #[arg(long)]
         report: Option<PathBuf>,
         /// Write the JSON result (the shape of RecoveryDrill.status) here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Keep the scratch database after the drill.
-        #[arg(long)]
-        keep_target: bool,
     },
     /// One step of a drill run by the operator's Jobs. `restore` restores the
     /// backup into the scratch database and stores a record of it; `verify`
@@ -140,16 +133,43 @@ enum Command {
         target: RestoreArgs,
         #[command(flatten)]
         verify: VerifyArgs,
-        /// Recovery point objective, e.g. 15m.
-        #[arg(long)]
-        rpo: Option<String>,
-        /// Recovery time objective, e.g. 30m.
-        #[arg(long)]
-        rto: Option<String>,
-        /// Keep the scratch database after the drill.
-        #[arg(long)]
-        keep_target: bool,
+        #[command(flatten)]
+        objectives: DrillArgs,
     },
+}
+
+/// What a drill is judged by, and whether its scratch database stays.
+#[derive(clap::Args)]
+struct DrillArgs {
+    /// Recovery point objective, e.g. 15m.
+    #[arg(long)]
+    rpo: Option<String>,
+    /// Recovery time objective, e.g. 30m.
+    #[arg(long)]
+    rto: Option<String>,
+    /// Keep the scratch database after the drill.
+    #[arg(long)]
+    keep_target: bool,
+}
+
+impl DrillArgs {
+    fn request(
+        self,
+        source: Option<DatabaseUrl>,
+        target: DatabaseUrl,
+        backup: BackupChoice,
+        restore: RestoreRequest,
+    ) -> Result<DrillRequest, Failure> {
+        Ok(DrillRequest {
+            source,
+            target,
+            backup,
+            restore,
+            rpo: parse_objective("rpo", self.rpo)?,
+            rto: parse_objective("rto", self.rto)?,
+            keep_target: self.keep_target,
+        })
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -588,11 +608,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Serve(args) => serve(args).await,
         Command::Run(args) => run_operator(args).await,
-        Command::Drill { source, store, backup, latest, target, verify, rpo, rto, report, json, keep_target } => {
+        Command::Drill { source, store, backup, latest, target, verify, objectives, report, json } => {
             let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
-            let target_url = target.target_url()?;
-            let rpo = parse_objective("rpo", rpo)?;
-            let rto = parse_objective("rto", rto)?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let choice = match (backup, latest) {
                 (Some(name), _) => BackupChoice::Named(name),
@@ -603,15 +620,8 @@ async fn run(command: Command) -> Result<(), Failure> {
                     verify: verify.verify,
                 }),
             };
-            let request = DrillRequest {
-                source,
-                target: target_url,
-                backup: choice,
-                restore: target.request(String::new(), &verify),
-                rpo,
-                rto,
-                keep_target,
-            };
+            let request =
+                objectives.request(source, target.target_url()?, choice, target.request(String::new(), &verify))?;
             let outcome =
                 engine::drill::run(store.as_ref(), &request, &Progress::new("drill")).await.map_err(engine_failure)?;
             if let Some(path) = &report {
@@ -628,16 +638,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
             drill_verdict(&outcome)
         }
-        Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, rpo, rto, keep_target } => {
-            let request = DrillRequest {
-                source: None,
-                target: target.target_url()?,
-                backup: BackupChoice::Named(backup.clone()),
-                restore: target.request(backup.clone(), &verify),
-                rpo: parse_objective("rpo", rpo)?,
-                rto: parse_objective("rto", rto)?,
-                keep_target,
-            };
+        Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, objectives } => {
+            let request = objectives.request(
+                None,
+                target.target_url()?,
+                BackupChoice::Named(backup.clone()),
+                target.request(backup.clone(), &verify),
+            )?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let progress = Progress::new("drill");
             let record_key = engine::drill::RestoreRecord::key(&backup, &drill);

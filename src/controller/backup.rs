@@ -15,7 +15,6 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::conditions::{self, Observed};
 use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
 use super::{Context, Error, job_outcome};
 use crate::api::backup::{Backup, BackupPhase, BackupStatus, DeletionPolicy};
@@ -225,13 +224,12 @@ pub fn backup_location(store_url: &str, backup: &str) -> String {
     format!("{}/{backup}/", url.as_str().trim_end_matches('/'))
 }
 
-/// Writes status with the `Ready` condition and `observedGeneration`, and an
-/// Event when the condition's reason changes.
+/// Writes status; `Ready` follows the phase.
 async fn write_status(
     ctx: &Context,
     api: &Api<Backup>,
     backup: &Backup,
-    mut status: BackupStatus,
+    status: BackupStatus,
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
@@ -240,21 +238,7 @@ async fn write_status(
         Some(BackupPhase::Failed) => ConditionStatus::False,
         _ => ConditionStatus::Unknown,
     };
-    let generation = backup.meta().generation;
-    let transition = conditions::reason_of(&status.conditions, "Ready") != Some(reason);
-    conditions::set(
-        &mut status.conditions,
-        Observed { type_: "Ready", status: ready, reason, message: message.clone() },
-        generation,
-        ctx.now(),
-    );
-    status.observed_generation = generation;
-    let patch = json!({ "status": status });
-    api.patch_status(&backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    if transition {
-        ctx.event(backup, conditions::is_problem(reason), reason, message).await;
-    }
-    Ok(())
+    super::write_ready(ctx, api, backup, status, ready, reason, message).await
 }
 
 #[cfg(test)]

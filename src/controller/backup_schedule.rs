@@ -11,19 +11,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::conditions::{self, Observed};
 use super::retention::{self, BackupEntry, Finished};
 use super::schedule::{self, Decision, Schedule};
 use super::{Context, Error, jobs};
 use crate::api::artifortress::ObjectRefWithTime;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec};
-use crate::api::backup_schedule::{BackupSchedule, BackupScheduleStatus, ScheduleFailure};
+use crate::api::backup_schedule::{BackupSchedule, ScheduleFailure};
 use crate::api::common::{ArtifortressRef, ConditionStatus, DurationString};
 use crate::api::recovery_drill::{DrillBackup, DrillBackupMode, DrillPhase, RecoveryDrill, RecoveryDrillSpec};
 
@@ -91,7 +89,16 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         Ok(p) => p,
         Err(message) => {
             status.next_schedule_time = None;
-            write_status(&ctx, &schedules, &schedule, status, ConditionStatus::False, "InvalidSpec", message).await?;
+            super::write_ready(
+                &ctx,
+                &schedules,
+                schedule.as_ref(),
+                status,
+                ConditionStatus::False,
+                "InvalidSpec",
+                message,
+            )
+            .await?;
             // A spec change triggers the next look; nothing else can fix it.
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
@@ -99,8 +106,16 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
     let installation = &spec.artifortress_ref.name;
     if super::installation(&ctx.client, &ns, installation).await?.is_none() {
         let message = super::installation_not_found(installation, &ns);
-        write_status(&ctx, &schedules, &schedule, status, ConditionStatus::False, "ArtifortressNotFound", message)
-            .await?;
+        super::write_ready(
+            &ctx,
+            &schedules,
+            schedule.as_ref(),
+            status,
+            ConditionStatus::False,
+            "ArtifortressNotFound",
+            message,
+        )
+        .await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
 
@@ -320,7 +335,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
     let wait = status.next_schedule_time.map_or(ctx.max_requeue, |next| {
         (next - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), ctx.max_requeue)
     });
-    write_status(&ctx, &schedules, &schedule, status, ConditionStatus::True, reason, message).await?;
+    super::write_ready(&ctx, &schedules, schedule.as_ref(), status, ConditionStatus::True, reason, message).await?;
     Ok(Action::requeue(wait))
 }
 
@@ -353,32 +368,6 @@ fn new_backup(schedule: &BackupSchedule, name: &str) -> Backup {
         },
         status: None,
     }
-}
-
-async fn write_status(
-    ctx: &Context,
-    api: &Api<BackupSchedule>,
-    schedule: &BackupSchedule,
-    mut status: BackupScheduleStatus,
-    ready: ConditionStatus,
-    reason: &str,
-    message: String,
-) -> Result<(), Error> {
-    let generation = schedule.meta().generation;
-    let transition = conditions::reason_of(&status.conditions, "Ready") != Some(reason);
-    conditions::set(
-        &mut status.conditions,
-        Observed { type_: "Ready", status: ready, reason, message: message.clone() },
-        generation,
-        ctx.now(),
-    );
-    status.observed_generation = generation;
-    api.patch_status(&schedule.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
-        .await?;
-    if transition {
-        ctx.event(schedule, conditions::is_problem(reason), reason, message).await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

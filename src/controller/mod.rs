@@ -22,16 +22,20 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 
 use crate::api::artifortress::{Artifortress, ArtifortressSpec, ObjectStorageSpec};
-use crate::api::common::SecretKeyRef;
+use crate::api::backup::BackupStatus;
+use crate::api::backup_schedule::BackupScheduleStatus;
+use crate::api::common::{Condition, ConditionStatus, SecretKeyRef};
+use crate::api::recovery_drill::RecoveryDrillStatus;
 use crate::metrics::{ControllerLabels, Metrics};
 use crate::store::{BackupStore, S3Store, StaticCredentials};
+use conditions::Observed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -171,6 +175,54 @@ pub async fn installation(client: &kube::Client, ns: &str, name: &str) -> Result
 
 pub fn installation_not_found(name: &str, ns: &str) -> String {
     format!("Artifortress {name:?} not found in namespace {ns}; create it or fix spec.artifortressRef")
+}
+
+/// Statuses with a `Ready` condition and `observedGeneration`.
+pub trait Conditioned: serde::Serialize {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+}
+
+macro_rules! conditioned {
+    ($($status:ty),*) => {$(
+        impl Conditioned for $status {
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                &mut self.conditions
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+        }
+    )*};
+}
+conditioned!(BackupStatus, RecoveryDrillStatus, BackupScheduleStatus);
+
+/// Sets `Ready` (with `observedGeneration`), writes the status with a merge patch,
+/// and publishes an Event when the condition's reason changes.
+pub async fn write_ready<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    mut status: S,
+    ready: ConditionStatus,
+    reason: &str,
+    message: String,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Conditioned,
+{
+    let generation = obj.meta().generation;
+    let transition = conditions::reason_of(status.conditions_mut(), "Ready") != Some(reason);
+    let observed = Observed { type_: "Ready", status: ready, reason, message: message.clone() };
+    conditions::set(status.conditions_mut(), observed, generation, ctx.now());
+    status.set_observed_generation(generation);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&serde_json::json!({ "status": status }))).await?;
+    if transition {
+        ctx.event(obj, conditions::is_problem(reason), reason, message).await;
+    }
+    Ok(())
 }
 
 /// A Kubernetes timestamp as chrono.

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::conditions::{self, Observed};
+use super::conditions;
 use super::jobs::{self, EngineJob};
 use super::{Context, Error, job_outcome};
 use crate::api::artifortress::Artifortress;
@@ -455,13 +454,12 @@ async fn conclude(
     Ok(Action::await_change())
 }
 
-/// Writes status with the `Ready` condition and `observedGeneration`, and an
-/// Event when the condition's reason changes.
+/// Writes status; `Ready` follows the phase (False at once for a spec problem).
 async fn write_status(
     ctx: &Context,
     api: &Api<RecoveryDrill>,
     drill: &RecoveryDrill,
-    mut status: RecoveryDrillStatus,
+    status: RecoveryDrillStatus,
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
@@ -471,21 +469,7 @@ async fn write_status(
         _ if conditions::is_problem(reason) => ConditionStatus::False,
         _ => ConditionStatus::Unknown,
     };
-    let generation = drill.meta().generation;
-    let transition = conditions::reason_of(&status.conditions, "Ready") != Some(reason);
-    conditions::set(
-        &mut status.conditions,
-        Observed { type_: "Ready", status: ready, reason, message: message.clone() },
-        generation,
-        ctx.now(),
-    );
-    status.observed_generation = generation;
-    let patch = json!({ "status": status });
-    api.patch_status(&drill.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    if transition {
-        ctx.event(drill, conditions::is_problem(reason), reason, message).await;
-    }
-    Ok(())
+    super::write_ready(ctx, api, drill, status, ready, reason, message).await
 }
 
 #[cfg(test)]
