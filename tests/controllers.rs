@@ -346,6 +346,13 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     assert!(s.conditions[0].message.contains("Secret \"missing\" does not exist"), "{:?}", s.conditions);
     assert_eq!(s.phase, Some(DrillPhase::Pending));
 
+    let mut body = drill("no-key", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["key"] = json!("url");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "no-key", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "SecretNotFound");
+    assert!(s.conditions[0].message.contains("Secret \"target\" has no key \"url\""), "{:?}", s.conditions);
+
     let mut body = drill("over-source", json!({"mode": "Fresh"}), json!({}));
     body["spec"]["target"]["connectionSecretRef"]["name"] = json!("db");
     i.create("RecoveryDrill", body).await;
@@ -367,6 +374,16 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     let s = wait_until(&i.api::<BackupSchedule>(), "martian", MINUTE, |s| s.status.is_some()).await.status.unwrap();
     assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
     assert!(s.conditions[0].message.contains("Mars/Olympus_Mons"), "{:?}", s.conditions);
+    // Five fields pass the API server's pattern; minute 61 does not pass the operator.
+    i.create(
+        "BackupSchedule",
+        json!({"metadata": {"name": "minute-61"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "61 * * * *"}}),
+    )
+    .await;
+    let s = wait_until(&i.api::<BackupSchedule>(), "minute-61", MINUTE, |s| s.status.is_some()).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
+    assert!(s.conditions[0].message.contains("61 * * * *"), "{:?}", s.conditions);
 
     i.create(
         "Artifortress",

@@ -200,7 +200,8 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
     } else {
         tracing::info!(drill = %name, namespace = %ns, ?phase, ?next, "drill step");
     }
-    if status.phase.is_none() {
+    // Counted once: the first time the drill gets past validation.
+    if matches!(status.phase, None | Some(DrillPhase::Pending)) {
         ctx.metrics.drill_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
     }
     status.phase = Some(phase);
