@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -292,15 +292,11 @@ async fn recreate_from_catalog(
         },
         status: None,
     };
-    match backups.create(&PostParams::default(), &backup).await {
-        Ok(_) => {
-            let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
-            ctx.event(af, false, "BackupRecovered", note).await;
-            Ok(())
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+    if super::create_child(backups, &backup).await?.is_some() {
+        let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
+        ctx.event(af, false, "BackupRecovered", note).await;
     }
+    Ok(())
 }
 
 /// Writes status and an Event for every condition whose reason changed.

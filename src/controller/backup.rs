@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -148,12 +148,8 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             secret_env: jobs::backup_secret_env(&af.spec),
             staging_bytes: None,
         });
-        match jobs_api.create(&PostParams::default(), &job).await {
-            Ok(_) => {
-                ctx.metrics.backup_attempts.get_or_create(&labels).inc();
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {} // created by an earlier attempt
-            Err(e) => return Err(e.into()),
+        if super::create_child(&jobs_api, &job).await?.is_some() {
+            ctx.metrics.backup_attempts.get_or_create(&labels).inc();
         }
         let running = BackupStatus {
             phase: Some(BackupPhase::Running),

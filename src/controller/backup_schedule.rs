@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -104,7 +104,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         }
     };
     let installation = &spec.artifortress_ref.name;
-    if super::installation(&ctx.client, &ns, installation).await?.is_none() {
+    let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
         let message = super::installation_not_found(installation, &ns);
         super::write_ready(
             &ctx,
@@ -117,7 +117,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         )
         .await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
-    }
+    };
 
     let backups_api: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
     let drills_api: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
@@ -162,11 +162,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
                 }
             }
             let backup = new_backup(&schedule, &backup_name(&name, scheduled));
-            match backups_api.create(&PostParams::default(), &backup).await {
-                Ok(created) => backups.push(created),
-                Err(kube::Error::Api(e)) if e.code == 409 => {} // an earlier attempt created it
-                Err(e) => return Err(e.into()),
-            }
+            backups.extend(super::create_child(&backups_api, &backup).await?);
             status.last_schedule_time = Some(scheduled);
             let message = format!("created Backup {} for the run at {}", backup.name_any(), scheduled.to_rfc3339());
             ctx.event(schedule.as_ref(), false, "BackupCreated", message).await;
@@ -205,7 +201,6 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         .collect();
     let pruned = retention::prune_backups(&entries, spec.retention.keep_last, max_age, now);
     if !pruned.is_empty() {
-        let af = super::installation(&ctx.client, &ns, installation).await?.expect("checked above");
         let url = jobs::backup_store_url(&af.spec, installation);
         let store = ctx.backup_store(&ns, &af.spec, &url).await?;
         for backup in &pruned {
@@ -277,11 +272,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
             },
             status: None,
         };
-        match drills_api.create(&PostParams::default(), &drill).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::create_child(&drills_api, &drill).await?;
         status.last_drill_time = Some(now);
         status.last_drilled_backup = Some(backup.to_string());
         ctx.event(

@@ -249,6 +249,19 @@ pub fn job_outcome(job: &Job) -> Option<Result<(), String>> {
     None
 }
 
+/// Creates a child; `None` when it exists already (created by an earlier
+/// attempt, e.g. before an operator restart: names are deterministic).
+pub async fn create_child<K>(api: &Api<K>, obj: &K) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + serde::Serialize + DeserializeOwned + Debug,
+{
+    match api.create(&kube::api::PostParams::default(), obj).await {
+        Ok(created) => Ok(Some(created)),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Deletes a child in the background; a child already gone is fine.
 pub async fn delete_child<K>(api: &Api<K>, name: &str) -> Result<(), Error>
 where

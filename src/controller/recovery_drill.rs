@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -258,7 +258,7 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
                 },
                 status: None,
             };
-            create_tolerating_conflict(&backups, &backup).await?;
+            super::create_child(&backups, &backup).await?;
             let message = format!("Backup {backup_name} created for this drill");
             write_status(&ctx, &drills, &drill, status, "BackingUp", message).await?;
             Ok(Action::requeue(Duration::from_secs(30)))
@@ -278,14 +278,14 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
                 completed_at: manifest.completed_at,
                 fresh,
             });
-            create_tolerating_conflict(&jobs_api, &job("restore", Some(&manifest))).await?;
+            super::create_child(&jobs_api, &job("restore", Some(&manifest))).await?;
             status.job_name = Some(restore_job.clone());
             let message = format!("Job {restore_job} is restoring {backup_name}");
             write_status(&ctx, &drills, &drill, status, "Restoring", message).await?;
             Ok(Action::requeue(Duration::from_secs(30)))
         }
         Next::CreateVerifyJob => {
-            create_tolerating_conflict(&jobs_api, &job("verify", None)).await?;
+            super::create_child(&jobs_api, &job("verify", None)).await?;
             status.job_name = Some(verify_job.clone());
             let message = format!("Job {verify_job} is verifying the restored database");
             write_status(&ctx, &drills, &drill, status, "Verifying", message).await?;
@@ -365,18 +365,6 @@ async fn validate(
         }
     }
     Ok(None)
-}
-
-async fn create_tolerating_conflict<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(()),
-        // Created by an earlier attempt (e.g. before an operator restart).
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Option<RecoveryDrillStatus> {
