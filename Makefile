@@ -6,7 +6,7 @@
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: demo test fmt-check clippy test-build crds build bench
+.PHONY: demo test fmt-check clippy test-build crds alerts build bench
 
 demo: build
 	hack/demo.sh
@@ -31,6 +31,10 @@ build:
 crds: build
 	$(BIN) crd --out-dir crds
 	$(BIN) crd --out-dir charts/artifortress-operator/crds
+
+# The chart's PrometheusRule from deploy/alert-thresholds.yaml (tests/alerts.rs checks it).
+alerts: build
+	$(BIN) alerts > charts/artifortress-operator/templates/prometheusrule.yaml
 
 # Engine benchmark on the large seed against pg_dump/psql baselines, then the
 # operator benchmark (drill control overhead, idle memory with 100 installations)

@@ -1,6 +1,7 @@
 //! Artifortress Operator: backups, recovery drills and health reporting for
 //! Artifortress installations. See `docs/architecture.md` for the module map.
 
+pub mod alerts;
 pub mod api;
 pub mod controller;
 pub mod crdgen;

@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Print the chart's PrometheusRule template, generated from the alert thresholds
+    /// (`make alerts` writes it into the chart).
+    Alerts {
+        /// The thresholds file.
+        #[arg(long, default_value = artifortress_operator::alerts::THRESHOLDS_FILE)]
+        thresholds: PathBuf,
+    },
     /// Apply the Artifortress schema (migrations/) to a database; safe to repeat.
     Migrate {
         /// postgres://user:password@host:port/dbname
@@ -516,6 +523,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             {
                 eprintln!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Alerts { thresholds } => {
+            let text = std::fs::read_to_string(&thresholds)
+                .map_err(|e| usage(format!("--thresholds {}: {e}", thresholds.display())))?;
+            let parsed = artifortress_operator::alerts::parse(&text).map_err(usage)?;
+            print!("{}", artifortress_operator::alerts::render(&parsed));
             Ok(())
         }
         Command::Migrate { database } => {

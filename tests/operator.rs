@@ -99,7 +99,8 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
         "RecoveryDrill",
         json!({"metadata": {"name": "interrupted"},
                "spec": {"artifortressRef": {"name": "production"}, "backup": {"mode": "Fresh"},
-                        "target": {"connectionSecretRef": {"name": "target", "key": "uri"}}, "rto": "30m"}}),
+                        "target": {"connectionSecretRef": {"name": "target", "key": "uri"}},
+                        "rpo": "1h", "rto": "30m"}}),
     )
     .await;
     // Killed once the drill is past its backup and the restore Job exists.
@@ -110,7 +111,7 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
     let phase = drills.get("interrupted").await.unwrap().status.and_then(|s| s.phase);
     assert!(!matches!(phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)), "killed mid-drill: {phase:?}");
 
-    let _second = Operator::start(&i.ns, "replica-2");
+    let second = Operator::start(&i.ns, "replica-2");
     let status = wait_until(&drills, "interrupted", 3 * MINUTE, |d| {
         matches!(d.status.as_ref().and_then(|s| s.phase), Some(DrillPhase::Succeeded | DrillPhase::Failed))
     })
@@ -122,6 +123,26 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
         jobs.list(&ListParams::default()).await.unwrap().iter().map(|j| j.name_any()).collect();
     names.sort();
     assert_eq!(names, ["backup-drill-interrupted", "restore-interrupted", "verify-interrupted"], "one Job per step");
+
+    // Every metric the chart's alert rules use is exported, with a sample.
+    let thresholds = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(artifortress_operator::alerts::THRESHOLDS_FILE),
+    )
+    .unwrap();
+    let wanted =
+        artifortress_operator::alerts::metric_names(&artifortress_operator::alerts::parse(&thresholds).unwrap());
+    let poll = async {
+        loop {
+            let (_, metrics) = support::http_get(&second.addr(), "/metrics", None).await;
+            let missing: Vec<&String> =
+                wanted.iter().filter(|m| !metrics.lines().any(|l| l.starts_with(&format!("{m}{{")))).collect();
+            if missing.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), poll).await.expect("every alerting metric is exported");
 }
 
 #[tokio::test]
