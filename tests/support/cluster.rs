@@ -38,33 +38,26 @@ pub async fn create(client: &kube::Client, ns: &str, kind: &str, body: Value) {
         .unwrap_or_else(|e| panic!("create {kind}: {e}"));
 }
 
-/// Polls `name` until `done` holds, failing after `within`.
+/// Polls `name` until `done` holds, failing after `within` with the last state seen.
 pub async fn wait_until<K>(api: &Api<K>, name: &str, within: Duration, done: impl Fn(&K) -> bool) -> K
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let poll = async {
-        let mut last = None;
-        loop {
-            if let Ok(Some(obj)) = api.get_opt(name).await {
-                if done(&obj) {
-                    return obj;
-                }
-                last = Some(obj);
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            if done(&obj) {
+                return obj;
             }
-            if last.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            last = Some(obj);
         }
-    };
-    tokio::time::timeout(within, poll).await.unwrap_or_else(|_| {
-        panic!(
-            "{name} did not reach the expected state within {within:?}: {:?}",
-            futures::executor::block_on(api.get_opt(name))
-        )
-    })
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} did not reach the expected state within {within:?}; last seen: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A clock the test moves by hand.
