@@ -6,7 +6,7 @@
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: demo test fmt-check clippy test-build crds alerts build bench
+.PHONY: demo test fmt-check clippy test-build crds alerts build bench e2e-kind
 
 demo: build
 	hack/demo.sh
@@ -43,3 +43,8 @@ bench:
 	$(CARGO) build --release
 	bench/engine_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
+
+# The chart on a kind cluster, a drill to Succeeded (needs Docker and kind;
+# not runnable on the CI machines, see hack/e2e-kind.sh).
+e2e-kind:
+	hack/e2e-kind.sh

@@ -2,7 +2,8 @@
 # Starts (and stops) the real services the tests talk to:
 #   - two throwaway PostgreSQL servers, "source" and "target";
 #   - a Garage S3 server (HTTP, path-style, region us-east-1);
-#   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller).
+#   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller);
+#   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS).
 # Everything runs on free loopback ports inside one state directory, installing
 # what is missing first (cached, see install-*.sh).
 #
@@ -177,6 +178,7 @@ start() {
   PG_USER=$(pg_user)
   GARAGE=$("$HACK/install-garage.sh")
   KUBE_APISERVER=$("$HACK/install-kube-apiserver.sh")
+  CHART_TOOLS=$("$HACK/install-chart-tools.sh")
   log "starting etcd + kube-apiserver, 2 PostgreSQL servers and Garage in $STATE"
   start_kube
   local source target
@@ -200,6 +202,7 @@ export AF_TEST_KUBE_SERVER='https://127.0.0.1:$KUBE_PORT'
 export AF_TEST_KUBE_TOKEN_ADMIN='$TOKEN_ADMIN'
 export AF_TEST_KUBE_TOKEN_ALICE='$TOKEN_ALICE'
 export AF_TEST_KUBE_TOKEN_BOB='$TOKEN_BOB'
+export AF_TEST_CHART_TOOLS='$CHART_TOOLS'
 ENV
   log "ready: env in $STATE/env"
 }

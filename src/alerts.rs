@@ -64,11 +64,13 @@ pub fn render(t: &Thresholds) -> String {
          apiVersion: monitoring.coreos.com/v1\n\
          kind: PrometheusRule\n\
          metadata:\n  \
-           name: {{ .Release.Name }}-artifortress-operator\n  \
+           name: {{ include \"artifortress-operator.fullname\" . }}\n  \
            namespace: {{ .Release.Namespace }}\n  \
            labels:\n    \
-             app.kubernetes.io/name: artifortress-operator\n    \
-             app.kubernetes.io/instance: {{ .Release.Name }}\n\
+             {{- include \"artifortress-operator.labels\" . | nindent 4 }}\n    \
+             {{- with .Values.prometheusRule.labels }}\n    \
+             {{- toYaml . | nindent 4 }}\n    \
+             {{- end }}\n\
          spec:\n  \
            groups:\n    \
              - name: artifortress\n      \

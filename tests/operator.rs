@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use artifortress_operator::api::backup::{Backup, BackupPhase};
@@ -15,66 +14,28 @@ use kube::ResourceExt;
 use kube::api::ListParams;
 use serde_json::json;
 use support::cluster::{Installation, wait_until};
+use support::operator::Operator;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// One operator replica with its logs.
-struct Operator {
-    child: tokio::process::Child,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Operator {
-    fn start(ns: &str, identity: &str) -> Operator {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(support::operator_bin())
-            .args(["run", "--image", "artifortress-operator:test", "--namespace", ns, "--listen", "127.0.0.1:0"])
-            .args(["--lease-namespace", ns, "--identity", identity, "--lease-duration", "3s", "--renew-every", "1s"])
-            .env("ARTIFORTRESS_LOG_FORMAT", "json")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the operator");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        Operator { child, logs }
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-
-    fn leads(&self) -> bool {
-        self.logs().contains("leading: controllers start")
-    }
-
-    /// The HTTP server's address, from the startup log line.
-    fn addr(&self) -> String {
-        let logs = self.logs();
-        let line = logs.lines().find(|l| l.contains("HTTP server listening")).expect("the server started");
-        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
-        entry["addr"].as_str().unwrap().to_string()
-    }
-
-    async fn kill(&mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    /// SIGTERM, as the kubelet stops a pod; returns the exit status.
-    async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("stops on SIGTERM").unwrap()
-    }
+/// One replica in the installation's namespace, with a short lease.
+fn replica(ns: &str, identity: &str) -> Operator {
+    Operator::run(&[
+        "--image",
+        "artifortress-operator:test",
+        "--namespace",
+        ns,
+        "--listen",
+        "127.0.0.1:0",
+        "--lease-namespace",
+        ns,
+        "--identity",
+        identity,
+        "--lease-duration",
+        "3s",
+        "--renew-every",
+        "1s",
+    ])
 }
 
 async fn holder(i: &Installation) -> Option<String> {
@@ -94,7 +55,7 @@ async fn wait_for_holder(i: &Installation, who: &str) {
 #[tokio::test]
 async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second_job() {
     let i = Installation::without_controllers("oprst").await;
-    let mut first = Operator::start(&i.ns, "replica-1");
+    let mut first = replica(&i.ns, "replica-1");
     i.create(
         "RecoveryDrill",
         json!({"metadata": {"name": "interrupted"},
@@ -111,7 +72,7 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
     let phase = drills.get("interrupted").await.unwrap().status.and_then(|s| s.phase);
     assert!(!matches!(phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)), "killed mid-drill: {phase:?}");
 
-    let second = Operator::start(&i.ns, "replica-2");
+    let second = replica(&i.ns, "replica-2");
     let status = wait_until(&drills, "interrupted", 3 * MINUTE, |d| {
         matches!(d.status.as_ref().and_then(|s| s.phase), Some(DrillPhase::Succeeded | DrillPhase::Failed))
     })
@@ -148,9 +109,9 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
 #[tokio::test]
 async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     let i = Installation::without_controllers("oplead").await;
-    let mut a = Operator::start(&i.ns, "replica-a");
+    let mut a = replica(&i.ns, "replica-a");
     wait_for_holder(&i, "replica-a").await;
-    let mut b = Operator::start(&i.ns, "replica-b");
+    let mut b = replica(&i.ns, "replica-b");
     let backups = i.api::<Backup>();
     let completed = |b: &Backup| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed);
     i.create("Backup", json!({"metadata": {"name": "under-a"}, "spec": {"artifortressRef": {"name": "production"}}}))
@@ -173,6 +134,16 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     for expected in [("postgresql", "production"), ("objectStorage", "production"), ("kubernetes", "")] {
         assert!(checked.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {checked:?}");
     }
+    // The pod's readiness probe judges only what the operator needs.
+    let (status, body) = support::http_get(&a.addr(), "/health/ready?scope=operator", None).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> =
+        ready["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kubernetes"], "{body}");
+    let (status, body) = support::http_get(&a.addr(), "/health/ready?scope=everything", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("scope=operator"), "{body}");
     let summary = "/v1/admin/ops/summary?installation=production";
     assert_eq!(support::http_get(&a.addr(), summary, None).await.0, 401);
     let (status, body) = support::http_get(&a.addr(), summary, Some(&support::env("AF_TEST_KUBE_TOKEN_ADMIN"))).await;

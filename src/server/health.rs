@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -38,11 +38,30 @@ pub struct ReadinessReport {
     pub dependencies: Vec<DependencyCheck>,
 }
 
+#[derive(serde::Deserialize)]
+pub struct ReadyQuery {
+    scope: Option<String>,
+}
+
 /// Real dependency checks, run concurrently, each bounded by the check timeout;
 /// 200 when all pass, 503 otherwise. One result serves every probe for
 /// `ready_cache`; concurrent probes wait for the check in flight instead of
 /// starting their own.
-pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ReadinessReport>) {
+///
+/// `?scope=operator` judges only what the operator itself needs (the Kubernetes
+/// API): the operator pod's readiness probe uses it, so one installation's
+/// database outage does not take the operator out of its Service.
+pub async fn ready(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ReadyQuery>,
+) -> Result<(StatusCode, Json<ReadinessReport>), (StatusCode, String)> {
+    let operator_only = match query.scope.as_deref() {
+        None | Some("all") => false,
+        Some("operator") => true,
+        Some(other) => {
+            return Err((StatusCode::BAD_REQUEST, format!("unknown scope {other:?}: use scope=operator or scope=all")));
+        }
+    };
     let mut cache = state.ready_cache.lock().await;
     let report = match cache.as_ref() {
         Some((at, report)) if at.elapsed() < state.config.ready_cache => report.clone(),
@@ -52,8 +71,18 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Read
             report
         }
     };
+    drop(cache);
+    let report = if operator_only { report.only("kubernetes") } else { report };
     let code = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(report))
+    Ok((code, Json(report)))
+}
+
+impl ReadinessReport {
+    fn only(mut self, dependency: &str) -> Self {
+        self.dependencies.retain(|d| d.name == dependency);
+        self.status = if self.dependencies.iter().all(|d| d.ok) { "ready" } else { "unavailable" };
+        self
+    }
 }
 
 async fn check_all(state: &AppState) -> ReadinessReport {

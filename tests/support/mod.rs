@@ -276,6 +276,7 @@ impl Server {
 
 pub mod cluster;
 pub mod job_runner;
+pub mod operator;
 
 /// Applies the CRDs (server-side apply, as the chart and operator do) and waits
 /// until the API server serves them.

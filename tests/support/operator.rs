@@ -1,0 +1,68 @@
+//! The operator as a process (`artifortress-operator run …`), with its logs kept.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Operator {
+    child: tokio::process::Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Operator {
+    /// Starts `artifortress-operator run` with these arguments (JSON logs).
+    pub fn run(args: &[&str]) -> Operator {
+        Operator::run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Operator {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(super::operator_bin())
+            .arg("run")
+            .args(args)
+            .envs(env.iter().copied())
+            .env("ARTIFORTRESS_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the operator");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        Operator { child, logs }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn leads(&self) -> bool {
+        self.logs().contains("leading: controllers start")
+    }
+
+    /// The HTTP server's address, from the startup log line.
+    pub fn addr(&self) -> String {
+        let logs = self.logs();
+        let line = logs.lines().find(|l| l.contains("HTTP server listening")).expect("the server started");
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        entry["addr"].as_str().unwrap().to_string()
+    }
+
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, as the kubelet stops a pod; returns the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("stops on SIGTERM").unwrap()
+    }
+}
