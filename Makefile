@@ -9,7 +9,7 @@ BIN := target/debug/artifortress-operator
 .PHONY: demo test fmt-check clippy test-build crds alerts build bench e2e-kind
 
 demo: build
-	hack/demo.sh
+	hack/demo.py
 
 test: fmt-check clippy test-build
 	hack/test-env.sh run -- $(CARGO) test --all-targets --no-fail-fast
