@@ -137,8 +137,12 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+/// Encodes everything but RFC 3986's unreserved characters, so usual names such
+/// as `artifortress_drill` stay readable in messages.
 fn urlencode_path_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, RESERVED).to_string()
 }
 
 /// The URL with its password (and any `password=` query parameter) masked.
@@ -203,6 +207,8 @@ mod tests {
         assert_eq!(get("PGSSLMODE"), Some("require"));
         let scratch = url.with_database("af drill");
         assert_eq!(scratch.database(), "af drill");
+        let readable = url.with_database("artifortress_drill-2.x~");
+        assert!(readable.to_string().contains("/artifortress_drill-2.x~"), "{readable}");
         assert_eq!(scratch.libpq_env().iter().find(|(n, _)| *n == "PGPASSWORD").unwrap().1, "p@ss");
     }
 
