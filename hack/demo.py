@@ -38,6 +38,10 @@ def say(message):
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
+class StopDemo(Exception):
+    """A check that later steps depend on failed."""
+
+
 class Checks:
     """Runs named checks, timing each; a failed check is recorded, not raised,
     unless later steps depend on it (`required`)."""
@@ -57,7 +61,7 @@ class Checks:
         self.rows.append((name, ok, seconds, detail))
         say(f"{name}: {'ok' if ok else 'FAILED'} in {seconds:.2f} s {('- ' + detail) if detail else ''}")
         if required and not ok:
-            raise SystemExit(f"demo: cannot go on without: {name}")
+            raise StopDemo(name)
         return ok
 
     @property
@@ -209,6 +213,8 @@ def main():
             return f"{verdict['result']}: {verdict['rpo']['summary']}; {verdict['rto']['summary']}"
 
         checks.run(f"recovery drill with RPO {RPO} / RTO {RTO} objectives passes", drill)
+    except StopDemo as stopped:
+        say(f"stopping early: the later checks need '{stopped}'")
     finally:
         if server is not None:
             server.terminate()
