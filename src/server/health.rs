@@ -50,7 +50,9 @@ pub struct ReadyQuery {
 ///
 /// `?scope=operator` judges only what the operator itself needs (the Kubernetes
 /// API): the operator pod's readiness probe uses it, so one installation's
-/// database outage does not take the operator out of its Service.
+/// database outage does not take the operator out of its Service. It reads the
+/// same cached full report: one check round per cache period whatever the scope,
+/// each check bounded by the check timeout, well under the probe's timeout.
 pub async fn ready(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ReadyQuery>,
