@@ -234,37 +234,20 @@ pub struct Server {
 
 impl Server {
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(operator_bin())
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("ARTIFORTRESS_LOG_FORMAT", "json")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start serve");
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix("serve: listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr.to_string());
-                }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
+        let mut command = tokio::process::Command::new(operator_bin());
+        command.arg("serve").args(["--listen", "127.0.0.1:0"]).args(args).envs(envs.iter().copied());
+        let (child, logs) = spawn_with_logs(&mut command);
+        let listening = || {
+            let logs = logs.lock().unwrap();
+            logs.lines().find_map(|l| l.strip_prefix("serve: listening on http://")).map(str::to_string)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let addr = loop {
+            if let Some(addr) = listening() {
+                break addr;
             }
-        });
-        let addr = match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => panic!("serve did not start:\n{}", logs.lock().unwrap()),
+            assert!(std::time::Instant::now() < deadline, "serve did not start:\n{}", logs.lock().unwrap());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
         Server { addr, logs, _child: child }
     }
@@ -272,6 +255,31 @@ impl Server {
     pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
         http_get(&self.addr, path, bearer).await
     }
+}
+
+/// Starts the command (JSON logs, killed on drop) and collects its stderr lines.
+pub fn spawn_with_logs(
+    command: &mut tokio::process::Command,
+) -> (tokio::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .env("ARTIFORTRESS_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logs.clone();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut logs = sink.lock().unwrap();
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    (child, logs)
 }
 
 pub mod cluster;

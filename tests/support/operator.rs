@@ -15,27 +15,9 @@ impl Operator {
     }
 
     pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Operator {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(super::operator_bin())
-            .arg("run")
-            .args(args)
-            .envs(env.iter().copied())
-            .env("ARTIFORTRESS_LOG_FORMAT", "json")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the operator");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
+        let mut command = tokio::process::Command::new(super::operator_bin());
+        command.arg("run").args(args).envs(env.iter().copied());
+        let (child, logs) = super::spawn_with_logs(&mut command);
         Operator { child, logs }
     }
 
