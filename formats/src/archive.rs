@@ -1,0 +1,241 @@
+//! The parts of a pg_dump custom-format archive the engine reads: where each
+//! table-of-contents entry keeps its data offset, and where each data block
+//! starts — so that a pipe-written archive can be given the offsets pg_dump
+//! could not write (see the engine's `archive_index`).
+//!
+//! Layout (pg_dump's `pg_backup_archiver.c` / `pg_backup_custom.c`): the header
+//! `PGDMP`, version bytes, integer and offset sizes, the format; then the TOC,
+//! one entry per object, each ending in an offset field (a flag byte and the
+//! offset); then the data blocks, each a type byte, the entry's dump id and
+//! length-prefixed chunks ending with a zero length.
+//!
+//! Only archive versions whose layout is checked here (1.13 and 1.14: pg_dump 11
+//! to 15) are scanned; anything else is [`Scan::Skipped`]. The archive is
+//! untrusted: every length is checked against the input's size before it is
+//! skipped, nothing is allocated from a length in the input, and every loop
+//! consumes input, so any input ends in a result or an error.
+
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+
+const MAGIC: &[u8] = b"PGDMP";
+const FORMAT_CUSTOM: u8 = 1;
+const OFFSET_NOT_SET: u8 = 1;
+const OFFSET_SET: u8 = 2;
+const BLOCK_DATA: u8 = 1;
+const BLOCK_BLOBS: u8 = 3;
+
+/// What a scan found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// The offsets to write into the TOC, one per data block found.
+    Offsets(Vec<OffsetPatch>),
+    /// Nothing to do: the archive has offsets already, or its version or format
+    /// is not one scanned here.
+    Skipped(String),
+}
+
+/// Bytes to write at `at`: an entry's offset field, now saying where its data starts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OffsetPatch {
+    pub at: u64,
+    pub bytes: Vec<u8>,
+}
+
+struct Reader<R> {
+    inner: BufReader<R>,
+    pos: u64,
+    len: u64,
+    int_size: usize,
+}
+
+impl<R: Read + Seek> Reader<R> {
+    fn byte(&mut self) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b)?;
+        self.pos += 1;
+        Ok(b[0])
+    }
+
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        if n > self.len - self.pos {
+            return Err(truncated(self.pos, n));
+        }
+        self.inner.seek_relative(n as i64)?;
+        self.pos += n;
+        Ok(())
+    }
+
+    /// pg_dump's integer: a sign byte, then `int_size` bytes, least significant first.
+    fn int(&mut self) -> io::Result<i64> {
+        let negative = self.byte()? != 0;
+        let mut value: u64 = 0;
+        for i in 0..self.int_size {
+            value |= u64::from(self.byte()?) << (8 * i);
+        }
+        let value = i64::try_from(value).map_err(|_| invalid(format!("integer out of range at byte {}", self.pos)))?;
+        Ok(if negative { -value } else { value })
+    }
+
+    /// Skips pg_dump's string (an int length, -1 for NULL, then the bytes);
+    /// false for NULL.
+    fn skip_string(&mut self) -> io::Result<bool> {
+        let len = self.int()?;
+        if len < 0 {
+            return Ok(false);
+        }
+        self.skip(len as u64)?;
+        Ok(true)
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn truncated(at: u64, wanted: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, format!("archive ends inside a {wanted}-byte field at byte {at}"))
+}
+
+/// Scans an archive for its data offsets.
+pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
+    let len = input.seek(SeekFrom::End(0))?;
+    input.seek(SeekFrom::Start(0))?;
+    let mut r = Reader { inner: BufReader::with_capacity(1 << 20, input), pos: 0, len, int_size: 4 };
+    let mut magic = [0u8; 5];
+    r.inner.read_exact(&mut magic)?;
+    r.pos = 5;
+    if magic != MAGIC {
+        return Err(invalid("not a pg_dump archive (no PGDMP header)".into()));
+    }
+    let (major, minor, _rev) = (r.byte()?, r.byte()?, r.byte()?);
+    r.int_size = usize::from(r.byte()?);
+    let off_size = usize::from(r.byte()?);
+    let format = r.byte()?;
+    if format != FORMAT_CUSTOM {
+        return Ok(Scan::Skipped(format!("archive format {format} is not custom")));
+    }
+    if major != 1 || !(13..=14).contains(&minor) {
+        return Ok(Scan::Skipped(format!("archive version {major}.{minor} is not indexed here")));
+    }
+    if !(1..=8).contains(&r.int_size) || !(1..=8).contains(&off_size) {
+        return Err(invalid(format!("integer size {} / offset size {off_size} out of range", r.int_size)));
+    }
+    r.int()?; // compression level
+    for _ in 0..7 {
+        r.int()?; // creation time
+    }
+    for _ in 0..3 {
+        r.skip_string()?; // database name, server version, pg_dump version
+    }
+
+    // TOC: remember where each entry's offset field is.
+    let entries = r.int()?;
+    let mut offset_fields = Vec::new(); // (dump id, position of the flag byte)
+    for _ in 0..entries.max(0) {
+        let dump_id = r.int()?;
+        r.int()?; // had a data dumper
+        for _ in 0..4 {
+            r.skip_string()?; // table oid, oid, tag, desc
+        }
+        r.int()?; // section
+        for _ in 0..5 {
+            r.skip_string()?; // defn, drop statement, copy statement, namespace, tablespace
+        }
+        if minor >= 14 {
+            r.skip_string()?; // table access method
+        }
+        r.skip_string()?; // owner
+        r.skip_string()?; // "false" (with oids)
+        while r.skip_string()? {} // dependencies, NULL-terminated
+        let flag_at = r.pos;
+        let flag = r.byte()?;
+        r.skip(off_size as u64)?;
+        match flag {
+            OFFSET_SET => return Ok(Scan::Skipped("the archive already has data offsets".into())),
+            OFFSET_NOT_SET => offset_fields.push((dump_id, flag_at)),
+            _ => {} // no data for this entry
+        }
+    }
+
+    // Data: blocks of chunks, each chunk an int length and its bytes, a zero
+    // length ending the block.
+    let mut starts = std::collections::HashMap::new();
+    while r.pos < r.len {
+        let block_at = r.pos;
+        let kind = r.byte()?;
+        let dump_id = r.int()?;
+        match kind {
+            BLOCK_DATA => skip_chunks(&mut r)?,
+            BLOCK_BLOBS => {
+                while r.int()? != 0 {
+                    skip_chunks(&mut r)?; // one large object: its oid, then its chunks
+                }
+            }
+            other => return Err(invalid(format!("unknown block type {other} at byte {block_at}"))),
+        }
+        starts.insert(dump_id, block_at);
+    }
+
+    let patches = offset_fields
+        .into_iter()
+        .filter_map(|(dump_id, at)| {
+            let block_at = *starts.get(&dump_id)?;
+            let mut bytes = vec![OFFSET_SET];
+            bytes.extend((0..off_size).map(|i| (block_at >> (8 * i)) as u8));
+            Some(OffsetPatch { at, bytes })
+        })
+        .collect();
+    Ok(Scan::Offsets(patches))
+}
+
+fn skip_chunks<R: Read + Seek>(r: &mut Reader<R>) -> io::Result<()> {
+    loop {
+        let len = r.int()?;
+        if len == 0 {
+            return Ok(());
+        }
+        if len < 0 {
+            return Err(invalid(format!("negative chunk length at byte {}", r.pos)));
+        }
+        r.skip(len as u64)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn scan_bytes(bytes: &[u8]) -> io::Result<Scan> {
+        scan(Cursor::new(bytes))
+    }
+
+    #[test]
+    fn unknown_versions_and_formats_are_left_alone() {
+        assert_eq!(
+            scan_bytes(b"PGDMP\x01\x10\x00\x04\x08\x01").unwrap(),
+            Scan::Skipped("archive version 1.16 is not indexed here".into())
+        );
+        assert!(matches!(scan_bytes(b"PGDMP\x01\x0e\x00\x04\x08\x03").unwrap(), Scan::Skipped(_)));
+    }
+
+    #[test]
+    fn what_is_no_archive_is_an_error() {
+        assert!(scan_bytes(b"not an archive").is_err());
+        assert!(scan_bytes(b"PGDMP\x01").is_err(), "truncated header");
+        assert!(scan_bytes(b"PGDMP\x01\x0e\x00\x09\x08\x01").is_err(), "integer size 9");
+    }
+
+    #[test]
+    fn lengths_beyond_the_input_are_errors_not_allocations() {
+        // A header, then a database-name string claiming 2^62 bytes.
+        let mut a = b"PGDMP\x01\x0e\x00\x08\x08\x01".to_vec();
+        for _ in 0..8 {
+            a.extend([0u8; 9]); // compression and creation time: +0
+        }
+        a.push(0);
+        a.extend(&(1u64 << 62).to_le_bytes());
+        let err = scan_bytes(&a).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+}

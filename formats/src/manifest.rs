@@ -1,0 +1,103 @@
+//! `manifest.json`: what a backup is. Written last, so its presence means the
+//! dump beside it is complete. `docs/backup-format.md` documents every field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::FormatError;
+
+/// The manifest format this crate writes and the newest it reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Manifest {
+    #[serde(rename = "manifestVersion")]
+    pub manifest_version: u32,
+    #[serde(rename = "backupName")]
+    pub backup_name: String,
+    pub source: SourceIdentity,
+    /// The instant the snapshot describes (the restore point).
+    #[serde(rename = "snapshotTime")]
+    pub snapshot_time: DateTime<Utc>,
+    #[serde(rename = "startedAt")]
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "completedAt")]
+    pub completed_at: DateTime<Utc>,
+    pub dump: DumpInfo,
+    /// What `tables` holds: counts, or counts and checksums.
+    pub verify: VerifyMode,
+    /// Per-table numbers taken inside the snapshot the dump was made from.
+    pub tables: Vec<TableSnapshot>,
+    #[serde(rename = "pgDumpVersion")]
+    pub pg_dump_version: String,
+    /// `artifortress-operator <version>` that wrote the backup.
+    #[serde(rename = "toolVersion")]
+    pub tool_version: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DumpInfo {
+    /// Object key relative to the backup directory.
+    pub file: String,
+    /// `custom` (pg_dump -Fc), uncompressed by pg_dump.
+    pub format: String,
+    /// Compression of the stored object: `zstd`.
+    pub compression: String,
+    /// Stored (compressed) size and its SHA-256, checked before any restore.
+    #[serde(rename = "sizeBytes")]
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// Size of the archive pg_restore reads (decompressed).
+    #[serde(rename = "archiveBytes")]
+    pub archive_bytes: u64,
+}
+
+/// Identity of a PostgreSQL database, used to refuse restoring over the source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SourceIdentity {
+    /// `pg_control_system().system_identifier` as a decimal string (it exceeds
+    /// the integers JSON tools keep exactly).
+    #[serde(rename = "systemIdentifier")]
+    pub system_identifier: String,
+    pub database: String,
+    /// e.g. `15.18`.
+    #[serde(rename = "serverVersion")]
+    pub server_version: String,
+}
+
+/// What a backup records about each table so that a restore can be proven equal.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Exact row counts, taken inside the backup's snapshot.
+    #[default]
+    #[serde(rename = "Counts")]
+    Counts,
+    /// Row counts plus an order-independent digest of every row's content.
+    #[serde(rename = "Checksums")]
+    Checksums,
+}
+
+/// Numbers recorded for one table inside the backup's snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TableSnapshot {
+    /// `schema.table`, quoted where PostgreSQL would need quotes.
+    pub table: String,
+    /// Exact row count.
+    pub rows: i64,
+    /// Content digest (with `Checksums`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl Manifest {
+    /// Parses a stored manifest: any version up to [`MANIFEST_VERSION`], fields
+    /// it does not know ignored.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, FormatError> {
+        crate::versioned::parse("manifest", bytes, "manifestVersion", MANIFEST_VERSION)
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest serialises")
+    }
+}

@@ -1,0 +1,142 @@
+//! The verdict of a recovery drill, stored next to the backup it restored
+//! (`<backup>/drills/<drill>.json`) by the step that concluded the drill, and
+//! mirrored into `RecoveryDrill.status` by the controller.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::FormatError;
+
+/// The verdict format this crate writes and the newest it reads. Verdicts
+/// stored before versions were written have no `verdictVersion`: they are 1.
+pub const VERDICT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Verdict {
+    #[serde(rename = "verdictVersion", default = "version_one")]
+    pub verdict_version: u32,
+    /// `Succeeded` or `Failed`: the phase a finished drill ends in (follows `result`).
+    pub phase: FinalPhase,
+    pub result: DrillResult,
+    /// Every reason the drill failed, each naming the step and the numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// The backup restored (absent when none could be chosen or taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<ObjectiveResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<ObjectiveResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+    /// One row per table the manifest recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parity: Vec<TableParity>,
+    /// Location of the Markdown report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(rename = "completedAt", default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+fn version_one() -> u32 {
+    1
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrillResult {
+    #[serde(rename = "Passed")]
+    Passed,
+    #[serde(rename = "Failed")]
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalPhase {
+    #[serde(rename = "Succeeded")]
+    Succeeded,
+    #[serde(rename = "Failed")]
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BackupInfo {
+    pub name: String,
+    /// URL of the backup directory.
+    pub location: String,
+    /// The restore point.
+    #[serde(rename = "snapshotTime")]
+    pub snapshot_time: DateTime<Utc>,
+    #[serde(rename = "completedAt")]
+    pub completed_at: DateTime<Utc>,
+    /// Whether the drill took this backup itself.
+    pub fresh: bool,
+}
+
+/// A measured time against its objective.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ObjectiveResult {
+    #[serde(rename = "measuredSeconds")]
+    pub measured_seconds: f64,
+    #[serde(rename = "objectiveSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub objective_seconds: Option<f64>,
+    /// Absent without an objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+    /// `measured / objective`, e.g. `14m2s / 15m`.
+    pub summary: String,
+}
+
+/// Duration of each drill step in seconds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    #[serde(rename = "backupSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub backup_seconds: Option<f64>,
+    /// Download, size and SHA-256 check, archive indexing.
+    #[serde(rename = "downloadSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub download_seconds: Option<f64>,
+    /// Recreating the scratch database and pg_restore.
+    #[serde(rename = "restoreSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    #[serde(rename = "paritySeconds", default, skip_serializing_if = "Option::is_none")]
+    pub parity_seconds: Option<f64>,
+    #[serde(rename = "totalSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub total_seconds: Option<f64>,
+}
+
+/// One table's restored numbers against the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TableParity {
+    pub table: String,
+    /// Row count recorded in the manifest.
+    pub expected: i64,
+    /// Absent when the table is missing after the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<i64>,
+    #[serde(rename = "expectedChecksum", default, skip_serializing_if = "Option::is_none")]
+    pub expected_checksum: Option<String>,
+    #[serde(rename = "restoredChecksum", default, skip_serializing_if = "Option::is_none")]
+    pub restored_checksum: Option<String>,
+    #[serde(rename = "match")]
+    pub matches: bool,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.result == DrillResult::Passed
+    }
+
+    /// Parses a stored verdict: any version up to [`VERDICT_VERSION`], fields it
+    /// does not know ignored.
+    pub fn parse(bytes: &[u8]) -> Result<Verdict, FormatError> {
+        crate::versioned::parse("drill verdict", bytes, "verdictVersion", VERDICT_VERSION)
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a verdict serialises")
+    }
+}
