@@ -6,23 +6,36 @@
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: demo test fmt-check clippy test-build crds alerts build bench e2e-kind
+.PHONY: demo test fmt-check clippy deny fuzz-short test-build crds alerts build bench audit e2e-kind
 
 demo: build
 	hack/demo.py
 
-test: fmt-check clippy test-build
-	hack/test-env.sh run -- $(CARGO) test --all-targets --no-fail-fast
+test: fmt-check clippy deny fuzz-short test-build
+	hack/test-env.sh run -- $(CARGO) test --workspace --all-targets --no-fail-fast
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Licenses, banned crates and crate sources (deny.toml). Offline-capable; the
+# advisories check needs the RustSec database from GitHub: `make audit`.
+deny:
+	$$(hack/install-cargo-tool.sh cargo-deny 0.20.2) check licenses bans sources
+
+# RustSec advisories: run it where github.com is reachable (not on CI here).
+audit:
+	$$(hack/install-cargo-tool.sh cargo-deny 0.20.2) check advisories
+
+# Every parser of untrusted bytes under libFuzzer, briefly (make bench runs longer).
+fuzz-short:
+	hack/fuzz.sh 10
 
 # Compile before starting services, so they do not sit idle during the build.
 test-build:
-	$(CARGO) test --all-targets --no-run
+	$(CARGO) test --workspace --all-targets --no-run
 
 build:
 	$(CARGO) build
@@ -39,7 +52,9 @@ alerts: build
 # Engine benchmark on the large seed against pg_dump/psql baselines, then the
 # operator benchmark (drill control overhead, idle memory with 100 installations)
 # against the test environment's services. Both print their numbers and targets.
+# First, two minutes of fuzzing per parser (make test runs ten seconds each).
 bench:
+	hack/fuzz.sh 120
 	$(CARGO) build --release
 	bench/engine_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture

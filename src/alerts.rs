@@ -34,7 +34,7 @@ pub struct Alert {
 }
 
 pub fn parse(yaml: &str) -> Result<Thresholds, String> {
-    serde_yaml::from_str(yaml).map_err(|e| format!("{THRESHOLDS_FILE}: {e}"))
+    serde_saphyr::from_str(yaml).map_err(|e| format!("{THRESHOLDS_FILE}: {e}"))
 }
 
 /// Every `artifortress_…` metric the rules use.

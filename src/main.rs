@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use artifortress_operator::api::common::{DurationString, VerifyMode};
+use artifortress_operator::api::common::DurationString;
 use artifortress_operator::db::{self, DatabaseUrl, seed::Scale};
 use artifortress_operator::engine::backup::BackupRequest;
-use artifortress_operator::engine::drill::{BackupChoice, DrillRequest};
+use artifortress_operator::engine::drill::{BackupChoice, DrillRequest, RestoreRecord};
+use artifortress_operator::engine::manifest::VerifyMode;
 use artifortress_operator::engine::progress::{Progress, human_bytes, human_duration};
 use artifortress_operator::engine::restore::RestoreRequest;
 use artifortress_operator::engine::{self, EngineError};
@@ -111,7 +112,7 @@ enum Command {
         /// Write the Markdown report here.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Write the JSON result (the shape of RecoveryDrill.status) here.
+        /// Write the JSON verdict (the stored format, mirrored into RecoveryDrill.status) here.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -269,7 +270,22 @@ struct VerifyArgs {
     tables: Vec<String>,
     /// counts (exact row counts) or checksums (counts plus content digests).
     #[arg(long, value_enum, default_value = "counts")]
-    verify: VerifyMode,
+    verify: VerifyFlag,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VerifyFlag {
+    Counts,
+    Checksums,
+}
+
+impl VerifyArgs {
+    fn mode(&self) -> VerifyMode {
+        match self.verify {
+            VerifyFlag::Counts => VerifyMode::Counts,
+            VerifyFlag::Checksums => VerifyMode::Checksums,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -302,7 +318,7 @@ impl RestoreArgs {
             backup,
             jobs: self.jobs,
             tables: verify.tables.clone(),
-            verify: verify.verify,
+            verify: verify.mode(),
             staging_dir: self.staging_dir.clone(),
         }
     }
@@ -313,7 +329,8 @@ fn duration_flag(flag: &str, value: &str) -> Result<std::time::Duration, Failure
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
-    use artifortress_operator::server::{self, AppState, Installation, ServerConfig, auth};
+    use artifortress_operator::installations::{self, Installation, Installations};
+    use artifortress_operator::server::{self, AppState, ServerConfig, auth};
     use std::sync::Arc;
 
     let database_url = DatabaseUrl::parse(&args.database).map_err(usage)?;
@@ -327,7 +344,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("--slo-thresholds {}: {e}", path.display())))?;
-            serde_yaml::from_str(&text).map_err(|e| usage(format!("--slo-thresholds {}: {e}", path.display())))?
+            serde_saphyr::from_str(&text).map_err(|e| usage(format!("--slo-thresholds {}: {e}", path.display())))?
         }
         None => Default::default(),
     };
@@ -346,13 +363,13 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let installation = Arc::new(Installation {
         name: args.installation.clone(),
         namespace: args.namespace.clone(),
-        pool: server::lazy_pool(&database_url, config.check_timeout),
+        pool: installations::lazy_pool(&database_url, config.check_timeout),
         database_url,
         object_store,
         slo,
     });
     let metrics = Arc::new(artifortress_operator::metrics::Metrics::new());
-    let installations = Arc::new(server::Installations::new(vec![installation.clone()]));
+    let installations = Arc::new(Installations::new(vec![installation.clone()]));
     let state = Arc::new(AppState::new(installations, authenticator, metrics.clone(), config, kube));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(refresh);
@@ -409,7 +426,7 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         }
     };
 
-    let installations = Arc::new(server::Installations::default());
+    let installations = Arc::new(artifortress_operator::installations::Installations::default());
     let state = Arc::new(AppState::new(
         installations.clone(),
         auth::Authenticator::Kubernetes { client: client.clone() },
@@ -562,8 +579,8 @@ async fn run(command: Command) -> Result<(), Failure> {
             let store = store::open(&store.store).await.map_err(usage)?;
             let request = BackupRequest {
                 name: name.unwrap_or_else(|| engine::backup::default_name(chrono::Utc::now())),
+                verify: verify.mode(),
                 tables: verify.tables,
-                verify: verify.verify,
             };
             let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
                 .await
@@ -631,7 +648,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 (None, false) => BackupChoice::Fresh(BackupRequest {
                     name: engine::backup::default_name(chrono::Utc::now()),
                     tables: verify.tables.clone(),
-                    verify: verify.verify,
+                    verify: verify.mode(),
                 }),
             };
             let request =
@@ -644,10 +661,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                 eprintln!("drill: report written to {}", path.display());
             }
             if let Some(path) = &json {
-                let text = serde_json::to_string_pretty(&outcome.status).expect("status serialises");
-                std::fs::write(path, text).map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+                std::fs::write(path, outcome.verdict.to_json())
+                    .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
             }
-            if let Some(stored) = &outcome.status.report {
+            if let Some(stored) = &outcome.verdict.report {
                 eprintln!("drill: report stored at {stored}");
             }
             drill_verdict(&outcome)
@@ -661,17 +678,16 @@ async fn run(command: Command) -> Result<(), Failure> {
             )?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let progress = Progress::new("drill");
-            let record_key = engine::drill::RestoreRecord::key(&backup, &drill);
+            let record_key = engine::drill::record_key(&backup, &drill);
             let record = match step {
                 DrillStepKind::Restore => {
-                    let mut record = engine::drill::RestoreRecord::new(&drill, started_at, &backup, fresh);
+                    let mut record = RestoreRecord::new(&drill, started_at, &backup, fresh);
                     let refused = engine::drill::restore_step(store.as_ref(), &request, &mut record, &progress).await;
                     if let Err(e) = &refused {
                         record.failures.push(format!("restore: {e}"));
                     }
                     if record.failures.is_empty() {
-                        let json = serde_json::to_vec(&record).expect("record serialises");
-                        return store.put_bytes(&record_key, json).await.map(drop).map_err(failed);
+                        return store.put_bytes(&record_key, record.to_json()).await.map(drop).map_err(failed);
                     }
                     // A failed restore ends the drill here, with its verdict stored.
                     let outcome = engine::drill::conclude(store.as_ref(), &request, record, &progress)
@@ -686,9 +702,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     let bytes = store.get_bytes(&record_key).await.map_err(|e| {
                         failed(format!("the restore step left no record at {record_key}: {e}; rerun the drill"))
                     })?;
-                    let record: engine::drill::RestoreRecord =
-                        serde_json::from_slice(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?;
-                    record
+                    RestoreRecord::parse(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?
                 }
             };
             let outcome =
@@ -702,6 +716,6 @@ fn drill_verdict(outcome: &engine::drill::DrillOutcome) -> Result<(), Failure> {
     if outcome.passed() {
         Ok(())
     } else {
-        Err(failed(format!("drill failed:\n  {}", outcome.status.failures.join("\n  "))))
+        Err(failed(format!("drill failed:\n  {}", outcome.verdict.failures.join("\n  "))))
     }
 }

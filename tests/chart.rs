@@ -56,11 +56,8 @@ fn write_temp(contents: &str) -> tempfile::NamedTempFile {
 }
 
 fn documents(manifests: &str) -> Vec<serde_json::Value> {
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(manifests)
-        .map(|doc| serde_json::Value::deserialize(doc).unwrap())
-        .filter(|doc| !doc.is_null())
-        .collect()
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(manifests).unwrap();
+    docs.into_iter().filter(|doc| !doc.is_null()).collect()
 }
 
 #[test]
@@ -232,7 +229,7 @@ async fn service_account_kubeconfig(client: &kube::Client, ns: &str, rendered: &
         .collect();
     assert!(rbac.len() >= 7, "ServiceAccount, 2 Roles, 2 RoleBindings, delegated-auth ClusterRole and binding");
     let manifests =
-        write_temp(&rbac.iter().map(|d| serde_yaml::to_string(d).unwrap()).collect::<Vec<_>>().join("---\n"));
+        write_temp(&rbac.iter().map(|d| serde_saphyr::to_string(d).unwrap()).collect::<Vec<_>>().join("---\n"));
     let out = run(Command::new("kubectl").args(["apply", "--namespace", ns, "-f"]).arg(manifests.path()));
     assert!(out.status.success(), "{}", text(&out));
 
@@ -247,7 +244,7 @@ async fn service_account_kubeconfig(client: &kube::Client, ns: &str, rendered: &
         .unwrap()
         .token;
     write_temp(
-        &serde_yaml::to_string(&json!({
+        &serde_saphyr::to_string(&json!({
             "apiVersion": "v1", "kind": "Config", "current-context": "operator",
             "clusters": [{"name": "test", "cluster": {"server": support::env("AF_TEST_KUBE_SERVER"), "insecure-skip-tls-verify": true}}],
             "users": [{"name": "operator", "user": {"token": token}}],

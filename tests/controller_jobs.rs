@@ -10,7 +10,7 @@ use std::time::Duration;
 use artifortress_operator::api::artifortress::{ArtifortressSpec, DatabaseSpec, ObjectStorageSpec, S3CredentialsRef};
 use artifortress_operator::api::common::{SecretKeyRef, VerifyMode};
 use artifortress_operator::controller::jobs::{self, EngineJob};
-use artifortress_operator::engine::manifest::Manifest;
+use artifortress_operator::engine::manifest;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -87,7 +87,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
     assert_eq!(status.conditions.unwrap()[0].type_, "Complete");
 
     let store = artifortress_operator::store::open(&store).await.unwrap();
-    let manifest = Manifest::load(store.as_ref(), "nightly-1").await.unwrap();
+    let manifest = manifest::load(store.as_ref(), "nightly-1").await.unwrap();
     assert_eq!(manifest.backup_name, "nightly-1");
     assert_eq!(store.location("nightly-1/"), format!("s3://{bucket}/prod/production/nightly-1/"));
     assert!(manifest.tables.iter().any(|t| t.table == "public.tenants"));

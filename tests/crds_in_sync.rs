@@ -37,14 +37,13 @@ fn crd_command_prints_all_four_kinds() {
         std::process::Command::new(env!("CARGO_BIN_EXE_artifortress-operator")).arg("crd").output().expect("run crd");
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<serde_yaml::Value> =
-        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     let kinds: Vec<&str> = docs.iter().map(|d| d["spec"]["names"]["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Artifortress", "Backup", "BackupSchedule", "RecoveryDrill"]);
     for (doc, short) in docs.iter().zip(["af", "afbk", "afbs", "drill"]) {
         assert_eq!(doc["spec"]["names"]["shortNames"][0].as_str(), Some(short));
         let version = &doc["spec"]["versions"][0];
         assert_eq!(version["name"].as_str(), Some("v1alpha1"));
-        assert!(version["subresources"]["status"].is_mapping(), "status subresource");
+        assert!(version["subresources"]["status"].is_object(), "status subresource");
     }
 }

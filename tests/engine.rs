@@ -565,3 +565,53 @@ async fn bad_usage_exits_2_with_a_message_that_says_what_to_fix() {
         assert!(!stderr(&out).contains("secret"), "no credential echoed");
     }
 }
+
+/// A backup exactly as the operator wrote it before the engine owned its formats
+/// (formats/tests/golden/store-v1: a pg_dump 15 archive and a version-1
+/// manifest with checksums) restores, verifies and drills today.
+#[tokio::test]
+async fn a_backup_in_the_first_manifest_layout_still_restores() {
+    let (dir, store) = file_store();
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/tests/golden/store-v1/golden-v1");
+    std::fs::create_dir(dir.path().join("golden-v1")).unwrap();
+    for file in ["dump", "manifest.json"] {
+        std::fs::copy(golden.join(file), dir.path().join("golden-v1").join(file)).unwrap();
+    }
+    let target = scratch_url("AF_TEST_PG_TARGET_URL");
+    let out = operator(&[
+        "restore",
+        "--store",
+        &store,
+        "--backup",
+        "golden-v1",
+        "--target",
+        &target,
+        "--verify",
+        "checksums",
+    ]);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("every table matches"), "{stdout}");
+    for table in [r#""Odd Schema"."Mixed Case""#, "public.tenants", "public.empty_one"] {
+        assert!(stdout.contains(table), "{table} in {stdout}");
+    }
+
+    let json = dir.path().join("verdict.json");
+    let out = operator(&[
+        "drill",
+        "--latest",
+        "--store",
+        &store,
+        "--target",
+        &target,
+        "--verify",
+        "checksums",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    let verdict: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(verdict["verdictVersion"], 1);
+    assert_eq!(verdict["result"], "Passed");
+    assert_eq!(verdict["parity"].as_array().unwrap().len(), 3);
+}

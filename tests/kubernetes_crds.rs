@@ -46,8 +46,7 @@ async fn examples_are_accepted_and_shown_with_printer_columns() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let obj: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
+        for obj in serde_saphyr::from_multiple::<DynamicObject>(&text).unwrap() {
             let kind = obj.types.as_ref().unwrap().kind.clone();
             let ar = api_resource_for(&kind);
             let objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);

@@ -13,6 +13,7 @@
 //! loop without end.
 
 pub mod archive;
+pub mod invariants;
 pub mod manifest;
 pub mod record;
 pub mod tokens;

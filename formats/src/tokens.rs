@@ -34,7 +34,11 @@ pub fn parse(text: &str) -> Result<Vec<TokenEntry>, TokensFileError> {
         }
         let fields: Vec<&str> = line.split_whitespace().take(4).collect();
         let [hash, role, actor] = fields[..] else {
-            return Err(bad(if fields.len() > 3 { "more than 3 fields".into() } else { format!("{} fields", fields.len()) }));
+            return Err(bad(if fields.len() > 3 {
+                "more than 3 fields".into()
+            } else {
+                format!("{} fields", fields.len())
+            }));
         };
         let digest = hash.strip_prefix("sha256:").ok_or_else(|| bad("the hash must start with sha256:".into()))?;
         let bytes = hex::decode(digest).map_err(|_| bad("the hash is not hex".into()))?;

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ArtifortressRef, Condition, VerifyMode};
+use crate::engine::manifest;
 
 /// Take one backup of an installation's database.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -143,4 +144,20 @@ pub struct TableSnapshot {
     /// Content digest (with `verify: Checksums`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+}
+
+impl From<manifest::SourceIdentity> for SourceIdentity {
+    fn from(s: manifest::SourceIdentity) -> Self {
+        SourceIdentity {
+            system_identifier: s.system_identifier,
+            database: s.database,
+            server_version: s.server_version,
+        }
+    }
+}
+
+impl From<manifest::TableSnapshot> for TableSnapshot {
+    fn from(t: manifest::TableSnapshot) -> Self {
+        TableSnapshot { table: t.table, rows: t.rows, checksum: t.checksum }
+    }
 }

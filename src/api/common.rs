@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::manifest;
+
 /// API group of every resource this operator owns.
 pub const GROUP: &str = "artifortress.io";
 /// The only served (and stored) version.
@@ -35,13 +37,31 @@ pub struct ArtifortressRef {
 }
 
 /// What a backup records about each table so that a restore can be proven equal.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, clap::ValueEnum)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum VerifyMode {
     /// Exact row counts, taken inside the backup's snapshot.
     #[default]
     Counts,
     /// Row counts plus an order-independent digest of every row's content.
     Checksums,
+}
+
+impl From<VerifyMode> for manifest::VerifyMode {
+    fn from(mode: VerifyMode) -> Self {
+        match mode {
+            VerifyMode::Counts => manifest::VerifyMode::Counts,
+            VerifyMode::Checksums => manifest::VerifyMode::Checksums,
+        }
+    }
+}
+
+impl From<manifest::VerifyMode> for VerifyMode {
+    fn from(mode: manifest::VerifyMode) -> Self {
+        match mode {
+            manifest::VerifyMode::Counts => VerifyMode::Counts,
+            manifest::VerifyMode::Checksums => VerifyMode::Checksums,
+        }
+    }
 }
 
 /// A length of time written the human way: one or more `<integer><unit>` parts with

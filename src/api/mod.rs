@@ -49,7 +49,7 @@ fn without_null_enum_values(crd: CustomResourceDefinition) -> CustomResourceDefi
 
 /// One CRD as the YAML document written to `crds/`.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
-    serde_yaml::to_string(crd).expect("a CRD always serialises to YAML")
+    serde_saphyr::to_string(crd).expect("a CRD always serialises to YAML")
 }
 
 /// File name of a CRD in `crds/`: `<plural>.<group>.yaml`.

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ArtifortressRef, Condition, DurationString, SecretKeyRef, VerifyMode};
+use crate::engine::verdict;
 
 /// Run one recovery drill.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -253,4 +254,87 @@ pub struct TableParity {
     /// Whether every compared number is equal.
     #[serde(rename = "match")]
     pub matches: bool,
+}
+
+/// The status a stored verdict gives a drill; conditions, generation and Job
+/// are the controller's to add.
+impl From<verdict::Verdict> for RecoveryDrillStatus {
+    fn from(v: verdict::Verdict) -> Self {
+        RecoveryDrillStatus {
+            phase: Some(match v.phase {
+                verdict::FinalPhase::Succeeded => DrillPhase::Succeeded,
+                verdict::FinalPhase::Failed => DrillPhase::Failed,
+            }),
+            result: Some(v.result.into()),
+            failures: v.failures,
+            conditions: Vec::new(),
+            observed_generation: None,
+            backup: v.backup.map(Into::into),
+            rpo: v.rpo.map(Into::into),
+            rto: v.rto.map(Into::into),
+            timings: v.timings.map(Into::into),
+            parity: v.parity.into_iter().map(Into::into).collect(),
+            report: v.report,
+            job_name: None,
+            started_at: v.started_at,
+            completed_at: v.completed_at,
+        }
+    }
+}
+
+impl From<verdict::DrillResult> for DrillResult {
+    fn from(r: verdict::DrillResult) -> Self {
+        match r {
+            verdict::DrillResult::Passed => DrillResult::Passed,
+            verdict::DrillResult::Failed => DrillResult::Failed,
+        }
+    }
+}
+
+impl From<verdict::BackupInfo> for DrillBackupInfo {
+    fn from(b: verdict::BackupInfo) -> Self {
+        DrillBackupInfo {
+            name: b.name,
+            location: b.location,
+            snapshot_time: b.snapshot_time,
+            completed_at: b.completed_at,
+            fresh: b.fresh,
+        }
+    }
+}
+
+impl From<verdict::ObjectiveResult> for ObjectiveResult {
+    fn from(o: verdict::ObjectiveResult) -> Self {
+        ObjectiveResult {
+            measured_seconds: o.measured_seconds,
+            objective_seconds: o.objective_seconds,
+            met: o.met,
+            summary: o.summary,
+        }
+    }
+}
+
+impl From<verdict::Timings> for DrillTimings {
+    fn from(t: verdict::Timings) -> Self {
+        DrillTimings {
+            backup_seconds: t.backup_seconds,
+            download_seconds: t.download_seconds,
+            restore_seconds: t.restore_seconds,
+            parity_seconds: t.parity_seconds,
+            total_seconds: t.total_seconds,
+        }
+    }
+}
+
+impl From<verdict::TableParity> for TableParity {
+    fn from(p: verdict::TableParity) -> Self {
+        TableParity {
+            table: p.table,
+            expected: p.expected,
+            restored: p.restored,
+            expected_checksum: p.expected_checksum,
+            restored_checksum: p.restored_checksum,
+            matches: p.matches,
+        }
+    }
 }

@@ -20,13 +20,13 @@ use super::{Context, Error, jobs};
 use crate::api::artifortress::{
     Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity,
 };
-use crate::api::backup::{Backup, BackupPhase, BackupSpec};
-use crate::api::common::{ArtifortressRef, ConditionStatus};
+use crate::api::backup::{Backup, BackupPhase};
+use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
-use crate::engine::manifest::Manifest;
+use crate::engine::manifest::{self, Manifest};
+use crate::installations::{self, Installation};
 use crate::metrics::InstallationLabels;
-use crate::server::Installation;
 
 /// Bound on each dependency probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,7 +167,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
         ctx.installations.upsert(Installation {
             name: name.clone(),
             namespace: ns.clone(),
-            pool: crate::server::lazy_pool(&database_url, PROBE_TIMEOUT),
+            pool: installations::lazy_pool(&database_url, PROBE_TIMEOUT),
             database_url,
             object_store,
             slo: af.spec.slo.clone(),
@@ -210,7 +210,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     }
     let store_url = jobs::backup_store_url(&af.spec, &name);
     match ctx.backup_store(&ns, &af.spec, &store_url).await {
-        Ok(store) => match Manifest::list(store.as_ref()).await {
+        Ok(store) => match manifest::list(store.as_ref()).await {
             Ok(manifests) => {
                 let known: Vec<String> = all_backups.iter().map(|b| b.name_any()).collect();
                 for m in manifests.iter().filter(|m| !known.contains(&m.backup_name)) {
@@ -276,22 +276,14 @@ async fn recreate_from_catalog(
     af: &Artifortress,
     m: &Manifest,
 ) -> Result<(), Error> {
-    let backup = Backup {
-        metadata: ObjectMeta {
-            name: Some(m.backup_name.clone()),
-            namespace: af.namespace(),
-            labels: Some(BTreeMap::from([(jobs::LABEL_INSTALLATION.to_string(), af.name_any())])),
-            annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
-            ..Default::default()
-        },
-        spec: BackupSpec {
-            artifortress_ref: ArtifortressRef { name: af.name_any() },
-            verify: m.verify,
-            tables: Vec::new(),
-            deletion_policy: Default::default(),
-        },
-        status: None,
+    let meta = ObjectMeta {
+        name: Some(m.backup_name.clone()),
+        namespace: af.namespace(),
+        labels: Some(BTreeMap::from([(jobs::LABEL_INSTALLATION.to_string(), af.name_any())])),
+        annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
+        ..Default::default()
     };
+    let backup = super::backup::backup_resource(meta, &af.name_any(), m.verify.into(), Vec::new());
     if super::create_child(backups, &backup).await?.is_some() {
         let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
         ctx.event(af, false, "BackupRecovered", note).await;

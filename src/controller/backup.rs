@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -17,9 +17,9 @@ use serde_json::json;
 
 use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
 use super::{Context, Error, job_outcome};
-use crate::api::backup::{Backup, BackupPhase, BackupStatus, DeletionPolicy};
-use crate::api::common::ConditionStatus;
-use crate::engine::manifest::Manifest;
+use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
+use crate::api::common::{ArtifortressRef, ConditionStatus, VerifyMode};
+use crate::engine::manifest::{self, Manifest};
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::BackupStore;
@@ -42,6 +42,21 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream
         .boxed()
 }
 
+/// A `Backup` as the operator creates it — for a schedule's run, a fresh drill,
+/// or a backup found in the bucket; `meta` says which.
+pub fn backup_resource(meta: ObjectMeta, installation: &str, verify: VerifyMode, tables: Vec<String>) -> Backup {
+    Backup {
+        metadata: meta,
+        spec: BackupSpec {
+            artifortress_ref: ArtifortressRef { name: installation.to_string() },
+            verify,
+            tables,
+            deletion_policy: Default::default(),
+        },
+        status: None,
+    }
+}
+
 /// Held by `Backup`s with `deletionPolicy: Delete` until their objects in the
 /// bucket are gone.
 pub const DATA_FINALIZER: &str = "artifortress.io/delete-backup-data";
@@ -49,7 +64,7 @@ pub const DATA_FINALIZER: &str = "artifortress.io/delete-backup-data";
 /// Removes a backup from its store; the manifest goes first, so a half-deleted
 /// backup is never listed as complete.
 pub async fn delete_backup_data(store: &dyn BackupStore, backup: &str) -> Result<(), Error> {
-    store.delete(&Manifest::key(backup)).await?;
+    store.delete(&manifest::key(backup)).await?;
     for object in store.list(&format!("{backup}/")).await? {
         store.delete(&object.key).await?;
     }
@@ -103,7 +118,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     let store_url = jobs::backup_store_url(&af.spec, installation);
     if backup.annotations().contains_key(FROM_CATALOG) {
         let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
-        let m = Manifest::load(store.as_ref(), &name).await?;
+        let m = manifest::load(store.as_ref(), &name).await?;
         let message = format!("recreated from the catalog in {}", backup_location(&store_url, &name));
         write_status(&ctx, &backups, &backup, completed_status(status, &store_url, &m), "FromCatalog", message).await?;
         return Ok(Action::await_change());
@@ -175,7 +190,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         }
         Some(Ok(())) => {
             let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
-            let m = Manifest::load(store.as_ref(), &name).await?;
+            let m = manifest::load(store.as_ref(), &name).await?;
             let message = format!("{} stored, {} tables recorded", human_bytes(m.dump.size_bytes), m.tables.len());
             write_status(&ctx, &backups, &backup, completed_status(status, &store_url, &m), "Completed", message)
                 .await?;
@@ -205,9 +220,9 @@ fn completed_status(status: BackupStatus, store_url: &str, m: &Manifest) -> Back
         size: Some(human_bytes(m.dump.size_bytes)),
         size_bytes: Some(m.dump.size_bytes),
         sha256: Some(m.dump.sha256.clone()),
-        source: Some(m.source.clone()),
+        source: Some(m.source.clone().into()),
         pg_dump_version: Some(m.pg_dump_version.clone()),
-        tables: m.tables.clone(),
+        tables: m.tables.iter().cloned().map(Into::into).collect(),
         ..status
     }
 }

@@ -16,13 +16,14 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use super::backup::backup_resource;
 use super::retention::{self, BackupEntry, Finished};
 use super::schedule::{self, Decision, Schedule};
 use super::{Context, Error, jobs};
-use crate::api::artifortress::ObjectRefWithTime;
-use crate::api::backup::{Backup, BackupPhase, BackupSpec};
-use crate::api::backup_schedule::{BackupSchedule, ScheduleFailure};
-use crate::api::common::{ArtifortressRef, ConditionStatus, DurationString};
+use crate::api::artifortress::{Artifortress, ObjectRefWithTime};
+use crate::api::backup::{Backup, BackupPhase};
+use crate::api::backup_schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, ScheduleFailure};
+use crate::api::common::{ConditionStatus, DurationString};
 use crate::api::recovery_drill::{DrillBackup, DrillBackupMode, DrillPhase, RecoveryDrill, RecoveryDrillSpec};
 
 /// Label on the backups and drills a schedule creates.
@@ -66,237 +67,267 @@ pub fn drill_due<'a>(
     waited.then_some(backup)
 }
 
-fn parse_duration(field: &str, d: &DurationString) -> Result<Duration, String> {
-    d.parse().map_err(|e| format!("{field}: {e}"))
+/// The spec's schedule and durations, parsed.
+pub struct Rules {
+    pub cron: Schedule,
+    pub max_age: Option<Duration>,
+    /// Present when the schedule drills its backups.
+    pub drill_interval: Option<Duration>,
+}
+
+impl Rules {
+    /// Everything in the spec that can be wrong beyond what the API server checks.
+    pub fn parse(spec: &BackupScheduleSpec) -> Result<Rules, String> {
+        let duration = |field: &str, d: &DurationString| d.parse().map_err(|e| format!("{field}: {e}"));
+        Ok(Rules {
+            cron: Schedule::parse(&spec.schedule, &spec.time_zone)?,
+            max_age: spec.retention.max_age.as_ref().map(|d| duration("retention.maxAge", d)).transpose()?,
+            drill_interval: spec.drill.as_ref().map(|d| duration("drill.minInterval", &d.min_interval)).transpose()?,
+        })
+    }
+}
+
+/// What a schedule has created so far: the backups and drills with its label.
+pub struct Children {
+    pub backups: Vec<Backup>,
+    pub drills: Vec<RecoveryDrill>,
+}
+
+/// Everything one reconcile does, decided from what exists.
+pub struct Plan {
+    /// Running backups to stop first (`concurrencyPolicy: Replace`).
+    pub replace: Vec<String>,
+    /// The backup for the run that is due.
+    pub create: Option<Backup>,
+    /// Events about the run: (warning, reason, note).
+    pub events: Vec<(bool, &'static str, String)>,
+    /// Completed backups retention removes (objects and resource).
+    pub prune: Vec<String>,
+    /// Failed backups and finished drills beyond their history limits.
+    pub forget_backups: Vec<String>,
+    pub forget_drills: Vec<String>,
+    /// The drill for the newest completed backup, when the drill policy says so.
+    pub drill: Option<RecoveryDrill>,
+    /// The status to write, its Ready reason and message, and when to look again.
+    pub status: BackupScheduleStatus,
+    pub reason: &'static str,
+    pub message: String,
+    pub requeue: Duration,
 }
 
 pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let now = ctx.now();
     let ns = schedule.namespace().unwrap_or_default();
-    let name = schedule.name_any();
-    let spec = &schedule.spec;
     let schedules: Api<BackupSchedule> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut status = schedule.status.clone().unwrap_or_default();
+    let status = schedule.status.clone().unwrap_or_default();
+    let not_ready = |status: BackupScheduleStatus, reason: &'static str, message: String| {
+        let (ctx, schedules, schedule) = (&ctx, &schedules, &schedule);
+        async move {
+            super::write_ready(ctx, schedules, schedule.as_ref(), status, ConditionStatus::False, reason, message).await
+        }
+    };
 
-    // Validate.
-    let parsed = Schedule::parse(&spec.schedule, &spec.time_zone).and_then(|cron| {
-        let max_age = spec.retention.max_age.as_ref().map(|d| parse_duration("retention.maxAge", d)).transpose()?;
-        let min_interval =
-            spec.drill.as_ref().map(|d| parse_duration("drill.minInterval", &d.min_interval)).transpose()?;
-        Ok((cron, max_age, min_interval))
-    });
-    let (cron, max_age, min_interval) = match parsed {
-        Ok(p) => p,
+    // Validate, then fetch.
+    let rules = match Rules::parse(&schedule.spec) {
+        Ok(rules) => rules,
         Err(message) => {
-            status.next_schedule_time = None;
-            super::write_ready(
-                &ctx,
-                &schedules,
-                schedule.as_ref(),
-                status,
-                ConditionStatus::False,
-                "InvalidSpec",
-                message,
-            )
-            .await?;
+            not_ready(BackupScheduleStatus { next_schedule_time: None, ..status }, "InvalidSpec", message).await?;
             // A spec change triggers the next look; nothing else can fix it.
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     };
-    let installation = &spec.artifortress_ref.name;
+    let installation = &schedule.spec.artifortress_ref.name;
     let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
-        let message = super::installation_not_found(installation, &ns);
-        super::write_ready(
-            &ctx,
-            &schedules,
-            schedule.as_ref(),
-            status,
-            ConditionStatus::False,
-            "ArtifortressNotFound",
-            message,
-        )
-        .await?;
+        not_ready(status, "ArtifortressNotFound", super::installation_not_found(installation, &ns)).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
+    let children = fetch_children(&ctx, &schedule).await?;
 
-    let backups_api: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let drills_api: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
-    let mine = ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}"));
-    let mut backups = backups_api.list(&mine).await?.items;
-    let drills = drills_api.list(&mine).await?.items;
-    let phase = |b: &Backup| b.status.as_ref().and_then(|s| s.phase);
-    let active: Vec<String> = backups
-        .iter()
-        .filter(|b| !matches!(phase(b), Some(BackupPhase::Completed | BackupPhase::Failed)))
-        .map(|b| b.name_any())
-        .collect();
+    // Decide, apply, report.
+    let plan = plan(&schedule, &rules, &children, ctx.now(), ctx.max_requeue);
+    apply(&ctx, &schedule, &af, &plan).await?;
+    let (status, reason, message) = (plan.status, plan.reason, plan.message);
+    super::write_ready(&ctx, &schedules, schedule.as_ref(), status, ConditionStatus::True, reason, message).await?;
+    Ok(Action::requeue(plan.requeue))
+}
 
-    // 1. The schedule itself.
+async fn fetch_children(ctx: &Context, schedule: &BackupSchedule) -> Result<Children, Error> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let mine = ListParams::default().labels(&format!("{LABEL_SCHEDULE}={}", schedule.name_any()));
+    Ok(Children {
+        backups: Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&mine).await?.items,
+        drills: Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&mine).await?.items,
+    })
+}
+
+fn backup_phase(b: &Backup) -> Option<BackupPhase> {
+    b.status.as_ref().and_then(|s| s.phase)
+}
+
+fn is_finished(b: &Backup) -> bool {
+    matches!(backup_phase(b), Some(BackupPhase::Completed | BackupPhase::Failed))
+}
+
+/// The pure decision: which run is due, what retention and history limits
+/// remove, whether a drill is due, and the status that results.
+pub fn plan(
+    schedule: &BackupSchedule,
+    rules: &Rules,
+    children: &Children,
+    now: DateTime<Utc>,
+    max_requeue: Duration,
+) -> Plan {
+    let spec = &schedule.spec;
+    let mut status = schedule.status.clone().unwrap_or_default();
+    let (replace, create, events) = plan_run(schedule, rules, children, &mut status, now);
+    let mut backups: Vec<&Backup> = children.backups.iter().collect();
+    if let Some(new) = &create
+        && !backups.iter().any(|b| b.name_any() == new.name_any())
+    {
+        backups.push(new);
+    }
+    // Retention: completed backups only; the newest success is always kept.
+    let entries: Vec<BackupEntry> =
+        backups.iter().map(|b| BackupEntry { name: b.name_any(), completed_at: completed_at(b) }).collect();
+    let prune = retention::prune_backups(&entries, spec.retention.keep_last, rules.max_age, now);
+    backups.retain(|b| !prune.contains(&b.name_any()));
+    let (forget_backups, forget_drills) = beyond_history_limits(spec, &backups, &children.drills);
+    let drill = plan_drill(schedule, rules, &backups, &mut status, now);
+    let drills: Vec<&RecoveryDrill> =
+        children.drills.iter().filter(|d| !forget_drills.contains(&d.name_any())).collect();
+    summarize(&mut status, &backups, &drills);
+
+    status.next_schedule_time = if spec.suspend { None } else { rules.cron.next_after(now) };
+    let (reason, message) = match (spec.suspend, status.next_schedule_time) {
+        (true, _) => ("Suspended", "suspend is true; no backups are created".to_string()),
+        (false, Some(next)) => ("Scheduled", format!("next backup at {}", next.to_rfc3339())),
+        (false, None) => ("Scheduled", "the schedule has no future run".to_string()),
+    };
+    let requeue = status.next_schedule_time.map_or(max_requeue, |next| {
+        (next - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), max_requeue)
+    });
+    Plan { replace, create, events, prune, forget_backups, forget_drills, drill, status, reason, message, requeue }
+}
+
+type RunPlan = (Vec<String>, Option<Backup>, Vec<(bool, &'static str, String)>);
+
+/// The run that is due, if any: backups to stop, the backup to create, Events.
+fn plan_run(
+    schedule: &BackupSchedule,
+    rules: &Rules,
+    children: &Children,
+    status: &mut BackupScheduleStatus,
+    now: DateTime<Utc>,
+) -> RunPlan {
+    let spec = &schedule.spec;
+    let active: Vec<String> = children.backups.iter().filter(|b| !is_finished(b)).map(|b| b.name_any()).collect();
     let since = status
         .last_schedule_time
         .or_else(|| schedule.meta().creation_timestamp.as_ref().map(super::k8s_time))
         .unwrap_or(now);
-    let decision = schedule::decide(
-        &cron,
-        &schedule::State {
-            since,
-            now,
-            suspended: spec.suspend,
-            active: !active.is_empty(),
-            policy: spec.concurrency_policy,
-            starting_deadline: spec.starting_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
-        },
-    );
-    match decision {
-        Decision::Run { scheduled } | Decision::ReplaceAndRun { scheduled } => {
-            if matches!(decision, Decision::ReplaceAndRun { .. }) {
-                for running in &active {
-                    super::delete_child(&backups_api, running).await?;
-                    ctx.event(
-                        schedule.as_ref(),
-                        false,
-                        "BackupReplaced",
-                        format!("stopped {running} for the next run"),
-                    )
-                    .await;
-                }
-            }
-            let backup = new_backup(&schedule, &backup_name(&name, scheduled));
-            backups.extend(super::create_child(&backups_api, &backup).await?);
+    let state = schedule::State {
+        since,
+        now,
+        suspended: spec.suspend,
+        active: !active.is_empty(),
+        policy: spec.concurrency_policy,
+        starting_deadline: spec.starting_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
+    };
+    match schedule::decide(&rules.cron, &state) {
+        decision @ (Decision::Run { scheduled } | Decision::ReplaceAndRun { scheduled }) => {
             status.last_schedule_time = Some(scheduled);
-            let message = format!("created Backup {} for the run at {}", backup.name_any(), scheduled.to_rfc3339());
-            ctx.event(schedule.as_ref(), false, "BackupCreated", message).await;
+            let replace = if matches!(decision, Decision::ReplaceAndRun { .. }) { active } else { Vec::new() };
+            let meta = schedule_child(schedule, &backup_name(&schedule.name_any(), scheduled), "schedule");
+            let template = &spec.backup_template;
+            let backup = backup_resource(meta, &spec.artifortress_ref.name, template.verify, template.tables.clone());
+            (replace, Some(backup), Vec::new())
         }
         Decision::SkipBusy { scheduled } => {
             status.last_schedule_time = Some(scheduled);
-            let message = format!(
+            let note = format!(
                 "skipped the run at {}: {} is still running (Forbid)",
                 scheduled.to_rfc3339(),
                 active.join(", ")
             );
-            ctx.event(schedule.as_ref(), true, "RunSkipped", message).await;
+            (Vec::new(), None, vec![(true, "RunSkipped", note)])
         }
         Decision::SkipMissed { scheduled } => {
             status.last_schedule_time = Some(scheduled);
-            let message = format!(
+            let note = format!(
                 "missed the run at {} by more than startingDeadlineSeconds; waiting for the next one",
                 scheduled.to_rfc3339()
             );
-            ctx.event(schedule.as_ref(), true, "RunMissed", message).await;
+            (Vec::new(), None, vec![(true, "RunMissed", note)])
         }
-        Decision::Wait { .. } | Decision::Suspended => {}
+        Decision::Wait { .. } | Decision::Suspended => (Vec::new(), None, Vec::new()),
     }
+}
 
-    // 2. Retention: objects first, then the resource, newest success always kept.
-    let entries: Vec<BackupEntry> = backups
+/// Failed backups and finished drills beyond the history limits.
+fn beyond_history_limits(
+    spec: &BackupScheduleSpec,
+    backups: &[&Backup],
+    drills: &[RecoveryDrill],
+) -> (Vec<String>, Vec<String>) {
+    let failed: Vec<Finished> = backups
         .iter()
-        .map(|b| BackupEntry {
-            name: b.name_any(),
-            completed_at: b
-                .status
-                .as_ref()
-                .filter(|s| s.phase == Some(BackupPhase::Completed))
-                .and_then(|s| s.completed_at),
-        })
-        .collect();
-    let pruned = retention::prune_backups(&entries, spec.retention.keep_last, max_age, now);
-    if !pruned.is_empty() {
-        let url = jobs::backup_store_url(&af.spec, installation);
-        let store = ctx.backup_store(&ns, &af.spec, &url).await?;
-        for backup in &pruned {
-            super::backup::delete_backup_data(store.as_ref(), backup).await?;
-            super::delete_child(&backups_api, backup).await?;
-            ctx.event(
-                schedule.as_ref(),
-                false,
-                "BackupPruned",
-                format!("deleted {backup} (objects and resource) by retention"),
-            )
-            .await;
-        }
-        backups.retain(|b| !pruned.contains(&b.name_any()));
-    }
-
-    // 3. History limits.
-    let failed_backups: Vec<Finished> = backups
-        .iter()
-        .filter(|b| phase(b) == Some(BackupPhase::Failed))
+        .filter(|b| backup_phase(b) == Some(BackupPhase::Failed))
         .map(|b| Finished {
             name: b.name_any(),
             finished_at: finished_at(b.meta(), b.status.as_ref().and_then(|s| s.completed_at.or(s.started_at))),
         })
         .collect();
-    for extra in retention::beyond_history(&failed_backups, spec.history_limits.failed_backups) {
-        super::delete_child(&backups_api, &extra).await?;
-    }
-    let drill_phase = |d: &RecoveryDrill| d.status.as_ref().and_then(|s| s.phase);
     let finished_drills = |wanted: DrillPhase| -> Vec<Finished> {
         drills
             .iter()
-            .filter(|d| drill_phase(d) == Some(wanted))
+            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(wanted))
             .map(|d| Finished {
                 name: d.name_any(),
                 finished_at: finished_at(d.meta(), d.status.as_ref().and_then(|s| s.completed_at)),
             })
             .collect()
     };
-    let mut drills_removed =
-        retention::beyond_history(&finished_drills(DrillPhase::Succeeded), spec.history_limits.succeeded_drills);
-    drills_removed
-        .extend(retention::beyond_history(&finished_drills(DrillPhase::Failed), spec.history_limits.failed_drills));
-    for extra in &drills_removed {
-        super::delete_child(&drills_api, extra).await?;
-    }
+    let limits = &spec.history_limits;
+    let mut forget_drills = retention::beyond_history(&finished_drills(DrillPhase::Succeeded), limits.succeeded_drills);
+    forget_drills.extend(retention::beyond_history(&finished_drills(DrillPhase::Failed), limits.failed_drills));
+    (retention::beyond_history(&failed, limits.failed_backups), forget_drills)
+}
 
-    // 4. Drill policy.
-    let newest_completed = backups
-        .iter()
-        .filter_map(|b| Some((b, b.status.as_ref()?.completed_at?)))
-        .filter(|(b, _)| phase(b) == Some(BackupPhase::Completed))
-        .max_by_key(|(_, t)| *t);
-    if let (Some(policy), Some(min_interval)) = (&spec.drill, min_interval)
-        && let Some(backup) = drill_due(
-            newest_completed.map(|(b, _)| b.meta().name.as_deref().unwrap_or_default()),
-            status.last_drilled_backup.as_deref(),
-            status.last_drill_time,
-            min_interval,
-            now,
-        )
-    {
-        let drill = RecoveryDrill {
-            metadata: child_meta(&schedule, &format!("{backup}-drill"), "drill"),
-            spec: RecoveryDrillSpec {
-                artifortress_ref: ArtifortressRef { name: installation.clone() },
-                backup: DrillBackup { mode: DrillBackupMode::Named, name: Some(backup.to_string()) },
-                template: policy.template.clone(),
-            },
-            status: None,
-        };
-        super::create_child(&drills_api, &drill).await?;
-        status.last_drill_time = Some(now);
-        status.last_drilled_backup = Some(backup.to_string());
-        ctx.event(
-            schedule.as_ref(),
-            false,
-            "DrillCreated",
-            format!("created RecoveryDrill {} for {backup}", drill.name_any()),
-        )
-        .await;
-    }
+/// The drill the policy asks for now, if any (for the newest completed backup).
+fn plan_drill(
+    schedule: &BackupSchedule,
+    rules: &Rules,
+    backups: &[&Backup],
+    status: &mut BackupScheduleStatus,
+    now: DateTime<Utc>,
+) -> Option<RecoveryDrill> {
+    let (policy, interval) = (schedule.spec.drill.as_ref()?, rules.drill_interval?);
+    let newest = newest_completed(backups).map(|(b, _)| b.name_any());
+    let backup =
+        drill_due(newest.as_deref(), status.last_drilled_backup.as_deref(), status.last_drill_time, interval, now)?;
+    let drill = RecoveryDrill {
+        metadata: schedule_child(schedule, &format!("{backup}-drill"), "drill"),
+        spec: RecoveryDrillSpec {
+            artifortress_ref: schedule.spec.artifortress_ref.clone(),
+            backup: DrillBackup { mode: DrillBackupMode::Named, name: Some(backup.to_string()) },
+            template: policy.template.clone(),
+        },
+        status: None,
+    };
+    status.last_drill_time = Some(now);
+    status.last_drilled_backup = Some(backup.to_string());
+    Some(drill)
+}
 
-    // 5. Status.
-    status.next_schedule_time = if spec.suspend { None } else { cron.next_after(now) };
-    status.active = backups
-        .iter()
-        .find(|b| !matches!(phase(b), Some(BackupPhase::Completed | BackupPhase::Failed)))
-        .map(|b| b.name_any());
-    if let Some((b, at)) = newest_completed {
+/// Active backup, last success, last failure and last drill, as status shows them.
+fn summarize(status: &mut BackupScheduleStatus, backups: &[&Backup], drills: &[&RecoveryDrill]) {
+    status.active = backups.iter().find(|b| !is_finished(b)).map(|b| b.name_any());
+    if let Some((b, at)) = newest_completed(backups) {
         status.last_successful_backup =
             Some(ObjectRefWithTime { name: b.name_any(), completed_at: Some(at), result: Some("Completed".into()) });
     }
     if let Some(b) = backups
         .iter()
-        .filter(|b| phase(b) == Some(BackupPhase::Failed))
+        .filter(|b| backup_phase(b) == Some(BackupPhase::Failed))
         .max_by_key(|b| finished_at(b.meta(), b.status.as_ref().and_then(|s| s.started_at)))
     {
         let s = b.status.clone().unwrap_or_default();
@@ -306,11 +337,7 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
             time: finished_at(b.meta(), s.started_at),
         });
     }
-    if let Some(d) = drills
-        .iter()
-        .filter(|d| !drills_removed.contains(&d.name_any()))
-        .max_by_key(|d| d.meta().creation_timestamp.clone())
-    {
+    if let Some(d) = drills.iter().max_by_key(|d| d.meta().creation_timestamp.clone()) {
         let s = d.status.clone().unwrap_or_default();
         status.last_drill = Some(ObjectRefWithTime {
             name: d.name_any(),
@@ -318,47 +345,75 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
             result: s.result.map(|r| format!("{r:?}")),
         });
     }
-    let (reason, message) = match (&spec.suspend, status.next_schedule_time) {
-        (true, _) => ("Suspended", "suspend is true; no backups are created".to_string()),
-        (false, Some(next)) => ("Scheduled", format!("next backup at {}", next.to_rfc3339())),
-        (false, None) => ("Scheduled", "the schedule has no future run".to_string()),
-    };
-    let wait = status.next_schedule_time.map_or(ctx.max_requeue, |next| {
-        (next - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), ctx.max_requeue)
-    });
-    super::write_ready(&ctx, &schedules, schedule.as_ref(), status, ConditionStatus::True, reason, message).await?;
-    Ok(Action::requeue(wait))
+}
+
+fn completed_at(b: &Backup) -> Option<DateTime<Utc>> {
+    b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?.completed_at
+}
+
+fn newest_completed<'a>(backups: &[&'a Backup]) -> Option<(&'a Backup, DateTime<Utc>)> {
+    backups.iter().filter_map(|b| Some((*b, completed_at(b)?))).max_by_key(|(_, t)| *t)
+}
+
+/// Carries out a plan: stops, creates, prunes and forgets, with an Event for each.
+async fn apply(ctx: &Context, schedule: &BackupSchedule, af: &Artifortress, plan: &Plan) -> Result<(), Error> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    let drills: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
+    for running in &plan.replace {
+        super::delete_child(&backups, running).await?;
+        ctx.event(schedule, false, "BackupReplaced", format!("stopped {running} for the next run")).await;
+    }
+    if let Some(backup) = &plan.create {
+        super::create_child(&backups, backup).await?;
+        let at = plan.status.last_schedule_time.map(|t| t.to_rfc3339()).unwrap_or_default();
+        ctx.event(
+            schedule,
+            false,
+            "BackupCreated",
+            format!("created Backup {} for the run at {at}", backup.name_any()),
+        )
+        .await;
+    }
+    for (warning, reason, note) in &plan.events {
+        ctx.event(schedule, *warning, reason, note.clone()).await;
+    }
+    if !plan.prune.is_empty() {
+        let installation = &schedule.spec.artifortress_ref.name;
+        let url = jobs::backup_store_url(&af.spec, installation);
+        let store = ctx.backup_store(&ns, &af.spec, &url).await?;
+        for backup in &plan.prune {
+            super::backup::delete_backup_data(store.as_ref(), backup).await?;
+            super::delete_child(&backups, backup).await?;
+            let note = format!("deleted {backup} (objects and resource) by retention");
+            ctx.event(schedule, false, "BackupPruned", note).await;
+        }
+    }
+    for name in &plan.forget_backups {
+        super::delete_child(&backups, name).await?;
+    }
+    for name in &plan.forget_drills {
+        super::delete_child(&drills, name).await?;
+    }
+    if let Some(drill) = &plan.drill {
+        super::create_child(&drills, drill).await?;
+        let backup = drill.spec.backup.name.as_deref().unwrap_or_default();
+        let note = format!("created RecoveryDrill {} for {backup}", drill.name_any());
+        ctx.event(schedule, false, "DrillCreated", note).await;
+    }
+    Ok(())
 }
 
 fn finished_at(meta: &ObjectMeta, at: Option<DateTime<Utc>>) -> DateTime<Utc> {
     at.or_else(|| meta.creation_timestamp.as_ref().map(super::k8s_time)).unwrap_or_default()
 }
 
-fn child_meta(schedule: &BackupSchedule, name: &str, step: &str) -> ObjectMeta {
-    let installation = &schedule.spec.artifortress_ref.name;
-    let mut labels = jobs::child_labels(installation, &schedule.name_any(), step);
-    labels.insert(LABEL_SCHEDULE.into(), schedule.name_any());
-    ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: schedule.namespace(),
-        labels: Some(labels),
-        owner_references: Some(vec![schedule.controller_owner_ref(&()).expect("a stored schedule has a uid")]),
-        ..Default::default()
-    }
-}
-
-fn new_backup(schedule: &BackupSchedule, name: &str) -> Backup {
-    let template = &schedule.spec.backup_template;
-    Backup {
-        metadata: child_meta(schedule, name, "schedule"),
-        spec: BackupSpec {
-            artifortress_ref: schedule.spec.artifortress_ref.clone(),
-            verify: template.verify,
-            tables: template.tables.clone(),
-            deletion_policy: Default::default(),
-        },
-        status: None,
-    }
+/// Metadata of a child the schedule creates: the operator's labels plus the
+/// schedule's, and the schedule as owner.
+fn schedule_child(schedule: &BackupSchedule, name: &str, step: &str) -> ObjectMeta {
+    let mut meta = super::child_meta(schedule, name, &schedule.spec.artifortress_ref.name, step);
+    meta.labels.get_or_insert_default().insert(LABEL_SCHEDULE.into(), schedule.name_any());
+    meta
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -59,7 +59,7 @@ pub struct Context {
     /// until their next run, but never longer than this).
     pub max_requeue: Duration,
     /// What the HTTP server answers for, kept current by the Artifortress controller.
-    pub installations: Arc<crate::server::Installations>,
+    pub installations: Arc<crate::installations::Installations>,
     recorder: Recorder,
     /// Built on first use and shared by every store the reconcilers open.
     aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
@@ -259,6 +259,19 @@ where
         Ok(created) => Ok(Some(created)),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Metadata of a child created for `owner` (a Backup, a RecoveryDrill): the
+/// operator's labels and `owner` as controller, so deleting the owner deletes it.
+pub fn child_meta<K: Resource<DynamicType = ()>>(owner: &K, name: &str, installation: &str, step: &str) -> ObjectMeta {
+    let owner_name = owner.meta().name.clone().unwrap_or_default();
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: owner.meta().namespace.clone(),
+        labels: Some(jobs::child_labels(installation, &owner_name, step)),
+        owner_references: Some(vec![owner.controller_owner_ref(&()).expect("a stored object has a uid")]),
+        ..Default::default()
     }
 }
 

@@ -27,7 +27,8 @@ use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
 use crate::engine::drill::result_key;
-use crate::engine::manifest::Manifest;
+use crate::engine::manifest::{self, Manifest};
+use crate::engine::verdict::Verdict;
 use crate::metrics::InstallationLabels;
 use crate::store::BackupStore;
 
@@ -175,7 +176,7 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
         DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
         DrillBackupMode::Latest => match &status.backup {
             Some(chosen) => chosen.name.clone(),
-            None => match Manifest::list(store.as_ref()).await?.pop() {
+            None => match manifest::list(store.as_ref()).await?.pop() {
                 Some(m) => m.backup_name,
                 None => {
                     let message = format!("no complete backup of {installation} in {store_url}; take one first");
@@ -264,7 +265,7 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
             Ok(Action::requeue(Duration::from_secs(30)))
         }
         Next::CreateRestoreJob => {
-            let manifest = match Manifest::load(store.as_ref(), &backup_name).await {
+            let manifest = match manifest::load(store.as_ref(), &backup_name).await {
                 Ok(m) => m,
                 Err(e) => {
                     let message = format!("backup {backup_name} cannot be restored: {e}");
@@ -369,8 +370,8 @@ async fn validate(
 
 async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Option<RecoveryDrillStatus> {
     let bytes = store.get_bytes(&result_key(backup, drill)).await.ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(status) => Some(status),
+    match Verdict::parse(&bytes) {
+        Ok(verdict) => Some(verdict.into()),
         Err(e) => {
             tracing::warn!(backup, drill, error = %e, "unreadable drill verdict");
             None

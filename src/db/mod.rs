@@ -44,7 +44,7 @@ impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, DbError> {
         let parsed = url::Url::parse(raw)
             .map_err(|e| DbError::InvalidUrl { url: "<unparseable>".to_string(), reason: e.to_string() })?;
-        let redacted = redact_url(&parsed);
+        let redacted = crate::redact::redact_url(&parsed);
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(DbError::InvalidUrl {
                 url: redacted,
@@ -143,25 +143,6 @@ fn urlencode_path_segment(s: &str) -> String {
     const RESERVED: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.').remove(b'~');
     percent_encoding::utf8_percent_encode(s, RESERVED).to_string()
-}
-
-/// The URL with its password (and any `password=` query parameter) masked.
-pub fn redact_url(url: &url::Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("password") { "***".to_string() } else { v.into_owned() };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
 }
 
 /// A small pool; `max_connections` bounds the load this process puts on the server.

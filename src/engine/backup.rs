@@ -14,14 +14,13 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncRead, BufReader};
 
-use crate::api::common::VerifyMode;
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, ByteStream};
 
-use super::manifest::{DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest};
+use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, VerifyMode};
 use super::pgtools::{PgTools, read_tail};
 use super::progress::{Progress, human_bytes};
-use super::{EngineError, source, validate_backup_name};
+use super::{EngineError, inspect, validate_backup_name};
 
 /// What to back up.
 #[derive(Clone, Debug)]
@@ -48,7 +47,7 @@ pub async fn run(
 ) -> Result<Manifest, EngineError> {
     let name = &request.name;
     validate_backup_name(name)?;
-    match store.get_bytes(&Manifest::key(name)).await {
+    match store.get_bytes(&manifest::key(name)).await {
         Ok(_) => {
             return Err(EngineError::Config(format!(
                 "backup {name:?} already exists in {}; choose another --name",
@@ -85,10 +84,10 @@ pub async fn run(
             .fetch_one(&mut snap)
             .await
             .map_err(db_err("exporting the snapshot"))?;
-    let identity = source::identity(&mut snap).await.map_err(db_err("reading the server identity"))?;
+    let identity = inspect::identity(&mut snap).await.map_err(db_err("reading the server identity"))?;
     let tools = PgTools::for_server(identity.major).await?;
-    let tables = source::select_tables(
-        source::user_tables(&mut snap).await.map_err(db_err("listing tables"))?,
+    let tables = inspect::select_tables(
+        inspect::user_tables(&mut snap).await.map_err(db_err("listing tables"))?,
         &request.tables,
     )?;
     progress.step(format!(
@@ -101,7 +100,7 @@ pub async fn run(
 
     // A second connection counts in the same snapshot, beside the first.
     let mut counters = vec![snap];
-    let mut extra = source::connections(source_url, 1).await?;
+    let mut extra = inspect::connections(source_url, 1).await?;
     for conn in &mut extra {
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *conn)
@@ -117,8 +116,10 @@ pub async fn run(
     let dump_key = format!("{name}/{DUMP_FILE}");
     let stats = Arc::new(Mutex::new(DumpStats::default()));
     let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
-    let (uploaded, counted) =
-        tokio::join!(store.put_stream(&dump_key, body), source::measure_tables(&mut counters, &tables, request.verify));
+    let (uploaded, counted) = tokio::join!(
+        store.put_stream(&dump_key, body),
+        inspect::measure_tables(&mut counters, &tables, request.verify)
+    );
     // Only now may the snapshot go: pg_dump has finished with it.
     drop(counters);
 
@@ -167,8 +168,7 @@ pub async fn run(
         pg_dump_version: tools.version.clone(),
         tool_version: format!("artifortress-operator {}", env!("CARGO_PKG_VERSION")),
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-    store.put_bytes(&Manifest::key(name), json).await?;
+    store.put_bytes(&manifest::key(name), manifest.to_json()).await?;
     Ok(manifest)
 }
 

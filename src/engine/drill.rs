@@ -8,20 +8,20 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
-use crate::api::recovery_drill::{DrillBackupInfo, DrillPhase, DrillResult, DrillTimings, RecoveryDrillStatus};
 use crate::db::DatabaseUrl;
 use crate::store::BackupStore;
 
 use super::EngineError;
 use super::backup::{self, BackupRequest};
-use super::manifest::Manifest;
+use super::manifest::{self, Manifest};
 use super::objectives;
 use super::progress::{Progress, human_duration};
+pub use super::record::RestoreRecord;
 use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
+use super::verdict::{BackupInfo, DrillResult, FinalPhase, ObjectiveResult, TableParity, Timings, Verdict};
 
 /// Which backup a drill restores.
 #[derive(Clone, Debug)]
@@ -49,65 +49,22 @@ pub struct DrillRequest {
 }
 
 pub struct DrillOutcome {
-    pub status: RecoveryDrillStatus,
+    pub verdict: Verdict,
     pub report_markdown: String,
 }
 
 impl DrillOutcome {
     pub fn passed(&self) -> bool {
-        self.status.result == Some(DrillResult::Passed)
+        self.verdict.passed()
     }
 }
 
-/// Where a drill stands after its restore step. In the cluster, restore and
-/// verification are separate Jobs and this record travels between them through
-/// the store, next to the backup (`<backup>/drills/<drill>.restore.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RestoreRecord {
-    pub drill: String,
-    pub drill_started_at: DateTime<Utc>,
-    /// Empty when no backup could be chosen or taken.
-    pub backup: String,
-    pub fresh: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub download_seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_seconds: Option<f64>,
-    /// Whether the scratch database was (re)created, and so is ours to drop.
-    #[serde(default)]
-    pub scratch_created: bool,
-    /// Failures so far; a record with failures goes straight to the verdict.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<String>,
+/// Where the restore step leaves its record for the verify step.
+pub fn record_key(backup: &str, drill: &str) -> String {
+    format!("{backup}/drills/{drill}.restore.json")
 }
 
-impl RestoreRecord {
-    pub fn new(drill: &str, drill_started_at: DateTime<Utc>, backup: &str, fresh: bool) -> Self {
-        RestoreRecord {
-            drill: drill.to_string(),
-            drill_started_at,
-            backup: backup.to_string(),
-            fresh,
-            backup_seconds: None,
-            restore_started_at: None,
-            download_seconds: None,
-            restore_seconds: None,
-            scratch_created: false,
-            failures: Vec::new(),
-        }
-    }
-
-    pub fn key(backup: &str, drill: &str) -> String {
-        format!("{backup}/drills/{drill}.restore.json")
-    }
-}
-
-/// Where a drill's verdict (the JSON of `RecoveryDrill.status`) and report are stored.
+/// Where a drill's verdict and report are stored, next to the backup it restored.
 pub fn result_key(backup: &str, drill: &str) -> String {
     format!("{backup}/drills/{drill}.json")
 }
@@ -150,7 +107,7 @@ pub async fn run(
         }
         BackupChoice::Named(name) => RestoreRecord::new(&drill, started_at, name, false),
         BackupChoice::Latest => {
-            let latest = Manifest::list(store).await?.pop().ok_or_else(|| {
+            let latest = manifest::list(store).await?.pop().ok_or_else(|| {
                 EngineError::Config(format!(
                     "no complete backup in {}; take one first or drill with a fresh backup",
                     store.url()
@@ -195,6 +152,17 @@ pub async fn restore_step(
     Ok(())
 }
 
+/// What a drill measured so far; [`finish`] turns it into the verdict.
+#[derive(Default)]
+struct Findings {
+    failures: Vec<String>,
+    backup: Option<BackupInfo>,
+    parity: Vec<TableParity>,
+    rpo: Option<ObjectiveResult>,
+    rto: Option<ObjectiveResult>,
+    timings: Timings,
+}
+
 /// Parity (when the restore succeeded), RPO/RTO, verdict, report, cleanup.
 /// Everything measured is reported, also for a failed drill; mistakes in the
 /// request are returned.
@@ -204,24 +172,23 @@ pub async fn conclude(
     record: RestoreRecord,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
-    let mut status = RecoveryDrillStatus {
-        started_at: Some(record.drill_started_at),
+    let mut found = Findings {
         failures: record.failures.clone(),
-        ..Default::default()
-    };
-    let mut timings = DrillTimings {
-        backup_seconds: record.backup_seconds,
-        download_seconds: record.download_seconds,
-        restore_seconds: record.restore_seconds,
+        timings: Timings {
+            backup_seconds: record.backup_seconds,
+            download_seconds: record.download_seconds,
+            restore_seconds: record.restore_seconds,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let manifest = match record.backup.as_str() {
         "" => None,
-        name => match Manifest::load(store, name).await {
+        name => match manifest::load(store, name).await {
             Ok(m) => Some(m),
             Err(e) => {
-                if status.failures.is_empty() {
-                    status.failures.push(format!("verify: {e}"));
+                if found.failures.is_empty() {
+                    found.failures.push(format!("verify: {e}"));
                 }
                 None
             }
@@ -229,10 +196,10 @@ pub async fn conclude(
     };
     if let Some(m) = &manifest {
         // A fresh backup taken by another Job: its own duration.
-        if record.fresh && timings.backup_seconds.is_none() {
-            timings.backup_seconds = Some((m.completed_at - m.started_at).num_milliseconds() as f64 / 1000.0);
+        if record.fresh && found.timings.backup_seconds.is_none() {
+            found.timings.backup_seconds = Some((m.completed_at - m.started_at).num_milliseconds() as f64 / 1000.0);
         }
-        status.backup = Some(DrillBackupInfo {
+        found.backup = Some(BackupInfo {
             name: m.backup_name.clone(),
             location: store.location(&format!("{}/", m.backup_name)),
             snapshot_time: m.snapshot_time,
@@ -240,38 +207,50 @@ pub async fn conclude(
             fresh: record.fresh,
         });
     }
-    if let (Some(m), true) = (&manifest, status.failures.is_empty()) {
-        let expected = restore::expected_tables(m, &request.restore.tables)?;
-        let jobs = restore::default_jobs(request.restore.jobs);
-        match restore::verify(&request.target, &expected, request.restore.verify, jobs, progress).await {
-            Ok(verified) => {
-                let verified_at = Utc::now();
-                timings.parity_seconds = Some(verified.seconds);
-                status.parity = verified.parity;
-                status.failures.extend(verified.failures);
-                let rpo =
-                    objectives::measured_rpo(m.snapshot_time, m.completed_at, record.drill_started_at, record.fresh);
-                let restore_started = record.restore_started_at.unwrap_or(record.drill_started_at);
-                let rto = (verified_at - restore_started).num_milliseconds() as f64 / 1000.0;
-                let (rpo, rpo_failure) = objectives::evaluate("RPO", rpo, request.rpo);
-                let (rto, rto_failure) = objectives::evaluate("RTO", rto, request.rto);
-                status.failures.extend(rpo_failure);
-                status.failures.extend(rto_failure);
-                status.rpo = Some(rpo);
-                status.rto = Some(rto);
-            }
-            Err(e) if e.is_usage() => return Err(e),
-            Err(e) => status.failures.push(format!("verify: {e}")),
-        }
+    if let (Some(m), true) = (&manifest, found.failures.is_empty()) {
+        verify_and_measure(request, &record, m, &mut found, progress).await?;
     }
-    Ok(finish(status, timings, store, request, &record, progress).await)
+    Ok(finish(found, store, request, &record, progress).await)
+}
+
+/// Parity against the manifest, then RPO and RTO against their objectives.
+async fn verify_and_measure(
+    request: &DrillRequest,
+    record: &RestoreRecord,
+    m: &Manifest,
+    found: &mut Findings,
+    progress: &Progress,
+) -> Result<(), EngineError> {
+    let expected = restore::expected_tables(m, &request.restore.tables)?;
+    let jobs = restore::default_jobs(request.restore.jobs);
+    let verified = match restore::verify(&request.target, &expected, request.restore.verify, jobs, progress).await {
+        Ok(verified) => verified,
+        Err(e) if e.is_usage() => return Err(e),
+        Err(e) => {
+            found.failures.push(format!("verify: {e}"));
+            return Ok(());
+        }
+    };
+    let verified_at = Utc::now();
+    found.timings.parity_seconds = Some(verified.seconds);
+    found.parity = verified.parity;
+    found.failures.extend(verified.failures);
+    let rpo = objectives::measured_rpo(m.snapshot_time, m.completed_at, record.drill_started_at, record.fresh);
+    let restore_started = record.restore_started_at.unwrap_or(record.drill_started_at);
+    let rto = (verified_at - restore_started).num_milliseconds() as f64 / 1000.0;
+    let (rpo, rpo_failure) = objectives::evaluate("RPO", rpo, request.rpo);
+    let (rto, rto_failure) = objectives::evaluate("RTO", rto, request.rto);
+    found.failures.extend(rpo_failure);
+    found.failures.extend(rto_failure);
+    found.rpo = Some(rpo);
+    found.rto = Some(rto);
+    Ok(())
 }
 
 /// Verdict, cleanup and report; never fails the drill for a cleanup problem,
 /// but says so.
 async fn finish(
-    mut status: RecoveryDrillStatus,
-    mut timings: DrillTimings,
+    found: Findings,
     store: &dyn BackupStore,
     request: &DrillRequest,
     record: &RestoreRecord,
@@ -283,13 +262,25 @@ async fn finish(
     {
         progress.step(format!("warning: could not drop the scratch database: {e}"));
     }
-    let passed = status.failures.is_empty();
-    status.result = Some(if passed { DrillResult::Passed } else { DrillResult::Failed });
-    status.phase = Some(if passed { DrillPhase::Succeeded } else { DrillPhase::Failed });
+    let passed = found.failures.is_empty();
     let completed_at = Utc::now();
-    timings.total_seconds = Some((completed_at - record.drill_started_at).num_milliseconds() as f64 / 1000.0);
-    status.timings = Some(timings);
-    status.completed_at = Some(completed_at);
+    let mut verdict = Verdict {
+        verdict_version: super::verdict::VERDICT_VERSION,
+        phase: if passed { FinalPhase::Succeeded } else { FinalPhase::Failed },
+        result: if passed { DrillResult::Passed } else { DrillResult::Failed },
+        failures: found.failures,
+        backup: found.backup,
+        rpo: found.rpo,
+        rto: found.rto,
+        timings: Some(Timings {
+            total_seconds: Some((completed_at - record.drill_started_at).num_milliseconds() as f64 / 1000.0),
+            ..found.timings
+        }),
+        parity: found.parity,
+        report: None,
+        started_at: Some(record.drill_started_at),
+        completed_at: Some(completed_at),
+    };
 
     let source = request.source.as_ref().map(|s| s.to_string());
     let target = request.target.to_string();
@@ -297,32 +288,31 @@ async fn finish(
     let ctx =
         ReportContext { drill_name: &record.drill, source: source.as_deref(), target: &target, store: &store_url };
     // Stored next to the backup it drilled, so the proof travels with the data.
-    if status.backup.is_some() {
+    if verdict.backup.is_some() {
         let key = report_key(&record.backup, &record.drill);
-        status.report = Some(store.location(&key));
-        let markdown = report::render(&status, &ctx);
+        verdict.report = Some(store.location(&key));
+        let markdown = report::render(&verdict, &ctx);
         if let Err(e) = store.put_bytes(&key, markdown.into_bytes()).await {
             progress.step(format!("warning: could not store the report: {e}"));
-            status.report = None;
+            verdict.report = None;
         }
-        let json = serde_json::to_vec_pretty(&status).expect("status serialises");
-        if let Err(e) = store.put_bytes(&result_key(&record.backup, &record.drill), json).await {
+        if let Err(e) = store.put_bytes(&result_key(&record.backup, &record.drill), verdict.to_json()).await {
             progress.step(format!("warning: could not store the result: {e}"));
         }
     }
-    let report_markdown = report::render(&status, &ctx);
+    let report_markdown = report::render(&verdict, &ctx);
     progress.step(format!(
         "verdict {}: RPO {}, RTO {}, {} of {} tables match{}",
         if passed { "PASSED" } else { "FAILED" },
-        status.rpo.as_ref().map_or("n/a".into(), |o| o.summary.clone()),
-        status.rto.as_ref().map_or("n/a".into(), |o| o.summary.clone()),
-        status.parity.iter().filter(|p| p.matches).count(),
-        status.parity.len(),
-        status
+        verdict.rpo.as_ref().map_or("n/a".into(), |o| o.summary.clone()),
+        verdict.rto.as_ref().map_or("n/a".into(), |o| o.summary.clone()),
+        verdict.parity.iter().filter(|p| p.matches).count(),
+        verdict.parity.len(),
+        verdict
             .timings
             .as_ref()
             .and_then(|t| t.total_seconds)
             .map_or(String::new(), |s| format!(" in {}", human_duration(s)))
     ));
-    DrillOutcome { status, report_markdown }
+    DrillOutcome { verdict, report_markdown }
 }

@@ -5,6 +5,7 @@
 pub mod archive_index;
 pub mod backup;
 pub mod drill;
+mod inspect;
 pub mod manifest;
 pub mod objectives;
 pub mod parity;
@@ -12,7 +13,9 @@ pub mod pgtools;
 pub mod progress;
 pub mod report;
 pub mod restore;
-mod source;
+
+/// The stored drill formats, owned (like the manifest) by the engine.
+pub use artifortress_formats::{record, verdict};
 
 use crate::db::DbError;
 use crate::store::StoreError;

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::recovery_drill::ObjectiveResult;
-
 use super::progress::human_duration;
+use super::verdict::ObjectiveResult;
 
 /// The RPO a drill measured.
 pub fn measured_rpo(

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use crate::api::backup::TableSnapshot;
-use crate::api::recovery_drill::TableParity;
+use super::manifest::TableSnapshot;
+use super::verdict::TableParity;
 
 /// One row per expected table, plus the reason for every mismatch. `restored`
 /// holds what was measured after the restore; a table absent from it is missing.

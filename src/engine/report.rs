@@ -1,11 +1,10 @@
-//! The human-readable drill report (Markdown), rendered from the same status
-//! the JSON result and the `RecoveryDrill` resource carry.
+//! The human-readable drill report (Markdown), rendered from the verdict that
+//! is stored as JSON and mirrored into the `RecoveryDrill` resource.
 
 use std::fmt::Write;
 
-use crate::api::recovery_drill::{DrillResult, ObjectiveResult, RecoveryDrillStatus};
-
 use super::progress::human_duration;
+use super::verdict::{ObjectiveResult, Verdict};
 
 /// Where the drill ran, for the report header (URLs already without secrets).
 pub struct ReportContext<'a> {
@@ -15,21 +14,18 @@ pub struct ReportContext<'a> {
     pub store: &'a str,
 }
 
-pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
+pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
     let mut md = String::new();
-    let verdict = match status.result {
-        Some(DrillResult::Passed) => "PASSED",
-        _ => "FAILED",
-    };
-    let _ = writeln!(md, "# Recovery drill {}: {verdict}\n", ctx.drill_name);
-    if let (Some(start), Some(end)) = (status.started_at, status.completed_at) {
+    let headline = if verdict.passed() { "PASSED" } else { "FAILED" };
+    let _ = writeln!(md, "# Recovery drill {}: {headline}\n", ctx.drill_name);
+    if let (Some(start), Some(end)) = (verdict.started_at, verdict.completed_at) {
         let _ = writeln!(md, "- Started: {}\n- Finished: {}", start.to_rfc3339(), end.to_rfc3339());
     }
     if let Some(source) = ctx.source {
         let _ = writeln!(md, "- Source: `{source}`");
     }
     let _ = writeln!(md, "- Target (scratch): `{}`\n- Store: `{}`", ctx.target, ctx.store);
-    if let Some(b) = &status.backup {
+    if let Some(b) = &verdict.backup {
         let _ = writeln!(
             md,
             "- Backup: `{}` ({}), snapshot {}, completed {}",
@@ -41,17 +37,17 @@ pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
     }
 
     md.push_str("\n## Verdict\n\n");
-    if status.failures.is_empty() {
+    if verdict.failures.is_empty() {
         md.push_str("Every check passed.\n");
     } else {
-        for failure in &status.failures {
+        for failure in &verdict.failures {
             let _ = writeln!(md, "- {failure}");
         }
     }
 
     md.push_str("\n## Objectives\n\n| objective | measured | target | met |\n|---|---|---|---|\n");
     for (label, objective) in
-        [("RPO (age of the restore point)", &status.rpo), ("RTO (restore start to verified)", &status.rto)]
+        [("RPO (age of the restore point)", &verdict.rpo), ("RTO (restore start to verified)", &verdict.rto)]
     {
         match objective {
             Some(o) => {
@@ -64,7 +60,7 @@ pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
         }
     }
 
-    if let Some(t) = &status.timings {
+    if let Some(t) = &verdict.timings {
         md.push_str("\n## Timings\n\n| step | duration |\n|---|---|\n");
         for (step, value) in [
             ("backup", t.backup_seconds),
@@ -79,17 +75,17 @@ pub fn render(status: &RecoveryDrillStatus, ctx: &ReportContext<'_>) -> String {
         }
     }
 
-    if !status.parity.is_empty() {
-        let all = status.parity.len();
-        let ok = status.parity.iter().filter(|p| p.matches).count();
+    if !verdict.parity.is_empty() {
+        let all = verdict.parity.len();
+        let ok = verdict.parity.iter().filter(|p| p.matches).count();
         let _ = writeln!(md, "\n## Table parity ({ok} of {all} match)\n");
-        let checksums = status.parity.iter().any(|p| p.expected_checksum.is_some());
+        let checksums = verdict.parity.iter().any(|p| p.expected_checksum.is_some());
         if checksums {
             md.push_str("| table | expected rows | restored rows | expected checksum | restored checksum | match |\n|---|---:|---:|---:|---:|---|\n");
         } else {
             md.push_str("| table | expected rows | restored rows | match |\n|---|---:|---:|---|\n");
         }
-        for p in &status.parity {
+        for p in &verdict.parity {
             let restored = p.restored.map_or("missing".to_string(), |r| r.to_string());
             let mark = if p.matches { "yes" } else { "**NO**" };
             if checksums {
@@ -124,13 +120,14 @@ fn met(o: &ObjectiveResult) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::recovery_drill::{DrillPhase, DrillTimings, TableParity};
+    use crate::engine::verdict::{DrillResult, FinalPhase, TableParity, Timings};
 
     #[test]
     fn a_failed_drill_reports_reasons_numbers_and_parity() {
-        let status = RecoveryDrillStatus {
-            phase: Some(DrillPhase::Failed),
-            result: Some(DrillResult::Failed),
+        let verdict = Verdict {
+            verdict_version: 1,
+            phase: FinalPhase::Failed,
+            result: DrillResult::Failed,
             failures: vec!["RTO objective missed: measured 2.0s exceeds the objective 1ms".into()],
             rto: Some(ObjectiveResult {
                 measured_seconds: 2.0,
@@ -138,7 +135,7 @@ mod tests {
                 met: Some(false),
                 summary: "2.0s / 1ms".into(),
             }),
-            timings: Some(DrillTimings { restore_seconds: Some(1.5), ..Default::default() }),
+            timings: Some(Timings { restore_seconds: Some(1.5), ..Default::default() }),
             parity: vec![TableParity {
                 table: "public.tenants".into(),
                 expected: 5,
@@ -147,10 +144,14 @@ mod tests {
                 restored_checksum: None,
                 matches: true,
             }],
-            ..Default::default()
+            backup: None,
+            rpo: None,
+            report: None,
+            started_at: None,
+            completed_at: None,
         };
         let md = render(
-            &status,
+            &verdict,
             &ReportContext { drill_name: "d1", source: None, target: "postgres://u:***@h/s", store: "file:///b" },
         );
         assert!(md.starts_with("# Recovery drill d1: FAILED"));

@@ -16,17 +16,15 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::backup::TableSnapshot;
-use crate::api::common::VerifyMode;
-use crate::api::recovery_drill::TableParity;
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
 use super::archive_index::{self, Indexed};
-use super::manifest::Manifest;
+use super::manifest::{self, Manifest, TableSnapshot, VerifyMode};
 use super::pgtools::{PgTools, parse_major, read_tail};
 use super::progress::{Progress, human_bytes};
-use super::{EngineError, parity, source};
+use super::verdict::TableParity;
+use super::{EngineError, inspect, parity};
 
 /// What to restore and how.
 #[derive(Clone, Debug, Default)]
@@ -134,7 +132,7 @@ pub async fn stage(
     progress: &Progress,
 ) -> Result<Staged, EngineError> {
     let started_at = Utc::now();
-    let manifest = Manifest::load(store, &request.backup).await?;
+    let manifest = manifest::load(store, &request.backup).await?;
     if request.verify == VerifyMode::Checksums && manifest.verify != VerifyMode::Checksums {
         return Err(EngineError::Config(format!(
             "backup {:?} recorded counts only; checksum verification needs a backup taken with --verify checksums",
@@ -150,7 +148,7 @@ pub async fn stage(
         )));
     }
     let (mut admin, admin_url) = connect_maintenance(target).await?;
-    let identity = source::identity(&mut admin).await.map_err(|source| DbError::Query {
+    let identity = inspect::identity(&mut admin).await.map_err(|source| DbError::Query {
         context: "reading the target server identity".into(),
         url: admin_url.to_string(),
         source,
@@ -175,7 +173,7 @@ pub async fn stage(
     let archive = staging.path().join("archive.dump");
     progress.step(format!(
         "downloading {} ({}) from {}",
-        manifest.dump_key(),
+        manifest::dump_key(&manifest),
         human_bytes(manifest.dump.size_bytes),
         store.url()
     ));
@@ -236,19 +234,19 @@ pub async fn verify(
 /// The manifest's tables narrowed to the requested ones (counts only when the
 /// request does not verify checksums).
 pub fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<TableSnapshot>, EngineError> {
-    let all: Vec<source::Table> = manifest
+    let all: Vec<inspect::Table> = manifest
         .tables
         .iter()
         .map(|t| {
             let (schema, name) = t.table.split_once('.').unwrap_or(("public", t.table.as_str()));
-            source::Table {
+            inspect::Table {
                 schema: schema.trim_matches('"').to_string(),
                 name: name.trim_matches('"').to_string(),
                 qualified: t.table.clone(),
             }
         })
         .collect();
-    let chosen = source::select_tables(all, wanted)?;
+    let chosen = inspect::select_tables(all, wanted)?;
     Ok(manifest.tables.iter().filter(|t| chosen.iter().any(|c| c.qualified == t.table)).cloned().collect())
 }
 
@@ -270,7 +268,8 @@ async fn connect_maintenance(target: &DatabaseUrl) -> Result<(PgConnection, Data
 /// SHA-256 of the stored bytes against the manifest.
 async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive: &Path) -> Result<(), EngineError> {
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
-    let mut body = store.get_stream(&manifest.dump_key()).await?;
+    let dump_key = manifest::dump_key(manifest);
+    let mut body = store.get_stream(&dump_key).await?;
     let file = tokio::fs::File::create(archive).await.map_err(EngineError::io("creating the staged archive"))?;
     let mut decoder =
         async_compression::tokio::write::ZstdDecoder::new(tokio::io::BufWriter::with_capacity(1 << 20, file));
@@ -278,8 +277,7 @@ async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive
     let mut size = 0u64;
     let mut decode_error = None;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|e| EngineError::Io { context: format!("downloading {}", manifest.dump_key()), source: e })?;
+        let chunk = chunk.map_err(|e| EngineError::Io { context: format!("downloading {dump_key}"), source: e })?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
         // Keep hashing after a decoding error: a checksum mismatch is the clearer diagnosis.
@@ -373,15 +371,15 @@ async fn measure_restored(
     mode: VerifyMode,
     parallel: usize,
 ) -> Result<Vec<TableSnapshot>, EngineError> {
-    let mut conns = source::connections(target, parallel.clamp(1, 8)).await?;
+    let mut conns = inspect::connections(target, parallel.clamp(1, 8)).await?;
     let db_err = |context: &'static str| {
         let url = target.to_string();
         move |source| EngineError::Db(DbError::Query { context: context.into(), url, source })
     };
-    let present = source::user_tables(&mut conns[0]).await.map_err(db_err("listing restored tables"))?;
-    let tables: Vec<source::Table> =
+    let present = inspect::user_tables(&mut conns[0]).await.map_err(db_err("listing restored tables"))?;
+    let tables: Vec<inspect::Table> =
         present.into_iter().filter(|t| expected.iter().any(|e| e.table == t.qualified)).collect();
-    source::measure_tables(&mut conns, &tables, mode).await.map_err(db_err("counting restored tables"))
+    inspect::measure_tables(&mut conns, &tables, mode).await.map_err(db_err("counting restored tables"))
 }
 
 /// Drops the scratch database (after a drill, unless asked to keep it).

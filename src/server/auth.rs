@@ -11,24 +11,13 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use artifortress_formats::tokens::{Role, TokenEntry};
 
 /// The resource RBAC rules grant to admins of the ops summary.
 pub const OPS_SUMMARY_RESOURCE: &str = "artifortresses";
 pub const OPS_SUMMARY_SUBRESOURCE: &str = "opssummary";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Admin,
-    Viewer,
-}
-
-/// A parsed tokens-file line: the hash only; the token itself is never stored.
-#[derive(Clone, Debug)]
-pub struct TokenEntry {
-    sha256: [u8; 32],
-    role: Role,
-    actor: String,
-}
 
 /// The outcome of checking a request's credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,45 +43,15 @@ pub enum AuthError {
     Kubernetes(String),
 }
 
-/// Parses a tokens file: one `sha256:<64 hex> <admin|viewer> <actor>` per line,
-/// `#` comments and blank lines ignored. Errors name the line.
+/// Parses a tokens file (`artifortress_formats::tokens`); errors name the file and line.
 pub fn parse_tokens_file(path: &Path, text: &str) -> Result<Vec<TokenEntry>, AuthError> {
-    let bad = |line: usize, reason: String| AuthError::TokensFile {
-        path: path.display().to_string(),
-        reason: format!("line {line}: {reason}; expected `sha256:<64 hex digits> <admin|viewer> <actor>`"),
-    };
-    let mut entries = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [hash, role, actor] = fields[..] else {
-            return Err(bad(i + 1, format!("{} fields", fields.len())));
-        };
-        let hex_digest =
-            hash.strip_prefix("sha256:").ok_or_else(|| bad(i + 1, "the hash must start with sha256:".into()))?;
-        let bytes = hex::decode(hex_digest).map_err(|_| bad(i + 1, "the hash is not hex".into()))?;
-        let sha256: [u8; 32] = bytes.try_into().map_err(|_| bad(i + 1, "the hash must have 64 hex digits".into()))?;
-        let role = match role {
-            "admin" => Role::Admin,
-            "viewer" => Role::Viewer,
-            other => return Err(bad(i + 1, format!("unknown role {other:?}"))),
-        };
-        entries.push(TokenEntry { sha256, role, actor: actor.to_string() });
-    }
-    Ok(entries)
+    artifortress_formats::tokens::parse(text)
+        .map_err(|e| AuthError::TokensFile { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// `sha256:<hex>` of a token, the form a tokens file stores.
 pub fn token_hash(token: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
-}
-
-/// Equality that takes the same time wherever the inputs differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Authenticator {
@@ -107,7 +66,7 @@ impl Authenticator {
                 // Compare against every entry, so timing reveals nothing about which one matched.
                 let mut found = None;
                 for entry in entries {
-                    if constant_time_eq(&entry.sha256, &digest) {
+                    if bool::from(entry.sha256.ct_eq(&digest)) {
                         found = Some(entry);
                     }
                 }
@@ -188,12 +147,9 @@ mod tests {
     }
 
     #[test]
-    fn malformed_lines_are_reported_with_their_number() {
-        let err = parse_tokens_file(Path::new("t"), "# ok\nsha256:abcd admin x\n").err().unwrap().to_string();
-        assert!(err.contains("line 2") && err.contains("64 hex digits"), "{err}");
-        let err = parse_tokens_file(Path::new("t"), &format!("{} root x", token_hash("a"))).err().unwrap().to_string();
-        assert!(err.contains("unknown role \"root\""), "{err}");
-        let err = parse_tokens_file(Path::new("t"), "plaintext-token admin x").err().unwrap().to_string();
-        assert!(err.contains("sha256:"), "{err}");
+    fn a_malformed_line_is_reported_with_the_file_and_line() {
+        let err =
+            parse_tokens_file(Path::new("/etc/af/tokens"), "# ok\nsha256:abcd admin x\n").err().unwrap().to_string();
+        assert!(err.starts_with("tokens file /etc/af/tokens: line 2:") && err.contains("64 hex digits"), "{err}");
     }
 }

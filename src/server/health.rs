@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{AppState, Installation};
+use super::AppState;
+use crate::installations::Installation;
 
 /// Alive while the process runs; calls no dependency.
 pub async fn live() -> &'static str {

@@ -9,10 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::AppState;
 use super::auth::Decision;
-use super::{AppState, Installation};
 use crate::api::artifortress::SloStatus;
 use crate::db::ops_summary::{self, OpsSignals};
+use crate::installations::Installation;
 
 pub const AUDIT_ACTION: &str = "ops.summary.read";
 

@@ -32,6 +32,9 @@ pub enum StoreError {
     Aborted { store: String, key: String, cause: String },
 }
 
+/// Bound on the objects read whole (manifests, verdicts, records).
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+
 /// One stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -78,17 +81,20 @@ pub trait BackupStore: Send + Sync {
         self.put_stream(key, body).await
     }
 
-    /// Reads a small object whole.
+    /// Reads a small object (a manifest, a verdict) whole. Anything over
+    /// [`MAX_DOCUMENT_BYTES`] is refused: whoever can write to the bucket must
+    /// not be able to make the operator allocate without bound.
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         use futures::TryStreamExt;
         let mut stream = self.get_stream(key).await?;
         let mut out = Vec::new();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| StoreError::Io {
-            store: self.url(),
-            op: "reading",
-            key: key.to_string(),
-            message: e.to_string(),
-        })? {
+        let io = |message: String| StoreError::Io { store: self.url(), op: "reading", key: key.to_string(), message };
+        while let Some(chunk) = stream.try_next().await.map_err(|e| io(e.to_string()))? {
+            if out.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(io(format!(
+                    "larger than {MAX_DOCUMENT_BYTES} bytes, which no document the operator writes is"
+                )));
+            }
             out.extend_from_slice(&chunk);
         }
         Ok(out)
@@ -106,7 +112,7 @@ pub async fn open(url: &str) -> Result<Box<dyn BackupStore>, StoreError> {
         "file" => Ok(Box::new(FileStore::from_url(&parsed)?)),
         "s3" => Ok(Box::new(S3Store::from_url(&parsed).await?)),
         other => Err(StoreError::InvalidUrl {
-            url: crate::db::redact_url(&parsed),
+            url: crate::redact::redact_url(&parsed),
             reason: format!("unsupported scheme {other:?}; expected file:///path or s3://bucket/prefix"),
         }),
     }

@@ -71,7 +71,7 @@ impl S3Store {
         credentials: Option<StaticCredentials>,
         base: &aws_config::SdkConfig,
     ) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl { url: crate::db::redact_url(url), reason };
+        let invalid = |reason: String| StoreError::InvalidUrl { url: crate::redact::redact_url(url), reason };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
                 "credentials must not be part of the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),

@@ -1,11 +1,11 @@
-//! Reading a database's identity, its tables, and their numbers.
+//! Inspecting a database: its server identity, its user tables and their
+//! numbers (counts, checksums) — of a backup's source inside the snapshot, and
+//! of the restored scratch database alike.
 
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::api::backup::{SourceIdentity, TableSnapshot};
-use crate::api::common::VerifyMode;
-
 use super::EngineError;
+use super::manifest::{SourceIdentity, TableSnapshot, VerifyMode};
 
 /// Identity of the server and database a connection points at.
 pub struct Identity {

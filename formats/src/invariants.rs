@@ -1,0 +1,48 @@
+//! What every parser here guarantees on any input, as checks the fuzz targets
+//! (`fuzz/`) run on generated inputs and `tests/fuzz_regressions.rs` runs on
+//! every input a fuzzer ever found failing. Each panics when a guarantee breaks;
+//! a parser error is not a failure.
+
+use std::io::Cursor;
+
+use crate::archive::{Scan, scan};
+use crate::manifest::Manifest;
+use crate::record::RestoreRecord;
+use crate::tokens;
+use crate::verdict::Verdict;
+
+/// The scanner ends in a result or an error, and only writes inside the archive.
+pub fn archive(data: &[u8]) {
+    if let Ok(Scan::Offsets(patches)) = scan(Cursor::new(data)) {
+        for p in patches {
+            assert!(p.at as usize + p.bytes.len() <= data.len(), "patch at {} outside the archive", p.at);
+        }
+    }
+}
+
+/// A manifest that parses writes back to the same manifest.
+pub fn manifest(data: &[u8]) {
+    if let Ok(m) = Manifest::parse(data) {
+        assert_eq!(Manifest::parse(&m.to_json()).as_ref(), Ok(&m));
+    }
+}
+
+/// Verdicts and restore records that parse write back to something that parses.
+pub fn verdict(data: &[u8]) {
+    if let Ok(v) = Verdict::parse(data) {
+        assert!(Verdict::parse(&v.to_json()).is_ok());
+    }
+    if let Ok(r) = RestoreRecord::parse(data) {
+        assert!(RestoreRecord::parse(&r.to_json()).is_ok());
+    }
+}
+
+/// A tokens file gives at most one entry per line, or an error naming a line it has.
+pub fn tokens(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = text.lines().count();
+    match tokens::parse(&text) {
+        Ok(entries) => assert!(entries.len() <= lines),
+        Err(e) => assert!(e.line >= 1 && e.line <= lines, "error on line {} of {lines}", e.line),
+    }
+}
