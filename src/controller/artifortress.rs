@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
@@ -24,9 +25,11 @@ use crate::api::backup::{Backup, BackupPhase};
 use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
+use crate::db::ops_summary::OpsSignals;
 use crate::engine::manifest::{self, Manifest};
 use crate::installations::{self, Installation};
 use crate::metrics::InstallationLabels;
+use crate::store::BackupStore;
 
 /// Bound on each dependency probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,51 +87,103 @@ pub fn probe_due_in(
 
 pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = af.namespace().unwrap_or_default();
-    let name = af.name_any();
     let api: Api<Artifortress> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut status = af.status.clone().unwrap_or_default();
-    let generation = af.meta().generation;
-    let now = ctx.now();
-    let set = |status: &mut ArtifortressStatus, type_: &str, ok: bool, reason: &str, message: String| {
-        let value = if ok { ConditionStatus::True } else { ConditionStatus::False };
-        conditions::set(&mut status.conditions, Observed { type_, status: value, reason, message }, generation, now);
-    };
-    let labels = InstallationLabels { installation: name.clone() };
+    let mut conditions =
+        Conditions { status: af.status.clone().unwrap_or_default(), generation: af.meta().generation, now: ctx.now() };
     let interval = match af.spec.probe_interval.parse() {
         Ok(i) => i,
         Err(e) => {
-            set(&mut status, "Ready", false, "InvalidSpec", format!("probeInterval: {e}"));
-            write_status(&ctx, &api, &af, status).await?;
+            conditions.set("Ready", false, "InvalidSpec", format!("probeInterval: {e}"));
+            write_status(&ctx, &api, &af, conditions.status).await?;
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     };
-    if let Some(left) = probe_due_in(&status, generation, interval, now) {
+    if let Some(left) = probe_due_in(&conditions.status, conditions.generation, interval, conditions.now) {
         return Ok(Action::requeue(left));
     }
 
-    // 1. PostgreSQL: reachable, then the ops summary and its SLO evaluation.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    // Probe both dependencies and let the HTTP server answer for them.
+    let database = probe_database(&ctx, &af).await?;
+    let db_ok = record_database(&ctx, &af, &mut conditions, &database);
+    let storage = probe_object_storage(&ctx, &af).await;
+    let storage_ok = record_object_storage(&ctx, &af, &mut conditions, &storage);
+    if let (Some(Ok(database_url)), Some(object_store)) = (database.url, storage.store) {
+        ctx.installations.upsert(Installation {
+            name: af.name_any(),
+            namespace: ns.clone(),
+            pool: installations::lazy_pool(&database_url, PROBE_TIMEOUT),
+            database_url,
+            object_store,
+            slo: af.spec.slo.clone(),
+        });
+    }
+
+    // The newest backup and drill; backups in the bucket but not in the cluster come back.
+    let backups = Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    record_history(&ctx, &af, &mut conditions.status, &backups, &drills);
+    resync_catalog(&ctx, &af, &backups).await?;
+
+    let (ready, reason, message) = readiness(db_ok, storage_ok);
+    conditions.set("Ready", ready, reason, message);
+    write_status(&ctx, &api, &af, conditions.status).await?;
+    Ok(Action::requeue(interval))
+}
+
+/// The status being built, and what its conditions are stamped with.
+struct Conditions {
+    status: ArtifortressStatus,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+}
+
+impl Conditions {
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: String) {
+        let status = if ok { ConditionStatus::True } else { ConditionStatus::False };
+        let observed = Observed { type_, status, reason, message };
+        conditions::set(&mut self.status.conditions, observed, self.generation, self.now);
+    }
+}
+
+/// What the database probe found: the URL from the Secret (when there is one)
+/// and the ops signals, or why there are none.
+struct DatabaseProbe {
+    url: Option<Result<DatabaseUrl, crate::db::DbError>>,
+    outcome: Result<OpsSignals, (&'static str, String)>,
+    started: Instant,
+}
+
+async fn probe_database(ctx: &Context, af: &Artifortress) -> Result<DatabaseProbe, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &af.namespace().unwrap_or_default());
     let started = Instant::now();
     let db_ref = &af.spec.database.connection_secret_ref;
-    let db_url = super::secret_value(&secrets, db_ref).await?.map(|raw| DatabaseUrl::parse(&raw));
-    let database = match &db_url {
+    let url = super::secret_value(&secrets, db_ref).await?.map(|raw| DatabaseUrl::parse(&raw));
+    let outcome = match &url {
         None => Err((
             "SecretNotFound",
             format!("Secret {:?} key {:?} not found; create it or fix spec.database", db_ref.name, db_ref.key),
         )),
         Some(Err(e)) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
-        Some(Ok(url)) => bounded("postgresql", probe_database(url)).await.map_err(|e| ("Unreachable", e)),
+        Some(Ok(url)) => bounded("postgresql", read_ops_summary(url)).await.map_err(|e| ("Unreachable", e)),
     };
-    let (db_ok, db_reason, db_message) = match &database {
-        Ok(_) => (true, "Reachable", "SELECT 1 and the ops summary answered".to_string()),
-        Err((reason, message)) => (false, *reason, message.clone()),
+    Ok(DatabaseProbe { url, outcome, started })
+}
+
+/// `DatabaseReady`, the SLO evaluation (`SLOHealthy`) and their metrics; true when reachable.
+fn record_database(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, probe: &DatabaseProbe) -> bool {
+    let name = af.name_any();
+    let ok = probe.outcome.is_ok();
+    let (reason, message) = match &probe.outcome {
+        Ok(_) => ("Reachable", "SELECT 1 and the ops summary answered".to_string()),
+        Err((reason, message)) => (*reason, message.clone()),
     };
-    status.database = Some(dependency(database.as_ref().map(drop).map_err(|(_, m)| m.clone()), started, &ctx));
-    ctx.metrics.record_dependency(&name, "postgresql", db_ok, started.elapsed().as_secs_f64());
-    set(&mut status, "DatabaseReady", db_ok, db_reason, db_message);
-    if let Ok(signals) = &database {
+    let result = probe.outcome.as_ref().map(drop).map_err(|(_, m)| m.clone());
+    conditions.status.database = Some(dependency(result, probe.started, ctx));
+    ctx.metrics.record_dependency(&name, "postgresql", ok, probe.started.elapsed().as_secs_f64());
+    conditions.set("DatabaseReady", ok, reason, message);
+    if let Ok(signals) = &probe.outcome {
         ctx.metrics.record_ops(&name, signals);
-        let slo = crate::slo::evaluate(signals, &af.spec.slo, now);
+        let slo = crate::slo::evaluate(signals, &af.spec.slo, conditions.now);
         let breached: Vec<String> = slo
             .signals
             .iter()
@@ -140,47 +195,60 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
             Severity::Warning => ("Warning", breached.join(", ")),
             Severity::Critical => ("Critical", breached.join(", ")),
         };
-        set(&mut status, "SLOHealthy", slo.severity == Severity::Ok, reason, message);
-        status.slo = Some(slo);
+        conditions.set("SLOHealthy", slo.severity == Severity::Ok, reason, message);
+        conditions.status.slo = Some(slo);
     }
+    ok
+}
 
-    // 2. Object storage (the blobs) and the backup store.
+/// What the object-storage probe found: the store (when it could be opened)
+/// and whether its bucket answered.
+struct StorageProbe {
+    store: Option<Box<dyn BackupStore>>,
+    outcome: Result<(), String>,
+    started: Instant,
+}
+
+async fn probe_object_storage(ctx: &Context, af: &Artifortress) -> StorageProbe {
     let started = Instant::now();
     let storage = &af.spec.object_storage;
     let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
-    let object_store = ctx.store(&ns, storage, &url).await;
-    let storage_result = match &object_store {
-        Ok(store) => bounded("object storage", async { store.check().await.map_err(|e| e.to_string()) }).await,
-        Err(e) => Err(e.to_string()),
-    };
-    let storage_ok = storage_result.is_ok();
-    ctx.metrics.record_dependency(&name, "objectStorage", storage_ok, started.elapsed().as_secs_f64());
-    let (reason, message) = match &storage_result {
-        Ok(()) => ("Reachable", format!("bucket {} answered", storage.bucket)),
+    match ctx.store(&af.namespace().unwrap_or_default(), storage, &url).await {
+        Ok(store) => {
+            let outcome = bounded("object storage", async { store.check().await.map_err(|e| e.to_string()) }).await;
+            StorageProbe { store: Some(store), outcome, started }
+        }
+        Err(e) => StorageProbe { store: None, outcome: Err(e.to_string()), started },
+    }
+}
+
+/// `ObjectStorageReady` and its metrics; true when the bucket answered.
+fn record_object_storage(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, probe: &StorageProbe) -> bool {
+    let ok = probe.outcome.is_ok();
+    ctx.metrics.record_dependency(&af.name_any(), "objectStorage", ok, probe.started.elapsed().as_secs_f64());
+    let (reason, message) = match &probe.outcome {
+        Ok(()) => ("Reachable", format!("bucket {} answered", af.spec.object_storage.bucket)),
         Err(e) => ("Unreachable", e.clone()),
     };
-    set(&mut status, "ObjectStorageReady", storage_ok, reason, message);
-    status.object_storage = Some(dependency(storage_result, started, &ctx));
+    conditions.set("ObjectStorageReady", ok, reason, message);
+    conditions.status.object_storage = Some(dependency(probe.outcome.clone(), probe.started, ctx));
+    ok
+}
 
-    // The HTTP server answers for this installation (readiness, ops summary).
-    if let (Some(Ok(database_url)), Ok(object_store)) = (db_url, object_store) {
-        ctx.installations.upsert(Installation {
-            name: name.clone(),
-            namespace: ns.clone(),
-            pool: installations::lazy_pool(&database_url, PROBE_TIMEOUT),
-            database_url,
-            object_store,
-            slo: af.spec.slo.clone(),
-        });
-    }
-
-    // 3. The newest backup and drill; backups in the bucket but not in the cluster come back.
-    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let all_backups = backups.list(&ListParams::default()).await?.items;
-    let mine = |b: &&Backup| b.spec.artifortress_ref.name == name;
-    status.last_backup = all_backups
+/// The installation's newest completed backup and finished drill, in status
+/// and in the last-success metrics (rebuilt from the objects after a restart).
+fn record_history(
+    ctx: &Context,
+    af: &Artifortress,
+    status: &mut ArtifortressStatus,
+    backups: &[Backup],
+    drills: &[RecoveryDrill],
+) {
+    let name = af.name_any();
+    let labels = InstallationLabels { installation: name.clone() };
+    status.last_backup = backups
         .iter()
-        .filter(mine)
+        .filter(|b| b.spec.artifortress_ref.name == name)
         .filter_map(|b| {
             let s = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?;
             Some(ObjectRefWithTime {
@@ -193,53 +261,58 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     if let Some(at) = status.last_backup.as_ref().and_then(|b| b.completed_at) {
         ctx.metrics.backup_last_success.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
     }
-    let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
-    let finished = drills.iter().filter(|d| d.spec.artifortress_ref.name == name).filter_map(|d| {
-        let s = d.status.as_ref()?;
-        Some((d.name_any(), s.completed_at?, s.result?))
-    });
-    let finished: Vec<_> = finished.collect();
+    let finished: Vec<_> = drills
+        .iter()
+        .filter(|d| d.spec.artifortress_ref.name == name)
+        .filter_map(|d| {
+            let s = d.status.as_ref()?;
+            Some((d.name_any(), s.completed_at?, s.result?))
+        })
+        .collect();
     status.last_drill = finished.iter().max_by_key(|(_, at, _)| *at).map(|(n, at, r)| ObjectRefWithTime {
         name: n.clone(),
         completed_at: Some(*at),
         result: Some(format!("{r:?}")),
     });
-    if let Some((_, at, _)) = finished.iter().filter(|(_, _, r)| *r == DrillResult::Passed).max_by_key(|(_, at, _)| *at)
-    {
+    let last_pass = finished.iter().filter(|(_, _, r)| *r == DrillResult::Passed).map(|(_, at, _)| *at).max();
+    if let Some(at) = last_pass {
         ctx.metrics.drill_last_pass.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
     }
-    let store_url = jobs::backup_store_url(&af.spec, &name);
-    match ctx.backup_store(&ns, &af.spec, &store_url).await {
-        Ok(store) => match manifest::list(store.as_ref()).await {
-            Ok(manifests) => {
-                let known: Vec<String> = all_backups.iter().map(|b| b.name_any()).collect();
-                for m in manifests.iter().filter(|m| !known.contains(&m.backup_name)) {
-                    recreate_from_catalog(&ctx, &backups, &af, m).await?;
-                }
-            }
-            Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed"),
-        },
-        Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: opening the backup store failed"),
-    }
+}
 
-    let ready = db_ok && storage_ok;
-    let (reason, message) = if ready {
-        ("DependenciesReady", "PostgreSQL and object storage answer".to_string())
-    } else {
-        (
-            "DependencyDown",
-            format!(
-                "{}{}",
-                if db_ok { "" } else { "PostgreSQL is down. " },
-                if storage_ok { "" } else { "Object storage is down." }
-            )
-            .trim()
-            .to_string(),
-        )
+/// Recreates `Backup` objects for the complete backups in the bucket that the
+/// cluster does not know (a new cluster after a disaster sees its backups).
+/// A store that cannot be read is logged: it must not fail the probe.
+async fn resync_catalog(ctx: &Context, af: &Artifortress, known: &[Backup]) -> Result<(), Error> {
+    let name = af.name_any();
+    let store_url = jobs::backup_store_url(&af.spec, &name);
+    let manifests = match ctx.backup_store(&af.namespace().unwrap_or_default(), &af.spec, &store_url).await {
+        Ok(store) => manifest::list(store.as_ref()).await,
+        Err(e) => {
+            tracing::warn!(installation = %name, error = %e, "catalog resync: opening the backup store failed");
+            return Ok(());
+        }
     };
-    set(&mut status, "Ready", ready, reason, message);
-    write_status(&ctx, &api, &af, status).await?;
-    Ok(Action::requeue(interval))
+    match manifests {
+        Ok(manifests) => {
+            let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &af.namespace().unwrap_or_default());
+            for m in manifests.iter().filter(|m| !known.iter().any(|b| b.name_any() == m.backup_name)) {
+                recreate_from_catalog(ctx, &backups, af, m).await?;
+            }
+        }
+        Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed"),
+    }
+    Ok(())
+}
+
+/// The `Ready` condition from the two dependencies.
+fn readiness(db_ok: bool, storage_ok: bool) -> (bool, &'static str, String) {
+    match (db_ok, storage_ok) {
+        (true, true) => (true, "DependenciesReady", "PostgreSQL and object storage answer".to_string()),
+        (false, true) => (false, "DependencyDown", "PostgreSQL is down.".to_string()),
+        (true, false) => (false, "DependencyDown", "Object storage is down.".to_string()),
+        (false, false) => (false, "DependencyDown", "PostgreSQL is down. Object storage is down.".to_string()),
+    }
 }
 
 /// Drops installations whose resource is gone from what the HTTP server answers
@@ -259,7 +332,7 @@ pub async fn forget_deleted(ctx: Arc<Context>, namespace: Option<String>) {
     }
 }
 
-async fn probe_database(url: &DatabaseUrl) -> Result<crate::db::ops_summary::OpsSignals, String> {
+async fn read_ops_summary(url: &DatabaseUrl) -> Result<OpsSignals, String> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_with(url.connect_options())

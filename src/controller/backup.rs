@@ -17,8 +17,9 @@ use serde_json::json;
 
 use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
 use super::{Context, Error, job_outcome};
+use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
-use crate::api::common::{ArtifortressRef, ConditionStatus, VerifyMode};
+use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef, VerifyMode};
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
@@ -73,134 +74,189 @@ pub async fn delete_backup_data(store: &dyn BackupStore, backup: &str) -> Result
 
 pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = backup.namespace().unwrap_or_default();
-    let name = backup.name_any();
-    let status = backup.status.clone().unwrap_or_default();
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let installation = &backup.spec.artifortress_ref.name;
-    let finalizers = backup.finalizers();
-    let holds_data = finalizers.iter().any(|f| f == DATA_FINALIZER);
     if backup.meta().deletion_timestamp.is_some() {
-        if holds_data {
-            match super::installation(&ctx.client, &ns, installation).await? {
-                Some(af) => {
-                    let url = jobs::backup_store_url(&af.spec, installation);
-                    delete_backup_data(ctx.backup_store(&ns, &af.spec, &url).await?.as_ref(), &name).await?;
-                }
-                // Nothing to reach the bucket with; blocking the deletion forever would not help.
-                None => {
-                    let note = format!(
-                        "{}; the stored backup {name} was left in place",
-                        super::installation_not_found(installation, &ns)
-                    );
-                    ctx.event(backup.as_ref(), true, "DataNotDeleted", note).await;
-                }
-            }
-            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != DATA_FINALIZER).collect();
-            let patch = json!({"metadata": {"finalizers": rest}});
-            backups.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        }
-        return Ok(Action::await_change());
+        return release_data(&ctx, &backups, &backup).await;
     }
-    if backup.spec.deletion_policy == DeletionPolicy::Delete && !holds_data {
-        let mut all = finalizers.to_vec();
-        all.push(DATA_FINALIZER.to_string());
-        backups.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": all}}))).await?;
-    }
+    hold_data(&backups, &backup).await?;
+    let status = backup.status.clone().unwrap_or_default();
     if matches!(status.phase, Some(BackupPhase::Completed | BackupPhase::Failed)) {
         return Ok(Action::await_change());
     }
+
+    // Validate: a missing installation or Secret keeps the backup Pending.
+    let installation = &backup.spec.artifortress_ref.name;
+    let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status.clone() };
     let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
-        let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
         let message = super::installation_not_found(installation, &ns);
         write_status(&ctx, &backups, &backup, pending, "ArtifortressNotFound", message).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
     let store_url = jobs::backup_store_url(&af.spec, installation);
     if backup.annotations().contains_key(FROM_CATALOG) {
-        let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
-        let m = manifest::load(store.as_ref(), &name).await?;
-        let message = format!("recreated from the catalog in {}", backup_location(&store_url, &name));
-        write_status(&ctx, &backups, &backup, completed_status(status, &store_url, &m), "FromCatalog", message).await?;
-        return Ok(Action::await_change());
+        return mirror_catalog(&ctx, &backups, &backup, &af, &store_url).await;
     }
-    if let Some(missing) = super::missing_secrets(
-        &ctx.client,
-        &ns,
-        &jobs::backup_secret_env(&af.spec).iter().map(|(_, key)| key).collect::<Vec<_>>(),
-    )
-    .await?
-    {
-        let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
+    let secrets: Vec<SecretKeyRef> = jobs::backup_secret_env(&af.spec).into_iter().map(|(_, key)| key).collect();
+    if let Some(missing) = super::missing_secrets(&ctx.client, &ns, &secrets.iter().collect::<Vec<_>>()).await? {
         write_status(&ctx, &backups, &backup, pending, "SecretNotFound", missing).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
+
+    // The Job: start it, or read how it ended.
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let job_name = jobs::job_name("backup", &name);
-    let labels = InstallationLabels { installation: installation.clone() };
+    match jobs_api.get_opt(&jobs::job_name("backup", &backup.name_any())).await? {
+        None => start_job(&ctx, &backups, &jobs_api, &backup, &af, &store_url, status).await,
+        Some(job) => match job_outcome(&job) {
+            None => Ok(Action::requeue(Duration::from_secs(30))),
+            Some(outcome) => finish(&ctx, &backups, &backup, &af, &store_url, status, outcome).await,
+        },
+    }
+}
 
-    let Some(job) = jobs_api.get_opt(&job_name).await? else {
-        // Never two backups of one installation at once.
-        let running = jobs_api
-            .list(&ListParams::default().labels(&format!("{LABEL_INSTALLATION}={installation},{LABEL_STEP}=backup")))
-            .await?
-            .into_iter()
-            .find(|j| job_outcome(j).is_none() && j.name_any() != job_name);
-        if let Some(other) = running {
-            let message = format!("waiting for {} (one backup of {installation} at a time)", other.name_any());
-            let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
-            write_status(&ctx, &backups, &backup, pending, "Waiting", message).await?;
-            return Ok(Action::requeue(Duration::from_secs(10)));
+/// A deleted Backup holding the data finalizer: its objects go first, then the finalizer.
+async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> Result<Action, Error> {
+    let finalizers = backup.finalizers();
+    if !finalizers.iter().any(|f| f == DATA_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
+    let installation = &backup.spec.artifortress_ref.name;
+    match super::installation(&ctx.client, &ns, installation).await? {
+        Some(af) => {
+            let url = jobs::backup_store_url(&af.spec, installation);
+            delete_backup_data(ctx.backup_store(&ns, &af.spec, &url).await?.as_ref(), &name).await?;
         }
-        let owner = backup.controller_owner_ref(&()).expect("a stored Backup has a uid");
-        let job = jobs::engine_job(EngineJob {
-            step: "backup",
-            owner_name: &name,
-            owner,
-            namespace: &ns,
-            installation,
-            image: &ctx.image,
-            args: jobs::backup_args(&store_url, &name, backup.spec.verify, &backup.spec.tables),
-            secret_env: jobs::backup_secret_env(&af.spec),
-            staging_bytes: None,
-        });
-        if super::create_child(&jobs_api, &job).await?.is_some() {
-            ctx.metrics.backup_attempts.get_or_create(&labels).inc();
-        }
-        let running = BackupStatus {
-            phase: Some(BackupPhase::Running),
-            job_name: Some(job_name.clone()),
-            started_at: Some(ctx.now()),
-            location: Some(backup_location(&store_url, &name)),
-            ..status
-        };
-        write_status(&ctx, &backups, &backup, running, "Running", format!("Job {job_name} is taking the backup"))
-            .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
-
-    match job_outcome(&job) {
-        None => Ok(Action::requeue(Duration::from_secs(30))),
-        Some(Err(reason)) => {
-            let message = format!("Job {job_name} failed: {reason}");
-            let failed = BackupStatus { phase: Some(BackupPhase::Failed), message: Some(message.clone()), ..status };
-            write_status(&ctx, &backups, &backup, failed, "JobFailed", message).await?;
-            ctx.metrics.backup_failures.get_or_create(&labels).inc();
-            ctx.metrics.backup_last_status.get_or_create(&labels).set(0);
-            Ok(Action::await_change())
-        }
-        Some(Ok(())) => {
-            let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
-            let m = manifest::load(store.as_ref(), &name).await?;
-            let message = format!("{} stored, {} tables recorded", human_bytes(m.dump.size_bytes), m.tables.len());
-            write_status(&ctx, &backups, &backup, completed_status(status, &store_url, &m), "Completed", message)
-                .await?;
-            ctx.metrics.backup_successes.get_or_create(&labels).inc();
-            ctx.metrics.backup_last_status.get_or_create(&labels).set(1);
-            ctx.metrics.backup_last_size.get_or_create(&labels).set(m.dump.size_bytes as i64);
-            ctx.metrics.backup_last_duration.get_or_create(&labels).set(seconds_between(m.started_at, m.completed_at));
-            Ok(Action::await_change())
+        // Nothing to reach the bucket with; blocking the deletion forever would not help.
+        None => {
+            let note = format!(
+                "{}; the stored backup {name} was left in place",
+                super::installation_not_found(installation, &ns)
+            );
+            ctx.event(backup, true, "DataNotDeleted", note).await;
         }
     }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != DATA_FINALIZER).collect();
+    backups.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": rest}}))).await?;
+    Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Delete` holds the data finalizer until the objects are gone.
+async fn hold_data(backups: &Api<Backup>, backup: &Backup) -> Result<(), Error> {
+    let finalizers = backup.finalizers();
+    if backup.spec.deletion_policy == DeletionPolicy::Delete && !finalizers.iter().any(|f| f == DATA_FINALIZER) {
+        let mut all = finalizers.to_vec();
+        all.push(DATA_FINALIZER.to_string());
+        let patch = json!({"metadata": {"finalizers": all}});
+        backups.patch(&backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// A Backup recreated from the bucket: status from its manifest, never a Job.
+async fn mirror_catalog(
+    ctx: &Context,
+    backups: &Api<Backup>,
+    backup: &Backup,
+    af: &Artifortress,
+    store_url: &str,
+) -> Result<Action, Error> {
+    let name = backup.name_any();
+    let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
+    let m = manifest::load(store.as_ref(), &name).await?;
+    let status = completed_status(backup.status.clone().unwrap_or_default(), store_url, &m);
+    let message = format!("recreated from the catalog in {}", backup_location(store_url, &name));
+    write_status(ctx, backups, backup, status, "FromCatalog", message).await?;
+    Ok(Action::await_change())
+}
+
+/// Creates the backup Job — unless another backup of the installation runs:
+/// never two at once.
+async fn start_job(
+    ctx: &Context,
+    backups: &Api<Backup>,
+    jobs_api: &Api<Job>,
+    backup: &Backup,
+    af: &Artifortress,
+    store_url: &str,
+    status: BackupStatus,
+) -> Result<Action, Error> {
+    let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
+    let installation = &backup.spec.artifortress_ref.name;
+    let job_name = jobs::job_name("backup", &name);
+    let running = jobs_api
+        .list(&ListParams::default().labels(&format!("{LABEL_INSTALLATION}={installation},{LABEL_STEP}=backup")))
+        .await?
+        .into_iter()
+        .find(|j| job_outcome(j).is_none() && j.name_any() != job_name);
+    if let Some(other) = running {
+        let message = format!("waiting for {} (one backup of {installation} at a time)", other.name_any());
+        let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
+        write_status(ctx, backups, backup, pending, "Waiting", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let job = jobs::engine_job(EngineJob {
+        step: "backup",
+        owner_name: &name,
+        owner: backup.controller_owner_ref(&()).expect("a stored Backup has a uid"),
+        namespace: &ns,
+        installation,
+        image: &ctx.image,
+        args: jobs::backup_args(store_url, &name, backup.spec.verify, &backup.spec.tables),
+        secret_env: jobs::backup_secret_env(&af.spec),
+        staging_bytes: None,
+    });
+    if super::create_child(jobs_api, &job).await?.is_some() {
+        ctx.metrics.backup_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
+    }
+    let running = BackupStatus {
+        phase: Some(BackupPhase::Running),
+        job_name: Some(job_name.clone()),
+        started_at: Some(ctx.now()),
+        location: Some(backup_location(store_url, &name)),
+        ..status
+    };
+    write_status(ctx, backups, backup, running, "Running", format!("Job {job_name} is taking the backup")).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// A finished Job: the stored manifest mirrored into status, or the Job's reason.
+async fn finish(
+    ctx: &Context,
+    backups: &Api<Backup>,
+    backup: &Backup,
+    af: &Artifortress,
+    store_url: &str,
+    status: BackupStatus,
+    outcome: Result<(), String>,
+) -> Result<Action, Error> {
+    let name = backup.name_any();
+    let job_name = jobs::job_name("backup", &name);
+    let labels = InstallationLabels { installation: backup.spec.artifortress_ref.name.clone() };
+    let m = &ctx.metrics;
+    match outcome {
+        Err(reason) => {
+            let message = format!("Job {job_name} failed: {reason}");
+            let failed = BackupStatus { phase: Some(BackupPhase::Failed), message: Some(message.clone()), ..status };
+            write_status(ctx, backups, backup, failed, "JobFailed", message).await?;
+            m.backup_failures.get_or_create(&labels).inc();
+            m.backup_last_status.get_or_create(&labels).set(0);
+        }
+        Ok(()) => {
+            let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
+            let manifest = manifest::load(store.as_ref(), &name).await?;
+            let message =
+                format!("{} stored, {} tables recorded", human_bytes(manifest.dump.size_bytes), manifest.tables.len());
+            let completed = completed_status(status, store_url, &manifest);
+            write_status(ctx, backups, backup, completed, "Completed", message).await?;
+            m.backup_successes.get_or_create(&labels).inc();
+            m.backup_last_status.get_or_create(&labels).set(1);
+            m.backup_last_size.get_or_create(&labels).set(manifest.dump.size_bytes as i64);
+            m.backup_last_duration
+                .get_or_create(&labels)
+                .set(seconds_between(manifest.started_at, manifest.completed_at));
+        }
+    }
+    Ok(Action::await_change())
 }
 
 fn seconds_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {

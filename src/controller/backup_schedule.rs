@@ -424,6 +424,50 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn completed(name: &str, at: &str) -> Backup {
+        object(serde_json::json!({
+            "apiVersion": "artifortress.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": name, "namespace": "prod"},
+            "spec": {"artifortressRef": {"name": "production"}},
+            "status": {"phase": "Completed", "completedAt": at},
+        }))
+    }
+
+    #[test]
+    fn a_due_run_creates_its_backup_retention_prunes_and_status_follows() {
+        let schedule: BackupSchedule = object(serde_json::json!({
+            "apiVersion": "artifortress.io/v1alpha1", "kind": "BackupSchedule",
+            "metadata": {"name": "nightly", "namespace": "prod", "uid": "u-1", "creationTimestamp": "2026-11-01T00:00:00Z"},
+            "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 * * * *", "retention": {"keepLast": 1}},
+            "status": {"lastScheduleTime": "2026-11-28T01:00:00Z"},
+        }));
+        let children = Children {
+            backups: vec![
+                completed("nightly-202611280000", "2026-11-28T00:05:00Z"),
+                completed("nightly-202611280100", "2026-11-28T01:05:00Z"),
+            ],
+            drills: Vec::new(),
+        };
+        let rules = Rules::parse(&schedule.spec).unwrap();
+        let plan = plan(&schedule, &rules, &children, at("2026-11-28T02:00:30Z"), Duration::from_secs(300));
+
+        let created = plan.create.expect("the 02:00 run is due");
+        assert_eq!(created.name_any(), "nightly-202611280200");
+        assert_eq!(created.labels().get(LABEL_SCHEDULE).map(String::as_str), Some("nightly"));
+        assert_eq!(created.owner_references()[0].uid, "u-1");
+        assert_eq!(plan.prune, ["nightly-202611280000"], "keepLast 1 keeps the newest success");
+        assert!(plan.replace.is_empty() && plan.drill.is_none() && plan.events.is_empty());
+        assert_eq!(plan.status.last_schedule_time, Some(at("2026-11-28T02:00:00Z")));
+        assert_eq!(plan.status.active.as_deref(), Some("nightly-202611280200"));
+        assert_eq!(plan.status.last_successful_backup.map(|b| b.name).as_deref(), Some("nightly-202611280100"));
+        assert_eq!(plan.status.next_schedule_time, Some(at("2026-11-28T03:00:00Z")));
+        assert_eq!(plan.requeue, Duration::from_secs(300), "never longer than the longest wait");
+    }
+
     #[test]
     fn backup_names_come_from_the_scheduled_minute() {
         assert_eq!(backup_name("nightly", at("2026-03-29T01:00:00Z")), "nightly-202603290100");

@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ObjectMeta};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -21,8 +22,8 @@ use super::conditions;
 use super::jobs::{self, EngineJob};
 use super::{Context, Error, job_outcome};
 use crate::api::artifortress::Artifortress;
-use crate::api::backup::{Backup, BackupPhase, BackupSpec};
-use crate::api::common::{ArtifortressRef, ConditionStatus};
+use crate::api::backup::{Backup, BackupPhase};
+use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
@@ -150,170 +151,228 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::await_change());
     }
     let ns = drill.namespace().unwrap_or_default();
-    let name = drill.name_any();
     let drills: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
     let installation = &drill.spec.artifortress_ref.name;
-    let pending =
-        |status: &RecoveryDrillStatus| RecoveryDrillStatus { phase: Some(DrillPhase::Pending), ..status.clone() };
+    let pending = RecoveryDrillStatus { phase: Some(DrillPhase::Pending), ..status.clone() };
 
     // Validate: problems a person must fix keep the drill Pending with a reason.
     let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
         let message = super::installation_not_found(installation, &ns);
-        write_status(&ctx, &drills, &drill, pending(&status), "ArtifortressNotFound", message).await?;
+        write_status(&ctx, &drills, &drill, pending, "ArtifortressNotFound", message).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
     if let Some((reason, message)) = validate(&ctx, &ns, &drill, &af).await? {
-        write_status(&ctx, &drills, &drill, pending(&status), reason, message).await?;
+        write_status(&ctx, &drills, &drill, pending, reason, message).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
 
+    // Fetch: the backup to restore and the steps that exist.
     let store_url = jobs::backup_store_url(&af.spec, installation);
     let store = ctx.backup_store(&ns, &af.spec, &store_url).await?;
     let started_at = *status.started_at.get_or_insert_with(|| ctx.now());
-    let fresh = drill.spec.backup.mode == DrillBackupMode::Fresh;
-    let backup_name = match drill.spec.backup.mode {
-        DrillBackupMode::Fresh => fresh_backup_name(&name),
-        DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
-        DrillBackupMode::Latest => match &status.backup {
-            Some(chosen) => chosen.name.clone(),
-            None => match manifest::list(store.as_ref()).await?.pop() {
-                Some(m) => m.backup_name,
-                None => {
-                    let message = format!("no complete backup of {installation} in {store_url}; take one first");
-                    return conclude_failed(&ctx, &drills, &drill, status, message).await;
-                }
-            },
-        },
+    let backup = match choose_backup(&drill, &status, store.as_ref()).await? {
+        Ok(backup) => backup,
+        Err(message) => return conclude_failed(&ctx, &drills, &drill, status, message).await,
     };
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let restore_job = jobs::job_name("restore", &name);
-    let verify_job = jobs::job_name("verify", &name);
-    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let steps = Steps {
-        fresh,
-        backup: if fresh { backup_state(backups.get_opt(&backup_name).await?.as_ref()) } else { None },
-        restore: job_state(jobs_api.get_opt(&restore_job).await?.as_ref()),
-        verify: job_state(jobs_api.get_opt(&verify_job).await?.as_ref()),
-    };
+    let run = DrillRun { ctx: &ctx, drills, drill: &drill, af: &af, store, store_url, backup, started_at };
+    let steps = run.steps().await?;
+
+    // Decide, then apply.
     let (phase, next) = decide(&steps);
     if next == Next::Wait {
-        tracing::debug!(drill = %name, namespace = %ns, ?phase, "drill step running");
+        tracing::debug!(drill = %drill.name_any(), namespace = %ns, ?phase, "drill step running");
     } else {
-        tracing::info!(drill = %name, namespace = %ns, ?phase, ?next, "drill step");
+        tracing::info!(drill = %drill.name_any(), namespace = %ns, ?phase, ?next, "drill step");
     }
     // Counted once: the first time the drill gets past validation.
     if matches!(status.phase, None | Some(DrillPhase::Pending)) {
         ctx.metrics.drill_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
     }
     status.phase = Some(phase);
+    match next {
+        Next::Wait => run.wait(status, phase).await,
+        Next::CreateBackup => run.create_backup(status).await,
+        Next::CreateRestoreJob => run.start_restore(status).await,
+        Next::CreateVerifyJob => run.start_verify(status).await,
+        Next::Conclude { failure } => run.conclude(status, failure).await,
+    }
+}
 
-    let job = |step: &'static str, manifest: Option<&Manifest>| {
-        let owner = drill.controller_owner_ref(&()).expect("a stored drill has a uid");
-        let template = &drill.spec.template;
+/// The backup a drill restores: its own fresh one, the named one, or the
+/// newest complete one in the store (chosen once, then kept in status).
+/// `Err` when there is none to restore.
+async fn choose_backup(
+    drill: &RecoveryDrill,
+    status: &RecoveryDrillStatus,
+    store: &dyn BackupStore,
+) -> Result<Result<String, String>, Error> {
+    Ok(Ok(match drill.spec.backup.mode {
+        DrillBackupMode::Fresh => fresh_backup_name(&drill.name_any()),
+        DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
+        DrillBackupMode::Latest => match &status.backup {
+            Some(chosen) => chosen.name.clone(),
+            None => match manifest::list(store).await?.pop() {
+                Some(m) => m.backup_name,
+                None => {
+                    let installation = &drill.spec.artifortress_ref.name;
+                    return Ok(Err(format!("no complete backup of {installation} in {}; take one first", store.url())));
+                }
+            },
+        },
+    }))
+}
+
+/// One reconcile of a drill past validation: what it acts on.
+struct DrillRun<'a> {
+    ctx: &'a Context,
+    drills: Api<RecoveryDrill>,
+    drill: &'a RecoveryDrill,
+    af: &'a Artifortress,
+    store: Box<dyn BackupStore>,
+    store_url: String,
+    backup: String,
+    started_at: DateTime<Utc>,
+}
+
+impl DrillRun<'_> {
+    fn name(&self) -> String {
+        self.drill.name_any()
+    }
+
+    fn fresh(&self) -> bool {
+        self.drill.spec.backup.mode == DrillBackupMode::Fresh
+    }
+
+    fn job_name(&self, step: &str) -> String {
+        jobs::job_name(step, &self.name())
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace())
+    }
+
+    fn namespace(&self) -> String {
+        self.drill.namespace().unwrap_or_default()
+    }
+
+    async fn steps(&self) -> Result<Steps, Error> {
+        let backups: Api<Backup> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        let jobs = self.jobs();
+        Ok(Steps {
+            fresh: self.fresh(),
+            backup: if self.fresh() { backup_state(backups.get_opt(&self.backup).await?.as_ref()) } else { None },
+            restore: job_state(jobs.get_opt(&self.job_name("restore")).await?.as_ref()),
+            verify: job_state(jobs.get_opt(&self.job_name("verify")).await?.as_ref()),
+        })
+    }
+
+    /// The engine Job of a step (`drill-step restore|verify`).
+    fn job(&self, step: &'static str, manifest: Option<&Manifest>) -> Job {
+        let name = self.name();
+        let ns = self.namespace();
+        let template = &self.drill.spec.template;
         let mut secret_env = vec![("TARGET_DATABASE_URL", template.target.connection_secret_ref.clone())];
-        secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&af.spec)));
+        secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
         jobs::engine_job(EngineJob {
             step,
             owner_name: &name,
-            owner,
+            owner: self.drill.controller_owner_ref(&()).expect("a stored drill has a uid"),
             namespace: &ns,
-            installation,
-            image: &ctx.image,
+            installation: &self.drill.spec.artifortress_ref.name,
+            image: &self.ctx.image,
             args: jobs::drill_step_args(jobs::DrillStepArgs {
                 step,
-                store_url: &store_url,
-                backup: &backup_name,
-                drill: &drill_id(&drill),
-                started_at,
-                fresh,
+                store_url: &self.store_url,
+                backup: &self.backup,
+                drill: &drill_id(self.drill),
+                started_at: self.started_at,
+                fresh: self.fresh(),
                 template,
             }),
             secret_env,
             staging_bytes: manifest.map(|m| m.dump.archive_bytes),
         })
-    };
-    match next {
-        Next::Wait => {
-            let (reason, message) = match phase {
-                DrillPhase::BackingUp => ("BackingUp", format!("Backup {backup_name} is running")),
-                DrillPhase::Restoring => ("Restoring", format!("Job {restore_job} is restoring {backup_name}")),
-                _ => ("Verifying", format!("Job {verify_job} is verifying the restored database")),
-            };
-            write_status(&ctx, &drills, &drill, status, reason, message).await?;
-            Ok(Action::requeue(Duration::from_secs(30)))
-        }
-        Next::CreateBackup => {
-            let backup = Backup {
-                metadata: ObjectMeta {
-                    name: Some(backup_name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: Some(jobs::child_labels(installation, &name, "drill")),
-                    owner_references: Some(vec![drill.controller_owner_ref(&()).expect("stored")]),
-                    ..Default::default()
-                },
-                spec: BackupSpec {
-                    artifortress_ref: ArtifortressRef { name: installation.clone() },
-                    verify: drill.spec.template.verify,
-                    tables: drill.spec.template.tables.clone(),
-                    deletion_policy: Default::default(),
-                },
-                status: None,
-            };
-            super::create_child(&backups, &backup).await?;
-            let message = format!("Backup {backup_name} created for this drill");
-            write_status(&ctx, &drills, &drill, status, "BackingUp", message).await?;
-            Ok(Action::requeue(Duration::from_secs(30)))
-        }
-        Next::CreateRestoreJob => {
-            let manifest = match manifest::load(store.as_ref(), &backup_name).await {
-                Ok(m) => m,
-                Err(e) => {
-                    let message = format!("backup {backup_name} cannot be restored: {e}");
-                    return conclude_failed(&ctx, &drills, &drill, status, message).await;
+    }
+
+    async fn write(&self, status: RecoveryDrillStatus, reason: &str, message: String) -> Result<Action, Error> {
+        write_status(self.ctx, &self.drills, self.drill, status, reason, message).await?;
+        Ok(Action::requeue(Duration::from_secs(30)))
+    }
+
+    async fn wait(&self, status: RecoveryDrillStatus, phase: DrillPhase) -> Result<Action, Error> {
+        let (reason, message) = match phase {
+            DrillPhase::BackingUp => ("BackingUp", format!("Backup {} is running", self.backup)),
+            DrillPhase::Restoring => {
+                ("Restoring", format!("Job {} is restoring {}", self.job_name("restore"), self.backup))
+            }
+            _ => ("Verifying", format!("Job {} is verifying the restored database", self.job_name("verify"))),
+        };
+        self.write(status, reason, message).await
+    }
+
+    async fn create_backup(&self, status: RecoveryDrillStatus) -> Result<Action, Error> {
+        let installation = &self.drill.spec.artifortress_ref.name;
+        let template = &self.drill.spec.template;
+        let meta = super::child_meta(self.drill, &self.backup, installation, "drill");
+        let backup = super::backup::backup_resource(meta, installation, template.verify, template.tables.clone());
+        let backups: Api<Backup> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        super::create_child(&backups, &backup).await?;
+        self.write(status, "BackingUp", format!("Backup {} created for this drill", self.backup)).await
+    }
+
+    async fn start_restore(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
+        let manifest = match manifest::load(self.store.as_ref(), &self.backup).await {
+            Ok(m) => m,
+            Err(e) => {
+                let message = format!("backup {} cannot be restored: {e}", self.backup);
+                return conclude_failed(self.ctx, &self.drills, self.drill, status, message).await;
+            }
+        };
+        status.backup = Some(DrillBackupInfo {
+            name: self.backup.clone(),
+            location: super::backup::backup_location(&self.store_url, &self.backup),
+            snapshot_time: manifest.snapshot_time,
+            completed_at: manifest.completed_at,
+            fresh: self.fresh(),
+        });
+        super::create_child(&self.jobs(), &self.job("restore", Some(&manifest))).await?;
+        let job = self.job_name("restore");
+        status.job_name = Some(job.clone());
+        self.write(status, "Restoring", format!("Job {job} is restoring {}", self.backup)).await
+    }
+
+    async fn start_verify(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
+        super::create_child(&self.jobs(), &self.job("verify", None)).await?;
+        let job = self.job_name("verify");
+        status.job_name = Some(job.clone());
+        self.write(status, "Verifying", format!("Job {job} is verifying the restored database")).await
+    }
+
+    /// Mirrors the verdict the last step stored; a step that failed without one
+    /// fails the drill with the step's reason.
+    async fn conclude(&self, status: RecoveryDrillStatus, failure: Option<String>) -> Result<Action, Error> {
+        let stored = read_verdict(self.store.as_ref(), &self.backup, &drill_id(self.drill)).await;
+        let (ctx, drills, drill) = (self.ctx, &self.drills, self.drill);
+        match (stored, failure) {
+            (Some(verdict), failure) => {
+                let mut concluded = RecoveryDrillStatus {
+                    conditions: status.conditions,
+                    observed_generation: status.observed_generation,
+                    job_name: status.job_name,
+                    ..verdict
+                };
+                if let (Some(why), Some(DrillResult::Passed)) = (failure, concluded.result) {
+                    concluded.failures.push(why);
+                    concluded.result = Some(DrillResult::Failed);
+                    concluded.phase = Some(DrillPhase::Failed);
                 }
-            };
-            status.backup = Some(DrillBackupInfo {
-                name: backup_name.clone(),
-                location: super::backup::backup_location(&store_url, &backup_name),
-                snapshot_time: manifest.snapshot_time,
-                completed_at: manifest.completed_at,
-                fresh,
-            });
-            super::create_child(&jobs_api, &job("restore", Some(&manifest))).await?;
-            status.job_name = Some(restore_job.clone());
-            let message = format!("Job {restore_job} is restoring {backup_name}");
-            write_status(&ctx, &drills, &drill, status, "Restoring", message).await?;
-            Ok(Action::requeue(Duration::from_secs(30)))
-        }
-        Next::CreateVerifyJob => {
-            super::create_child(&jobs_api, &job("verify", None)).await?;
-            status.job_name = Some(verify_job.clone());
-            let message = format!("Job {verify_job} is verifying the restored database");
-            write_status(&ctx, &drills, &drill, status, "Verifying", message).await?;
-            Ok(Action::requeue(Duration::from_secs(30)))
-        }
-        Next::Conclude { failure } => {
-            let stored = read_verdict(store.as_ref(), &backup_name, &drill_id(&drill)).await;
-            match (stored, failure) {
-                (Some(verdict), failure) => {
-                    let mut concluded = RecoveryDrillStatus {
-                        conditions: status.conditions,
-                        observed_generation: status.observed_generation,
-                        job_name: status.job_name,
-                        ..verdict
-                    };
-                    if let (Some(why), Some(DrillResult::Passed)) = (failure, concluded.result) {
-                        concluded.failures.push(why);
-                        concluded.result = Some(DrillResult::Failed);
-                        concluded.phase = Some(DrillPhase::Failed);
-                    }
-                    conclude(&ctx, &drills, &drill, concluded).await
-                }
-                (None, Some(why)) => conclude_failed(&ctx, &drills, &drill, status, why).await,
-                (None, None) => {
-                    let message = format!("Job {verify_job} succeeded but stored no verdict next to {backup_name}");
-                    conclude_failed(&ctx, &drills, &drill, status, message).await
-                }
+                conclude(ctx, drills, drill, concluded).await
+            }
+            (None, Some(why)) => conclude_failed(ctx, drills, drill, status, why).await,
+            (None, None) => {
+                let message =
+                    format!("Job {} succeeded but stored no verdict next to {}", self.job_name("verify"), self.backup);
+                conclude_failed(ctx, drills, drill, status, message).await
             }
         }
     }
