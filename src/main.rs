@@ -12,6 +12,7 @@ use artifortress_operator::engine::drill::{BackupChoice, DrillRequest, RestoreRe
 use artifortress_operator::engine::manifest::VerifyMode;
 use artifortress_operator::engine::progress::{Progress, human_bytes, human_duration};
 use artifortress_operator::engine::restore::RestoreRequest;
+use artifortress_operator::engine::verdict::RtoBasis;
 use artifortress_operator::engine::{self, EngineError};
 use artifortress_operator::{crdgen, store, telemetry};
 
@@ -155,6 +156,10 @@ struct DrillArgs {
     /// Recovery time objective, e.g. 30m.
     #[arg(long)]
     rto: Option<String>,
+    /// What the RTO objective judges: `usable` (restored and analyzed) or
+    /// `verified` (usable and proven equal by parity).
+    #[arg(long, value_enum, default_value = "usable")]
+    rto_basis: RtoBasisFlag,
     /// Keep the scratch database after the drill.
     #[arg(long)]
     keep_target: bool,
@@ -175,9 +180,19 @@ impl DrillArgs {
             restore,
             rpo: parse_objective("rpo", self.rpo)?,
             rto: parse_objective("rto", self.rto)?,
+            rto_basis: match self.rto_basis {
+                RtoBasisFlag::Usable => RtoBasis::Usable,
+                RtoBasisFlag::Verified => RtoBasis::Verified,
+            },
             keep_target: self.keep_target,
         })
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RtoBasisFlag {
+    Usable,
+    Verified,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -302,6 +317,10 @@ struct RestoreArgs {
     /// Directory to stage the archive in (pg_restore -j needs a file); default: system temp.
     #[arg(long)]
     staging_dir: Option<PathBuf>,
+    /// Refuse, before anything is touched, when the target server lacks a role
+    /// the backup needs (default: create it as a NOLOGIN role).
+    #[arg(long)]
+    no_create_roles: bool,
 }
 
 impl RestoreArgs {
@@ -320,6 +339,7 @@ impl RestoreArgs {
             tables: verify.tables.clone(),
             verify: verify.mode(),
             staging_dir: self.staging_dir.clone(),
+            require_roles: self.no_create_roles,
         }
     }
 }
@@ -577,11 +597,13 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Backup { source, store, name, verify } => {
             let source = DatabaseUrl::parse(&source).map_err(usage)?;
             let store = store::open(&store.store).await.map_err(usage)?;
-            let request = BackupRequest {
-                name: name.unwrap_or_else(|| engine::backup::default_name(chrono::Utc::now())),
-                verify: verify.mode(),
-                tables: verify.tables,
+            let name = match name {
+                Some(name) => name,
+                None => {
+                    engine::backup::default_name(store.as_ref(), chrono::Utc::now()).await.map_err(engine_failure)?
+                }
             };
+            let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables };
             let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
                 .await
                 .map_err(engine_failure)?;
@@ -626,12 +648,19 @@ async fn run(command: Command) -> Result<(), Failure> {
                     if p.matches { "ok" } else { "MISMATCH" }
                 );
             }
+            let restored = &outcome.restored;
             println!(
-                "timings    download+verify {:.3} s, recreate+pg_restore {:.3} s, parity {:.3} s",
-                outcome.download_seconds, outcome.restore_seconds, outcome.parity_seconds
+                "timings    download+verify {:.3} s, recreate+pg_restore {:.3} s, settings+analyze {:.3} s, parity {:.3} s",
+                restored.download_seconds, restored.restore_seconds, restored.analyze_seconds, outcome.parity_seconds
             );
+            if !restored.roles_created.is_empty() {
+                println!("roles      created as NOLOGIN: {}", restored.roles_created.join(", "));
+            }
+            for warning in &restored.warnings {
+                println!("warning    {warning}");
+            }
             if outcome.failures.is_empty() {
-                println!("restored {} into {target_url}: every table matches", outcome.manifest.backup_name);
+                println!("restored {} into {target_url}: every table matches", restored.manifest.backup_name);
                 Ok(())
             } else {
                 Err(failed(outcome.failures.join("\n")))
@@ -646,7 +675,9 @@ async fn run(command: Command) -> Result<(), Failure> {
                 (Some(name), _) => BackupChoice::Named(name),
                 (None, true) => BackupChoice::Latest,
                 (None, false) => BackupChoice::Fresh(BackupRequest {
-                    name: engine::backup::default_name(chrono::Utc::now()),
+                    name: engine::backup::default_name(store.as_ref(), chrono::Utc::now())
+                        .await
+                        .map_err(engine_failure)?,
                     tables: verify.tables.clone(),
                     verify: verify.mode(),
                 }),
@@ -684,7 +715,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     let mut record = RestoreRecord::new(&drill, started_at, &backup, fresh);
                     let refused = engine::drill::restore_step(store.as_ref(), &request, &mut record, &progress).await;
                     if let Err(e) = &refused {
-                        record.failures.push(format!("restore: {e}"));
+                        engine::drill::record_failure(&mut record, "restore", e);
                     }
                     if record.failures.is_empty() {
                         return store.put_bytes(&record_key, record.to_json()).await.map(drop).map_err(failed);

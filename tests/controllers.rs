@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 use support::cluster::{Installation, ManualClock, secret, wait_until};
-use support::env;
+use support::{TestDatabase, env};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -199,6 +199,8 @@ async fn drills_that_miss_their_rto_or_whose_job_fails_end_failed_with_the_reaso
     assert!(status.failures.iter().any(|f| f.contains("RTO objective missed")), "{:?}", status.failures);
     assert!(status.parity.iter().all(|p| p.matches) && !status.parity.is_empty(), "parity still reported");
     assert_eq!(status.rto.as_ref().unwrap().met, Some(false));
+    assert_eq!(status.reason.as_deref(), Some("RTOMissed"));
+    assert_eq!(reason(&status.conditions, "Ready"), "RTOMissed");
 
     // The restore Job exits non-zero: its reason ends the drill.
     secret(&i.client, &i.ns, "dead-target", json!({"uri": "postgres://postgres:secret@127.0.0.1:1/scratch"})).await;
@@ -211,7 +213,7 @@ async fn drills_that_miss_their_rto_or_whose_job_fails_end_failed_with_the_reaso
     let failures = status.failures.join("\n");
     assert!(failures.contains("restore:") && failures.contains("127.0.0.1:1"), "{failures}");
     assert!(!failures.contains("secret@"), "no password: {failures}");
-    assert_eq!(reason(&status.conditions, "Ready"), "DrillFailed");
+    assert_eq!(reason(&status.conditions, "Ready"), "RestoreFailed");
 }
 
 #[tokio::test]
@@ -417,4 +419,51 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     let warning =
         events.iter().find(|e| e.reason.as_deref() == Some("TargetIsSource")).expect("an Event for the bad target");
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
+}
+
+#[tokio::test]
+async fn drills_never_restore_over_a_database_the_operator_did_not_create_or_an_installation() {
+    let i = Installation::start("ctlns", None).await;
+    i.create("Backup", json!({"metadata": {"name": "base"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&i.api::<Backup>(), "base", 2 * MINUTE, finished_backup).await;
+    let drills = i.api::<RecoveryDrill>();
+
+    // Another application's database on the target server, with its rows.
+    let foreign = TestDatabase::create("AF_TEST_PG_TARGET_URL", "appdb").await;
+    let pool = foreign.pool().await;
+    sqlx::raw_sql("CREATE TABLE customers AS SELECT g AS id FROM generate_series(1, 1000) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    secret(&i.client, &i.ns, "foreign-target", json!({"uri": foreign.url.expose()})).await;
+    let mut body = drill("into-foreign", json!({"mode": "Named", "name": "base"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("foreign-target");
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&drills, "into-foreign", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed));
+    assert_eq!(status.reason.as_deref(), Some("TargetNotScratch"), "{:?}", status.failures);
+    assert_eq!(reason(&status.conditions, "Ready"), "TargetNotScratch");
+    assert!(status.failures.join(" ").contains("was not created by artifortress-operator"), "{:?}", status.failures);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM customers").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 1000, "the database is intact");
+
+    // Another installation's database is refused by the controller itself.
+    let other = TestDatabase::create("AF_TEST_PG_TARGET_URL", "otherprod").await;
+    secret(&i.client, &i.ns, "other-db", json!({"uri": other.url.expose()})).await;
+    i.create(
+        "Artifortress",
+        json!({"metadata": {"name": "other"},
+               "spec": {"database": {"connectionSecretRef": {"name": "other-db", "key": "uri"}},
+                        "objectStorage": support::cluster::storage(&i.bucket), "probeInterval": "1h"}}),
+    )
+    .await;
+    let mut body = drill("into-other", json!({"mode": "Named", "name": "base"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("other-db");
+    i.create("RecoveryDrill", body).await;
+    let with_condition = |d: &RecoveryDrill| d.status.as_ref().is_some_and(|s| !s.conditions.is_empty());
+    let s = wait_until(&drills, "into-other", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "TargetIsInstallation", "{:?}", s.conditions);
+    assert!(s.conditions[0].message.contains("installation"), "{:?}", s.conditions);
+    assert_eq!(s.phase, Some(DrillPhase::Pending));
 }

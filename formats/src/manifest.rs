@@ -33,6 +33,84 @@ pub struct Manifest {
     /// `artifortress-operator <version>` that wrote the backup.
     #[serde(rename = "toolVersion")]
     pub tool_version: String,
+    /// How `tables` was measured (absent in the first manifests: `Inclusive`).
+    #[serde(rename = "parityMethod", default, skip_serializing_if = "ParityMethod::is_inclusive")]
+    pub parity_method: ParityMethod,
+    /// The source database's properties a usable restore needs (absent in the first manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseProperties>,
+    /// Roles the database's objects name: owners, grantees, policy roles, and
+    /// the roles they are members of. No passwords.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleInfo>,
+    /// Extensions installed in the database; a restore needs each on the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<ExtensionInfo>,
+}
+
+/// How the per-table numbers were measured; a restore measures the same way.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParityMethod {
+    /// The first manifests: `count(*)` of a table including its inheritance
+    /// children, checksums of `row::text` (physical column order, the session's
+    /// output settings).
+    #[default]
+    #[serde(rename = "inclusive")]
+    Inclusive,
+    /// The rows stored in each table itself (`FROM ONLY`), so every row counts
+    /// once, where it lives; checksums over the columns in name order with the
+    /// output settings pinned, so column order and session settings cannot differ.
+    #[serde(rename = "stored")]
+    Stored,
+}
+
+impl ParityMethod {
+    fn is_inclusive(&self) -> bool {
+        *self == ParityMethod::Inclusive
+    }
+}
+
+/// What `CREATE DATABASE` and `ALTER DATABASE … SET` need to recreate the
+/// database as it was.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseProperties {
+    /// e.g. `UTF8`.
+    pub encoding: String,
+    /// `LC_COLLATE` and `LC_CTYPE`.
+    pub collate: String,
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin`.
+    #[serde(rename = "localeProvider")]
+    pub locale_provider: String,
+    /// The ICU or builtin locale (PostgreSQL 15+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// ICU collation rules (PostgreSQL 16+).
+    #[serde(rename = "icuRules", default, skip_serializing_if = "Option::is_none")]
+    pub icu_rules: Option<String>,
+    /// Database-level settings (`ALTER DATABASE … SET`) as `name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+}
+
+/// A role the database needs on the server it is restored to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub name: String,
+    /// Whether it inherits the privileges of the roles it is a member of.
+    pub inherit: bool,
+    /// Roles it is a member of (among the captured ones).
+    #[serde(rename = "memberOf", default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
+    /// Why it is needed: `owner`, `grantee`, `policy`, `group`.
+    #[serde(rename = "usedAs", default, skip_serializing_if = "Vec::is_empty")]
+    pub used_as: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionInfo {
+    pub name: String,
+    pub version: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -35,6 +35,18 @@ pub struct RestoreRecord {
     /// Failures so far; a record with failures goes straight to the verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// Machine-readable reason of the first failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(rename = "rolesCreated", default, skip_serializing_if = "Vec::is_empty")]
+    pub roles_created: Vec<String>,
+    #[serde(rename = "analyzeSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub analyze_seconds: Option<f64>,
+    /// When the restored database became usable (restored and analyzed).
+    #[serde(rename = "usableAt", default, skip_serializing_if = "Option::is_none")]
+    pub usable_at: Option<DateTime<Utc>>,
 }
 
 fn version_one() -> u32 {
@@ -55,6 +67,11 @@ impl RestoreRecord {
             restore_seconds: None,
             scratch_created: false,
             failures: Vec::new(),
+            reason: None,
+            warnings: Vec::new(),
+            roles_created: Vec::new(),
+            analyze_seconds: None,
+            usable_at: None,
         }
     }
 

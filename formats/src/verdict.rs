@@ -18,9 +18,24 @@ pub struct Verdict {
     /// `Succeeded` or `Failed`: the phase a finished drill ends in (follows `result`).
     pub phase: FinalPhase,
     pub result: DrillResult,
+    /// Machine-readable reason of the first failure (`TargetNotScratch`,
+    /// `ParityMismatch`, …); absent for a passed drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Every reason the drill failed, each naming the step and the numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// What did not fail the drill but a person should know (e.g. a database
+    /// setting that could not be carried).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Roles the restore created on the target (`NOLOGIN`), because the backup
+    /// needs them and the target lacked them.
+    #[serde(rename = "rolesCreated", default, skip_serializing_if = "Vec::is_empty")]
+    pub roles_created: Vec<String>,
+    /// Which recovery time `rto` judges (absent in the first verdicts: `verified`).
+    #[serde(rename = "rtoBasis", default, skip_serializing_if = "Option::is_none")]
+    pub rto_basis: Option<RtoBasis>,
     /// The backup restored (absent when none could be chosen or taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupInfo>,
@@ -52,6 +67,18 @@ pub enum DrillResult {
     Passed,
     #[serde(rename = "Failed")]
     Failed,
+}
+
+/// When a restored database counts as recovered, for the RTO objective.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RtoBasis {
+    /// Restored and analyzed: queries can run with planner statistics.
+    #[default]
+    #[serde(rename = "usable")]
+    Usable,
+    /// Restored, analyzed and proven equal to the backup (parity).
+    #[serde(rename = "verified")]
+    Verified,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,8 +128,17 @@ pub struct Timings {
     /// Recreating the scratch database and pg_restore.
     #[serde(rename = "restoreSeconds", default, skip_serializing_if = "Option::is_none")]
     pub restore_seconds: Option<f64>,
+    /// `ANALYZE` of the restored database (and carrying its settings).
+    #[serde(rename = "analyzeSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub analyze_seconds: Option<f64>,
     #[serde(rename = "paritySeconds", default, skip_serializing_if = "Option::is_none")]
     pub parity_seconds: Option<f64>,
+    /// Restore start to a usable database (restored and analyzed).
+    #[serde(rename = "usableSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub usable_seconds: Option<f64>,
+    /// Restore start to a verified database (usable, and parity passed).
+    #[serde(rename = "verifiedSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub verified_seconds: Option<f64>,
     #[serde(rename = "totalSeconds", default, skip_serializing_if = "Option::is_none")]
     pub total_seconds: Option<f64>,
 }

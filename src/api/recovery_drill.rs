@@ -65,17 +65,28 @@ pub enum DrillBackupMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillTemplate {
-    /// The scratch database restored into. It is dropped and recreated, so it must
-    /// never be a database anyone uses; the drill refuses a target that is the
-    /// backup's source (same server identity and database name).
+    /// The scratch database restored into. The drill creates it (and marks it as
+    /// its scratch database), or drops and recreates one it created earlier; any
+    /// other existing database is refused (`TargetNotScratch`), as is the
+    /// backup's source and any installation's database.
     pub target: DrillTarget,
     /// Recovery point objective: the restore point may be at most this old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<DurationString>,
-    /// Recovery time objective: download, restore and verification together may
-    /// take at most this long.
+    /// Recovery time objective: from the start of the restore (download
+    /// included) to a recovered database — usable or verified, see `rtoBasis` —
+    /// may take at most this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto: Option<DurationString>,
+    /// What `rto` judges: `Usable` (restored and analyzed: queries run with
+    /// planner statistics) or `Verified` (usable, and every table proven equal).
+    #[serde(default)]
+    pub rto_basis: RtoBasis,
+    /// Create the roles the backup needs and the target server lacks, as
+    /// `NOLOGIN` roles (existing roles are never changed). `false`: the drill
+    /// fails up front, naming every missing role.
+    #[serde(default = "create_missing_roles_default")]
+    pub create_missing_roles: bool,
     /// `Counts` compares exact row counts; `Checksums` also compares content digests
     /// (needs a backup taken with `Checksums`).
     #[serde(default)]
@@ -91,6 +102,20 @@ pub struct DrillTemplate {
     /// inspection.
     #[serde(default)]
     pub cleanup: CleanupPolicy,
+}
+
+fn create_missing_roles_default() -> bool {
+    true
+}
+
+/// When a restored database counts as recovered, for the RTO objective.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RtoBasis {
+    /// Restored and analyzed.
+    #[default]
+    Usable,
+    /// Restored, analyzed and proven equal to the backup.
+    Verified,
 }
 
 /// Where a drill restores to.
@@ -143,9 +168,19 @@ pub struct RecoveryDrillStatus {
     /// `Passed` or `Failed` once finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<DrillResult>,
+    /// Machine-readable reason of the first failure, e.g. `TargetNotScratch`,
+    /// `ParityMismatch`, `RTOMissed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Every reason the drill failed, each naming the step and the numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// What did not fail the drill but deserves attention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Roles the restore created on the target (NOLOGIN) because the backup needs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles_created: Vec<String>,
     /// `Ready` (finished), `Passed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -226,9 +261,18 @@ pub struct DrillTimings {
     /// Recreating the scratch database and running pg_restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_seconds: Option<f64>,
+    /// Carrying the database settings and ANALYZE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analyze_seconds: Option<f64>,
     /// Counting (or checksumming) the restored tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parity_seconds: Option<f64>,
+    /// Restore start to a usable database (restored and analyzed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usable_seconds: Option<f64>,
+    /// Restore start to a verified database (usable, parity passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_seconds: Option<f64>,
     /// Whole drill, first step to verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_seconds: Option<f64>,
@@ -266,7 +310,10 @@ impl From<verdict::Verdict> for RecoveryDrillStatus {
                 verdict::FinalPhase::Failed => DrillPhase::Failed,
             }),
             result: Some(v.result.into()),
+            reason: v.reason,
             failures: v.failures,
+            warnings: v.warnings,
+            roles_created: v.roles_created,
             conditions: Vec::new(),
             observed_generation: None,
             backup: v.backup.map(Into::into),
@@ -320,7 +367,10 @@ impl From<verdict::Timings> for DrillTimings {
             backup_seconds: t.backup_seconds,
             download_seconds: t.download_seconds,
             restore_seconds: t.restore_seconds,
+            analyze_seconds: t.analyze_seconds,
             parity_seconds: t.parity_seconds,
+            usable_seconds: t.usable_seconds,
+            verified_seconds: t.verified_seconds,
             total_seconds: t.total_seconds,
         }
     }

@@ -48,7 +48,18 @@ pub fn is_problem(reason: &str) -> bool {
     reason.ends_with("NotFound")
         || reason.starts_with("Invalid")
         || reason.ends_with("Failed")
-        || matches!(reason, "TargetIsSource" | "Unreachable" | "DependencyDown")
+        || reason.starts_with("Target")
+        || reason.starts_with("Missing")
+        || reason.ends_with("Missed")
+        || matches!(
+            reason,
+            "Unreachable"
+                | "DependencyDown"
+                | "BackupCorrupt"
+                | "ParityMismatch"
+                | "RolesNotAssignable"
+                | "SystemDatabase"
+        )
 }
 
 /// The status of a condition type, if present.

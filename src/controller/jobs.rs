@@ -18,7 +18,7 @@ use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
 use chrono::{DateTime, Utc};
 
 use crate::api::common::{SecretKeyRef, VerifyMode};
-use crate::api::recovery_drill::{CleanupPolicy, DrillTemplate};
+use crate::api::recovery_drill::{CleanupPolicy, DrillTemplate, RtoBasis};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
 pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
@@ -252,6 +252,12 @@ pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
     if t.cleanup == CleanupPolicy::Retain {
         args.push("--keep-target".into());
     }
+    if t.rto_basis == RtoBasis::Verified {
+        args.extend(["--rto-basis".into(), "verified".into()]);
+    }
+    if !t.create_missing_roles {
+        args.push("--no-create-roles".into());
+    }
     args
 }
 
@@ -351,5 +357,40 @@ mod tests {
         assert!(a.len() <= 63 && b.len() <= 63);
         assert_ne!(a, b);
         assert_eq!(job_name("backup", "short"), "backup-short");
+    }
+
+    #[test]
+    fn drill_step_arguments_carry_the_template() {
+        let template = |extra: serde_json::Value| -> DrillTemplate {
+            let mut t = serde_json::json!({"target": {"connectionSecretRef": {"name": "t", "key": "uri"}, "database": "scratch"},
+                                           "rpo": "15m", "verify": "Checksums"});
+            t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(t).unwrap()
+        };
+        let args = |t: &DrillTemplate| {
+            drill_step_args(DrillStepArgs {
+                step: "restore",
+                store_url: "s3://b/p",
+                backup: "nightly-1",
+                drill: "d-1",
+                started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+                fresh: false,
+                template: t,
+            })
+            .join(" ")
+        };
+        let plain = args(&template(serde_json::json!({})));
+        assert!(plain.starts_with("drill-step restore --store s3://b/p --backup nightly-1 --drill d-1"), "{plain}");
+        assert!(
+            plain.contains("--verify checksums")
+                && plain.contains("--rpo 15m")
+                && plain.contains("--target-database scratch")
+        );
+        assert!(
+            !plain.contains("--rto-basis") && !plain.contains("--no-create-roles"),
+            "defaults: usable, create roles"
+        );
+        let strict = args(&template(serde_json::json!({"rtoBasis": "Verified", "createMissingRoles": false})));
+        assert!(strict.contains("--rto-basis verified") && strict.contains("--no-create-roles"), "{strict}");
     }
 }

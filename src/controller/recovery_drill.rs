@@ -27,6 +27,7 @@ use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
+use crate::db::DatabaseUrl;
 use crate::engine::drill::result_key;
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::verdict::Verdict;
@@ -402,29 +403,56 @@ async fn validate(
     if let Some(missing) = super::missing_secrets(&ctx.client, ns, &keys).await? {
         return Ok(Some(("SecretNotFound", missing)));
     }
-    // The engine refuses by server identity when it restores; this catches the
-    // obvious case before a backup is taken for nothing.
+    // The engine refuses by server identity and by its scratch mark when it
+    // restores; this catches the obvious cases before a backup is taken for nothing.
     let secrets = Api::namespaced(ctx.client.clone(), ns);
-    let source = super::secret_value(&secrets, &af.spec.database.connection_secret_ref).await?;
-    let target = super::secret_value(&secrets, &template.target.connection_secret_ref).await?;
-    if let (Some(source), Some(target)) = (source, target)
-        && let (Ok(source), Ok(target)) =
-            (crate::db::DatabaseUrl::parse(&source), crate::db::DatabaseUrl::parse(&target))
-    {
-        let target = match &template.target.database {
-            Some(db) => target.with_database(db),
-            None => target,
-        };
-        if source.same_database(&target) {
-            return Ok(Some((
-                "TargetIsSource",
-                format!(
-                    "the drill target {target} is the installation's database; point spec.target at a scratch database (set spec.target.database or another server)"
-                ),
-            )));
+    let Some(target) = super::secret_value(&secrets, &template.target.connection_secret_ref).await? else {
+        return Ok(None);
+    };
+    let Ok(target) = DatabaseUrl::parse(&target) else { return Ok(None) };
+    let target = match &template.target.database {
+        Some(db) => target.with_database(db),
+        None => target,
+    };
+    for installation in visible_installations(ctx, ns).await? {
+        let own = installation.namespace().as_deref() == Some(ns) && installation.name_any() == af.name_any();
+        let their_secrets = Api::namespaced(ctx.client.clone(), &installation.namespace().unwrap_or_default());
+        let database =
+            match super::secret_value(&their_secrets, &installation.spec.database.connection_secret_ref).await {
+                Ok(Some(url)) => url,
+                // A Secret this operator may not read is a database it cannot compare with.
+                Ok(None) | Err(_) => continue,
+            };
+        if !DatabaseUrl::parse(&database).is_ok_and(|db| db.same_database(&target)) {
+            continue;
         }
+        let message = if own {
+            format!(
+                "the drill target {target} is the installation's database; point spec.target at a scratch database (set spec.target.database or another server)"
+            )
+        } else {
+            format!(
+                "the drill target {target} is the database of installation {}/{}; a drill never restores over an installation's database — point spec.target at a scratch database",
+                installation.namespace().unwrap_or_default(),
+                installation.name_any()
+            )
+        };
+        return Ok(Some((if own { "TargetIsSource" } else { "TargetIsInstallation" }, message)));
     }
     Ok(None)
+}
+
+/// Every installation this operator can see: cluster-wide when it may list
+/// them, else those of the drill's namespace.
+async fn visible_installations(ctx: &Context, ns: &str) -> Result<Vec<Artifortress>, Error> {
+    let params = kube::api::ListParams::default();
+    match Api::<Artifortress>::all(ctx.client.clone()).list(&params).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            Ok(Api::<Artifortress>::namespaced(ctx.client.clone(), ns).list(&params).await?.items)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Option<RecoveryDrillStatus> {
@@ -487,7 +515,7 @@ async fn conclude(
             o.as_ref().map_or("n/a".to_string(), |o| o.summary.clone())
         };
         (
-            "DrillPassed",
+            "DrillPassed".to_string(),
             format!(
                 "{} of {} tables match, RPO {}, RTO {}",
                 status.parity.iter().filter(|p| p.matches).count(),
@@ -497,9 +525,9 @@ async fn conclude(
             ),
         )
     } else {
-        ("DrillFailed", status.failures.join("; "))
+        (status.reason.clone().unwrap_or_else(|| "DrillFailed".into()), status.failures.join("; "))
     };
-    write_status(ctx, drills, drill, status, reason, message).await?;
+    write_status(ctx, drills, drill, status, &reason, message).await?;
     Ok(Action::await_change())
 }
 

@@ -113,6 +113,12 @@ impl DatabaseUrl {
         opts.get_database().map(str::to_string).unwrap_or_else(|| opts.get_username().to_string())
     }
 
+    /// `host:port` of the server, for messages.
+    pub fn server(&self) -> String {
+        let opts = self.connect_options();
+        format!("{}:{}", opts.get_host(), opts.get_port())
+    }
+
     /// Same host, port and database as written (aliases of one server are not
     /// detected here; the engine compares server identities before restoring).
     pub fn same_database(&self, other: &DatabaseUrl) -> bool {

@@ -17,10 +17,13 @@ use tokio::io::{AsyncRead, BufReader};
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, ByteStream};
 
-use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, VerifyMode};
+use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, ParityMethod, VerifyMode};
 use super::pgtools::{PgTools, read_tail};
 use super::progress::{Progress, human_bytes};
 use super::{EngineError, inspect, validate_backup_name};
+
+/// How new backups measure their tables (older ones are restored the way they were measured).
+const PARITY_METHOD: ParityMethod = ParityMethod::Stored;
 
 /// What to back up.
 #[derive(Clone, Debug)]
@@ -31,9 +34,19 @@ pub struct BackupRequest {
     pub verify: VerifyMode,
 }
 
-/// Default backup name: `backup-20261127-231500`.
-pub fn default_name(now: DateTime<Utc>) -> String {
-    now.format("backup-%Y%m%d-%H%M%S").to_string()
+/// Default backup name: `backup-20261127-231500`, or with `-2`, `-3`, … when
+/// a backup of that second is in the store already.
+pub async fn default_name(store: &dyn BackupStore, now: DateTime<Utc>) -> Result<String, EngineError> {
+    let base = now.format("backup-%Y%m%d-%H%M%S").to_string();
+    for n in 1..100 {
+        let name = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        match store.get_bytes(&manifest::key(&name)).await {
+            Err(crate::store::StoreError::NotFound { .. }) => return Ok(name),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    Err(EngineError::Config(format!("99 backups named {base}… exist in {}; name this one with --name", store.url())))
 }
 
 /// Takes a backup of `source` into `store` and returns its manifest. On any
@@ -87,13 +100,18 @@ pub async fn run(
     let identity = inspect::identity(&mut snap).await.map_err(db_err("reading the server identity"))?;
     let tools = PgTools::for_server(identity.major).await?;
     let tables = inspect::select_tables(
-        inspect::user_tables(&mut snap).await.map_err(db_err("listing tables"))?,
+        inspect::user_tables(&mut snap, PARITY_METHOD).await.map_err(db_err("listing tables"))?,
         &request.tables,
     )?;
+    // What a restore needs around the data, read in the same snapshot.
+    let database = inspect::database_properties(&mut snap).await.map_err(db_err("reading database properties"))?;
+    let roles = inspect::needed_roles(&mut snap).await.map_err(db_err("reading the roles the database needs"))?;
+    let extensions = inspect::extensions(&mut snap).await.map_err(db_err("listing extensions"))?;
     progress.step(format!(
-        "snapshot {snapshot_id} of {} ({} tables, PostgreSQL {}); dumping with {}",
+        "snapshot {snapshot_id} of {} ({} tables, {} roles, PostgreSQL {}); dumping with {}",
         identity.source.database,
         tables.len(),
+        roles.len(),
         identity.source.server_version,
         tools.version
     ));
@@ -112,13 +130,16 @@ pub async fn run(
             .map_err(db_err("importing the snapshot"))?;
     }
     counters.extend(extra);
+    for conn in &mut counters {
+        inspect::prepare_measuring(conn, PARITY_METHOD).await.map_err(db_err("preparing the counting sessions"))?;
+    }
 
     let dump_key = format!("{name}/{DUMP_FILE}");
     let stats = Arc::new(Mutex::new(DumpStats::default()));
     let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
     let (uploaded, counted) = tokio::join!(
         store.put_stream(&dump_key, body),
-        inspect::measure_tables(&mut counters, &tables, request.verify)
+        inspect::measure_tables(&mut counters, &tables, request.verify, PARITY_METHOD)
     );
     // Only now may the snapshot go: pg_dump has finished with it.
     drop(counters);
@@ -167,6 +188,10 @@ pub async fn run(
         tables,
         pg_dump_version: tools.version.clone(),
         tool_version: format!("artifortress-operator {}", env!("CARGO_PKG_VERSION")),
+        parity_method: PARITY_METHOD,
+        database: Some(database),
+        roles,
+        extensions,
     };
     store.put_bytes(&manifest::key(name), manifest.to_json()).await?;
     Ok(manifest)

@@ -21,7 +21,8 @@ use super::progress::{Progress, human_duration};
 pub use super::record::RestoreRecord;
 use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
-use super::verdict::{BackupInfo, DrillResult, FinalPhase, ObjectiveResult, TableParity, Timings, Verdict};
+use super::scratch;
+use super::verdict::{BackupInfo, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, TableParity, Timings, Verdict};
 
 /// Which backup a drill restores.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ pub struct DrillRequest {
     pub restore: RestoreRequest,
     pub rpo: Option<Duration>,
     pub rto: Option<Duration>,
+    /// Which recovery time the RTO objective judges.
+    pub rto_basis: RtoBasis,
     /// Keep the scratch database for inspection.
     pub keep_target: bool,
 }
@@ -57,6 +60,17 @@ impl DrillOutcome {
     pub fn passed(&self) -> bool {
         self.verdict.passed()
     }
+}
+
+/// Adds a failed step to a restore record, with the reason drills report
+/// (the error's own, or the step's).
+pub fn record_failure(record: &mut RestoreRecord, step: &str, error: &EngineError) {
+    let reason = error.reason().unwrap_or(match step {
+        "backup" => "BackupFailed",
+        _ => "RestoreFailed",
+    });
+    record.reason.get_or_insert_with(|| reason.to_string());
+    record.failures.push(format!("{step}: {error}"));
 }
 
 /// Where the restore step leaves its record for the verify step.
@@ -90,6 +104,13 @@ pub async fn run(
                     "a drill with a fresh backup needs --source (or pick --backup NAME / --latest)".into(),
                 )
             })?;
+            // A target the restore would refuse is refused before the backup is taken.
+            if let Ok((mut admin, admin_url)) = scratch::connect_maintenance(&request.target).await
+                && let Err(e @ EngineError::Refused { .. }) =
+                    scratch::check_target(&mut admin, &admin_url, &request.target).await
+            {
+                return Err(e);
+            }
             progress.step(format!("backing up {source} as {}", backup_request.name));
             let t = Instant::now();
             let result = backup::run(source, store, backup_request, progress).await;
@@ -99,7 +120,7 @@ pub async fn run(
                 Ok(manifest) => record.backup = manifest.backup_name,
                 Err(e) if e.is_usage() => return Err(e),
                 Err(e) => {
-                    record.failures.push(format!("backup: {e}"));
+                    record_failure(&mut record, "backup", &e);
                     return conclude(store, request, record, progress).await;
                 }
             }
@@ -137,7 +158,7 @@ pub async fn restore_step(
         Ok(staged) => staged,
         Err(e) if e.is_usage() => return Err(e),
         Err(e) => {
-            record.failures.push(format!("restore: {e}"));
+            record_failure(record, "restore", &e);
             return Ok(());
         }
     };
@@ -146,8 +167,12 @@ pub async fn restore_step(
         Ok(restored) => {
             record.download_seconds = Some(restored.download_seconds);
             record.restore_seconds = Some(restored.restore_seconds);
+            record.analyze_seconds = Some(restored.analyze_seconds);
+            record.usable_at = Some(restored.usable_at);
+            record.roles_created = restored.roles_created;
+            record.warnings = restored.warnings;
         }
-        Err(e) => record.failures.push(format!("restore: {e}")),
+        Err(e) => record_failure(record, "restore", &e),
     }
     Ok(())
 }
@@ -155,12 +180,22 @@ pub async fn restore_step(
 /// What a drill measured so far; [`finish`] turns it into the verdict.
 #[derive(Default)]
 struct Findings {
+    reason: Option<String>,
     failures: Vec<String>,
+    warnings: Vec<String>,
     backup: Option<BackupInfo>,
     parity: Vec<TableParity>,
     rpo: Option<ObjectiveResult>,
     rto: Option<ObjectiveResult>,
     timings: Timings,
+}
+
+impl Findings {
+    /// A failure with the reason reported when it is the first.
+    fn fail(&mut self, reason: &str, message: String) {
+        self.reason.get_or_insert_with(|| reason.to_string());
+        self.failures.push(message);
+    }
 }
 
 /// Parity (when the restore succeeded), RPO/RTO, verdict, report, cleanup.
@@ -173,11 +208,14 @@ pub async fn conclude(
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let mut found = Findings {
+        reason: record.reason.clone(),
         failures: record.failures.clone(),
+        warnings: record.warnings.clone(),
         timings: Timings {
             backup_seconds: record.backup_seconds,
             download_seconds: record.download_seconds,
             restore_seconds: record.restore_seconds,
+            analyze_seconds: record.analyze_seconds,
             ..Default::default()
         },
         ..Default::default()
@@ -188,7 +226,7 @@ pub async fn conclude(
             Ok(m) => Some(m),
             Err(e) => {
                 if found.failures.is_empty() {
-                    found.failures.push(format!("verify: {e}"));
+                    found.fail(e.reason().unwrap_or("VerifyFailed"), format!("verify: {e}"));
                 }
                 None
             }
@@ -221,27 +259,44 @@ async fn verify_and_measure(
     found: &mut Findings,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let expected = restore::expected_tables(m, &request.restore.tables)?;
+    let mode = request.restore.verify;
+    let expected = restore::expected_tables(m, &request.restore.tables, mode)?;
     let jobs = restore::default_jobs(request.restore.jobs);
-    let verified = match restore::verify(&request.target, &expected, request.restore.verify, jobs, progress).await {
+    let verified = match restore::verify(&request.target, &expected, mode, m.parity_method, jobs, progress).await {
         Ok(verified) => verified,
         Err(e) if e.is_usage() => return Err(e),
         Err(e) => {
-            found.failures.push(format!("verify: {e}"));
+            found.fail("VerifyFailed", format!("verify: {e}"));
             return Ok(());
         }
     };
     let verified_at = Utc::now();
     found.timings.parity_seconds = Some(verified.seconds);
     found.parity = verified.parity;
-    found.failures.extend(verified.failures);
+    for failure in verified.failures {
+        found.fail("ParityMismatch", failure);
+    }
+
     let rpo = objectives::measured_rpo(m.snapshot_time, m.completed_at, record.drill_started_at, record.fresh);
     let restore_started = record.restore_started_at.unwrap_or(record.drill_started_at);
-    let rto = (verified_at - restore_started).num_milliseconds() as f64 / 1000.0;
+    let since_restore = |at: chrono::DateTime<Utc>| (at - restore_started).num_milliseconds() as f64 / 1000.0;
+    let verified_seconds = since_restore(verified_at);
+    // A record from before analysis existed has no usable time: verified is the honest bound.
+    let usable_seconds = record.usable_at.map(since_restore);
+    found.timings.verified_seconds = Some(verified_seconds);
+    found.timings.usable_seconds = usable_seconds;
+    let rto = match request.rto_basis {
+        RtoBasis::Usable => usable_seconds.unwrap_or(verified_seconds),
+        RtoBasis::Verified => verified_seconds,
+    };
     let (rpo, rpo_failure) = objectives::evaluate("RPO", rpo, request.rpo);
     let (rto, rto_failure) = objectives::evaluate("RTO", rto, request.rto);
-    found.failures.extend(rpo_failure);
-    found.failures.extend(rto_failure);
+    if let Some(failure) = rpo_failure {
+        found.fail("RPOMissed", failure);
+    }
+    if let Some(failure) = rto_failure {
+        found.fail("RTOMissed", failure);
+    }
     found.rpo = Some(rpo);
     found.rto = Some(rto);
     Ok(())
@@ -250,7 +305,7 @@ async fn verify_and_measure(
 /// Verdict, cleanup and report; never fails the drill for a cleanup problem,
 /// but says so.
 async fn finish(
-    found: Findings,
+    mut found: Findings,
     store: &dyn BackupStore,
     request: &DrillRequest,
     record: &RestoreRecord,
@@ -258,9 +313,10 @@ async fn finish(
 ) -> DrillOutcome {
     if record.scratch_created
         && !request.keep_target
-        && let Err(e) = restore::drop_database(&request.target).await
+        && let Err(e) = scratch::drop_scratch(&request.target).await
     {
         progress.step(format!("warning: could not drop the scratch database: {e}"));
+        found.warnings.push(format!("the scratch database was not dropped: {e}"));
     }
     let passed = found.failures.is_empty();
     let completed_at = Utc::now();
@@ -268,7 +324,11 @@ async fn finish(
         verdict_version: super::verdict::VERDICT_VERSION,
         phase: if passed { FinalPhase::Succeeded } else { FinalPhase::Failed },
         result: if passed { DrillResult::Passed } else { DrillResult::Failed },
+        reason: if passed { None } else { found.reason },
         failures: found.failures,
+        warnings: found.warnings,
+        roles_created: record.roles_created.clone(),
+        rto_basis: found.rto.as_ref().map(|_| request.rto_basis),
         backup: found.backup,
         rpo: found.rpo,
         rto: found.rto,

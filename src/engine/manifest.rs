@@ -4,7 +4,8 @@
 
 use artifortress_formats::FormatError;
 pub use artifortress_formats::manifest::{
-    DumpInfo, MANIFEST_VERSION, Manifest, SourceIdentity, TableSnapshot, VerifyMode,
+    DatabaseProperties, DumpInfo, ExtensionInfo, MANIFEST_VERSION, Manifest, ParityMethod, RoleInfo, SourceIdentity,
+    TableSnapshot, VerifyMode,
 };
 
 use crate::store::{BackupStore, StoreError};

@@ -13,6 +13,7 @@ pub mod pgtools;
 pub mod progress;
 pub mod report;
 pub mod restore;
+pub mod scratch;
 
 /// The stored drill formats, owned (like the manifest) by the engine.
 pub use artifortress_formats::{record, verdict};
@@ -27,9 +28,10 @@ pub enum EngineError {
     /// Bad input or environment: fix the command or the installation.
     #[error("{0}")]
     Config(String),
-    /// A safety rule refused the operation.
-    #[error("refused: {0}")]
-    Refused(String),
+    /// A safety rule refused the operation before anything was touched;
+    /// `reason` is the machine-readable name drills report (`TargetNotScratch`, …).
+    #[error("refused: {message}")]
+    Refused { reason: &'static str, message: String },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -46,9 +48,24 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::Config(_) | EngineError::Refused(_))
+        matches!(self, EngineError::Config(_) | EngineError::Refused { .. })
             || matches!(self, EngineError::Db(DbError::InvalidUrl { .. }))
             || matches!(self, EngineError::Store(StoreError::InvalidUrl { .. }))
+    }
+
+    /// The machine-readable reason a drill reports for this error, when it has
+    /// one of its own (a refusal, a corrupt backup); otherwise the step decides.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Refused { reason, .. } => Some(reason),
+            EngineError::Corrupt { .. } => Some("BackupCorrupt"),
+            EngineError::Config(_) => Some("InvalidRequest"),
+            _ => None,
+        }
+    }
+
+    fn refused(reason: &'static str, message: String) -> EngineError {
+        EngineError::Refused { reason, message }
     }
 
     fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::progress::human_duration;
-use super::verdict::{ObjectiveResult, Verdict};
+use super::verdict::{ObjectiveResult, RtoBasis, Verdict};
 
 /// Where the drill ran, for the report header (URLs already without secrets).
 pub struct ReportContext<'a> {
@@ -40,15 +40,30 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
     if verdict.failures.is_empty() {
         md.push_str("Every check passed.\n");
     } else {
+        if let Some(reason) = &verdict.reason {
+            let _ = writeln!(md, "Reason: `{reason}`\n");
+        }
         for failure in &verdict.failures {
             let _ = writeln!(md, "- {failure}");
         }
     }
+    for warning in &verdict.warnings {
+        let _ = writeln!(md, "- warning: {warning}");
+    }
+    if !verdict.roles_created.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nRoles created on the target (NOLOGIN, the backup needs them): {}",
+            verdict.roles_created.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
 
+    let rto_label = match verdict.rto_basis {
+        Some(RtoBasis::Verified) | None => "RTO (restore start to verified)",
+        Some(RtoBasis::Usable) => "RTO (restore start to usable)",
+    };
     md.push_str("\n## Objectives\n\n| objective | measured | target | met |\n|---|---|---|---|\n");
-    for (label, objective) in
-        [("RPO (age of the restore point)", &verdict.rpo), ("RTO (restore start to verified)", &verdict.rto)]
-    {
+    for (label, objective) in [("RPO (age of the restore point)", &verdict.rpo), (rto_label, &verdict.rto)] {
         match objective {
             Some(o) => {
                 let _ =
@@ -66,7 +81,10 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
             ("backup", t.backup_seconds),
             ("download, verify checksum, index archive", t.download_seconds),
             ("recreate database and pg_restore", t.restore_seconds),
+            ("database settings and ANALYZE", t.analyze_seconds),
             ("parity", t.parity_seconds),
+            ("restore start to usable (restored, analyzed)", t.usable_seconds),
+            ("restore start to verified (usable, parity passed)", t.verified_seconds),
             ("whole drill", t.total_seconds),
         ] {
             if let Some(v) = value {
@@ -128,6 +146,10 @@ mod tests {
             verdict_version: 1,
             phase: FinalPhase::Failed,
             result: DrillResult::Failed,
+            reason: Some("RTOMissed".into()),
+            warnings: Vec::new(),
+            roles_created: vec!["app_reader".into()],
+            rto_basis: Some(RtoBasis::Usable),
             failures: vec!["RTO objective missed: measured 2.0s exceeds the objective 1ms".into()],
             rto: Some(ObjectiveResult {
                 measured_seconds: 2.0,
@@ -156,7 +178,8 @@ mod tests {
         );
         assert!(md.starts_with("# Recovery drill d1: FAILED"));
         assert!(md.contains("- RTO objective missed"));
-        assert!(md.contains("| RTO (restore start to verified) | 2.0s | 1ms | **NO** |"));
+        assert!(md.contains("| RTO (restore start to usable) | 2.0s | 1ms | **NO** |"));
+        assert!(md.contains("Reason: `RTOMissed`") && md.contains("`app_reader`"));
         assert!(md.contains("| `public.tenants` | 5 | 5 | yes |"));
         assert!(md.contains("Table parity (1 of 1 match)"));
     }

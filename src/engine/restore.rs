@@ -1,10 +1,15 @@
 //! Restoring a backup into a scratch database and proving it equal.
 //!
-//! Order matters: the dump is downloaded and checked against the manifest
-//! (size, SHA-256) before the target is touched, and the target is refused when
-//! it is the backup's source. Only then is the scratch database recreated and
-//! `pg_restore -j` run. pg_restore cannot restore in parallel from a pipe, so the
-//! archive is staged on local disk (an `emptyDir` in the cluster).
+//! Order matters: everything that can refuse is checked before the target is
+//! touched — the target is not the backup's source and is the engine's own
+//! scratch database (or does not exist yet), the server has the extensions and
+//! (unless they may be created) the roles the backup needs, and the dump is
+//! downloaded and checked against the manifest (size, SHA-256). Only then are
+//! missing roles created, the scratch database recreated with the source's
+//! encoding and locale, `pg_restore -j` run (ownership and grants included),
+//! the database settings carried and the database analyzed. pg_restore cannot
+//! restore in parallel from a pipe, so the archive is staged on local disk (an
+//! `emptyDir` in the cluster).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,16 +18,16 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncWriteExt;
 
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
 use super::archive_index::{self, Indexed};
-use super::manifest::{self, Manifest, TableSnapshot, VerifyMode};
+use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pgtools::{PgTools, parse_major, read_tail};
 use super::progress::{Progress, human_bytes};
+use super::scratch::{self, Needs};
 use super::verdict::TableParity;
 use super::{EngineError, inspect, parity};
 
@@ -37,9 +42,12 @@ pub struct RestoreRequest {
     pub verify: VerifyMode,
     /// Where the archive is staged; default: the system temp directory.
     pub staging_dir: Option<PathBuf>,
+    /// Refuse up front when the target lacks a role the backup needs, instead
+    /// of creating it.
+    pub require_roles: bool,
 }
 
-/// A restored database, not yet compared with the manifest.
+/// A restored, analyzed database, not yet compared with the manifest.
 #[derive(Clone, Debug)]
 pub struct Restored {
     pub manifest: Manifest,
@@ -47,7 +55,14 @@ pub struct Restored {
     pub expected: Vec<TableSnapshot>,
     pub started_at: DateTime<Utc>,
     pub download_seconds: f64,
+    /// Recreating the database and pg_restore.
     pub restore_seconds: f64,
+    /// Carrying the settings and ANALYZE.
+    pub analyze_seconds: f64,
+    /// When the database became usable (restored and analyzed).
+    pub usable_at: DateTime<Utc>,
+    pub roles_created: Vec<String>,
+    pub warnings: Vec<String>,
     /// pg_restore's parallelism, reused for counting.
     pub jobs: u32,
 }
@@ -56,11 +71,8 @@ pub struct Restored {
 /// reports everything it measured.
 #[derive(Clone, Debug)]
 pub struct RestoreOutcome {
-    pub manifest: Manifest,
-    pub started_at: DateTime<Utc>,
+    pub restored: Restored,
     pub verified_at: DateTime<Utc>,
-    pub download_seconds: f64,
-    pub restore_seconds: f64,
     pub parity_seconds: f64,
     pub parity: Vec<TableParity>,
     pub failures: Vec<String>,
@@ -82,13 +94,11 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<RestoreOutcome, EngineError> {
     let restored = restore(store, target, request, progress).await?;
-    let verified = verify(target, &restored.expected, request.verify, restored.jobs, progress).await?;
+    let method = restored.manifest.parity_method;
+    let verified = verify(target, &restored.expected, request.verify, method, restored.jobs, progress).await?;
     Ok(RestoreOutcome {
-        manifest: restored.manifest,
-        started_at: restored.started_at,
+        restored,
         verified_at: Utc::now(),
-        download_seconds: restored.download_seconds,
-        restore_seconds: restored.restore_seconds,
         parity_seconds: verified.seconds,
         parity: verified.parity,
         failures: verified.failures,
@@ -111,6 +121,8 @@ pub struct Staged {
     manifest: Manifest,
     expected: Vec<TableSnapshot>,
     tools: PgTools,
+    needs: Needs,
+    server_major: u32,
     started_at: DateTime<Utc>,
     download_seconds: f64,
     // Dropping it removes the staged archive.
@@ -124,7 +136,8 @@ impl Staged {
 }
 
 /// Everything that can refuse or fail before the target is touched: the
-/// manifest, the safety checks, and the download checked against the manifest.
+/// manifest, the safety checks, what the server lacks, and the download
+/// checked against the manifest.
 pub async fn stage(
     store: &dyn BackupStore,
     target: &DatabaseUrl,
@@ -139,15 +152,10 @@ pub async fn stage(
             manifest.backup_name
         )));
     }
-    let expected = expected_tables(&manifest, &request.tables)?;
+    let expected = expected_tables(&manifest, &request.tables, request.verify)?;
 
     let scratch = target.database();
-    if ["postgres", "template0", "template1"].contains(&scratch.as_str()) {
-        return Err(EngineError::Refused(format!(
-            "the target database {scratch:?} is a system database and would be dropped; name a scratch database in the target URL"
-        )));
-    }
-    let (mut admin, admin_url) = connect_maintenance(target).await?;
+    let (mut admin, admin_url) = scratch::connect_maintenance(target).await?;
     let identity = inspect::identity(&mut admin).await.map_err(|source| DbError::Query {
         context: "reading the target server identity".into(),
         url: admin_url.to_string(),
@@ -156,15 +164,21 @@ pub async fn stage(
     // The server's system identifier, not its address, decides: localhost and
     // 127.0.0.1 (or a DNS alias) reach the same server.
     if identity.source.system_identifier == manifest.source.system_identifier && scratch == manifest.source.database {
-        return Err(EngineError::Refused(format!(
-            "target {target} is the backup's source (database {scratch:?} on server {}); restore into a scratch database or another server",
-            identity.source.system_identifier
-        )));
+        return Err(EngineError::refused(
+            "TargetIsSource",
+            format!(
+                "target {target} is the backup's source (database {scratch:?} on server {}); restore into a scratch database or another server",
+                identity.source.system_identifier
+            ),
+        ));
     }
+    scratch::check_target(&mut admin, &admin_url, target).await?;
+    let needs = scratch::check_needs(&mut admin, &admin_url, &manifest, request.require_roles).await?;
+    drop(admin);
     let dump_major = parse_major(&manifest.pg_dump_version).unwrap_or(identity.major);
     let tools = PgTools::for_server(identity.major.max(dump_major)).await?;
 
-    // 1. Download and verify; the target is untouched until this succeeds.
+    // Download and verify; the target is untouched until this succeeds.
     let t = Instant::now();
     let staging = tempfile::Builder::new()
         .prefix("artifortress-restore-")
@@ -188,10 +202,11 @@ pub async fn stage(
         Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
-    Ok(Staged { manifest, expected, tools, started_at, download_seconds, staging })
+    Ok(Staged { manifest, expected, tools, needs, server_major: identity.major, started_at, download_seconds, staging })
 }
 
-/// Recreates the scratch database from a staged dump with `pg_restore -j`.
+/// Creates the missing roles, recreates the scratch database, restores the
+/// staged dump with `pg_restore -j`, carries the settings and analyzes.
 pub async fn load(
     target: &DatabaseUrl,
     staged: Staged,
@@ -199,15 +214,44 @@ pub async fn load(
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
     let t = Instant::now();
-    let (mut admin, admin_url) = connect_maintenance(target).await?;
-    recreate_database(&mut admin, &admin_url, &target.database()).await?;
+    let (mut admin, admin_url) = scratch::connect_maintenance(target).await?;
+    let roles_created = scratch::create_roles(&mut admin, &admin_url, &staged.needs).await?;
+    if !roles_created.is_empty() {
+        progress.step(format!("created missing role(s) as NOLOGIN: {}", roles_created.join(", ")));
+    }
+    let properties = staged.manifest.database.as_ref();
+    let backup = &staged.manifest.backup_name;
+    scratch::recreate(&mut admin, &admin_url, target, properties, backup, staged.server_major).await?;
     drop(admin);
     let jobs = default_jobs(request.jobs);
     progress.step(format!("pg_restore -j {jobs} into {target}"));
-    pg_restore(&staged.tools, target, &staged.archive(), jobs).await?;
+    // Backups from before roles travelled with them restore as they always did:
+    // without owners and grants, which would name roles nobody recorded.
+    let with_owners = staged.manifest.database.is_some();
+    pg_restore(&staged.tools, target, &staged.archive(), jobs, with_owners).await?;
     let restore_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let warnings = scratch::apply_settings(target, properties).await?;
+    for warning in &warnings {
+        progress.step(format!("warning: {warning}"));
+    }
+    scratch::analyze(target, jobs).await?;
+    let analyze_seconds = t.elapsed().as_secs_f64();
+    progress.step(format!("analyzed in {analyze_seconds:.1} s: the database is usable"));
     let Staged { manifest, expected, started_at, download_seconds, .. } = staged;
-    Ok(Restored { manifest, expected, started_at, download_seconds, restore_seconds, jobs })
+    Ok(Restored {
+        manifest,
+        expected,
+        started_at,
+        download_seconds,
+        restore_seconds,
+        analyze_seconds,
+        usable_at: Utc::now(),
+        roles_created,
+        warnings,
+        jobs,
+    })
 }
 
 /// pg_restore's parallelism: as asked, else the CPU count.
@@ -216,24 +260,29 @@ pub fn default_jobs(jobs: Option<u32>) -> u32 {
 }
 
 /// Counts (or checksums) the expected tables in the restored database, in
-/// parallel, and compares them with the manifest.
+/// parallel and measured the way the manifest's were, and compares them.
 pub async fn verify(
     target: &DatabaseUrl,
     expected: &[TableSnapshot],
     mode: VerifyMode,
+    method: ParityMethod,
     jobs: u32,
     progress: &Progress,
 ) -> Result<Verified, EngineError> {
     let t = Instant::now();
     progress.step(format!("verifying {} tables ({mode:?})", expected.len()));
-    let restored = measure_restored(target, expected, mode, jobs as usize).await?;
+    let restored = measure_restored(target, expected, mode, method, jobs as usize).await?;
     let (parity, failures) = parity::compare(expected, &restored);
     Ok(Verified { parity, failures, seconds: t.elapsed().as_secs_f64() })
 }
 
-/// The manifest's tables narrowed to the requested ones (counts only when the
-/// request does not verify checksums).
-pub fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<TableSnapshot>, EngineError> {
+/// The manifest's tables narrowed to the requested ones; with `Counts` the
+/// checksums a backup may have recorded are not compared.
+pub fn expected_tables(
+    manifest: &Manifest,
+    wanted: &[String],
+    mode: VerifyMode,
+) -> Result<Vec<TableSnapshot>, EngineError> {
     let all: Vec<inspect::Table> = manifest
         .tables
         .iter()
@@ -247,21 +296,12 @@ pub fn expected_tables(manifest: &Manifest, wanted: &[String]) -> Result<Vec<Tab
         })
         .collect();
     let chosen = inspect::select_tables(all, wanted)?;
-    Ok(manifest.tables.iter().filter(|t| chosen.iter().any(|c| c.qualified == t.table)).cloned().collect())
-}
-
-/// A connection to the target server outside the scratch database.
-async fn connect_maintenance(target: &DatabaseUrl) -> Result<(PgConnection, DatabaseUrl), EngineError> {
-    let mut last = None;
-    for db in ["postgres", "template1"] {
-        let url = target.with_database(db);
-        match PgConnection::connect_with(&url.connect_options()).await {
-            Ok(conn) => return Ok((conn, url)),
-            Err(e) => last = Some((url, e)),
-        }
-    }
-    let (url, source) = last.expect("tried at least one database");
-    Err(DbError::Connect { url: url.to_string(), source }.into())
+    Ok(manifest
+        .tables
+        .iter()
+        .filter(|t| chosen.iter().any(|c| c.qualified == t.table))
+        .map(|t| TableSnapshot { checksum: t.checksum.clone().filter(|_| mode == VerifyMode::Checksums), ..t.clone() })
+        .collect())
 }
 
 /// Streams the dump to `archive`, decompressing on the way, and checks size and
@@ -305,50 +345,21 @@ async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive
     Ok(())
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Terminates other sessions on the scratch database, drops and recreates it.
-async fn recreate_database(admin: &mut PgConnection, admin_url: &DatabaseUrl, name: &str) -> Result<(), EngineError> {
-    let err = |context: String| {
-        let url = admin_url.to_string();
-        move |source| EngineError::Db(DbError::Query { context, url, source })
-    };
-    // Refuse new connections first, so nothing reconnects between terminate and drop.
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut *admin)
-        .await
-        .map_err(err(format!("looking up database {name}")))?;
-    if exists {
-        sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", quote_ident(name)))
-            .execute(&mut *admin)
-            .await
-            .map_err(err(format!("closing database {name} to new connections")))?;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .execute(&mut *admin)
-        .await
-        .map_err(err(format!("terminating connections to {name}")))?;
-        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name)))
-            .execute(&mut *admin)
-            .await
-            .map_err(err(format!("dropping database {name}")))?;
+/// pg_restore stopping at the first error; with ownership and grants when the
+/// backup recorded the roles (they exist by now).
+async fn pg_restore(
+    tools: &PgTools,
+    target: &DatabaseUrl,
+    archive: &Path,
+    jobs: u32,
+    with_owners: bool,
+) -> Result<(), EngineError> {
+    let mut command = tools.command(&tools.pg_restore(), target);
+    if !with_owners {
+        command.args(["--no-owner", "--no-acl"]);
     }
-    sqlx::query(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)))
-        .execute(&mut *admin)
-        .await
-        .map_err(err(format!("creating database {name}")))?;
-    Ok(())
-}
-
-async fn pg_restore(tools: &PgTools, target: &DatabaseUrl, archive: &Path, jobs: u32) -> Result<(), EngineError> {
-    let mut child = tools
-        .command(&tools.pg_restore(), target)
-        .args(["--no-owner", "--no-acl", "--exit-on-error"])
+    let mut child = command
+        .arg("--exit-on-error")
         .arg(format!("--jobs={jobs}"))
         .arg(format!("--dbname={}", target.database()))
         .arg(archive)
@@ -369,6 +380,7 @@ async fn measure_restored(
     target: &DatabaseUrl,
     expected: &[TableSnapshot],
     mode: VerifyMode,
+    method: ParityMethod,
     parallel: usize,
 ) -> Result<Vec<TableSnapshot>, EngineError> {
     let mut conns = inspect::connections(target, parallel.clamp(1, 8)).await?;
@@ -376,23 +388,11 @@ async fn measure_restored(
         let url = target.to_string();
         move |source| EngineError::Db(DbError::Query { context: context.into(), url, source })
     };
-    let present = inspect::user_tables(&mut conns[0]).await.map_err(db_err("listing restored tables"))?;
+    for conn in &mut conns {
+        inspect::prepare_measuring(conn, method).await.map_err(db_err("preparing the counting sessions"))?;
+    }
+    let present = inspect::user_tables(&mut conns[0], method).await.map_err(db_err("listing restored tables"))?;
     let tables: Vec<inspect::Table> =
         present.into_iter().filter(|t| expected.iter().any(|e| e.table == t.qualified)).collect();
-    inspect::measure_tables(&mut conns, &tables, mode).await.map_err(db_err("counting restored tables"))
-}
-
-/// Drops the scratch database (after a drill, unless asked to keep it).
-pub async fn drop_database(target: &DatabaseUrl) -> Result<(), EngineError> {
-    let (mut admin, admin_url) = connect_maintenance(target).await?;
-    let name = target.database();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
-        .execute(&mut admin)
-        .await
-        .map_err(|source| DbError::Query {
-            context: format!("dropping scratch database {name}"),
-            url: admin_url.to_string(),
-            source,
-        })?;
-    Ok(())
+    inspect::measure_tables(&mut conns, &tables, mode, method).await.map_err(db_err("counting restored tables"))
 }
