@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (and stops) the real services the tests talk to:
-#   - two throwaway PostgreSQL servers, "source" and "target";
+#   - two throwaway PostgreSQL 15 servers, "source" and "target", and one server
+#     of each other supported major (14, 16, 17, 18; hack/install-postgres-majors.sh);
 #   - a Garage S3 server (HTTP, path-style, region us-east-1);
 #   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller);
 #   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS).
@@ -14,6 +15,8 @@
 # Variables handed to the tests (see docs/testing.md):
 #   AF_TEST_PG_SOURCE_URL, AF_TEST_PG_TARGET_URL   superuser URLs (database "postgres")
 #   AF_TEST_PG_BINDIR, AF_TEST_PG_USER             to start extra servers for fault tests
+#   AF_TEST_PG14_URL … AF_TEST_PG18_URL            superuser URL of a server of that major (15: the source)
+#   ARTIFORTRESS_PG_BINDIR                         the client tools of 15, 16 and 18, for the operator
 #   AF_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 #   KUBECONFIG (cluster admin), AF_TEST_KUBE_SERVER, AF_TEST_KUBE_TOKEN_{ADMIN,ALICE,BOB}
 #   AF_TEST_ENV_DIR                                the state directory
@@ -46,18 +49,19 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
 }
 
-start_postgres() { # name -> prints URL
-  local name=$1 dir=$STATE/$1 port password
+start_postgres() { # name [bindir] -> prints URL
+  local name=$1 dir=$STATE/$1 bindir=${2:-$PG_BINDIR} port password
   port=$(free_port)
   password=$(openssl rand -hex 12)
   mkdir -p "$dir"
   echo "$password" > "$dir/pwfile"
   [ "$(id -u)" = 0 ] && chown -R "$PG_USER" "$dir"
-  as_pg "$PG_BINDIR/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
+  as_pg "$bindir/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
   # Durability settings off: these servers are thrown away after the run.
-  as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
+  echo "$bindir" > "$dir/bindir"
+  as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
     "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
     >/dev/null || { cat "$dir/server.log" >&2; return 1; }
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
@@ -179,11 +183,20 @@ start() {
   GARAGE=$("$HACK/install-garage.sh")
   KUBE_APISERVER=$("$HACK/install-kube-apiserver.sh")
   CHART_TOOLS=$("$HACK/install-chart-tools.sh")
-  log "starting etcd + kube-apiserver, 2 PostgreSQL servers and Garage in $STATE"
+  MAJORS=$("$HACK/install-postgres-majors.sh")
+  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18) and Garage in $STATE"
   start_kube
-  local source target
+  local source target major server tools urls="" tool_dirs=""
   source=$(start_postgres pg-source)
   target=$(start_postgres pg-target)
+  while read -r major server tools; do
+    [ -n "$tools" ] && tool_dirs=${tool_dirs:+$tool_dirs:}$tools
+    if [ "$major" = 15 ]; then
+      urls="${urls}export AF_TEST_PG15_URL='$source'"$'\n'
+    else
+      urls="${urls}export AF_TEST_PG${major}_URL='$(start_postgres "pg-$major" "$server")'"$'\n'
+    fi
+  done <<< "$MAJORS"
   start_garage
   wait_kube
   cat > "$STATE/env" <<ENV
@@ -192,6 +205,7 @@ export AF_TEST_PG_SOURCE_URL='$source'
 export AF_TEST_PG_TARGET_URL='$target'
 export AF_TEST_PG_BINDIR='$PG_BINDIR'
 export AF_TEST_PG_USER='$PG_USER'
+${urls}export ARTIFORTRESS_PG_BINDIR='$tool_dirs'
 export AF_TEST_S3_ENDPOINT='$S3_ENDPOINT'
 export AWS_ACCESS_KEY_ID='$S3_KEY_ID'
 export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
@@ -210,10 +224,9 @@ ENV
 stop() {
   STATE=$1
   [ -d "$STATE" ] || return 0
-  PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
   PG_USER=$(pg_user)
   for d in "$STATE"/pg-*; do
-    [ -f "$d/data/postmaster.pid" ] && as_pg "$PG_BINDIR/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
+    [ -f "$d/data/postmaster.pid" ] && as_pg "$(cat "$d/bindir")/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
   done
   if [ -f "$STATE/pids" ]; then
     while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$STATE/pids"
@@ -224,8 +237,9 @@ stop() {
 }
 
 # Extra servers for fault tests, which stop them without disturbing other tests:
-#   hack/test-env.sh postgres DIR        start a PostgreSQL server in DIR, print its URL
+#   hack/test-env.sh postgres DIR [MAJOR] start a PostgreSQL server (default: 15) in DIR, print its URL
 #                                        (PG_EXTRA_OPTS adds server settings, e.g. "-c wal_level=minimal")
+#   hack/test-env.sh tools MAJOR         print the bin directory of that major's client tools (15, 16, 18)
 #   hack/test-env.sh garage DIR [BUCKET] start a Garage server in DIR (with BUCKET), print its env lines
 #   hack/test-env.sh garage-restart DIR  start that Garage again after it was killed
 # `hack/test-env.sh stop DIR` stops them. The pid of Garage is in DIR/garage/pid.
@@ -238,7 +252,15 @@ case "${1:-}" in
   start) start "${2:?state dir}" ;;
   postgres)
     extra_setup "${2:?state dir}"; PG_BINDIR=$(pg_bindir); PG_USER=$(pg_user)
-    start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")"
+    bindir=$PG_BINDIR
+    if [ -n "${3:-}" ] && [ "$3" != 15 ]; then
+      bindir=$("$HACK/install-postgres-majors.sh" | awk -v m="$3" '$1 == m {print $2}')
+      [ -n "$bindir" ] || { log "no PostgreSQL $3 here (supported: 14-18)"; exit 2; }
+    fi
+    start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")" "$bindir"
+    ;;
+  tools)
+    "$HACK/install-postgres-majors.sh" | awk -v m="${2:?major}" '$1 == m && $3 != "" {print $3; found=1} END {exit !found}'
     ;;
   garage)
     extra_setup "${2:?state dir}"; GARAGE=$("$HACK/install-garage.sh"); start_garage

@@ -117,6 +117,10 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Which PostgreSQL majors can be backed up and restored into with the
+    /// client tools installed here (ARTIFORTRESS_PG_BINDIR: a `:`-separated list
+    /// of bin directories; default: /usr/lib/postgresql/*/bin and PATH).
+    Tools,
     /// One step of a drill run by the operator's Jobs. `restore` restores the
     /// backup into the scratch database and stores a record of it; `verify`
     /// compares it with the manifest, measures RPO/RTO, cleans up and stores the
@@ -665,6 +669,18 @@ async fn run(command: Command) -> Result<(), Failure> {
             } else {
                 Err(failed(outcome.failures.join("\n")))
             }
+        }
+        Command::Tools => {
+            let tools = engine::pgtools::Toolset::installed().await;
+            println!("PostgreSQL client tools found:");
+            for t in tools.all() {
+                println!("  {:<3} {}  ({})", t.major, t.version, t.bindir.display());
+            }
+            if tools.all().is_empty() {
+                println!("  none: install PostgreSQL client tools or set ARTIFORTRESS_PG_BINDIR");
+            }
+            println!("\n{}", engine::pgtools::support_table(&tools));
+            Ok(())
         }
         Command::Serve(args) => serve(args).await,
         Command::Run(args) => run_operator(args).await,

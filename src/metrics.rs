@@ -75,6 +75,8 @@ pub struct Metrics {
     pub drill_rpo_objective: Family<InstallationLabels, FloatGauge>,
     pub drill_rto: Family<InstallationLabels, FloatGauge>,
     pub drill_rto_objective: Family<InstallationLabels, FloatGauge>,
+    pub drill_source_major: Family<InstallationLabels, Gauge>,
+    pub drill_target_major: Family<InstallationLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
@@ -118,6 +120,8 @@ impl Metrics {
             drill_rpo_objective: Family::default(),
             drill_rto: Family::default(),
             drill_rto_objective: Family::default(),
+            drill_source_major: Family::default(),
+            drill_target_major: Family::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
@@ -210,6 +214,16 @@ impl Metrics {
             "drill_rto_objective_seconds",
             "RTO objective of the last finished drill",
             m.drill_rto_objective.clone(),
+        );
+        registry.register(
+            "drill_source_major",
+            "PostgreSQL major of the backup the last finished drill restored",
+            m.drill_source_major.clone(),
+        );
+        registry.register(
+            "drill_target_major",
+            "PostgreSQL major the last finished drill restored into (above the source: an upgrade rehearsal)",
+            m.drill_target_major.clone(),
         );
         registry.register("reconciles", "Reconciles run, by controller", m.reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by controller", m.reconcile_errors.clone());

@@ -467,3 +467,62 @@ async fn drills_never_restore_over_a_database_the_operator_did_not_create_or_an_
     assert!(s.conditions[0].message.contains("installation"), "{:?}", s.conditions);
     assert_eq!(s.phase, Some(DrillPhase::Pending));
 }
+
+#[tokio::test]
+async fn drills_into_a_newer_major_are_upgrade_rehearsals_and_into_an_older_one_are_refused() {
+    let i = Installation::start("ctlmj", None).await;
+    let drills = i.api::<RecoveryDrill>();
+    let scratch_on = |major: u32| {
+        support::with_database(
+            &env(&format!("AF_TEST_PG{major}_URL")),
+            &support::unique_name("scratch").replace('-', "_"),
+        )
+    };
+
+    // The installation (PostgreSQL 15) drilled into an 18 server.
+    secret(&i.client, &i.ns, "pg18-target", json!({"uri": scratch_on(18)})).await;
+    let mut body = drill("rehearsal", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("pg18-target");
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&drills, "rehearsal", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.result, Some(DrillResult::Passed), "{:?}", status.failures);
+    assert_eq!((status.source_major, status.target_major), (Some(15), Some(18)));
+    assert_eq!(status.upgrade_rehearsal.as_deref(), Some("15 → 18"));
+
+    // An installation on PostgreSQL 18 drilled into a 15 server: a downgrade, refused.
+    let pg18 = support::with_database(&env("AF_TEST_PG18_URL"), &support::unique_name("prod18").replace('-', "_"));
+    let admin = sqlx::PgPool::connect(&env("AF_TEST_PG18_URL")).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{}\"", pg18.rsplit('/').next().unwrap())).execute(&admin).await.unwrap();
+    let out =
+        std::process::Command::new(support::operator_bin()).args(["migrate", "--database", &pg18]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    secret(&i.client, &i.ns, "pg18-db", json!({"uri": pg18})).await;
+    i.create(
+        "Artifortress",
+        json!({"metadata": {"name": "newer"},
+               "spec": {"database": {"connectionSecretRef": {"name": "pg18-db", "key": "uri"}},
+                        "objectStorage": support::cluster::storage(&i.bucket), "probeInterval": "1h"}}),
+    )
+    .await;
+    let target = scratch_on(15);
+    secret(&i.client, &i.ns, "pg15-target", json!({"uri": &target})).await;
+    let mut body = drill("downgrade", json!({"mode": "Fresh"}), json!({}));
+    body["spec"]["artifortressRef"]["name"] = json!("newer");
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("pg15-target");
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&drills, "downgrade", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed));
+    assert_eq!(status.reason.as_deref(), Some("UnsupportedVersions"), "{:?}", status.failures);
+    assert_eq!(reason(&status.conditions, "Ready"), "UnsupportedVersions");
+    assert!(status.failures.join(" ").contains("downgrade"), "{:?}", status.failures);
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(target.rsplit('/').next().unwrap())
+        .fetch_one(&sqlx::PgPool::connect(&env("AF_TEST_PG15_URL")).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!exists, "the target database was not created");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", pg18.rsplit('/').next().unwrap()))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

@@ -98,6 +98,8 @@ async fn run_runbook(file: &str) {
     let drill_target = support::with_database(&target_server, &format!("{}_drill", i.db.name));
     secret(&i.client, &i.ns, "drill-target-db", json!({"uri": drill_target})).await;
     let local_target = support::with_database(&target_server, &format!("{}_local", i.db.name));
+    let new_major_server = support::env("AF_TEST_PG18_URL");
+    let new_major = support::with_database(&new_major_server, &format!("{}_rehearsal", i.db.name));
     let store = support::s3_store_url(&support::env("AF_TEST_S3_ENDPOINT"), &i.bucket, "runbook");
 
     let workdir = tempfile::tempdir().unwrap();
@@ -116,6 +118,7 @@ async fn run_runbook(file: &str) {
         .env("NAMESPACE", &i.ns)
         .env("SOURCE_DATABASE_URL", i.db.url.expose())
         .env("TARGET_DATABASE_URL", &local_target)
+        .env("NEW_MAJOR_DATABASE_URL", &new_major)
         .env("STORE", &store)
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(300), command.output())
@@ -128,6 +131,7 @@ async fn run_runbook(file: &str) {
     for (server, database) in [
         (&target_server, format!("{}_local", i.db.name)),
         (&target_server, format!("{}_drill", i.db.name)),
+        (&new_major_server, format!("{}_rehearsal", i.db.name)),
         (&source_server, format!("{}_before_restore", i.db.name)),
         (&source_server, format!("{}_restored", i.db.name)),
     ] {

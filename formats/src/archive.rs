@@ -9,8 +9,12 @@
 //! offset); then the data blocks, each a type byte, the entry's dump id and
 //! length-prefixed chunks ending with a zero length.
 //!
-//! Only archive versions whose layout is checked here (1.13 and 1.14: pg_dump 11
-//! to 15) are scanned; anything else is [`Scan::Skipped`]. The archive is
+//! Only archive versions whose layout is checked here against real pg_dump
+//! output are scanned: 1.13 and 1.14 (pg_dump 11 to 15), 1.15 (pg_dump 16: the
+//! compression algorithm as one header byte instead of an integer level) and
+//! 1.16 (pg_dump 17 and 18: each TOC entry also carries its relation's relkind;
+//! large objects come in groups, one data block holding several of them, as
+//! before); anything else is [`Scan::Skipped`]. The archive is
 //! untrusted: every length is checked against the input's size before it is
 //! skipped, nothing is allocated from a length in the input, and every loop
 //! consumes input, so any input ends in a result or an error.
@@ -114,13 +118,17 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
     if format != FORMAT_CUSTOM {
         return Ok(Scan::Skipped(format!("archive format {format} is not custom")));
     }
-    if major != 1 || !(13..=14).contains(&minor) {
+    if major != 1 || !(13..=16).contains(&minor) {
         return Ok(Scan::Skipped(format!("archive version {major}.{minor} is not indexed here")));
     }
     if !(1..=8).contains(&r.int_size) || !(1..=8).contains(&off_size) {
         return Err(invalid(format!("integer size {} / offset size {off_size} out of range", r.int_size)));
     }
-    r.int()?; // compression level
+    if minor >= 15 {
+        r.byte()?; // compression algorithm
+    } else {
+        r.int()?; // compression level
+    }
     for _ in 0..7 {
         r.int()?; // creation time
     }
@@ -143,6 +151,9 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
         }
         if minor >= 14 {
             r.skip_string()?; // table access method
+        }
+        if minor >= 16 {
+            r.int()?; // relkind
         }
         r.skip_string()?; // owner
         r.skip_string()?; // "false" (with oids)
@@ -213,8 +224,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_formats_are_left_alone() {
         assert_eq!(
-            scan_bytes(b"PGDMP\x01\x10\x00\x04\x08\x01").unwrap(),
-            Scan::Skipped("archive version 1.16 is not indexed here".into())
+            scan_bytes(b"PGDMP\x01\x11\x00\x04\x08\x01").unwrap(),
+            Scan::Skipped("archive version 1.17 is not indexed here".into())
         );
         assert!(matches!(scan_bytes(b"PGDMP\x01\x0e\x00\x04\x08\x03").unwrap(), Scan::Skipped(_)));
     }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::FormatError;
+use crate::verdict::ServerMajors;
 
 /// The record format this crate writes and the newest it reads (records
 /// written before versions were have none: they are 1).
@@ -44,6 +45,8 @@ pub struct RestoreRecord {
     pub roles_created: Vec<String>,
     #[serde(rename = "analyzeSeconds", default, skip_serializing_if = "Option::is_none")]
     pub analyze_seconds: Option<f64>,
+    #[serde(rename = "serverMajors", default, skip_serializing_if = "Option::is_none")]
+    pub server_majors: Option<ServerMajors>,
     /// When the restored database became usable (restored and analyzed).
     #[serde(rename = "usableAt", default, skip_serializing_if = "Option::is_none")]
     pub usable_at: Option<DateTime<Utc>>,
@@ -71,6 +74,7 @@ impl RestoreRecord {
             warnings: Vec::new(),
             roles_created: Vec::new(),
             analyze_seconds: None,
+            server_majors: None,
             usable_at: None,
         }
     }

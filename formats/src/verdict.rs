@@ -33,6 +33,10 @@ pub struct Verdict {
     /// needs them and the target lacked them.
     #[serde(rename = "rolesCreated", default, skip_serializing_if = "Vec::is_empty")]
     pub roles_created: Vec<String>,
+    /// The PostgreSQL majors of the backup's source and of the target (present
+    /// once a restore ran); a newer target means the drill rehearsed an upgrade.
+    #[serde(rename = "serverMajors", default, skip_serializing_if = "Option::is_none")]
+    pub server_majors: Option<ServerMajors>,
     /// Which recovery time `rto` judges (absent in the first verdicts: `verified`).
     #[serde(rename = "rtoBasis", default, skip_serializing_if = "Option::is_none")]
     pub rto_basis: Option<RtoBasis>,
@@ -67,6 +71,20 @@ pub enum DrillResult {
     Passed,
     #[serde(rename = "Failed")]
     Failed,
+}
+
+/// The PostgreSQL majors a restore went from and to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerMajors {
+    pub source: u32,
+    pub target: u32,
+}
+
+impl ServerMajors {
+    /// Restoring into a newer major rehearses the upgrade to it.
+    pub fn is_upgrade(&self) -> bool {
+        self.target > self.source
+    }
 }
 
 /// When a restored database counts as recovered, for the RTO objective.

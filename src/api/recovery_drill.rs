@@ -181,6 +181,16 @@ pub struct RecoveryDrillStatus {
     /// Roles the restore created on the target (NOLOGIN) because the backup needs them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles_created: Vec<String>,
+    /// PostgreSQL major of the backup's source server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_major: Option<u32>,
+    /// PostgreSQL major of the target server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_major: Option<u32>,
+    /// Set when the target runs a newer major than the source: the drill
+    /// rehearsed that upgrade, e.g. `15 → 18`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_rehearsal: Option<String>,
     /// `Ready` (finished), `Passed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -314,6 +324,12 @@ impl From<verdict::Verdict> for RecoveryDrillStatus {
             failures: v.failures,
             warnings: v.warnings,
             roles_created: v.roles_created,
+            source_major: v.server_majors.map(|m| m.source),
+            target_major: v.server_majors.map(|m| m.target),
+            upgrade_rehearsal: v
+                .server_majors
+                .filter(|m| m.is_upgrade())
+                .map(|m| format!("{} → {}", m.source, m.target)),
             conditions: Vec::new(),
             observed_generation: None,
             backup: v.backup.map(Into::into),

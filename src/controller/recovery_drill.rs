@@ -500,6 +500,10 @@ async fn conclude(
     } else {
         m.drill_failures.get_or_create(&labels).inc();
     }
+    if let (Some(source), Some(target)) = (status.source_major, status.target_major) {
+        m.drill_source_major.get_or_create(&labels).set(i64::from(source));
+        m.drill_target_major.get_or_create(&labels).set(i64::from(target));
+    }
     for (objective, measured, target) in
         [(&status.rpo, &m.drill_rpo, &m.drill_rpo_objective), (&status.rto, &m.drill_rto, &m.drill_rto_objective)]
     {

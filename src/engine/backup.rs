@@ -18,7 +18,7 @@ use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, ByteStream};
 
 use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, ParityMethod, VerifyMode};
-use super::pgtools::{PgTools, read_tail};
+use super::pgtools::{PgTools, Toolset, read_tail};
 use super::progress::{Progress, human_bytes};
 use super::{EngineError, inspect, validate_backup_name};
 
@@ -98,7 +98,7 @@ pub async fn run(
             .await
             .map_err(db_err("exporting the snapshot"))?;
     let identity = inspect::identity(&mut snap).await.map_err(db_err("reading the server identity"))?;
-    let tools = PgTools::for_server(identity.major).await?;
+    let tools = Toolset::installed().await.for_backup(identity.major)?.clone();
     let tables = inspect::select_tables(
         inspect::user_tables(&mut snap, PARITY_METHOD).await.map_err(db_err("listing tables"))?,
         &request.tables,

@@ -22,7 +22,9 @@ pub use super::record::RestoreRecord;
 use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
 use super::scratch;
-use super::verdict::{BackupInfo, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, TableParity, Timings, Verdict};
+use super::verdict::{
+    BackupInfo, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors, TableParity, Timings, Verdict,
+};
 
 /// Which backup a drill restores.
 #[derive(Clone, Debug)]
@@ -170,6 +172,8 @@ pub async fn restore_step(
             record.analyze_seconds = Some(restored.analyze_seconds);
             record.usable_at = Some(restored.usable_at);
             record.roles_created = restored.roles_created;
+            record.server_majors =
+                Some(ServerMajors { source: restored.versions.source, target: restored.versions.target });
             record.warnings = restored.warnings;
         }
         Err(e) => record_failure(record, "restore", &e),
@@ -328,6 +332,7 @@ async fn finish(
         failures: found.failures,
         warnings: found.warnings,
         roles_created: record.roles_created.clone(),
+        server_majors: record.server_majors,
         rto_basis: found.rto.as_ref().map(|_| request.rto_basis),
         backup: found.backup,
         rpo: found.rpo,

@@ -1,9 +1,20 @@
-//! Finding `pg_dump` / `pg_restore` that can handle a given server.
+//! Choosing `pg_dump` / `pg_restore` for a server, so that no combination that
+//! cannot work is ever tried.
 //!
-//! pg_dump refuses (or silently mis-dumps) servers newer than itself, so the
-//! engine picks a client whose major version is at least the server's: the same
-//! major when installed, else the newest. Several majors can be installed side
-//! by side (Debian's `/usr/lib/postgresql/<major>/bin`, the operator image).
+//! The rules (PostgreSQL's own, checked on 14–18):
+//! - pg_dump dumps servers of its own major and older; it refuses newer ones.
+//! - Each pg_dump writes one archive version (pg_dump 12–15: 1.14, 16: 1.15,
+//!   17–18: 1.16), and pg_restore reads versions up to its own.
+//! - pg_restore 17 and newer send `SET transaction_timeout`, which servers up to
+//!   16 reject: restoring into 14–16 needs a pg_restore of 16 or older.
+//! - Restoring into an older major than the source (a downgrade) is refused.
+//!
+//! So a backup uses the source's own major when installed, else the oldest newer
+//! one (its archive can then be restored into the source's major with the most
+//! pg_restore versions); a restore uses the target's own major when it qualifies,
+//! else the newest qualifying one below it, else the oldest above. Several
+//! majors are installed side by side (Debian's `/usr/lib/postgresql/<major>/bin`,
+//! the operator image, or a list in `ARTIFORTRESS_PG_BINDIR`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -45,44 +56,157 @@ impl PgTools {
             .kill_on_drop(true);
         command
     }
+}
 
-    /// Picks tools able to dump and restore a server of `server_major`.
-    /// `ARTIFORTRESS_PG_BINDIR` pins a directory (still version-checked).
-    pub async fn for_server(server_major: u32) -> Result<PgTools, EngineError> {
+/// The newest server major pg_restore can restore into before it sends
+/// `SET transaction_timeout` (17+), which older servers reject.
+const LAST_MAJOR_WITHOUT_TRANSACTION_TIMEOUT: u32 = 16;
+
+/// The custom-archive minor version (1.x) pg_dump of `major` writes.
+pub fn archive_version_written_by(dump_major: u32) -> u32 {
+    match dump_major {
+        ..=10 => 13,
+        11 => 13,
+        12..=15 => 14,
+        16 => 15,
+        _ => 16,
+    }
+}
+
+/// The oldest pg_restore major that reads archive version 1.`minor`.
+fn oldest_reader(minor: u32) -> u32 {
+    match minor {
+        ..=13 => 11,
+        14 => 12,
+        15 => 16,
+        _ => 17,
+    }
+}
+
+/// Every installed set of client tools, one per major.
+#[derive(Clone, Debug)]
+pub struct Toolset(Vec<PgTools>);
+
+fn unsupported(message: String) -> EngineError {
+    EngineError::refused("UnsupportedVersions", message)
+}
+
+impl Toolset {
+    /// The tools installed on this machine (see [`candidate_dirs`]).
+    pub async fn installed() -> Toolset {
         let mut found = Vec::new();
         for dir in candidate_dirs() {
             if let Some(tools) = probe(&dir).await {
                 found.push(tools);
             }
         }
-        choose(found, server_major)
+        Toolset::new(found)
+    }
+
+    pub fn new(mut found: Vec<PgTools>) -> Toolset {
+        found.sort_by_key(|t| t.major);
+        found.dedup_by_key(|t| t.major);
+        Toolset(found)
+    }
+
+    pub fn all(&self) -> &[PgTools] {
+        &self.0
+    }
+
+    fn majors(&self) -> String {
+        if self.0.is_empty() {
+            return "none found".into();
+        }
+        self.0.iter().map(|t| format!("{} in {}", t.major, t.bindir.display())).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The pg_dump for a source server of `server_major`.
+    pub fn for_backup(&self, server_major: u32) -> Result<&PgTools, EngineError> {
+        self.0.iter().find(|t| t.major >= server_major).ok_or_else(|| {
+            unsupported(format!(
+                "no pg_dump for PostgreSQL {server_major} or newer (installed: {}); install the PostgreSQL {server_major} client tools or list their bin directory in ARTIFORTRESS_PG_BINDIR",
+                self.majors()
+            ))
+        })
+    }
+
+    /// The pg_restore for an archive written by pg_dump `dump_major` from a
+    /// server of `source_major`, into a server of `target_major`.
+    pub fn for_restore(&self, dump_major: u32, source_major: u32, target_major: u32) -> Result<&PgTools, EngineError> {
+        if target_major < source_major {
+            return Err(unsupported(format!(
+                "the backup is of PostgreSQL {source_major} and the target server runs PostgreSQL {target_major}: restoring into an older major (a downgrade) is not possible; restore into PostgreSQL {source_major} or newer"
+            )));
+        }
+        let minor = archive_version_written_by(dump_major);
+        let lowest = oldest_reader(minor);
+        let highest = if target_major <= LAST_MAJOR_WITHOUT_TRANSACTION_TIMEOUT {
+            LAST_MAJOR_WITHOUT_TRANSACTION_TIMEOUT
+        } else {
+            u32::MAX
+        };
+        let fits: Vec<&PgTools> = self.0.iter().filter(|t| (lowest..=highest).contains(&t.major)).collect();
+        let chosen = fits
+            .iter()
+            .find(|t| t.major == target_major)
+            .or_else(|| fits.iter().rev().find(|t| t.major < target_major))
+            .or_else(|| fits.iter().find(|t| t.major > target_major));
+        if let Some(tools) = chosen {
+            return Ok(tools);
+        }
+        if lowest > highest {
+            return Err(unsupported(format!(
+                "the backup was written by pg_dump {dump_major} (archive format 1.{minor}), which only pg_restore {lowest} or newer reads, and those cannot restore into PostgreSQL {target_major} (they send transaction_timeout, which servers up to {LAST_MAJOR_WITHOUT_TRANSACTION_TIMEOUT} reject); take the backup with the client tools of PostgreSQL {source_major} to restore it into {target_major}, or restore into PostgreSQL 17 or newer"
+            )));
+        }
+        let wanted = if target_major <= highest && target_major >= lowest { target_major } else { lowest };
+        let range = if highest == u32::MAX { format!("{lowest} or newer") } else { format!("{lowest} to {highest}") };
+        Err(unsupported(format!(
+            "no installed pg_restore can restore a backup written by pg_dump {dump_major} (archive format 1.{minor}) into PostgreSQL {target_major}: that needs pg_restore {range} (installed: {}); install the PostgreSQL {wanted} client tools or list their bin directory in ARTIFORTRESS_PG_BINDIR",
+            self.majors()
+        )))
     }
 }
 
-fn choose(mut found: Vec<PgTools>, server_major: u32) -> Result<PgTools, EngineError> {
-    found.sort_by_key(|t| t.major);
-    found.dedup_by_key(|t| t.major);
-    let fits = |t: &&PgTools| t.major >= server_major;
-    if let Some(exact) = found.iter().find(|t| t.major == server_major) {
-        return Ok(exact.clone());
+/// The supported server majors.
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
+
+/// What the installed tools can do, as a table for people (`tools` command):
+/// for each server major, the pg_dump a backup uses and, for a backup of each
+/// source major taken with these tools, the pg_restore that restores it there.
+pub fn support_table(tools: &Toolset) -> String {
+    let mut out = String::from("| server | back up with |");
+    for source in SUPPORTED_MAJORS {
+        out.push_str(&format!(" restore a backup of {source} |"));
     }
-    if let Some(newer) = found.iter().filter(fits).max_by_key(|t| t.major) {
-        return Ok(newer.clone());
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|".repeat(SUPPORTED_MAJORS.count()));
+    for target in SUPPORTED_MAJORS {
+        let dump = tools.for_backup(target).map_or("none".to_string(), |t| format!("pg_dump {}", t.major));
+        out.push_str(&format!("\n| PostgreSQL {target} | {dump} |"));
+        for source in SUPPORTED_MAJORS {
+            let cell = match tools.for_backup(source) {
+                _ if source > target => "downgrade".to_string(),
+                Err(_) => "no pg_dump".to_string(),
+                Ok(d) => match tools.for_restore(d.major, source, target) {
+                    Ok(r) if source < target => format!("pg_restore {} (upgrade)", r.major),
+                    Ok(r) => format!("pg_restore {}", r.major),
+                    Err(_) => "none".to_string(),
+                },
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
     }
-    let seen = if found.is_empty() {
-        "none found".to_string()
-    } else {
-        found.iter().map(|t| format!("{} in {}", t.major, t.bindir.display())).collect::<Vec<_>>().join(", ")
-    };
-    Err(EngineError::Config(format!(
-        "no pg_dump/pg_restore for PostgreSQL {server_major} or newer (installed: {seen}); \
-         install the PostgreSQL {server_major} client tools or set ARTIFORTRESS_PG_BINDIR"
-    )))
+    out.push('\n');
+    out
 }
 
+/// Where client tools are looked for: `ARTIFORTRESS_PG_BINDIR` (one directory
+/// or a `:`-separated list) when set, else every `/usr/lib/postgresql/*/bin`,
+/// `/usr/local/lib/postgresql/*/bin` and `PATH`.
 fn candidate_dirs() -> Vec<PathBuf> {
-    if let Ok(dir) = std::env::var("ARTIFORTRESS_PG_BINDIR") {
-        return vec![PathBuf::from(dir)];
+    if let Some(dirs) = std::env::var_os("ARTIFORTRESS_PG_BINDIR") {
+        return std::env::split_paths(&dirs).collect();
     }
     let mut dirs = Vec::new();
     for root in ["/usr/lib/postgresql", "/usr/local/lib/postgresql"] {
@@ -136,27 +260,101 @@ pub fn parse_major(version_output: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn tools(major: u32) -> PgTools {
-        PgTools { bindir: PathBuf::from(format!("/pg/{major}/bin")), major, version: format!("pg_dump {major}.1") }
+    fn tools(majors: &[u32]) -> Toolset {
+        Toolset::new(
+            majors
+                .iter()
+                .map(|&m| PgTools {
+                    bindir: PathBuf::from(format!("/pg/{m}/bin")),
+                    major: m,
+                    version: format!("{m}.1"),
+                })
+                .collect(),
+        )
     }
 
     #[test]
     fn major_versions_parse() {
         assert_eq!(parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
         assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
+        assert_eq!(parse_major("15.18 (Debian 15.18-0+deb12u1)"), Some(15));
         assert_eq!(parse_major("garbage"), None);
     }
 
     #[test]
-    fn the_same_major_wins_then_the_newest_newer_one() {
-        assert_eq!(choose(vec![tools(14), tools(15), tools(16)], 15).unwrap().major, 15);
-        assert_eq!(choose(vec![tools(13), tools(16), tools(17)], 15).unwrap().major, 17);
+    fn a_backup_uses_the_source_major_else_the_oldest_newer_one() {
+        assert_eq!(tools(&[14, 15, 16]).for_backup(15).unwrap().major, 15);
+        assert_eq!(
+            tools(&[15, 16, 18]).for_backup(14).unwrap().major,
+            15,
+            "not 18: its archive would not restore into 14"
+        );
+        assert_eq!(tools(&[18]).for_backup(14).unwrap().major, 18, "only newer tools installed");
+        let err = tools(&[14, 15]).for_backup(16).unwrap_err();
+        assert_eq!(err.reason(), Some("UnsupportedVersions"));
+        assert!(err.is_usage());
+        let err = err.to_string();
+        assert!(err.contains("PostgreSQL 16 or newer") && err.contains("15 in /pg/15/bin"), "{err}");
+        assert!(err.contains("install the PostgreSQL 16 client tools"), "{err}");
+    }
+
+    /// Every (source, pg_dump, target) combination of 14–18 with the tools this
+    /// project's test environment has (15, 16, 18): the pg_dump a backup would
+    /// pick, then the pg_restore a restore picks, or why it refuses.
+    #[test]
+    fn every_combination_of_majors_14_to_18() {
+        let installed = tools(&[15, 16, 18]);
+        let mut table = Vec::new();
+        for source in 14..=18 {
+            let dump = installed.for_backup(source).unwrap().major;
+            for target in 14..=18 {
+                let choice = match installed.for_restore(dump, source, target) {
+                    Ok(t) => t.major.to_string(),
+                    Err(e) => {
+                        assert_eq!(e.reason(), Some("UnsupportedVersions"), "{e}");
+                        "-".into()
+                    }
+                };
+                table.push(format!("{source}/{dump}->{target}:{choice}"));
+            }
+        }
+        assert_eq!(
+            table.join(" "),
+            [
+                // 14 is dumped with 15 (archive 1.14): 15 or 16 restore it into 14–16, 18 into 17–18.
+                "14/15->14:15 14/15->15:15 14/15->16:16 14/15->17:16 14/15->18:18",
+                "15/15->14:- 15/15->15:15 15/15->16:16 15/15->17:16 15/15->18:18",
+                // archive 1.15 needs pg_restore 16+.
+                "16/16->14:- 16/16->15:- 16/16->16:16 16/16->17:16 16/16->18:18",
+                // 17 is dumped with 18 (archive 1.16): only pg_restore 17+ reads it.
+                "17/18->14:- 17/18->15:- 17/18->16:- 17/18->17:18 17/18->18:18",
+                "18/18->14:- 18/18->15:- 18/18->16:- 18/18->17:- 18/18->18:18",
+            ]
+            .join(" ")
+        );
     }
 
     #[test]
-    fn an_older_client_is_refused_with_what_to_install() {
-        let err = choose(vec![tools(13), tools(14)], 15).unwrap_err().to_string();
-        assert!(err.contains("PostgreSQL 15 or newer") && err.contains("13 in /pg/13/bin"), "{err}");
-        assert!(err.contains("install the PostgreSQL 15 client tools"), "{err}");
+    fn the_support_table_says_what_each_server_can_do() {
+        let table = support_table(&tools(&[15, 16, 18]));
+        assert!(table.contains("| PostgreSQL 14 | pg_dump 15 | pg_restore 15 | downgrade |"), "{table}");
+        assert!(table.contains("| PostgreSQL 18 | pg_dump 18 | pg_restore 18 (upgrade) |"), "{table}");
+        assert!(support_table(&tools(&[])).contains("| PostgreSQL 15 | none | no pg_dump |"));
+    }
+
+    #[test]
+    fn a_downgrade_and_the_transaction_timeout_trap_are_refused_with_what_to_do() {
+        let installed = tools(&[15, 16, 18]);
+        let err = installed.for_restore(18, 18, 15).unwrap_err().to_string();
+        assert!(err.contains("PostgreSQL 18") && err.contains("PostgreSQL 15") && err.contains("downgrade"), "{err}");
+        // A 14 server dumped with pg_dump 18 (only 18 installed then): no pg_restore reads 1.16 and suits 14.
+        let err = installed.for_restore(18, 14, 14).unwrap_err().to_string();
+        assert!(err.contains("archive format 1.16") && err.contains("transaction_timeout"), "{err}");
+        assert!(err.contains("client tools of PostgreSQL 14"), "{err}");
+        // Only newer tools installed: 18 restores a 1.14 archive into 18, nothing into 14.
+        let newer = tools(&[18]);
+        assert_eq!(newer.for_restore(15, 15, 18).unwrap().major, 18);
+        let err = newer.for_restore(15, 15, 15).unwrap_err().to_string();
+        assert!(err.contains("pg_restore 12 to 16") && err.contains("install the PostgreSQL 15 client tools"), "{err}");
     }
 }

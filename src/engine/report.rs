@@ -36,6 +36,10 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
         );
     }
 
+    if let Some(m) = verdict.server_majors.filter(|m| m.is_upgrade()) {
+        let _ = writeln!(md, "- Upgrade rehearsal: PostgreSQL {} → {}", m.source, m.target);
+    }
+
     md.push_str("\n## Verdict\n\n");
     if verdict.failures.is_empty() {
         md.push_str("Every check passed.\n");
@@ -150,6 +154,7 @@ mod tests {
             warnings: Vec::new(),
             roles_created: vec!["app_reader".into()],
             rto_basis: Some(RtoBasis::Usable),
+            server_majors: Some(crate::engine::verdict::ServerMajors { source: 15, target: 18 }),
             failures: vec!["RTO objective missed: measured 2.0s exceeds the objective 1ms".into()],
             rto: Some(ObjectiveResult {
                 measured_seconds: 2.0,
@@ -180,6 +185,7 @@ mod tests {
         assert!(md.contains("- RTO objective missed"));
         assert!(md.contains("| RTO (restore start to usable) | 2.0s | 1ms | **NO** |"));
         assert!(md.contains("Reason: `RTOMissed`") && md.contains("`app_reader`"));
+        assert!(md.contains("- Upgrade rehearsal: PostgreSQL 15 → 18"), "{md}");
         assert!(md.contains("| `public.tenants` | 5 | 5 | yes |"));
         assert!(md.contains("Table parity (1 of 1 match)"));
     }

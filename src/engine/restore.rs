@@ -25,7 +25,7 @@ use crate::store::BackupStore;
 
 use super::archive_index::{self, Indexed};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
-use super::pgtools::{PgTools, parse_major, read_tail};
+use super::pgtools::{PgTools, Toolset, parse_major, read_tail};
 use super::progress::{Progress, human_bytes};
 use super::scratch::{self, Needs};
 use super::verdict::TableParity;
@@ -63,6 +63,7 @@ pub struct Restored {
     pub usable_at: DateTime<Utc>,
     pub roles_created: Vec<String>,
     pub warnings: Vec<String>,
+    pub versions: Versions,
     /// pg_restore's parallelism, reused for counting.
     pub jobs: u32,
 }
@@ -116,13 +117,45 @@ pub async fn restore(
     load(target, staged, request, progress).await
 }
 
+/// The PostgreSQL majors a restore involves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The backup's source server.
+    pub source: u32,
+    /// The pg_dump that wrote the archive.
+    pub dump: u32,
+    /// The target server.
+    pub target: u32,
+}
+
+impl Versions {
+    fn of(manifest: &Manifest, target: u32) -> Result<Versions, EngineError> {
+        let unreadable = |what: &str, value: &str| EngineError::Corrupt {
+            backup: manifest.backup_name.clone(),
+            detail: format!("its manifest's {what} {value:?} has no major version"),
+        };
+        Ok(Versions {
+            source: parse_major(&manifest.source.server_version)
+                .ok_or_else(|| unreadable("serverVersion", &manifest.source.server_version))?,
+            dump: parse_major(&manifest.pg_dump_version)
+                .ok_or_else(|| unreadable("pgDumpVersion", &manifest.pg_dump_version))?,
+            target,
+        })
+    }
+
+    /// `(from, to)` when the target runs a newer major than the source: an upgrade rehearsal.
+    pub fn upgrade(&self) -> Option<(u32, u32)> {
+        (self.target > self.source).then_some((self.source, self.target))
+    }
+}
+
 /// A checked dump on local disk, ready to restore; the target is untouched so far.
 pub struct Staged {
     manifest: Manifest,
     expected: Vec<TableSnapshot>,
     tools: PgTools,
     needs: Needs,
-    server_major: u32,
+    versions: Versions,
     started_at: DateTime<Utc>,
     download_seconds: f64,
     // Dropping it removes the staged archive.
@@ -172,11 +205,14 @@ pub async fn stage(
             ),
         ));
     }
+    let versions = Versions::of(&manifest, identity.major)?;
+    let tools = Toolset::installed().await.for_restore(versions.dump, versions.source, versions.target)?.clone();
+    if let Some((from, to)) = versions.upgrade() {
+        progress.step(format!("upgrade rehearsal: PostgreSQL {from} → {to}, restoring with {}", tools.version));
+    }
     scratch::check_target(&mut admin, &admin_url, target).await?;
     let needs = scratch::check_needs(&mut admin, &admin_url, &manifest, request.require_roles).await?;
     drop(admin);
-    let dump_major = parse_major(&manifest.pg_dump_version).unwrap_or(identity.major);
-    let tools = PgTools::for_server(identity.major.max(dump_major)).await?;
 
     // Download and verify; the target is untouched until this succeeds.
     let t = Instant::now();
@@ -202,7 +238,7 @@ pub async fn stage(
         Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
-    Ok(Staged { manifest, expected, tools, needs, server_major: identity.major, started_at, download_seconds, staging })
+    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, staging })
 }
 
 /// Creates the missing roles, recreates the scratch database, restores the
@@ -221,7 +257,7 @@ pub async fn load(
     }
     let properties = staged.manifest.database.as_ref();
     let backup = &staged.manifest.backup_name;
-    scratch::recreate(&mut admin, &admin_url, target, properties, backup, staged.server_major).await?;
+    scratch::recreate(&mut admin, &admin_url, target, properties, backup, staged.versions.target).await?;
     drop(admin);
     let jobs = default_jobs(request.jobs);
     progress.step(format!("pg_restore -j {jobs} into {target}"));
@@ -239,7 +275,7 @@ pub async fn load(
     scratch::analyze(target, jobs).await?;
     let analyze_seconds = t.elapsed().as_secs_f64();
     progress.step(format!("analyzed in {analyze_seconds:.1} s: the database is usable"));
-    let Staged { manifest, expected, started_at, download_seconds, .. } = staged;
+    let Staged { manifest, expected, started_at, download_seconds, versions, .. } = staged;
     Ok(Restored {
         manifest,
         expected,
@@ -250,6 +286,7 @@ pub async fn load(
         usable_at: Utc::now(),
         roles_created,
         warnings,
+        versions,
         jobs,
     })
 }

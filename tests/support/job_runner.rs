@@ -85,11 +85,14 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
     let outcome = match resolve_env(&secrets, &job).await {
         Err(e) => Err(format!("CreateContainerConfigError: {e}")),
         Ok(env) => {
-            // Only what the pod would have: no credential leaks in from the test process.
+            // Only what the pod would have: no credential leaks in from the test
+            // process. The image carries the client tools of every major; here
+            // they are the harness's (ARTIFORTRESS_PG_BINDIR).
             let out = tokio::process::Command::new(super::operator_bin())
                 .args(&args)
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("ARTIFORTRESS_PG_BINDIR", std::env::var("ARTIFORTRESS_PG_BINDIR").unwrap_or_default())
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .envs(env)
                 .output()
