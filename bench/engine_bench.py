@@ -9,6 +9,8 @@ Targets (issue 3):
   restore + parity        <= 0.6 x psql restore of a plain dump + ANALYZE + sequential count(*)
                           (ours: download + verify + pg_restore -j + settings + ANALYZE + parity)
   parity (counts)         <= 10 % of restore time
+  blob check, 200 000     peak RSS <= 64 MiB, time <= 10 % of the large seed's restore
+    references and objects  (Garage; the drill's blob step, from its verdict)
   restore on PG 15 and 18 <= 1.1 x pg_restore -j of a seekable archive of the same data
                           (our pipe-written archive, indexed; recreate + pg_restore phase)
 
@@ -149,6 +151,30 @@ def restore_vs_seekable(major, state, work):
     return version, ours, base, indexed.group(1) if indexed else "not indexed", statistics
 
 
+BLOBS = int(os.environ.get("BENCH_BLOBS", "200000"))
+
+
+def blob_check(server, s3_url, work):
+    """A drill's blob step over BLOBS references and as many objects in Garage:
+    its time (from the verdict) and the drill process's peak RSS."""
+    db = server.rsplit("/", 1)[0] + "/bench_blobs"
+    run(["psql", "-q", server, "-c", "CREATE DATABASE bench_blobs"])
+    run([BIN, "migrate", "--database", db], stderr=subprocess.DEVNULL)
+    blob_store = s3_url.replace("s3://bench/af?", "s3://bench/blobs?")
+    log(f"seeding {BLOBS} blobs and writing their objects into Garage")
+    run([BIN, "seed", "--database", db, "--scale", "small", "--blobs", str(BLOBS), "--blob-store", blob_store],
+        stderr=subprocess.DEVNULL)
+    verdict = os.path.join(work, "blobs-verdict.json")
+    _, rss, _ = timed_with_peak_rss([BIN, "drill", "--source", db, "--store", f"file://{work}/blob-drill-store",
+                                     "--target", server.rsplit("/", 1)[0] + "/blobs_scratch",
+                                     "--blob-store", blob_store, "--json", verdict])
+    import json
+    blobs = json.load(open(verdict))["blobs"]
+    if blobs["referenced"] != BLOBS or blobs["present"] != BLOBS:
+        sys.exit(f"blob check saw {blobs['referenced']} references, {blobs['present']} present")
+    return blobs["seconds"], rss
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} missing: run `cargo build --release` (make bench does)")
@@ -216,6 +242,8 @@ def main():
         )
         download, restore, analyze, parity = map(float, m.groups())
 
+        blob_seconds, blob_rss = blob_check(source_server, s3_url, work)
+
         seekable = []
         for major in (15, 18):
             log(f"PostgreSQL {major}: our restore phase vs pg_restore -j of a seekable archive")
@@ -234,6 +262,13 @@ def main():
         ("parity / restore", f"{parity:.2f} s", f"restore (pg_restore): {restore:.1f} s", parity / restore, "<= 0.10"),
     ]
     limits = [0.6, 1.0, 1.0, 1.0, 0.6, 0.1]
+    restore_all = download + restore + analyze + parity
+    rows.append((f"blob check ({BLOBS // 1000}k)", f"{blob_seconds:.2f} s", f"large restore {restore_all:.1f} s",
+                 blob_seconds / restore_all, "<= 0.10 (of the restore)"))
+    limits.append(0.1)
+    rows.append((f"blob check RSS", f"{blob_rss / mib:.1f} MiB", "(the whole drill process)", blob_rss / mib / 64,
+                 "<= 1.00 (of 64 MiB)"))
+    limits.append(1.0)
     for major, version, ours_phase, base_phase, indexed, statistics in seekable:
         rows.append((f"restore on PG {major}", f"{ours_phase:.1f} s", f"seekable pg_restore -j: {base_phase:.1f} s",
                      ours_phase / base_phase, f"<= 1.10 ({version}, {indexed} tables indexed)"))

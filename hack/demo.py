@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """`make demo`: the GA readiness demo, on a machine with nothing set up.
 
-Starts two throwaway PostgreSQL servers, migrates and seeds the source, starts
-`serve` with generated admin and viewer tokens, checks readiness and the admin
-ops summary (and that it refuses missing and viewer tokens), runs a recovery
-drill against RPO/RTO objectives, and writes docs/reports/ga-readiness-latest.md:
-every check with its result and timing, the ops summary, the drill verdict.
+Starts two throwaway PostgreSQL servers, migrates and seeds the source (and
+writes its blobs' objects into a local blob store), starts `serve` with
+generated admin and viewer tokens, checks readiness and the admin ops summary
+(and that it refuses missing and viewer tokens), runs a recovery drill against
+RPO/RTO objectives that also checks every blob the restored database references,
+and writes docs/reports/ga-readiness-latest.md: every check with its result and
+timing, the ops summary, the drill verdict, the blob check.
+
+DEMO_DELETE_BLOB=1 deletes one blob object before the drill, to show the failure.
 
 Progress goes to stderr. Exit status 1 if any check failed (the report is still
 written, saying which). Everything started here is stopped at the end.
@@ -15,6 +19,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +37,7 @@ OUT = Path(os.environ.get("DEMO_OUT", ROOT / "target/demo"))
 REPORT = Path(os.environ.get("DEMO_REPORT", ROOT / "docs/reports/ga-readiness-latest.md"))
 SCALE = os.environ.get("DEMO_SCALE", "small")
 RPO, RTO = os.environ.get("DEMO_RPO", "15m"), os.environ.get("DEMO_RTO", "30m")
+DELETE_BLOB = os.environ.get("DEMO_DELETE_BLOB") == "1"
 
 
 def say(message):
@@ -127,9 +133,15 @@ def main():
             return "applied, then re-applied as a no-op"
 
         checks.run("migrate the source database", migrate, required=True)
+        blobs = OUT / "blobs"
+        if blobs.exists():
+            shutil.rmtree(blobs)
+        blobs.mkdir()
+
         def seed():
-            run(BIN, "seed", "--database", source, "--scale", SCALE, env=env)
-            return f"scale {SCALE} generated"
+            run(BIN, "seed", "--database", source, "--scale", SCALE, "--blob-store", f"file://{blobs}", env=env)
+            objects = sum(1 for p in blobs.rglob("*") if p.is_file())
+            return f"scale {SCALE} generated, {objects} blob objects in the blob store"
 
         checks.run(f"seed the source (scale {SCALE})", seed, required=True)
 
@@ -139,6 +151,7 @@ def main():
                                   for t, role in [(admin, "admin"), (viewer, "viewer")]))
         store = OUT / "store"
         store.mkdir(exist_ok=True)
+        blob_store = f"file://{blobs}"
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server_log = open(OUT / "serve.log", "w")
@@ -146,7 +159,7 @@ def main():
         def start_serve():
             nonlocal server
             server = subprocess.Popen(
-                [BIN, "serve", "--database", source, "--object-store", f"file://{store}",
+                [BIN, "serve", "--database", source, "--object-store", blob_store,
                  "--listen", f"127.0.0.1:{port}", "--installation", "demo", "--tokens-file", tokens],
                 stdout=server_log, stderr=server_log, env=env)
             for _ in range(100):
@@ -198,10 +211,22 @@ def main():
 
         checks.run("GET /metrics exports the ops signals and dependency probes", metrics)
 
+        if DELETE_BLOB:
+            def delete_blob():
+                key = run("psql", "-At", source, "-c", "SELECT storage_key FROM blobs ORDER BY id LIMIT 1").strip()
+                (blobs / key).unlink()
+                context["deleted_blob"] = key
+                return f"deleted {key} from the blob store (DEMO_DELETE_BLOB=1)"
+
+            checks.run("delete one referenced blob object (to show the failure)", delete_blob)
+
         def drill():
             result = OUT / "drill-result.json"
+            if result.exists():
+                result.unlink()
             done = subprocess.run(
                 [BIN, "drill", "--source", source, "--target", target, "--store", f"file://{store}",
+                 "--blob-store", blob_store, "--blob-sample", "100",
                  "--rpo", RPO, "--rto", RTO, "--report", OUT / "drill-report.md", "--json", result],
                 stderr=subprocess.PIPE, text=True, env=env)
             if result.exists():
@@ -213,6 +238,19 @@ def main():
             return f"{verdict['result']}: {verdict['rpo']['summary']}; {verdict['rto']['summary']}"
 
         checks.run(f"recovery drill with RPO {RPO} / RTO {RTO} objectives passes", drill)
+
+        def blobs_consistent():
+            b = (context.get("drill") or {}).get("blobs")
+            if not b:
+                raise RuntimeError("the drill did not check blobs")
+            summary = (f"{b['referenced']} referenced, {b['present']} present, {b['missing']} missing, "
+                       f"{b['sizeMismatches']} size mismatches, {b['corrupt']} of {b['sampled']} sampled corrupt")
+            if b["missing"] or b["sizeMismatches"] or b["corrupt"]:
+                first = (b.get("missingKeys") or b.get("sizeMismatchKeys") or b.get("corruptKeys") or [""])[0]
+                raise RuntimeError(f"{summary}; first: {first}")
+            return summary
+
+        checks.run("every blob the restored database references is in the blob store", blobs_consistent)
     except StopDemo as stopped:
         say(f"stopping early: the later checks need '{stopped}'")
     finally:
@@ -264,6 +302,17 @@ def render(checks, context):
                          f"{'yes' if o['met'] else '**no**'} |")
         for failure in drill.get("failures") or []:
             lines.append(f"\nFailure: {failure}")
+        b = drill.get("blobs")
+        if b:
+            lines += ["", "## Blobs", "",
+                      f"The restored database's blob references against `{b['store']}`"
+                      f" (reason if failed: `{drill.get('reason', '')}`):", "",
+                      "| referenced | present | missing | size mismatches | sampled | corrupt | orphans |",
+                      "|---:|---:|---:|---:|---:|---:|---:|",
+                      f"| {b['referenced']} | {b['present']} | {b['missing']} | {b['sizeMismatches']} | "
+                      f"{b['sampled']} | {b['corrupt']} | {b['orphans']} |"]
+            for key in b.get("missingKeys") or []:
+                lines.append(f"\nMissing: `{key}`")
         lines += ["", "| table | expected rows | restored rows | match |", "|---|---|---|---|"]
         for p in drill["parity"]:
             lines.append(f"| {p['table']} | {p['expected']} | {p['restored']} | {'yes' if p['match'] else '**no**'} |")

@@ -58,6 +58,15 @@ enum Command {
         /// Truncate every Artifortress table first (destroys existing data).
         #[arg(long)]
         reset: bool,
+        /// Number of blob rows instead of the scale's.
+        #[arg(long)]
+        blobs: Option<i64>,
+        /// Also write every seeded blob's object (content whose SHA-256 is its
+        /// digest) under its storage_key into this store: file:///path or
+        /// s3://bucket/prefix?… (credentials from BLOB_AWS_ACCESS_KEY_ID /
+        /// BLOB_AWS_SECRET_ACCESS_KEY, else the AWS chain).
+        #[arg(long)]
+        blob_store: Option<String>,
     },
     /// Take one consistent backup of a database into a store.
     Backup {
@@ -167,9 +176,34 @@ struct DrillArgs {
     /// Keep the scratch database after the drill.
     #[arg(long)]
     keep_target: bool,
+    /// The installation's blob store (file:///path or s3://bucket/prefix?…):
+    /// after parity, every blob the restored database references must exist
+    /// there with its size. Credentials: BLOB_AWS_ACCESS_KEY_ID /
+    /// BLOB_AWS_SECRET_ACCESS_KEY, else the AWS chain.
+    #[arg(long)]
+    blob_store: Option<String>,
+    /// Referenced blobs to fetch and hash against their digest (random; 0: none).
+    #[arg(long, default_value_t = 0)]
+    blob_sample: u64,
+    /// `fail`: a missing or corrupt blob fails the drill; `warn`: it is a warning.
+    #[arg(long, value_enum, default_value = "fail")]
+    blob_policy: BlobPolicyFlag,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BlobPolicyFlag {
+    Fail,
+    Warn,
 }
 
 impl DrillArgs {
+    async fn blob_store(&self) -> Result<Option<Box<dyn store::BackupStore>>, Failure> {
+        match &self.blob_store {
+            Some(url) => Ok(Some(open_blob_store(url).await?)),
+            None => Ok(None),
+        }
+    }
+
     fn request(
         self,
         source: Option<DatabaseUrl>,
@@ -189,6 +223,8 @@ impl DrillArgs {
                 RtoBasisFlag::Verified => RtoBasis::Verified,
             },
             keep_target: self.keep_target,
+            blob_sample: self.blob_sample,
+            blob_warn_only: self.blob_policy == BlobPolicyFlag::Warn,
         })
     }
 }
@@ -512,6 +548,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The blob store, with the blob bucket's own keys from BLOB_AWS_ACCESS_KEY_ID
+/// and BLOB_AWS_SECRET_ACCESS_KEY when set (the backup store uses the AWS_* ones).
+async fn open_blob_store(url: &str) -> Result<Box<dyn store::BackupStore>, Failure> {
+    let credentials = match (std::env::var("BLOB_AWS_ACCESS_KEY_ID"), std::env::var("BLOB_AWS_SECRET_ACCESS_KEY")) {
+        (Ok(access_key_id), Ok(secret_access_key)) => {
+            Some(store::StaticCredentials { access_key_id, secret_access_key })
+        }
+        _ => None,
+    };
+    store::open_with_credentials(url, credentials).await.map_err(usage)
+}
+
 fn engine_failure(e: EngineError) -> Failure {
     if e.is_usage() { usage(e) } else { failed(e) }
 }
@@ -583,11 +631,27 @@ async fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Seed { database, scale, reset } => {
+        Command::Seed { database, scale, reset, blobs, blob_store } => {
             let url = DatabaseUrl::parse(&database).map_err(usage)?;
+            let blob_store = match &blob_store {
+                Some(u) => Some(open_blob_store(u).await?),
+                None => None,
+            };
             let pool = db::connect(&url, 2).await.map_err(failed)?;
             eprintln!("seed: filling {url} at scale {scale:?}");
-            let report = db::seed::seed(&pool, &url, scale, reset).await.map_err(failed)?;
+            let mut sizes = scale.sizes();
+            if let Some(n) = blobs {
+                sizes.blobs = n.max(1);
+            }
+            let report = db::seed::seed(&pool, &url, sizes, reset).await.map_err(failed)?;
+            if let Some(store) = &blob_store {
+                let progress = Progress::new("seed");
+                progress.step(format!("writing blob objects into {}", store.url()));
+                let n = engine::blobs::write_seed_objects(&url, store.as_ref(), 32, &progress)
+                    .await
+                    .map_err(engine_failure)?;
+                progress.step(format!("{n} blob objects written"));
+            }
             for (table, rows) in &report.rows {
                 eprintln!("seed: {table:<18} {rows:>9} rows");
             }
@@ -698,10 +762,12 @@ async fn run(command: Command) -> Result<(), Failure> {
                     verify: verify.mode(),
                 }),
             };
+            let blob_store = objectives.blob_store().await?;
             let request =
                 objectives.request(source, target.target_url()?, choice, target.request(String::new(), &verify))?;
-            let outcome =
-                engine::drill::run(store.as_ref(), &request, &Progress::new("drill")).await.map_err(engine_failure)?;
+            let outcome = engine::drill::run(store.as_ref(), &request, blob_store.as_deref(), &Progress::new("drill"))
+                .await
+                .map_err(engine_failure)?;
             if let Some(path) = &report {
                 std::fs::write(path, &outcome.report_markdown)
                     .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
@@ -717,6 +783,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             drill_verdict(&outcome)
         }
         Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, objectives } => {
+            let blob_store = objectives.blob_store().await?;
             let request = objectives.request(
                 None,
                 target.target_url()?,
@@ -737,7 +804,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                         return store.put_bytes(&record_key, record.to_json()).await.map(drop).map_err(failed);
                     }
                     // A failed restore ends the drill here, with its verdict stored.
-                    let outcome = engine::drill::conclude(store.as_ref(), &request, record, &progress)
+                    let outcome = engine::drill::conclude(store.as_ref(), &request, record, None, &progress)
                         .await
                         .map_err(engine_failure)?;
                     return match refused {
@@ -752,8 +819,9 @@ async fn run(command: Command) -> Result<(), Failure> {
                     RestoreRecord::parse(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?
                 }
             };
-            let outcome =
-                engine::drill::conclude(store.as_ref(), &request, record, &progress).await.map_err(engine_failure)?;
+            let outcome = engine::drill::conclude(store.as_ref(), &request, record, blob_store.as_deref(), &progress)
+                .await
+                .map_err(engine_failure)?;
             drill_verdict(&outcome)
         }
     }

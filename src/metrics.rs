@@ -76,6 +76,11 @@ pub struct Metrics {
     pub drill_rto: Family<InstallationLabels, FloatGauge>,
     pub drill_rto_objective: Family<InstallationLabels, FloatGauge>,
     pub drill_source_major: Family<InstallationLabels, Gauge>,
+    pub drill_blobs_referenced: Family<InstallationLabels, Gauge>,
+    pub drill_blobs_missing: Family<InstallationLabels, Gauge>,
+    pub drill_blobs_corrupt: Family<InstallationLabels, Gauge>,
+    pub drill_blobs_orphans: Family<InstallationLabels, Gauge>,
+    pub blobs_recoverable: Family<InstallationLabels, Gauge>,
     pub drill_target_major: Family<InstallationLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
@@ -121,6 +126,11 @@ impl Metrics {
             drill_rto: Family::default(),
             drill_rto_objective: Family::default(),
             drill_source_major: Family::default(),
+            drill_blobs_referenced: Family::default(),
+            drill_blobs_missing: Family::default(),
+            drill_blobs_corrupt: Family::default(),
+            drill_blobs_orphans: Family::default(),
+            blobs_recoverable: Family::default(),
             drill_target_major: Family::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
@@ -219,6 +229,31 @@ impl Metrics {
             "drill_source_major",
             "PostgreSQL major of the backup the last finished drill restored",
             m.drill_source_major.clone(),
+        );
+        registry.register(
+            "drill_blobs_referenced",
+            "Blob references in the database the last finished drill restored",
+            m.drill_blobs_referenced.clone(),
+        );
+        registry.register(
+            "drill_blobs_missing",
+            "Referenced blobs missing from object storage in the last finished drill",
+            m.drill_blobs_missing.clone(),
+        );
+        registry.register(
+            "drill_blobs_corrupt",
+            "Referenced blobs of another size or digest in the last finished drill",
+            m.drill_blobs_corrupt.clone(),
+        );
+        registry.register(
+            "drill_blobs_orphans",
+            "Objects no blob row references, in the last finished drill (informational)",
+            m.drill_blobs_orphans.clone(),
+        );
+        registry.register(
+            "blobs_recoverable",
+            "1 when the blob bucket keeps deleted objects (versioning), 0 when it does not, -1 when unknown",
+            m.blobs_recoverable.clone(),
         );
         registry.register(
             "drill_target_major",

@@ -27,6 +27,7 @@ fn thresholds_escalate_and_name_a_runbook() {
         "drill_last_pass",
         "drill_rpo",
         "drill_rto",
+        "drill_blobs_missing",
         "dependency_up",
     ] {
         assert!(thresholds.alerts.iter().any(|a| a.expr.contains(signal)), "an alert on {signal}");

@@ -48,6 +48,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         backup_storage: None,
         slo: Default::default(),
         probe_interval: "30s".into(),
+        gc_grace_period: "24h".into(),
     };
     let store = jobs::backup_store_url(&spec, "production");
     let job = jobs::engine_job(EngineJob {

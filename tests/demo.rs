@@ -1,17 +1,19 @@
 //! `make demo` (hack/demo.py) end to end, into a scratch directory: every check
-//! passes and the report carries them; a drill that misses its RTO fails the demo.
+//! passes and the report carries them; a drill that misses its RTO fails the
+//! demo, and so does a blob deleted from the blob store.
 
 mod support;
 
 use std::process::Command;
 
-fn demo(out: &std::path::Path, rto: &str) -> (std::process::ExitStatus, String, String) {
+fn demo(out: &std::path::Path, rto: &str, delete_blob: bool) -> (std::process::ExitStatus, String, String) {
     let report = out.join("report.md");
     let done = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/demo.py"))
         .env("BIN", support::operator_bin())
         .env("DEMO_OUT", out)
         .env("DEMO_REPORT", &report)
         .env("DEMO_RTO", rto)
+        .env("DEMO_DELETE_BLOB", if delete_blob { "1" } else { "0" })
         .output()
         .expect("run hack/demo.py");
     let report = std::fs::read_to_string(&report).unwrap_or_default();
@@ -21,7 +23,7 @@ fn demo(out: &std::path::Path, rto: &str) -> (std::process::ExitStatus, String, 
 #[test]
 fn the_demo_passes_every_check_and_fails_when_the_drill_misses_its_objective() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, report, progress) = demo(&dir.path().join("pass"), "30m");
+    let (status, report, progress) = demo(&dir.path().join("pass"), "30m", false);
     assert!(status.success(), "{progress}\n{report}");
     assert!(report.contains("Overall: **PASS**"), "{report}");
     for check in [
@@ -31,6 +33,7 @@ fn the_demo_passes_every_check_and_fails_when_the_drill_misses_its_objective() {
         "with a viewer token is 403",
         "audited",
         "recovery drill",
+        "every blob the restored database references is in the blob store",
     ] {
         let row = report.lines().find(|l| l.contains(check)).unwrap_or_else(|| panic!("{check}: {report}"));
         assert!(row.contains("| pass"), "{row}");
@@ -38,12 +41,19 @@ fn the_demo_passes_every_check_and_fails_when_the_drill_misses_its_objective() {
     assert!(report.contains("| public.outbox_events | 5000 | 5000 | yes |"), "{report}");
     assert!(report.contains("## Ops summary") && report.contains("| incompleteGcRuns | 1 |"), "{report}");
     assert!(progress.contains("demo: all checks passed"), "{progress}");
+    assert!(report.contains("## Blobs") && report.contains("| 4500 | 4500 | 0 | 0 | 100 | 0 | 0 |"), "{report}");
 
-    let (status, report, progress) = demo(&dir.path().join("fail"), "1ms");
+    let (status, report, progress) = demo(&dir.path().join("fail"), "1ms", false);
     assert_eq!(status.code(), Some(1), "{progress}");
     assert!(
         report.contains("Overall: **FAIL**") && report.contains("| RTO |") && report.contains("**no**"),
         "{report}"
     );
     assert!(report.contains("RTO objective missed"), "{report}");
+
+    let (status, report, progress) = demo(&dir.path().join("blob"), "30m", true);
+    assert_eq!(status.code(), Some(1), "{progress}");
+    assert!(report.contains("Overall: **FAIL**") && report.contains("`BlobsMissing`"), "{report}");
+    let row = report.lines().find(|l| l.contains("every blob the restored database references")).unwrap();
+    assert!(row.contains("**FAIL**") && row.contains("1 missing"), "{row}");
 }

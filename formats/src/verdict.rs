@@ -52,6 +52,11 @@ pub struct Verdict {
     /// One row per table the manifest recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parity: Vec<TableParity>,
+    /// The restored database's blob references checked against the blob
+    /// store (absent when no blob store was given, or the database has no
+    /// `blobs` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<BlobCheck>,
     /// Location of the Markdown report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -159,6 +164,36 @@ pub struct Timings {
     pub verified_seconds: Option<f64>,
     #[serde(rename = "totalSeconds", default, skip_serializing_if = "Option::is_none")]
     pub total_seconds: Option<f64>,
+}
+
+/// The blob references of a restored database against the objects in the blob store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct BlobCheck {
+    /// The blob store (URL without credentials).
+    pub store: String,
+    /// `blobs` rows in the restored database.
+    pub referenced: u64,
+    /// Referenced objects found in the store.
+    pub present: u64,
+    /// Referenced objects not in the store, and the first of their keys.
+    pub missing: u64,
+    #[serde(rename = "missingKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_keys: Vec<String>,
+    /// Objects whose size differs from `size_bytes`, and the first of them.
+    #[serde(rename = "sizeMismatches")]
+    pub size_mismatches: u64,
+    #[serde(rename = "sizeMismatchKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub size_mismatch_keys: Vec<String>,
+    /// Objects nobody references (informational), and the first of them.
+    pub orphans: u64,
+    #[serde(rename = "orphanKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub orphan_keys: Vec<String>,
+    /// Referenced blobs fetched and hashed, and those whose SHA-256 differs from their digest.
+    pub sampled: u64,
+    pub corrupt: u64,
+    #[serde(rename = "corruptKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_keys: Vec<String>,
+    pub seconds: f64,
 }
 
 /// One table's restored numbers against the manifest.

@@ -43,6 +43,15 @@ pub struct ArtifortressSpec {
     /// How often dependencies are probed and the ops summary recomputed.
     #[serde(default = "default_probe_interval")]
     pub probe_interval: DurationString,
+    /// How long Artifortress's garbage collection keeps a blob after it became
+    /// unreferenced. With bucket versioning off, a backup older than this may
+    /// reference blobs GC has deleted since (condition `BlobsRecoverable`).
+    #[serde(default = "default_gc_grace_period")]
+    pub gc_grace_period: DurationString,
+}
+
+fn default_gc_grace_period() -> DurationString {
+    DurationString::from("24h")
 }
 
 fn default_probe_interval() -> DurationString {
@@ -184,7 +193,10 @@ impl Default for SloThresholds {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifortressStatus {
-    /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`.
+    /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`, `BlobsRecoverable`
+    /// (can blobs of older restore points still be recovered: bucket versioning
+    /// against garbage collection) and `BackupStorageSeparate` (backups not inside
+    /// the blob store).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.

@@ -91,6 +91,10 @@ pub struct DrillTemplate {
     /// (needs a backup taken with `Checksums`).
     #[serde(default)]
     pub verify: VerifyMode,
+    /// The blob check after parity: every blob the restored database references
+    /// must exist in the installation's object storage with its size.
+    #[serde(default)]
+    pub blobs: DrillBlobPolicy,
     /// Tables to compare, as `schema.table`. Empty means every table in the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
@@ -102,6 +106,26 @@ pub struct DrillTemplate {
     /// inspection.
     #[serde(default)]
     pub cleanup: CleanupPolicy,
+}
+
+/// How a drill checks blobs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillBlobPolicy {
+    /// `Fail` (default): a missing or corrupt referenced blob fails the drill
+    /// (`BlobsMissing`, `BlobCorrupt`); `Warn`: it is reported as a warning.
+    #[serde(default)]
+    pub policy: BlobFindingPolicy,
+    /// Referenced blobs fetched at random and hashed against their digest (0: none).
+    #[serde(default)]
+    pub sample: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BlobFindingPolicy {
+    #[default]
+    Fail,
+    Warn,
 }
 
 fn create_missing_roles_default() -> bool {
@@ -212,6 +236,10 @@ pub struct RecoveryDrillStatus {
     /// Per-table comparison of the restored database with the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parity: Vec<TableParity>,
+    /// The restored database's blob references against the installation's
+    /// object storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<DrillBlobs>,
     /// Object-storage URL of the Markdown report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -240,6 +268,58 @@ pub struct DrillBackupInfo {
     pub completed_at: DateTime<Utc>,
     /// Whether the drill took this backup itself.
     pub fresh: bool,
+}
+
+/// What the blob check of a drill found.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillBlobs {
+    /// The blob store checked.
+    pub store: String,
+    /// Blob rows in the restored database.
+    pub referenced: u64,
+    /// Referenced objects found.
+    pub present: u64,
+    /// Referenced objects missing from the store.
+    pub missing: u64,
+    /// The first missing keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_keys: Vec<String>,
+    /// Objects whose size differs from the database's.
+    pub size_mismatches: u64,
+    /// The first of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub size_mismatch_keys: Vec<String>,
+    /// Sampled objects fetched and hashed.
+    pub sampled: u64,
+    /// Sampled objects whose SHA-256 differs from their digest.
+    pub corrupt: u64,
+    /// The first of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_keys: Vec<String>,
+    /// Objects nobody references (informational).
+    pub orphans: u64,
+    /// Seconds the check took.
+    pub seconds: f64,
+}
+
+impl From<verdict::BlobCheck> for DrillBlobs {
+    fn from(b: verdict::BlobCheck) -> Self {
+        DrillBlobs {
+            store: b.store,
+            referenced: b.referenced,
+            present: b.present,
+            missing: b.missing,
+            missing_keys: b.missing_keys,
+            size_mismatches: b.size_mismatches,
+            size_mismatch_keys: b.size_mismatch_keys,
+            sampled: b.sampled,
+            corrupt: b.corrupt,
+            corrupt_keys: b.corrupt_keys,
+            orphans: b.orphans,
+            seconds: b.seconds,
+        }
+    }
 }
 
 /// A measured time against its objective.
@@ -337,6 +417,7 @@ impl From<verdict::Verdict> for RecoveryDrillStatus {
             rto: v.rto.map(Into::into),
             timings: v.timings.map(Into::into),
             parity: v.parity.into_iter().map(Into::into).collect(),
+            blobs: v.blobs.map(Into::into),
             report: v.report,
             job_name: None,
             started_at: v.started_at,

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::conditions::{self, Observed};
-use super::{Context, Error, jobs};
+use super::{Context, Error, jobs, recoverability};
 use crate::api::artifortress::{
     Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity,
 };
@@ -29,7 +29,7 @@ use crate::db::ops_summary::OpsSignals;
 use crate::engine::manifest::{self, Manifest};
 use crate::installations::{self, Installation};
 use crate::metrics::InstallationLabels;
-use crate::store::BackupStore;
+use crate::store::{BackupStore, Versioning};
 
 /// Bound on each dependency probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,6 +107,14 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let db_ok = record_database(&ctx, &af, &mut conditions, &database);
     let storage = probe_object_storage(&ctx, &af).await;
     let storage_ok = record_object_storage(&ctx, &af, &mut conditions, &storage);
+    let versioning = match &storage.store {
+        Some(store) if storage_ok => match tokio::time::timeout(PROBE_TIMEOUT, store.versioning()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => Versioning::Unknown(e.to_string()),
+            Err(_) => Versioning::Unknown(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        },
+        _ => Versioning::Unknown("object storage is not reachable".into()),
+    };
     if let (Some(Ok(database_url)), Some(object_store)) = (database.url, storage.store) {
         ctx.installations.upsert(Installation {
             name: af.name_any(),
@@ -122,6 +130,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let backups = Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     record_history(&ctx, &af, &mut conditions.status, &backups, &drills);
+    record_recoverability(&ctx, &af, &mut conditions, &versioning, &backups);
     resync_catalog(&ctx, &af, &backups).await?;
 
     let (ready, reason, message) = readiness(db_ok, storage_ok);
@@ -141,6 +150,11 @@ impl Conditions {
     fn set(&mut self, type_: &str, ok: bool, reason: &str, message: String) {
         let status = if ok { ConditionStatus::True } else { ConditionStatus::False };
         let observed = Observed { type_, status, reason, message };
+        conditions::set(&mut self.status.conditions, observed, self.generation, self.now);
+    }
+
+    fn set_status(&mut self, type_: &str, finding: recoverability::Finding) {
+        let observed = Observed { type_, status: finding.status, reason: finding.reason, message: finding.message };
         conditions::set(&mut self.status.conditions, observed, self.generation, self.now);
     }
 }
@@ -303,6 +317,41 @@ async fn resync_catalog(ctx: &Context, af: &Artifortress, known: &[Backup]) -> R
         Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed"),
     }
     Ok(())
+}
+
+/// `BlobsRecoverable` (bucket versioning against GC, and which backups that puts
+/// at risk) and `BackupStorageSeparate` (backups not inside the blob store).
+fn record_recoverability(
+    ctx: &Context,
+    af: &Artifortress,
+    conditions: &mut Conditions,
+    versioning: &Versioning,
+    backups: &[Backup],
+) {
+    let name = af.name_any();
+    let grace = af.spec.gc_grace_period.parse().unwrap_or(Duration::from_secs(86_400));
+    let restore_points: Vec<(String, DateTime<Utc>)> = backups
+        .iter()
+        .filter(|b| b.spec.artifortress_ref.name == name)
+        .filter_map(|b| {
+            let s = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?;
+            Some((b.name_any(), s.snapshot_time?))
+        })
+        .collect();
+    let blobs = recoverability::blobs_recoverable(versioning, grace, &restore_points, conditions.now);
+    let gauge = match blobs.status {
+        ConditionStatus::True => 1,
+        ConditionStatus::False => 0,
+        ConditionStatus::Unknown => -1,
+    };
+    ctx.metrics.blobs_recoverable.get_or_create(&InstallationLabels { installation: name.clone() }).set(gauge);
+    conditions.set_status("BlobsRecoverable", blobs);
+    let backup_path = url::Url::parse(&jobs::backup_store_url(&af.spec, &name))
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let isolation =
+        recoverability::backup_isolation(&af.spec.object_storage, jobs::backup_storage(&af.spec), &backup_path);
+    conditions.set_status("BackupStorageSeparate", isolation);
 }
 
 /// The `Ready` condition from the two dependencies.

@@ -18,7 +18,7 @@ use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
 use chrono::{DateTime, Utc};
 
 use crate::api::common::{SecretKeyRef, VerifyMode};
-use crate::api::recovery_drill::{CleanupPolicy, DrillTemplate, RtoBasis};
+use crate::api::recovery_drill::{BlobFindingPolicy, CleanupPolicy, DrillTemplate, RtoBasis};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
 pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
@@ -128,6 +128,22 @@ pub fn s3_credentials(storage: &ObjectStorageSpec) -> Vec<(&'static str, SecretK
         .collect()
 }
 
+/// The blob bucket's access keys for the verify step (its blob check), under
+/// their own names: the backup store's keys may be others.
+pub fn blob_credentials(storage: &ObjectStorageSpec) -> Vec<(&'static str, SecretKeyRef)> {
+    s3_credentials(storage)
+        .into_iter()
+        .map(|(var, key)| {
+            (if var == "AWS_ACCESS_KEY_ID" { "BLOB_AWS_ACCESS_KEY_ID" } else { "BLOB_AWS_SECRET_ACCESS_KEY" }, key)
+        })
+        .collect()
+}
+
+/// The URL of an installation's blob store (`objectStorage` and its prefix).
+pub fn blob_store_url(spec: &ArtifortressSpec) -> String {
+    store_url(&spec.object_storage, spec.object_storage.prefix.as_deref().unwrap_or("").trim_matches('/'))
+}
+
 /// The Job: one attempt, no service-account token, restricted security context,
 /// bounded resources, credentials only through `secretKeyRef`.
 pub fn engine_job(j: EngineJob<'_>) -> Job {
@@ -221,6 +237,8 @@ pub struct DrillStepArgs<'a> {
     pub started_at: DateTime<Utc>,
     pub fresh: bool,
     pub template: &'a DrillTemplate,
+    /// The installation's blob store, checked by the verify step.
+    pub blob_store_url: &'a str,
 }
 
 /// Arguments of `artifortress-operator drill-step …`; the target URL comes from
@@ -258,6 +276,15 @@ pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
     if !t.create_missing_roles {
         args.push("--no-create-roles".into());
     }
+    if a.step == "verify" {
+        args.extend(["--blob-store".into(), a.blob_store_url.into()]);
+        if t.blobs.sample > 0 {
+            args.extend(["--blob-sample".into(), t.blobs.sample.to_string()]);
+        }
+        if t.blobs.policy == BlobFindingPolicy::Warn {
+            args.extend(["--blob-policy".into(), "warn".into()]);
+        }
+    }
     args
 }
 
@@ -288,6 +315,7 @@ mod tests {
             backup_storage,
             slo: Default::default(),
             probe_interval: "30s".into(),
+            gc_grace_period: "24h".into(),
         }
     }
 
@@ -376,6 +404,7 @@ mod tests {
                 started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
                 fresh: false,
                 template: t,
+                blob_store_url: "s3://blobs/a",
             })
             .join(" ")
         };
@@ -392,5 +421,6 @@ mod tests {
         );
         let strict = args(&template(serde_json::json!({"rtoBasis": "Verified", "createMissingRoles": false})));
         assert!(strict.contains("--rto-basis verified") && strict.contains("--no-create-roles"), "{strict}");
+        assert!(!strict.contains("--blob-store"), "only the verify step checks blobs");
     }
 }

@@ -8,6 +8,7 @@ pub mod backup_schedule;
 pub mod conditions;
 pub mod jobs;
 pub mod leader;
+pub mod recoverability;
 pub mod recovery_drill;
 pub mod retention;
 pub mod schedule;

@@ -274,6 +274,10 @@ impl DrillRun<'_> {
         let template = &self.drill.spec.template;
         let mut secret_env = vec![("TARGET_DATABASE_URL", template.target.connection_secret_ref.clone())];
         secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
+        if step == "verify" {
+            secret_env.extend(jobs::blob_credentials(&self.af.spec.object_storage));
+        }
+        let blob_store_url = jobs::blob_store_url(&self.af.spec);
         jobs::engine_job(EngineJob {
             step,
             owner_name: &name,
@@ -289,6 +293,7 @@ impl DrillRun<'_> {
                 started_at: self.started_at,
                 fresh: self.fresh(),
                 template,
+                blob_store_url: &blob_store_url,
             }),
             secret_env,
             staging_bytes: manifest.map(|m| m.dump.archive_bytes),
@@ -400,6 +405,8 @@ async fn validate(
     }
     let s3 = jobs::s3_credentials(jobs::backup_storage(&af.spec));
     keys.extend(s3.iter().map(|(_, k)| k));
+    let blob_keys = jobs::blob_credentials(&af.spec.object_storage);
+    keys.extend(blob_keys.iter().map(|(_, k)| k));
     if let Some(missing) = super::missing_secrets(&ctx.client, ns, &keys).await? {
         return Ok(Some(("SecretNotFound", missing)));
     }
@@ -499,6 +506,12 @@ async fn conclude(
         m.drill_last_pass.get_or_create(&labels).set(finished);
     } else {
         m.drill_failures.get_or_create(&labels).inc();
+    }
+    if let Some(b) = &status.blobs {
+        m.drill_blobs_referenced.get_or_create(&labels).set(b.referenced as i64);
+        m.drill_blobs_missing.get_or_create(&labels).set(b.missing as i64);
+        m.drill_blobs_corrupt.get_or_create(&labels).set((b.size_mismatches + b.corrupt) as i64);
+        m.drill_blobs_orphans.get_or_create(&labels).set(b.orphans as i64);
     }
     if let (Some(source), Some(target)) = (status.source_major, status.target_major) {
         m.drill_source_major.get_or_create(&labels).set(i64::from(source));

@@ -110,14 +110,13 @@ pub struct SeedReport {
 /// Fills an empty, migrated database. With `reset`, all Artifortress tables are
 /// truncated first; without it a database that already holds data is refused,
 /// so a seed never silently mixes with real data.
-pub async fn seed(pool: &PgPool, url: &DatabaseUrl, scale: Scale, reset: bool) -> Result<SeedReport, DbError> {
+pub async fn seed(pool: &PgPool, url: &DatabaseUrl, sizes: Sizes, reset: bool) -> Result<SeedReport, DbError> {
     let q = |context: &str| {
         let context = context.to_string();
         let url = url.to_string();
         move |source| DbError::Query { context, url, source }
     };
     let started = Instant::now();
-    let sizes = scale.sizes();
 
     if reset {
         sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY CASCADE", TABLES.join(", ")))
@@ -255,13 +254,17 @@ fn packages_sql(repo0: i64, repositories: i64) -> String {
 }
 
 fn blobs_sql() -> String {
+    // The content of blob i is known (engine::blobs::seed_content), so that
+    // `seed --blob-store` can write objects whose SHA-256 is the digest and
+    // whose size is size_bytes.
     "INSERT INTO blobs (digest, size_bytes, storage_key, media_type, created_at)
-     SELECT 'sha256:' || h, 512 + (i * 7919) % 50000000,
+     SELECT 'sha256:' || h, length(c),
             'blobs/sha256/' || substr(h, 1, 2) || '/' || h,
             (ARRAY['application/gzip','application/java-archive','application/vnd.oci.image.layer.v1.tar+gzip','application/zip'])[1 + i % 4],
             now() - make_interval(mins => (i % 500000)::int)
      FROM generate_series($1::bigint, $2::bigint) AS i,
-          LATERAL encode(sha256(convert_to('blob-' || i, 'UTF8')), 'hex') AS h"
+          LATERAL convert_to(repeat('artifortress seed blob ' || i || E'\n', 1 + ((i * 7919) % 40)::int), 'UTF8') AS c,
+          LATERAL encode(sha256(c), 'hex') AS h"
         .to_string()
 }
 

@@ -15,6 +15,7 @@ use crate::store::BackupStore;
 
 use super::EngineError;
 use super::backup::{self, BackupRequest};
+use super::blobs;
 use super::manifest::{self, Manifest};
 use super::objectives;
 use super::progress::{Progress, human_duration};
@@ -23,7 +24,8 @@ use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
 use super::scratch;
 use super::verdict::{
-    BackupInfo, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors, TableParity, Timings, Verdict,
+    BackupInfo, BlobCheck, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors, TableParity, Timings,
+    Verdict,
 };
 
 /// Which backup a drill restores.
@@ -49,6 +51,10 @@ pub struct DrillRequest {
     pub rto: Option<Duration>,
     /// Which recovery time the RTO objective judges.
     pub rto_basis: RtoBasis,
+    /// Referenced blobs to fetch and hash in the blob check.
+    pub blob_sample: u64,
+    /// Missing or corrupt blobs are warnings instead of failures.
+    pub blob_warn_only: bool,
     /// Keep the scratch database for inspection.
     pub keep_target: bool,
 }
@@ -93,6 +99,7 @@ pub fn report_key(backup: &str, drill: &str) -> String {
 pub async fn run(
     store: &dyn BackupStore,
     request: &DrillRequest,
+    blob_store: Option<&dyn BackupStore>,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let started_at = Utc::now();
@@ -123,7 +130,7 @@ pub async fn run(
                 Err(e) if e.is_usage() => return Err(e),
                 Err(e) => {
                     record_failure(&mut record, "backup", &e);
-                    return conclude(store, request, record, progress).await;
+                    return conclude(store, request, record, None, progress).await;
                 }
             }
             record
@@ -143,7 +150,7 @@ pub async fn run(
 
     // 2. Restore, verify, measure.
     restore_step(store, request, &mut record, progress).await?;
-    conclude(store, request, record, progress).await
+    conclude(store, request, record, blob_store, progress).await
 }
 
 /// Restores the record's backup into the scratch database. Operational
@@ -192,6 +199,7 @@ struct Findings {
     rpo: Option<ObjectiveResult>,
     rto: Option<ObjectiveResult>,
     timings: Timings,
+    blobs: Option<BlobCheck>,
 }
 
 impl Findings {
@@ -202,13 +210,14 @@ impl Findings {
     }
 }
 
-/// Parity (when the restore succeeded), RPO/RTO, verdict, report, cleanup.
-/// Everything measured is reported, also for a failed drill; mistakes in the
-/// request are returned.
+/// Parity and the blob check (when the restore succeeded), RPO/RTO, verdict,
+/// report, cleanup. Everything measured is reported, also for a failed drill;
+/// mistakes in the request are returned. Without `blob_store` there is no blob check.
 pub async fn conclude(
     store: &dyn BackupStore,
     request: &DrillRequest,
     record: RestoreRecord,
+    blob_store: Option<&dyn BackupStore>,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let mut found = Findings {
@@ -250,16 +259,18 @@ pub async fn conclude(
         });
     }
     if let (Some(m), true) = (&manifest, found.failures.is_empty()) {
-        verify_and_measure(request, &record, m, &mut found, progress).await?;
+        verify_and_measure(request, &record, m, blob_store, &mut found, progress).await?;
     }
     Ok(finish(found, store, request, &record, progress).await)
 }
 
-/// Parity against the manifest, then RPO and RTO against their objectives.
+/// Parity against the manifest, the blob references against the blob store,
+/// then RPO and RTO against their objectives.
 async fn verify_and_measure(
     request: &DrillRequest,
     record: &RestoreRecord,
     m: &Manifest,
+    blob_store: Option<&dyn BackupStore>,
     found: &mut Findings,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -274,12 +285,28 @@ async fn verify_and_measure(
             return Ok(());
         }
     };
-    let verified_at = Utc::now();
     found.timings.parity_seconds = Some(verified.seconds);
     found.parity = verified.parity;
     for failure in verified.failures {
         found.fail("ParityMismatch", failure);
     }
+    if let Some(blob_store) = blob_store {
+        match blobs::check(&request.target, blob_store, request.blob_sample, progress).await {
+            Ok(Some(check)) => {
+                for (reason, message) in blobs::findings(&check) {
+                    if request.blob_warn_only {
+                        found.warnings.push(message);
+                    } else {
+                        found.fail(reason, message);
+                    }
+                }
+                found.blobs = Some(check);
+            }
+            Ok(None) => {}
+            Err(e) => found.fail("VerifyFailed", format!("blobs: {e}")),
+        }
+    }
+    let verified_at = Utc::now();
 
     let rpo = objectives::measured_rpo(m.snapshot_time, m.completed_at, record.drill_started_at, record.fresh);
     let restore_started = record.restore_started_at.unwrap_or(record.drill_started_at);
@@ -342,6 +369,7 @@ async fn finish(
             ..found.timings
         }),
         parity: found.parity,
+        blobs: found.blobs,
         report: None,
         started_at: Some(record.drill_started_at),
         completed_at: Some(completed_at),

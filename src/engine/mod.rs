@@ -4,6 +4,7 @@
 
 pub mod archive_index;
 pub mod backup;
+pub mod blobs;
 pub mod drill;
 mod inspect;
 pub mod manifest;

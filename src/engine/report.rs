@@ -97,6 +97,34 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
         }
     }
 
+    if let Some(b) = &verdict.blobs {
+        let _ = writeln!(md, "\n## Blobs\n\nThe restored database's blob references against `{}`:\n", b.store);
+        md.push_str("| referenced | present | missing | size mismatches | sampled | corrupt | orphans (informational) | took |\n");
+        md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            b.referenced,
+            b.present,
+            b.missing,
+            b.size_mismatches,
+            b.sampled,
+            b.corrupt,
+            b.orphans,
+            human_duration(b.seconds)
+        );
+        for (what, keys) in [
+            ("missing", &b.missing_keys),
+            ("size mismatch", &b.size_mismatch_keys),
+            ("corrupt", &b.corrupt_keys),
+            ("orphan", &b.orphan_keys),
+        ] {
+            for key in keys {
+                let _ = writeln!(md, "- {what}: `{key}`");
+            }
+        }
+    }
+
     if !verdict.parity.is_empty() {
         let all = verdict.parity.len();
         let ok = verdict.parity.iter().filter(|p| p.matches).count();
@@ -172,6 +200,7 @@ mod tests {
                 matches: true,
             }],
             backup: None,
+            blobs: None,
             rpo: None,
             report: None,
             started_at: None,

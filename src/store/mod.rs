@@ -11,6 +11,20 @@ mod s3;
 pub use file::FileStore;
 pub use s3::{S3Store, StaticCredentials, sdk_config};
 
+/// Like [`open`], with a static access key pair for `s3://` stores instead of
+/// the AWS chain (e.g. the blob bucket's own keys beside the backup store's).
+pub async fn open_with_credentials(
+    url: &str,
+    credentials: Option<StaticCredentials>,
+) -> Result<Box<dyn BackupStore>, StoreError> {
+    match (credentials, url::Url::parse(url)) {
+        (Some(credentials), Ok(parsed)) if parsed.scheme() == "s3" => {
+            Ok(Box::new(S3Store::with_credentials(&parsed, Some(credentials)).await?))
+        }
+        _ => open(url).await,
+    }
+}
+
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -18,6 +32,23 @@ use futures::Stream;
 
 /// A body streamed into a store. An `Err` item aborts the write: nothing is left behind.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Objects in key order (byte order), page by page.
+pub type ObjectStream<'a> = Pin<Box<dyn Stream<Item = Result<ObjectInfo, StoreError>> + Send + 'a>>;
+
+/// Whether a bucket keeps the versions of overwritten and deleted objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Versioning {
+    Enabled {
+        object_lock: bool,
+    },
+    /// Never enabled, or suspended: a deleted object is gone.
+    Off {
+        suspended: bool,
+    },
+    /// The store cannot say (e.g. an S3 implementation without versioning support).
+    Unknown(String),
+}
 
 /// Errors of the stores; messages name the store (never with credentials) and key.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +92,39 @@ pub trait BackupStore: Send + Sync {
 
     /// Every complete object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+
+    /// Every complete object under `prefix` in key order, streamed, so that a
+    /// caller can walk millions of keys in bounded memory. The default collects
+    /// [`list`](Self::list); stores that page override it.
+    fn list_stream<'a>(&'a self, prefix: &'a str) -> ObjectStream<'a> {
+        Box::pin(async_stream::try_stream! {
+            for object in self.list(prefix).await? {
+                yield object;
+            }
+        })
+    }
+
+    /// The objects under `prefix` whose keys are after `after` (exclusive) and
+    /// up to `up_to` (inclusive), in key order: one slice of a listing, so that
+    /// slices can be listed concurrently. The default filters
+    /// [`list_stream`](Self::list_stream); S3 starts each slice where it begins.
+    fn list_range<'a>(&'a self, prefix: &'a str, after: Option<&'a str>, up_to: Option<&'a str>) -> ObjectStream<'a> {
+        use futures::StreamExt;
+        Box::pin(
+            self.list_stream(prefix)
+                .filter(move |o| {
+                    futures::future::ready(o.as_ref().map_or(true, |o| after.is_none_or(|a| o.key.as_str() > a)))
+                })
+                .take_while(move |o| {
+                    futures::future::ready(o.as_ref().map_or(true, |o| up_to.is_none_or(|u| o.key.as_str() <= u)))
+                }),
+        )
+    }
+
+    /// The bucket's versioning (and object lock) state.
+    async fn versioning(&self) -> Result<Versioning, StoreError> {
+        Ok(Versioning::Off { suspended: false })
+    }
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

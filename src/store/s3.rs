@@ -315,6 +315,75 @@ impl BackupStore for S3Store {
         Ok(out)
     }
 
+    fn list_stream<'a>(&'a self, prefix: &'a str) -> super::ObjectStream<'a> {
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        Box::pin(async_stream::try_stream! {
+            // ListObjectsV2 returns keys in byte order, a page (up to 1 000) at a time.
+            let mut pages =
+                self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.err("listing", prefix, e))?;
+                for object in page.contents() {
+                    if let Some(key) = object.key() {
+                        yield ObjectInfo { key: key[strip.min(key.len())..].to_string(), size: object.size().unwrap_or(0) as u64 };
+                    }
+                }
+            }
+        })
+    }
+
+    fn list_range<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        up_to: Option<&'a str>,
+    ) -> super::ObjectStream<'a> {
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        Box::pin(async_stream::try_stream! {
+            let mut request = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix));
+            if let Some(after) = after {
+                request = request.start_after(self.full_key(after));
+            }
+            let mut pages = request.into_paginator().send();
+            'pages: while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.err("listing", prefix, e))?;
+                for object in page.contents() {
+                    if let Some(key) = object.key() {
+                        let key = &key[strip.min(key.len())..];
+                        if up_to.is_some_and(|u| key > u) {
+                            break 'pages;
+                        }
+                        yield ObjectInfo { key: key.to_string(), size: object.size().unwrap_or(0) as u64 };
+                    }
+                }
+            }
+        })
+    }
+
+    async fn versioning(&self) -> Result<super::Versioning, StoreError> {
+        use aws_sdk_s3::types::BucketVersioningStatus;
+        let versioning = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(v) => v,
+            Err(e) => return Ok(super::Versioning::Unknown(format!("{}", DisplayErrorContext(&e)))),
+        };
+        Ok(match versioning.status() {
+            Some(BucketVersioningStatus::Enabled) => {
+                let object_lock = self
+                    .client
+                    .get_object_lock_configuration()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|c| c.object_lock_configuration().and_then(|c| c.object_lock_enabled().cloned()))
+                    .is_some_and(|e| e.as_str() == "Enabled");
+                super::Versioning::Enabled { object_lock }
+            }
+            Some(BucketVersioningStatus::Suspended) => super::Versioning::Off { suspended: true },
+            _ => super::Versioning::Off { suspended: false },
+        })
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.client
             .head_bucket()

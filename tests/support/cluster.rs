@@ -127,13 +127,14 @@ impl Installation {
         install_crds(&client).await;
         let ns = create_namespace(&client).await;
         let db = TestDatabase::migrated(prefix).await;
+        let bucket = unique_name(prefix);
+        super::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+        // The seeded blobs' objects go into the installation's blob store.
         let out = std::process::Command::new(super::operator_bin())
-            .args(["seed", "--database", db.url.expose(), "--scale", "small"])
+            .args(["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store_url(&bucket)])
             .output()
             .unwrap();
         assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
-        let bucket = unique_name(prefix);
-        super::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
         create_installation_secrets(&client, &ns, db.url.expose()).await;
         // The drill target: a scratch database on the other server.
         let target = super::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch_{}", db.name));
@@ -144,7 +145,8 @@ impl Installation {
             "Artifortress",
             json!({"metadata": {"name": "production"},
                    "spec": {"database": {"connectionSecretRef": {"name": "db", "key": "uri"}},
-                            "objectStorage": storage(&bucket), "probeInterval": "2s"}}),
+                            "objectStorage": storage(&bucket), "backupStorage": backup_storage(&bucket),
+                            "probeInterval": "2s"}}),
         )
         .await;
         let ctx = Arc::new(Context::new(
@@ -179,10 +181,22 @@ impl Installation {
     }
 }
 
-/// `objectStorage` of a test installation: the harness's Garage, prefix `prod`.
+/// `objectStorage` of a test installation (its blobs): the harness's Garage, prefix `blobs`.
 pub fn storage(bucket: &str) -> Value {
+    json!({"bucket": bucket, "prefix": "blobs", "endpoint": env("AF_TEST_S3_ENDPOINT"),
+           "forcePathStyle": true, "credentialsSecretRef": {"name": "s3"}})
+}
+
+/// `backupStorage` of a test installation: the same Garage bucket, prefix `prod`,
+/// apart from the blobs.
+pub fn backup_storage(bucket: &str) -> Value {
     json!({"bucket": bucket, "prefix": "prod", "endpoint": env("AF_TEST_S3_ENDPOINT"),
            "forcePathStyle": true, "credentialsSecretRef": {"name": "s3"}})
+}
+
+/// The blob store of a test installation as a store URL.
+pub fn blob_store_url(bucket: &str) -> String {
+    super::s3_store_url(&env("AF_TEST_S3_ENDPOINT"), bucket, "blobs")
 }
 
 pub async fn secret(client: &kube::Client, ns: &str, name: &str, data: Value) {
