@@ -5,25 +5,9 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
-use support::{TestDatabase, env, operator_bin, s3_client, s3_store_url, unique_name, with_database};
-
-fn operator(args: &[&str]) -> Output {
-    Command::new(operator_bin()).args(args).env("ARTIFORTRESS_LOG_FORMAT", "text").output().expect("run operator")
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{TestDatabase, assert_exit, env, operator, s3_client, s3_store_url, unique_name, with_database};
 
 /// A seeded installation database whose blobs are in a Garage bucket
 /// (`blobs/` prefix), and a backup of it in a file store.

@@ -3,42 +3,16 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 use sqlx::PgPool;
 use support::{
-    ExtraGarage, ExtraPostgres, TestDatabase, env, operator_bin, s3_client, s3_store_url, unique_name, with_database,
+    ExtraGarage, ExtraPostgres, TestDatabase, assert_exit, env, file_store, operator, operator_bin, operator_with_env,
+    s3_client, s3_store_url, stderr, unique_name, with_database,
 };
-
-fn operator(args: &[&str]) -> Output {
-    operator_with_env(args, &[])
-}
-
-fn operator_with_env(args: &[&str], extra_env: &[(String, String)]) -> Output {
-    Command::new(operator_bin())
-        .args(args)
-        .env("ARTIFORTRESS_LOG_FORMAT", "text")
-        .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run operator")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
 
 /// Tables whose names need quoting, a second schema, a partitioned table.
 const AWKWARD_TABLES: &str = r#"
@@ -72,13 +46,6 @@ async fn s3_bucket() -> (String, aws_sdk_s3::Client) {
     let bucket = unique_name("engine");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     (bucket, s3)
-}
-
-/// A `file://` store in a fresh directory (which lives as long as the TempDir).
-fn file_store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    (dir, url)
 }
 
 fn scratch_url(server_env: &str) -> String {

@@ -5,65 +5,12 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 use sqlx::PgPool;
-use support::{env, operator_bin, unique_name, with_database};
-
-fn operator(args: &[&str]) -> Output {
-    Command::new(operator_bin()).args(args).env("ARTIFORTRESS_LOG_FORMAT", "text").output().expect("run operator")
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{TestDatabase, assert_exit, env, operator, stderr, unique_name, with_database};
 
 fn server(major: u32) -> String {
     env(&format!("AF_TEST_PG{major}_URL"))
-}
-
-/// A database on the server of `major`, dropped (with FORCE) when the test ends.
-struct Database {
-    server: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(major: u32, prefix: &str) -> Database {
-        let server = server(major);
-        let name = unique_name(prefix).replace('-', "_");
-        let admin = PgPool::connect(&server).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.unwrap();
-        admin.close().await;
-        Database { server, name }
-    }
-
-    fn url(&self) -> String {
-        with_database(&self.server, &self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(admin) = PgPool::connect(&server).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&admin).await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// The Artifortress schema and seed, plus what differs between majors'
@@ -90,35 +37,29 @@ CREATE TABLE public.documents (id int, body oid);
 INSERT INTO public.documents SELECT g, lo_from_bytea(0, convert_to('document ' || g, 'UTF8')) FROM generate_series(1, 1200) g;
 "#;
 
-async fn seeded(major: u32) -> Database {
-    let db = Database::create(major, &format!("pg{major}")).await;
-    assert_exit(&operator(&["migrate", "--database", &db.url()]), 0);
-    assert_exit(&operator(&["seed", "--database", &db.url(), "--scale", "small"]), 0);
-    let pool = PgPool::connect(&db.url()).await.unwrap();
-    sqlx::raw_sql(EXTRA).execute(&pool).await.unwrap();
-    pool.close().await;
+async fn seeded(major: u32) -> TestDatabase {
+    let db = TestDatabase::create(&format!("AF_TEST_PG{major}_URL"), &format!("pg{major}")).await;
+    assert_exit(&operator(&["migrate", "--database", db.url.expose()]), 0);
+    assert_exit(&operator(&["seed", "--database", db.url.expose(), "--scale", "small"]), 0);
+    sqlx::raw_sql(EXTRA).execute(&db.pool().await).await.unwrap();
     db
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A drill of a database on `source` into a new scratch database on
 /// `target`, with checksums; returns the verdict and the progress lines.
-async fn drill(source: &Database, target_major: u32) -> (Value, String) {
-    let scratch = Database { server: server(target_major), name: unique_name("scratch").replace('-', "_") };
+async fn drill(source: &TestDatabase, target_major: u32) -> (Value, String) {
+    let scratch = with_database(&server(target_major), &unique_name("scratch").replace('-', "_"));
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("verdict.json");
     let report = dir.path().join("report.md");
     let out = operator(&[
         "drill",
         "--source",
-        &source.url(),
+        source.url.expose(),
         "--store",
         &format!("file://{}", dir.path().join("store").display()),
         "--target",
-        &scratch.url(),
+        &scratch,
         "--verify",
         "checksums",
         "--json",
@@ -195,7 +136,7 @@ async fn a_downgrade_is_refused_before_the_target_is_touched() {
     let source = seeded(18).await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().display());
-    assert_exit(&operator(&["backup", "--source", &source.url(), "--store", &store, "--name", "from-18"]), 0);
+    assert_exit(&operator(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "from-18"]), 0);
     let scratch = unique_name("scratch").replace('-', "_");
     let target = with_database(&server(15), &scratch);
     let out = operator(&["restore", "--store", &store, "--backup", "from-18", "--target", &target]);

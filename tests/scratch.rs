@@ -6,35 +6,9 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 use sqlx::PgPool;
-use support::{env, operator_bin, unique_name, with_database};
-
-fn operator(args: &[&str]) -> Output {
-    Command::new(operator_bin()).args(args).env("ARTIFORTRESS_LOG_FORMAT", "text").output().expect("run operator")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
-
-fn file_store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    (dir, url)
-}
+use support::{assert_exit, env, file_store, operator, stderr, unique_name, with_database};
 
 fn db_name(prefix: &str) -> String {
     unique_name(prefix).replace('-', "_")
@@ -241,12 +215,13 @@ impl Roles {
     }
 }
 
-#[tokio::test]
-async fn a_foreign_schema_drills_with_checksums_into_a_server_without_its_roles() {
+/// The foreign schema in a new database on the source server with roles of
+/// its own; the name of a scratch database on the target server; and what
+/// removes them both (and the roles) at the end.
+async fn foreign_source() -> (Roles, String, String, Cleanup) {
     let roles = Roles::new();
-    let source = db_name("foreign");
-    let scratch = db_name("scratch");
-    let _cleanup = Cleanup {
+    let (source, scratch) = (db_name("foreign"), db_name("scratch"));
+    let cleanup = Cleanup {
         databases: vec![
             ("AF_TEST_PG_SOURCE_URL".into(), source.clone()),
             ("AF_TEST_PG_TARGET_URL".into(), scratch.clone()),
@@ -255,6 +230,12 @@ async fn a_foreign_schema_drills_with_checksums_into_a_server_without_its_roles(
     };
     let src = create_database("AF_TEST_PG_SOURCE_URL", &source, "").await;
     sqlx::raw_sql(&foreign_schema(&roles)).execute(&src).await.unwrap();
+    (roles, source, scratch, cleanup)
+}
+
+#[tokio::test]
+async fn a_foreign_schema_drills_with_checksums_into_a_server_without_its_roles() {
+    let (roles, source, scratch, _cleanup) = foreign_source().await;
     let target_server = PgPool::connect(&env("AF_TEST_PG_TARGET_URL")).await.unwrap();
     let on_target: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)")
         .bind(roles.all())
@@ -362,18 +343,7 @@ async fn a_foreign_schema_drills_with_checksums_into_a_server_without_its_roles(
 
 #[tokio::test]
 async fn missing_roles_can_be_required_and_missing_extensions_are_refused_before_anything_is_touched() {
-    let roles = Roles::new();
-    let source = db_name("foreign");
-    let scratch = db_name("scratch");
-    let _cleanup = Cleanup {
-        databases: vec![
-            ("AF_TEST_PG_SOURCE_URL".into(), source.clone()),
-            ("AF_TEST_PG_TARGET_URL".into(), scratch.clone()),
-        ],
-        roles: roles.all(),
-    };
-    let src = create_database("AF_TEST_PG_SOURCE_URL", &source, "").await;
-    sqlx::raw_sql(&foreign_schema(&roles)).execute(&src).await.unwrap();
+    let (roles, source, scratch, _cleanup) = foreign_source().await;
     let (dir, store) = file_store();
     let source_url = with_database(&env("AF_TEST_PG_SOURCE_URL"), &source);
     assert_exit(&operator(&["backup", "--source", &source_url, "--store", &store, "--name", "b1"]), 0);

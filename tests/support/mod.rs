@@ -99,6 +99,43 @@ pub fn operator_bin() -> &'static str {
     env!("CARGO_BIN_EXE_artifortress-operator")
 }
 
+/// Runs the operator binary (text logs) to completion.
+pub fn operator(args: &[&str]) -> std::process::Output {
+    operator_with_env(args, &[])
+}
+
+/// Runs the operator binary with extra environment variables.
+pub fn operator_with_env(args: &[&str], extra_env: &[(String, String)]) -> std::process::Output {
+    std::process::Command::new(operator_bin())
+        .args(args)
+        .env("ARTIFORTRESS_LOG_FORMAT", "text")
+        .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run operator")
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails, showing both outputs, unless the command exited with `code`.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// A `file://` store in a fresh directory (which lives as long as the TempDir).
+pub fn file_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
 /// An S3 client for the harness's Garage server (path-style, static test keys).
 pub async fn s3_client() -> aws_sdk_s3::Client {
     let endpoint = env("AF_TEST_S3_ENDPOINT");
