@@ -115,20 +115,26 @@ def restore_vs_seekable(major, state, work):
     jobs = str(os.cpu_count() or 2)
     subprocess.run([BIN, "backup", "--source", db, "--store", f"file://{store}", "--name", "b"], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    settle(server)
-    out = subprocess.run([BIN, "restore", "--store", f"file://{store}", "--backup", "b", "--target",
-                          server.rsplit("/", 1)[0] + "/ours", "--jobs", jobs],
-                         check=True, env=env, capture_output=True, text=True)
-    ours = float(re.search(r"recreate\+pg_restore ([\d.]+) s", out.stdout).group(1))
-    indexed = re.search(r"archive indexed: data offsets for (\d+) tables", out.stderr)
     seekable = os.path.join(work, f"seekable{major}.dump")
     subprocess.run([f"{tools}/pg_dump", "-Fc", "-Z0", "-f", seekable], check=True, env=libpq_env(db))
-    settle(server)
-    t0 = time.monotonic()
-    run(["psql", "-q", server, "-c", "CREATE DATABASE seekable"])
-    subprocess.run([f"{tools}/pg_restore", f"--jobs={jobs}", "--no-owner", "--exit-on-error", "-d",
-                    server.rsplit("/", 1)[0] + "/seekable", seekable], check=True, env=libpq_env(db))
-    base = time.monotonic() - t0
+    # Two rounds, alternating, the faster of each: one restore on 2 busy cores
+    # varies by 10-15 % from run to run, more than the difference measured.
+    ours, base, indexed = [], [], None
+    for _ in range(2):
+        settle(server)
+        out = subprocess.run([BIN, "restore", "--store", f"file://{store}", "--backup", "b", "--target",
+                              server.rsplit("/", 1)[0] + "/ours", "--jobs", jobs],
+                             check=True, env=env, capture_output=True, text=True)
+        ours.append(float(re.search(r"recreate\+pg_restore ([\d.]+) s", out.stdout).group(1)))
+        indexed = re.search(r"archive indexed: data offsets for (\d+) tables", out.stderr)
+        run(["psql", "-q", server, "-c", "DROP DATABASE IF EXISTS seekable"])
+        settle(server)
+        t0 = time.monotonic()
+        run(["psql", "-q", server, "-c", "CREATE DATABASE seekable"])
+        subprocess.run([f"{tools}/pg_restore", f"--jobs={jobs}", "--no-owner", "--exit-on-error", "-d",
+                        server.rsplit("/", 1)[0] + "/seekable", seekable], check=True, env=libpq_env(db))
+        base.append(time.monotonic() - t0)
+    ours, base = min(ours), min(base)
     statistics = None
     if major >= 18:
         # PostgreSQL 18 can carry planner statistics in the dump: is restoring
