@@ -78,6 +78,10 @@ enum Command {
         /// Backup name (default: backup-YYYYMMDD-HHMMSS).
         #[arg(long)]
         name: Option<String>,
+        /// A label the manifest records, KEY=VALUE (repeatable); catalog resync
+        /// gives a recreated Backup these labels.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
         #[command(flatten)]
         verify: VerifyArgs,
     },
@@ -308,6 +312,13 @@ struct ServeArgs {
     /// How often the ops-summary metrics are refreshed.
     #[arg(long, default_value = "30s")]
     refresh_interval: String,
+    /// How often rejected ops-summary requests (401/403) are written to the
+    /// audit log, one counted row per actor and reason.
+    #[arg(long, default_value = "5s")]
+    audit_flush: String,
+    /// Bound on every HTTP request.
+    #[arg(long, default_value = "15s")]
+    request_timeout: String,
 }
 
 #[derive(clap::Args)]
@@ -384,6 +395,13 @@ impl RestoreArgs {
     }
 }
 
+fn parse_label(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, v)) if !key.is_empty() => Ok((key.to_string(), v.to_string())),
+        _ => Err(format!("{value:?} is not KEY=VALUE")),
+    }
+}
+
 fn duration_flag(flag: &str, value: &str) -> Result<std::time::Duration, Failure> {
     DurationString(value.to_string()).parse().map_err(|e| usage(format!("--{flag}: {e}")))
 }
@@ -398,6 +416,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let config = ServerConfig {
         check_timeout: duration_flag("check-timeout", &args.check_timeout)?,
         ready_cache: duration_flag("ready-cache", &args.ready_cache)?,
+        audit_flush: duration_flag("audit-flush", &args.audit_flush)?,
+        request_timeout: duration_flag("request-timeout", &args.request_timeout)?,
     };
     let refresh = duration_flag("refresh-interval", &args.refresh_interval)?;
     let slo = match &args.slo_thresholds {
@@ -416,7 +436,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
         (None, Some(path)) => {
             let client = kube_client(Some(path)).await?;
-            (auth::Authenticator::Kubernetes { client: client.clone() }, Some(client))
+            (auth::Authenticator::kubernetes(client.clone()), Some(client))
         }
         _ => return Err(usage("choose how admins are recognised: --tokens-file FILE or --kubeconfig FILE")),
     };
@@ -489,12 +509,9 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
     let installations = Arc::new(artifortress_operator::installations::Installations::default());
     let state = Arc::new(AppState::new(
         installations.clone(),
-        auth::Authenticator::Kubernetes { client: client.clone() },
+        auth::Authenticator::kubernetes(client.clone()),
         metrics.clone(),
-        ServerConfig {
-            check_timeout: std::time::Duration::from_secs(2),
-            ready_cache: std::time::Duration::from_secs(2),
-        },
+        ServerConfig::default(),
         Some(client.clone()),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -662,7 +679,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Backup { source, store, name, verify } => {
+        Command::Backup { source, store, name, labels, verify } => {
             let source = DatabaseUrl::parse(&source).map_err(usage)?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let name = match name {
@@ -671,7 +688,8 @@ async fn run(command: Command) -> Result<(), Failure> {
                     engine::backup::default_name(store.as_ref(), chrono::Utc::now()).await.map_err(engine_failure)?
                 }
             };
-            let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables };
+            let labels = labels.into_iter().collect();
+            let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables, labels };
             let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
                 .await
                 .map_err(engine_failure)?;
@@ -760,6 +778,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                         .map_err(engine_failure)?,
                     tables: verify.tables.clone(),
                     verify: verify.mode(),
+                    labels: Default::default(),
                 }),
             };
             let blob_store = objectives.blob_store().await?;

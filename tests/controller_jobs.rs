@@ -64,7 +64,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         namespace: &ns,
         installation: "production",
         image: "artifortress-operator:test",
-        args: jobs::backup_args(&store, "nightly-1", VerifyMode::Counts, &[]),
+        args: jobs::backup_args(&store, "nightly-1", VerifyMode::Counts, &[], &Default::default()),
         secret_env: jobs::backup_secret_env(&spec),
         staging_bytes: None,
     });

@@ -268,7 +268,7 @@ async fn a_schedule_on_an_injected_clock_backs_up_prunes_and_drills() {
     };
     tokio::time::timeout(MINUTE, poll).await.expect("the oldest backup is pruned");
     let stored: Vec<String> =
-        manifest::list(i.store().await.as_ref()).await.unwrap().into_iter().map(|m| m.backup_name).collect();
+        manifest::list(i.store().await.as_ref()).await.unwrap().manifests.into_iter().map(|m| m.backup_name).collect();
     assert_eq!(stored, ["hourly-203001010200", "hourly-203001010300"]);
     assert!(
         i.store().await.list("hourly-203001010100/").await.unwrap().is_empty(),
@@ -292,48 +292,195 @@ async fn a_schedule_on_an_injected_clock_backs_up_prunes_and_drills() {
     assert_eq!(s.last_successful_backup.unwrap().name, "hourly-203001010300");
 }
 
+/// Unfinished backup Jobs in the namespace right now.
+async fn running_backup_jobs(i: &Installation) -> Vec<String> {
+    let jobs = i.api::<Job>().list(&ListParams::default().labels("artifortress.io/step=backup")).await.unwrap();
+    let done = |j: &Job| j.status.as_ref().is_some_and(|s| s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0);
+    jobs.items.iter().filter(|j| !done(j)).map(|j| j.name_any()).collect()
+}
+
 #[tokio::test]
-async fn deleted_backups_come_back_from_the_bucket() {
+async fn backups_created_at_once_run_one_at_a_time_and_long_names_get_jobs() {
+    let i = Installation::start("ctlone", None).await;
+    let backups = i.api::<Backup>();
+    let long = format!("weekly-{}", "x".repeat(193));
+    assert_eq!(long.len(), 200);
+    let (a, b) = tokio::join!(
+        i.create("Backup", json!({"metadata": {"name": "first"}, "spec": {"artifortressRef": {"name": "production"}}})),
+        i.create("Backup", json!({"metadata": {"name": long}, "spec": {"artifortressRef": {"name": "production"}}})),
+    );
+    let _ = (a, b);
+    let (mut most, mut waited) = (0, false);
+    let started = std::time::Instant::now();
+    loop {
+        most = most.max(running_backup_jobs(&i).await.len());
+        let both: Vec<Backup> = backups.list(&ListParams::default()).await.unwrap().items;
+        waited |= both.iter().any(|b| b.status.as_ref().is_some_and(|s| reason(&s.conditions, "Ready") == "Waiting"));
+        if both.len() == 2 && both.iter().all(finished_backup) {
+            break;
+        }
+        assert!(started.elapsed() < 3 * MINUTE, "both backups finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(most, 1, "never two backup Jobs of one installation at once");
+    assert!(waited, "one of them waited for the other");
+    for name in ["first", long.as_str()] {
+        let status = backups.get(name).await.unwrap().status.unwrap();
+        assert_eq!(status.phase, Some(BackupPhase::Completed), "{name}: {status:?}");
+    }
+    // The long name's Job and labels fit Kubernetes' 63 characters.
+    let job = &i.api::<Job>().list(&ListParams::default()).await.unwrap().items;
+    let long_job = job.iter().find(|j| j.name_any().starts_with("backup-weekly-")).expect("a Job for the long name");
+    assert!(long_job.name_any().len() <= 63);
+    assert!(long_job.labels().values().all(|v| v.len() <= 63), "{:?}", long_job.labels());
+}
+
+#[tokio::test]
+async fn resync_keeps_what_users_deleted_deleted_and_a_new_cluster_sees_every_readable_backup() {
     let i = Installation::start("ctlct", None).await;
     let backups = i.api::<Backup>();
-    i.create("Backup", json!({"metadata": {"name": "keeper"}, "spec": {"artifortressRef": {"name": "production"}}}))
-        .await;
-    let original = wait_until(&backups, "keeper", 2 * MINUTE, finished_backup).await.status.unwrap();
-    let uid = backups.get("keeper").await.unwrap().uid();
-    backups.delete("keeper", &DeleteParams::default()).await.unwrap();
-    let back = wait_until(&backups, "keeper", MINUTE, |b| b.uid() != uid && finished_backup(b)).await;
-    assert_eq!(back.annotations().get(FROM_CATALOG).map(String::as_str), Some("true"));
-    let status = back.status.unwrap();
-    assert_eq!(status.phase, Some(BackupPhase::Completed));
+    let new = |name: &str, labels: serde_json::Value| json!({"metadata": {"name": name, "labels": labels}, "spec": {"artifortressRef": {"name": "production"}}});
+    i.create("Backup", new("keeper", json!({}))).await;
+    wait_until(&backups, "keeper", 2 * MINUTE, finished_backup).await;
+    for name in ["nightly-1", "nightly-2"] {
+        i.create("Backup", new(name, json!({"artifortress.io/schedule": "nightly"}))).await;
+        wait_until(&backups, name, 2 * MINUTE, finished_backup).await;
+    }
+    let store = i.store().await;
     assert_eq!(
-        (status.sha256, status.tables, status.snapshot_time),
-        (original.sha256, original.tables, original.snapshot_time)
+        manifest::load(store.as_ref(), "nightly-2").await.unwrap().labels["artifortress.io/schedule"],
+        "nightly"
     );
-    assert_eq!(reason(&status.conditions, "Ready"), "FromCatalog");
-    let jobs = i.api::<Job>().list(&ListParams::default()).await.unwrap();
-    assert_eq!(jobs.items.len(), 1, "no new backup Job for a recreated Backup");
 
-    // deletionPolicy: Delete removes the stored backup with the resource, so it stays gone.
-    i.create(
-        "Backup",
-        json!({"metadata": {"name": "disposable"},
-               "spec": {"artifortressRef": {"name": "production"}, "deletionPolicy": "Delete"}}),
-    )
-    .await;
-    let done = wait_until(&backups, "disposable", 2 * MINUTE, finished_backup).await;
-    assert_eq!(done.finalizers(), [artifortress_operator::controller::backup::DATA_FINALIZER]);
-    assert!(!i.store().await.list("disposable/").await.unwrap().is_empty());
-    backups.delete("disposable", &DeleteParams::default()).await.unwrap();
+    // deletionPolicy Retain: the data stays, the Backup stays deleted.
+    let keeper = backups.get("keeper").await.unwrap();
+    assert_eq!(keeper.finalizers(), [artifortress_operator::controller::backup::TOMBSTONE_FINALIZER]);
+    backups.delete("keeper", &DeleteParams::default()).await.unwrap();
     let gone = async {
-        while backups.get_opt("disposable").await.unwrap().is_some() {
+        while backups.get_opt("keeper").await.unwrap().is_some() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    tokio::time::timeout(MINUTE, gone).await.expect("the Backup is deleted once its data is");
-    assert!(i.store().await.list("disposable/").await.unwrap().is_empty(), "no object left");
-    // Two resync rounds (probeInterval 2s) later it has not come back.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(backups.get_opt("disposable").await.unwrap().is_none());
+    tokio::time::timeout(MINUTE, gone).await.expect("the Backup is deleted once its tombstone is written");
+    tokio::time::sleep(Duration::from_secs(5)).await; // two resync rounds (probeInterval 2s)
+    assert!(backups.get_opt("keeper").await.unwrap().is_none(), "a deleted Backup is not resurrected");
+    assert!(manifest::load(store.as_ref(), "keeper").await.is_ok(), "its data is retained");
+
+    // A manifest nobody can read sits next to the good ones.
+    store.put_bytes("broken/manifest.json", b"{not json".to_vec()).await.unwrap();
+
+    // A new cluster (another namespace, same bucket) after a disaster.
+    let ns2 = support::create_namespace(&i.client).await;
+    support::create_installation_secrets(&i.client, &ns2, i.db.url.expose()).await;
+    let target = support::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch2_{}", i.db.name));
+    secret(&i.client, &ns2, "target", json!({"uri": target})).await;
+    let af = i.api::<Artifortress>().get("production").await.unwrap();
+    let spec = serde_json::to_value(&af.spec).unwrap();
+    support::cluster::create(
+        &i.client,
+        &ns2,
+        "Artifortress",
+        json!({"metadata": {"name": "production"}, "spec": spec}),
+    )
+    .await;
+    let controllers = {
+        let ctx = i.ctx.clone();
+        let ns2 = ns2.clone();
+        tokio::spawn(
+            async move { artifortress_operator::controller::run_all(ctx, Some(ns2), std::future::pending()).await },
+        )
+    };
+    let _runner = support::job_runner::JobRunner::start(i.client.clone(), &ns2);
+    let backups2: kube::Api<Backup> = kube::Api::namespaced(i.client.clone(), &ns2);
+    let back = wait_until(&backups2, "nightly-2", MINUTE, finished_backup).await;
+    assert_eq!(back.annotations().get(FROM_CATALOG).map(String::as_str), Some("true"));
+    assert_eq!(back.labels().get("artifortress.io/schedule").map(String::as_str), Some("nightly"));
+    wait_until(&backups2, "nightly-1", MINUTE, finished_backup).await;
+    let af2s: kube::Api<Artifortress> = kube::Api::namespaced(i.client.clone(), &ns2);
+    let af2 = wait_until(&af2s, "production", MINUTE, |a| {
+        a.status.as_ref().is_some_and(|s| reason(&s.conditions, "CatalogReadable") == "ManifestUnreadable")
+    })
+    .await;
+    let readable = af2.status.unwrap().conditions.into_iter().find(|c| c.type_ == "CatalogReadable").unwrap();
+    assert!(readable.message.contains("broken:"), "{}", readable.message);
+    assert!(backups2.get_opt("keeper").await.unwrap().is_none(), "tombstoned backups are not recreated");
+
+    // A Latest drill works beside the unreadable manifest and picks the newest good backup.
+    let drills2: kube::Api<RecoveryDrill> = kube::Api::namespaced(i.client.clone(), &ns2);
+    support::cluster::create(&i.client, &ns2, "RecoveryDrill", drill("latest", json!({"mode": "Latest"}), json!({})))
+        .await;
+    let status = wait_until(&drills2, "latest", 3 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.result, Some(DrillResult::Passed), "{:?}", status.failures);
+    assert_eq!(status.backup.unwrap().name, "nightly-2");
+
+    // The recreated scheduled backups are pruned by their schedule's retention.
+    support::cluster::create(
+        &i.client,
+        &ns2,
+        "BackupSchedule",
+        json!({"metadata": {"name": "nightly"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 0 1 1 *", "retention": {"keepLast": 1}}}),
+    )
+    .await;
+    let pruned = async {
+        while backups2.get_opt("nightly-1").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, pruned).await.expect("retention prunes the older recreated backup");
+    assert!(backups2.get_opt("nightly-2").await.unwrap().is_some(), "the newest success is kept");
+
+    // A forced resync brings back what was deleted, once.
+    let patch = json!({"metadata": {"annotations": {artifortress_operator::controller::artifortress::FORCE_RESYNC: "2026-12-02"}}});
+    af2s.patch("production", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    wait_until(&backups2, "keeper", MINUTE, finished_backup).await;
+    let tombstones = store.list("keeper/").await.unwrap();
+    assert!(tombstones.iter().all(|o| !o.key.ends_with("deleted.json")), "the tombstone is removed: {tombstones:?}");
+    controllers.abort();
+}
+
+#[tokio::test]
+async fn two_drills_on_one_scratch_database_take_turns() {
+    let i = Installation::start("ctltwo", None).await;
+    let backups = i.api::<Backup>();
+    i.create("Backup", json!({"metadata": {"name": "base"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&backups, "base", 2 * MINUTE, finished_backup).await;
+    let named = json!({"mode": "Named", "name": "base"});
+    let (a, b) = tokio::join!(
+        i.create("RecoveryDrill", drill("one", named.clone(), json!({}))),
+        i.create("RecoveryDrill", drill("two", named.clone(), json!({}))),
+    );
+    let _ = (a, b);
+    let drills = i.api::<RecoveryDrill>();
+    let (mut overlap, mut waited) = (false, String::new());
+    let started = std::time::Instant::now();
+    loop {
+        let all = drills.list(&ListParams::default()).await.unwrap().items;
+        let restoring = all
+            .iter()
+            .filter(|d| {
+                matches!(d.status.as_ref().and_then(|s| s.phase), Some(DrillPhase::Restoring | DrillPhase::Verifying))
+            })
+            .count();
+        overlap |= restoring > 1;
+        if let Some(d) =
+            all.iter().find(|d| d.status.as_ref().is_some_and(|s| reason(&s.conditions, "Ready") == "TargetBusy"))
+        {
+            waited = d.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+        }
+        if all.len() == 2 && all.iter().all(finished_drill) {
+            break;
+        }
+        assert!(started.elapsed() < 4 * MINUTE, "both drills finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!overlap, "never two drills restoring into one database");
+    assert!(waited.contains("waiting for RecoveryDrill"), "one waited, saying for whom: {waited:?}");
+    for name in ["one", "two"] {
+        let status = drills.get(name).await.unwrap().status.unwrap();
+        assert_eq!(status.result, Some(DrillResult::Passed), "{name}: {:?}", status.failures);
+    }
 }
 
 #[tokio::test]

@@ -459,17 +459,22 @@ async fn s3_stopped_during_the_upload_fails_the_backup_and_the_next_one_cleans_u
     let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     assert!(objects.contents().iter().filter_map(|o| o.key()).all(|k| !k.ends_with("manifest.json")), "no manifest");
 
-    // The next backup of the store removes what the unreachable server kept.
-    let out = operator_with_env(
-        &["backup", "--source", source.url.expose(), "--store", &store, "--name", "after-outage"],
-        &creds,
-    );
+    // Another backup into the store leaves the upload alone (it could be a live
+    // backup's); the retry of the failed one removes what the server kept.
+    let out =
+        operator_with_env(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "other"], &creds);
+    assert_exit(&out, 0);
+    let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    let open: Vec<&str> = open.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(open, ["af/outage/dump"], "another backup aborts no upload but its own");
+    let out =
+        operator_with_env(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "outage"], &creds);
     assert_exit(&out, 0);
     let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
     assert!(open.uploads().is_empty(), "no multipart upload left: {:?}", open.uploads());
     let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(keys, ["af/after-outage/dump", "af/after-outage/manifest.json"]);
+    assert_eq!(keys, ["af/other/dump", "af/other/manifest.json", "af/outage/dump", "af/outage/manifest.json"]);
 }
 
 #[tokio::test]

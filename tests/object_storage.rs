@@ -136,7 +136,11 @@ mod store_trait {
             assert!(err.to_string().contains("pg_dump exited with status 1"), "{err}");
             let keys: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.key).collect();
             assert_eq!(keys, ["b1/dump"], "{}: the failed write is not listed", store.url());
-            assert_eq!(store.clean_incomplete("").await.unwrap(), 0, "nothing half-written left");
+            assert_eq!(
+                store.clean_incomplete("", std::time::Duration::ZERO).await.unwrap(),
+                0,
+                "nothing half-written left"
+            );
             if let Some((s3, bucket)) = s3 {
                 let open = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
                 assert!(open.uploads().is_empty(), "the multipart upload was aborted");

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
@@ -133,34 +134,92 @@ async fn not_ready_naming_object_storage_when_s3_accepts_but_never_answers() {
     assert_eq!(dependency(&report, "postgresql")["ok"], true);
 }
 
-async fn audit_rows(pool: &PgPool) -> Vec<(String, String, i32)> {
-    sqlx::query_as(
-        "SELECT actor, outcome, (details->>'status')::int FROM audit_log WHERE action = 'ops.summary.read' ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
+/// The ops-summary audit rows as (actor, outcome, status, count), sorted, once
+/// `expected` requests are accounted for (rejected ones are written in batches).
+async fn audit_rows(pool: &PgPool, expected: i64) -> Vec<(String, String, i32, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
+            "SELECT actor, outcome, (details->>'status')::int, coalesce((details->>'count')::bigint, 1)
+             FROM audit_log WHERE action = 'ops.summary.read' ORDER BY 1, 2, 3, 4",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if rows.iter().map(|r| r.3).sum::<i64>() >= expected || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn row(actor: &str, outcome: &str, status: i32, count: i64) -> (String, String, i32, i64) {
+    (actor.to_string(), outcome.to_string(), status, count)
 }
 
 #[tokio::test]
 async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
     let db = TestDatabase::migrated("authz").await;
-    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &["--audit-flush", "200ms"]).await;
     let path = "/v1/admin/ops/summary";
     assert_eq!(server.get(path, None).await.0, 401);
     assert_eq!(server.get(path, Some("not-a-token")).await.0, 401);
     assert_eq!(server.get(path, Some("viewer-secret-token")).await.0, 403);
     let (status, body) = server.get(path, Some("admin-secret-token")).await;
     assert_eq!(status, 200, "{body}");
+    // One row per reason: "missing bearer token" and "invalid bearer token".
     assert_eq!(
-        audit_rows(&db.pool().await).await,
+        audit_rows(&db.pool().await, 4).await,
         [
-            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
-            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
-            ("dev-viewer".to_string(), "denied".to_string(), 403),
-            ("ops-admin".to_string(), "allowed".to_string(), 200),
+            row("anonymous", "unauthenticated", 401, 1),
+            row("anonymous", "unauthenticated", 401, 1),
+            row("dev-viewer", "denied", 403, 1),
+            row("ops-admin", "allowed", 200, 1),
         ]
     );
+}
+
+#[tokio::test]
+async fn anonymous_callers_learn_no_names_and_a_flood_of_bad_tokens_is_a_few_counted_rows() {
+    let db = TestDatabase::migrated("flood").await;
+    let args = ["--installation", "acme-payments", "--namespace", "acme-prod", "--audit-flush", "1s"];
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &args).await;
+    let path = "/v1/admin/ops/summary";
+    for (query, token) in [("", None), ("?installation=nope", None), ("?installation=acme-payments", Some("bad"))] {
+        let (status, body) = server.get(&format!("{path}{query}"), token).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("acme"), "a 401 names nothing that exists: {body}");
+    }
+    // An admin asking for an unknown installation is told so, without a list.
+    let (status, body) = server.get(&format!("{path}?installation=nope"), Some("admin-secret-token")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("acme"), "{body}");
+
+    let pool = db.pool().await;
+    let before = audit_rows(&pool, 2).await;
+    let burst = futures::stream::iter(0..1000)
+        .map(|_| server.get(path, Some("not-a-token")))
+        .buffer_unordered(50)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(burst.iter().all(|(status, _)| *status == 401));
+    let rows = audit_rows(&pool, 1002).await;
+    let counted: i64 = rows.iter().map(|r| r.3).sum();
+    assert_eq!(counted, 1002, "every request is counted: {rows:?}");
+    // A burst inside a few flush intervals: a handful of rows, not a thousand.
+    assert!(rows.len() - before.len() <= 10, "{} rows for 1000 requests: {rows:?}", rows.len() - before.len());
+}
+
+#[tokio::test]
+async fn a_summary_read_that_fails_is_audited_as_failed() {
+    let db = TestDatabase::migrated("readfail").await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+    let pool = db.pool().await;
+    // The ops summary reads outbox_events; the audit row goes to audit_log.
+    sqlx::query("ALTER TABLE outbox_events RENAME TO outbox_events_gone").execute(&pool).await.unwrap();
+    let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(audit_rows(&pool, 1).await, [row("ops-admin", "failed", 503, 1)]);
 }
 
 #[tokio::test]
@@ -186,11 +245,8 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
     let db = TestDatabase::migrated("kauthz").await;
     let store = bucket_store().await;
     let kubeconfig = env("KUBECONFIG");
-    let server = Server::start(
-        &["--database", db.url.expose(), "--object-store", &store, "--kubeconfig", &kubeconfig, "--namespace", &ns],
-        &[],
-    )
-    .await;
+    let args = ["--database", db.url.expose(), "--object-store", &store, "--kubeconfig", &kubeconfig];
+    let server = Server::start(&[&args[..], &["--namespace", &ns, "--audit-flush", "200ms"]].concat(), &[]).await;
     let path = "/v1/admin/ops/summary";
     assert_eq!(server.get(path, None).await.0, 401);
     assert_eq!(server.get(path, Some("not-a-kubernetes-token")).await.0, 401);
@@ -198,12 +254,12 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
     let (status, body) = server.get(path, Some(&env("AF_TEST_KUBE_TOKEN_ALICE"))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        audit_rows(&db.pool().await).await,
+        audit_rows(&db.pool().await, 4).await,
         [
-            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
-            ("anonymous".to_string(), "unauthenticated".to_string(), 401),
-            ("bob".to_string(), "denied".to_string(), 403),
-            ("alice".to_string(), "allowed".to_string(), 200),
+            row("alice", "allowed", 200, 1),
+            row("anonymous", "unauthenticated", 401, 1),
+            row("anonymous", "unauthenticated", 401, 1),
+            row("bob", "denied", 403, 1),
         ]
     );
     // In-cluster mode also checks the Kubernetes API for readiness.

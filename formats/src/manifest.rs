@@ -1,6 +1,8 @@
 //! `manifest.json`: what a backup is. Written last, so its presence means the
 //! dump beside it is complete. `docs/backup-format.md` documents every field.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,10 @@ pub struct Manifest {
     /// Extensions installed in the database; a restore needs each on the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<ExtensionInfo>,
+    /// Labels the backup was taken with (e.g. the schedule it belongs to), so
+    /// a catalog resync can recreate its `Backup` as it was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How the per-table numbers were measured; a restore measures the same way.

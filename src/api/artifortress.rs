@@ -195,8 +195,8 @@ impl Default for SloThresholds {
 pub struct ArtifortressStatus {
     /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`, `BlobsRecoverable`
     /// (can blobs of older restore points still be recovered: bucket versioning
-    /// against garbage collection) and `BackupStorageSeparate` (backups not inside
-    /// the blob store).
+    /// against garbage collection), `BackupStorageSeparate` (backups not inside
+    /// the blob store) and `CatalogReadable` (every stored manifest can be read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
@@ -217,6 +217,10 @@ pub struct ArtifortressStatus {
     /// The newest finished recovery drill of this installation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<ObjectRefWithTime>,
+    /// The value of the `artifortress.io/force-resync` annotation last acted
+    /// on: a new value forces one resync that also recreates deleted backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_resync: Option<String>,
 }
 
 /// Whether a dependency answered its probe.

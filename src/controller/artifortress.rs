@@ -131,7 +131,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     record_history(&ctx, &af, &mut conditions.status, &backups, &drills);
     record_recoverability(&ctx, &af, &mut conditions, &versioning, &backups);
-    resync_catalog(&ctx, &af, &backups).await?;
+    resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
 
     let (ready, reason, message) = readiness(db_ok, storage_ok);
     conditions.set("Ready", ready, reason, message);
@@ -294,27 +294,62 @@ fn record_history(
     }
 }
 
+/// Annotation on an `Artifortress`: each new value makes the next resync also
+/// recreate backups whose `Backup` a user deleted (their tombstones are
+/// removed); the value acted on is kept in `status.forcedResync`, so the
+/// operator never writes the user's object.
+pub const FORCE_RESYNC: &str = "artifortress.io/force-resync";
+
 /// Recreates `Backup` objects for the complete backups in the bucket that the
-/// cluster does not know (a new cluster after a disaster sees its backups).
-/// A store that cannot be read is logged: it must not fail the probe.
-async fn resync_catalog(ctx: &Context, af: &Artifortress, known: &[Backup]) -> Result<(), Error> {
-    let name = af.name_any();
+/// cluster does not know (a new cluster after a disaster sees its backups),
+/// except those a user deleted (tombstoned) unless [`FORCE_RESYNC`] is set.
+/// `CatalogReadable` names each backup whose manifest cannot be read. A store
+/// that cannot be read is logged: it must not fail the probe.
+async fn resync_catalog(
+    ctx: &Context,
+    af: &Artifortress,
+    conditions: &mut Conditions,
+    known: &[Backup],
+) -> Result<(), Error> {
+    let (name, ns) = (af.name_any(), af.namespace().unwrap_or_default());
     let store_url = jobs::backup_store_url(&af.spec, &name);
-    let manifests = match ctx.backup_store(&af.namespace().unwrap_or_default(), &af.spec, &store_url).await {
-        Ok(store) => manifest::list(store.as_ref()).await,
+    let catalog = match ctx.backup_store(&ns, &af.spec, &store_url).await {
+        Ok(store) => manifest::list(store.as_ref()).await.map(|c| (store, c)).map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    let (store, catalog) = match catalog {
+        Ok(found) => found,
         Err(e) => {
-            tracing::warn!(installation = %name, error = %e, "catalog resync: opening the backup store failed");
+            tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed");
             return Ok(());
         }
     };
-    match manifests {
-        Ok(manifests) => {
-            let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &af.namespace().unwrap_or_default());
-            for m in manifests.iter().filter(|m| !known.iter().any(|b| b.name_any() == m.backup_name)) {
-                recreate_from_catalog(ctx, &backups, af, m).await?;
-            }
+    match catalog.unreadable.as_slice() {
+        [] => conditions.set("CatalogReadable", true, "AllManifestsRead", "every stored manifest is readable".into()),
+        unreadable => {
+            let each: Vec<String> = unreadable.iter().take(5).map(|(b, why)| format!("{b}: {why}")).collect();
+            let message = format!(
+                "{} stored backup(s) cannot be read and are left out (the others are listed): {}",
+                unreadable.len(),
+                each.join("; ")
+            );
+            conditions.set("CatalogReadable", false, "ManifestUnreadable", message);
         }
-        Err(e) => tracing::warn!(installation = %name, error = %e, "catalog resync: listing backups failed"),
+    }
+    let force = af.annotations().get(FORCE_RESYNC).filter(|v| conditions.status.forced_resync.as_ref() != Some(*v));
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    for m in catalog.manifests.iter().filter(|m| !known.iter().any(|b| b.name_any() == m.backup_name)) {
+        if catalog.deleted.contains(&m.backup_name) {
+            if force.is_none() {
+                continue;
+            }
+            manifest::unmark_deleted(store.as_ref(), &m.backup_name).await?;
+        }
+        recreate_from_catalog(ctx, &backups, af, m).await?;
+    }
+    if let Some(value) = force {
+        conditions.status.forced_resync = Some(value.clone());
+        ctx.event(af, false, "CatalogResynced", "forced resync: deleted backups were recreated".into()).await;
     }
     Ok(())
 }
@@ -401,7 +436,12 @@ async fn recreate_from_catalog(
     let meta = ObjectMeta {
         name: Some(m.backup_name.clone()),
         namespace: af.namespace(),
-        labels: Some(BTreeMap::from([(jobs::LABEL_INSTALLATION.to_string(), af.name_any())])),
+        labels: Some(
+            [(jobs::LABEL_INSTALLATION.to_string(), jobs::label_value(&af.name_any()))]
+                .into_iter()
+                .chain(super::backup::catalog_labels(&m.labels))
+                .collect(),
+        ),
         annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
         ..Default::default()
     };

@@ -4,19 +4,21 @@
 //! fetch → validate → decide → apply → status. Results travel from the Job to
 //! the controller through the manifest in object storage, not through logs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::jobs::{self, EngineJob, LABEL_INSTALLATION, LABEL_STEP};
-use super::{Context, Error, job_outcome};
+use super::jobs::{self, EngineJob};
+use super::{Context, Error, claims, job_outcome};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
 use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef, VerifyMode};
@@ -56,6 +58,16 @@ pub fn backup_resource(meta: ObjectMeta, installation: &str, verify: VerifyMode,
         },
         status: None,
     }
+}
+
+/// The labels a backup's manifest keeps, so a `Backup` recreated from the
+/// catalog belongs where it did (its schedule's retention prunes it).
+pub fn catalog_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| *k == super::backup_schedule::LABEL_SCHEDULE)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Held by `Backup`s with `deletionPolicy: Delete` until their objects in the
@@ -113,18 +125,35 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     }
 }
 
-/// A deleted Backup holding the data finalizer: its objects go first, then the finalizer.
+/// What a Backup's finalizer does when it is deleted: `Delete` removes its
+/// objects, `Retain` keeps them and leaves a tombstone, so catalog resync does
+/// not bring back what a user deleted.
+fn finalizer_for(policy: DeletionPolicy) -> &'static str {
+    match policy {
+        DeletionPolicy::Delete => DATA_FINALIZER,
+        DeletionPolicy::Retain => TOMBSTONE_FINALIZER,
+    }
+}
+
+/// Held by `Backup`s with `deletionPolicy: Retain` until their tombstone is written.
+pub const TOMBSTONE_FINALIZER: &str = "artifortress.io/record-deletion";
+
+/// A deleted Backup holding one of our finalizers: the store first, then the finalizer.
 async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> Result<Action, Error> {
     let finalizers = backup.finalizers();
-    if !finalizers.iter().any(|f| f == DATA_FINALIZER) {
-        return Ok(Action::await_change());
-    }
+    let ours = |f: &String| f == DATA_FINALIZER || f == TOMBSTONE_FINALIZER;
+    let Some(finalizer) = finalizers.iter().find(|f| ours(f)) else { return Ok(Action::await_change()) };
     let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
     let installation = &backup.spec.artifortress_ref.name;
     match super::installation(&ctx.client, &ns, installation).await? {
         Some(af) => {
             let url = jobs::backup_store_url(&af.spec, installation);
-            delete_backup_data(ctx.backup_store(&ns, &af.spec, &url).await?.as_ref(), &name).await?;
+            let store = ctx.backup_store(&ns, &af.spec, &url).await?;
+            if finalizer == DATA_FINALIZER {
+                delete_backup_data(store.as_ref(), &name).await?;
+            } else {
+                manifest::mark_deleted(store.as_ref(), &name, ctx.now()).await?;
+            }
         }
         // Nothing to reach the bucket with; blocking the deletion forever would not help.
         None => {
@@ -135,20 +164,26 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             ctx.event(backup, true, "DataNotDeleted", note).await;
         }
     }
-    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != DATA_FINALIZER).collect();
+    let rest: Vec<&String> = finalizers.iter().filter(|f| !ours(f)).collect();
     backups.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": rest}}))).await?;
     Ok(Action::await_change())
 }
 
-/// `deletionPolicy: Delete` holds the data finalizer until the objects are gone.
+/// Holds the finalizer of the Backup's deletion policy (and only that one: the
+/// policy may have been changed).
 async fn hold_data(backups: &Api<Backup>, backup: &Backup) -> Result<(), Error> {
+    let wanted = finalizer_for(backup.spec.deletion_policy);
     let finalizers = backup.finalizers();
-    if backup.spec.deletion_policy == DeletionPolicy::Delete && !finalizers.iter().any(|f| f == DATA_FINALIZER) {
-        let mut all = finalizers.to_vec();
-        all.push(DATA_FINALIZER.to_string());
-        let patch = json!({"metadata": {"finalizers": all}});
-        backups.patch(&backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let other = if wanted == DATA_FINALIZER { TOMBSTONE_FINALIZER } else { DATA_FINALIZER };
+    if finalizers.iter().any(|f| f == wanted) && !finalizers.iter().any(|f| f == other) {
+        return Ok(());
     }
+    let mut all: Vec<String> = finalizers.iter().filter(|f| *f != other).cloned().collect();
+    if !all.iter().any(|f| f == wanted) {
+        all.push(wanted.to_string());
+    }
+    let patch = json!({"metadata": {"finalizers": all, "resourceVersion": backup.resource_version()}});
+    backups.patch(&backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
 
@@ -183,13 +218,10 @@ async fn start_job(
     let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
     let installation = &backup.spec.artifortress_ref.name;
     let job_name = jobs::job_name("backup", &name);
-    let running = jobs_api
-        .list(&ListParams::default().labels(&format!("{LABEL_INSTALLATION}={installation},{LABEL_STEP}=backup")))
-        .await?
-        .into_iter()
-        .find(|j| job_outcome(j).is_none() && j.name_any() != job_name);
-    if let Some(other) = running {
-        let message = format!("waiting for {} (one backup of {installation} at a time)", other.name_any());
+    let leases = Api::namespaced(ctx.client.clone(), &ns);
+    if let claims::Outcome::Busy { holder } = backup_claim(&leases, backup, af).acquire(|h| stale(backups, h)).await? {
+        let message =
+            format!("waiting for backup {} (one backup of {installation} at a time)", claims::holder_name(&holder));
         let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
         write_status(ctx, backups, backup, pending, "Waiting", message).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
@@ -201,7 +233,13 @@ async fn start_job(
         namespace: &ns,
         installation,
         image: &ctx.image,
-        args: jobs::backup_args(store_url, &name, backup.spec.verify, &backup.spec.tables),
+        args: jobs::backup_args(
+            store_url,
+            &name,
+            backup.spec.verify,
+            &backup.spec.tables,
+            &catalog_labels(backup.labels()),
+        ),
         secret_env: jobs::backup_secret_env(&af.spec),
         staging_bytes: None,
     });
@@ -217,6 +255,29 @@ async fn start_job(
     };
     write_status(ctx, backups, backup, running, "Running", format!("Job {job_name} is taking the backup")).await?;
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// The installation's backup claim, as `backup` would hold it.
+fn backup_claim<'a>(leases: &'a Api<Lease>, backup: &Backup, af: &Artifortress) -> claims::Claim<'a> {
+    claims::Claim {
+        api: leases,
+        lease: jobs::job_name("artifortress-backup", &af.name_any()),
+        holder: claims::holder_of(backup),
+        owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
+    }
+}
+
+/// Whether the Backup holding the claim is gone (or another object of its
+/// name) or finished: then its claim may be taken over.
+async fn stale(backups: &Api<Backup>, holder: String) -> Result<bool, Error> {
+    Ok(match backups.get_opt(claims::holder_name(&holder)).await? {
+        None => true,
+        Some(b) => claims::holder_of(&b) != holder || is_finished(&b),
+    })
+}
+
+pub fn is_finished(b: &Backup) -> bool {
+    matches!(b.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
 }
 
 /// A finished Job: the stored manifest mirrored into status, or the Job's reason.

@@ -6,6 +6,7 @@
 //! injected one. Backup and drill names derive from the scheduled time and the
 //! backup, so a restarted operator never creates a run twice.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::backup::backup_resource;
+use super::backup::{backup_resource, is_finished};
+use super::recovery_drill;
 use super::retention::{self, BackupEntry, Finished};
 use super::schedule::{self, Decision, Schedule};
 use super::{Context, Error, jobs};
@@ -88,9 +90,12 @@ impl Rules {
 }
 
 /// What a schedule has created so far: the backups and drills with its label.
+#[derive(Clone)]
 pub struct Children {
     pub backups: Vec<Backup>,
     pub drills: Vec<RecoveryDrill>,
+    /// Backups an unfinished drill (any in the namespace) restores: retention keeps them.
+    pub in_use: BTreeSet<String>,
 }
 
 /// Everything one reconcile does, decided from what exists.
@@ -152,19 +157,20 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
 
 async fn fetch_children(ctx: &Context, schedule: &BackupSchedule) -> Result<Children, Error> {
     let ns = schedule.namespace().unwrap_or_default();
-    let mine = ListParams::default().labels(&format!("{LABEL_SCHEDULE}={}", schedule.name_any()));
+    let value = jobs::label_value(&schedule.name_any());
+    let mine = ListParams::default().labels(&format!("{LABEL_SCHEDULE}={value}"));
+    // Every drill of the namespace: any of them may restore one of our backups.
+    let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    let in_use = drills.iter().filter(|d| !recovery_drill::is_finished(d)).filter_map(recovery_drill::backup_in_use);
     Ok(Children {
         backups: Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&mine).await?.items,
-        drills: Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&mine).await?.items,
+        in_use: in_use.collect(),
+        drills: drills.into_iter().filter(|d| d.labels().get(LABEL_SCHEDULE) == Some(&value)).collect(),
     })
 }
 
 fn backup_phase(b: &Backup) -> Option<BackupPhase> {
     b.status.as_ref().and_then(|s| s.phase)
-}
-
-fn is_finished(b: &Backup) -> bool {
-    matches!(backup_phase(b), Some(BackupPhase::Completed | BackupPhase::Failed))
 }
 
 /// The pure decision: which run is due, what retention and history limits
@@ -188,7 +194,8 @@ pub fn plan(
     // Retention: completed backups only; the newest success is always kept.
     let entries: Vec<BackupEntry> =
         backups.iter().map(|b| BackupEntry { name: b.name_any(), completed_at: completed_at(b) }).collect();
-    let prune = retention::prune_backups(&entries, spec.retention.keep_last, rules.max_age, now);
+    let mut prune = retention::prune_backups(&entries, spec.retention.keep_last, rules.max_age, now);
+    prune.retain(|b| !children.in_use.contains(b));
     backups.retain(|b| !prune.contains(&b.name_any()));
     let (forget_backups, forget_drills) = beyond_history_limits(spec, &backups, &children.drills);
     let drill = plan_drill(schedule, rules, &backups, &mut status, now);
@@ -412,7 +419,7 @@ fn finished_at(meta: &ObjectMeta, at: Option<DateTime<Utc>>) -> DateTime<Utc> {
 /// schedule's, and the schedule as owner.
 fn schedule_child(schedule: &BackupSchedule, name: &str, step: &str) -> ObjectMeta {
     let mut meta = super::child_meta(schedule, name, &schedule.spec.artifortress_ref.name, step);
-    meta.labels.get_or_insert_default().insert(LABEL_SCHEDULE.into(), schedule.name_any());
+    meta.labels.get_or_insert_default().insert(LABEL_SCHEDULE.into(), jobs::label_value(&schedule.name_any()));
     meta
 }
 
@@ -451,9 +458,13 @@ mod tests {
                 completed("nightly-202611280100", "2026-11-28T01:05:00Z"),
             ],
             drills: Vec::new(),
+            in_use: BTreeSet::new(),
         };
         let rules = Rules::parse(&schedule.spec).unwrap();
         let plan = plan(&schedule, &rules, &children, at("2026-11-28T02:00:30Z"), Duration::from_secs(300));
+        let held = Children { in_use: BTreeSet::from(["nightly-202611280000".to_string()]), ..children.clone() };
+        let held = super::plan(&schedule, &rules, &held, at("2026-11-28T02:00:30Z"), Duration::from_secs(300));
+        assert!(held.prune.is_empty(), "a backup a drill restores is kept");
 
         let created = plan.create.expect("the 02:00 run is due");
         assert_eq!(created.name_any(), "nightly-202611280200");

@@ -66,20 +66,32 @@ pub fn backup_secret_env(spec: &ArtifortressSpec) -> Vec<(&'static str, SecretKe
 /// A Kubernetes name from parts, cut to 63 characters with a hash suffix when
 /// too long, so different long inputs never collide.
 pub fn job_name(step: &str, owner: &str) -> String {
-    let full = format!("{step}-{owner}");
-    if full.len() <= 63 {
-        return full;
+    at_most_63(&format!("{step}-{owner}"))
+}
+
+/// A label value for an object name: names may have 253 characters, label
+/// values 63 (the API server rejects more). Selectors must use the same value.
+pub fn label_value(name: &str) -> String {
+    at_most_63(name)
+}
+
+/// `s` when it fits in 63 characters, else its first 54 and a hash of the whole,
+/// so different long inputs never collide and the same input always maps alike.
+fn at_most_63(s: &str) -> String {
+    if s.len() <= 63 {
+        return s.to_string();
     }
-    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
-    format!("{}-{hash}", full[..54].trim_end_matches('-'))
+    let hash = hex::encode(&Sha256::digest(s.as_bytes())[..4]);
+    // Names are ASCII (DNS subdomains); a label value must end alphanumeric.
+    format!("{}-{hash}", s[..54].trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
 }
 
 /// Labels of everything the operator creates for a resource.
 pub fn child_labels(installation: &str, owner: &str, step: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-        (LABEL_INSTALLATION.to_string(), installation.to_string()),
-        (LABEL_OWNER.to_string(), owner.to_string()),
+        (LABEL_INSTALLATION.to_string(), label_value(installation)),
+        (LABEL_OWNER.to_string(), label_value(owner)),
         (LABEL_STEP.to_string(), step.to_string()),
     ])
 }
@@ -218,11 +230,20 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
 }
 
 /// Arguments of the backup step.
-pub fn backup_args(store_url: &str, backup: &str, verify: VerifyMode, tables: &[String]) -> Vec<String> {
+pub fn backup_args(
+    store_url: &str,
+    backup: &str,
+    verify: VerifyMode,
+    tables: &[String],
+    labels: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut args = vec!["backup".into(), "--store".into(), store_url.into(), "--name".into(), backup.into()];
     args.extend(["--verify".into(), if verify == VerifyMode::Checksums { "checksums" } else { "counts" }.into()]);
     if !tables.is_empty() {
         args.extend(["--tables".into(), tables.join(",")]);
+    }
+    for (key, value) in labels {
+        args.extend(["--label".into(), format!("{key}={value}")]);
     }
     args
 }
@@ -333,7 +354,13 @@ mod tests {
             namespace: "af",
             installation: "production",
             image: "artifortress-operator:0.1.0",
-            args: backup_args(&backup_store_url(&spec, "production"), "nightly-1", VerifyMode::Counts, &[]),
+            args: backup_args(
+                &backup_store_url(&spec, "production"),
+                "nightly-1",
+                VerifyMode::Counts,
+                &[],
+                &BTreeMap::new(),
+            ),
             secret_env: backup_secret_env(&spec),
             staging_bytes: None,
         })
@@ -385,6 +412,10 @@ mod tests {
         assert!(a.len() <= 63 && b.len() <= 63);
         assert_ne!(a, b);
         assert_eq!(job_name("backup", "short"), "backup-short");
+        // A cut that would end in a dot or dash still ends alphanumeric.
+        let dotted = label_value(&format!("{}.{}", "a".repeat(53), "b".repeat(200)));
+        assert!(dotted.len() <= 63 && dotted.starts_with(&"a".repeat(53)) && !dotted.contains(".-"), "{dotted}");
+        assert_eq!(label_value("nightly"), "nightly");
     }
 
     #[test]

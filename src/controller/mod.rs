@@ -5,6 +5,7 @@
 pub mod artifortress;
 pub mod backup;
 pub mod backup_schedule;
+pub mod claims;
 pub mod conditions;
 pub mod jobs;
 pub mod leader;

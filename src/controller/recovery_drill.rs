@@ -17,10 +17,11 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
 
 use super::conditions;
 use super::jobs::{self, EngineJob};
-use super::{Context, Error, job_outcome};
+use super::{Context, Error, claims, job_outcome};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::common::ConditionStatus;
@@ -148,7 +149,7 @@ fn backup_state(backup: Option<&Backup>) -> Option<StepState> {
 
 pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut status = drill.status.clone().unwrap_or_default();
-    if matches!(status.phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)) {
+    if is_finished(&drill) {
         return Ok(Action::await_change());
     }
     let ns = drill.namespace().unwrap_or_default();
@@ -162,9 +163,11 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
         write_status(&ctx, &drills, &drill, pending, "ArtifortressNotFound", message).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
-    if let Some((reason, message)) = validate(&ctx, &ns, &drill, &af).await? {
-        write_status(&ctx, &drills, &drill, pending, reason, message).await?;
-        return Ok(Action::requeue(Duration::from_secs(300)));
+    // Checked before the drill starts; once it runs, its Jobs hold what was checked.
+    if matches!(status.phase, None | Some(DrillPhase::Pending))
+        && let Some(action) = admit(&ctx, &drills, &drill, &af, pending).await?
+    {
+        return Ok(action);
     }
 
     // Fetch: the backup to restore and the steps that exist.
@@ -212,8 +215,8 @@ async fn choose_backup(
         DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
         DrillBackupMode::Latest => match &status.backup {
             Some(chosen) => chosen.name.clone(),
-            None => match manifest::list(store).await?.pop() {
-                Some(m) => m.backup_name,
+            None => match manifest::list(store).await?.latest() {
+                Some(m) => m.backup_name.clone(),
                 None => {
                     let installation = &drill.spec.artifortress_ref.name;
                     return Ok(Err(format!("no complete backup of {installation} in {}; take one first", store.url())));
@@ -384,6 +387,84 @@ impl DrillRun<'_> {
     }
 }
 
+/// Lets a drill start: its spec passes validation and it holds the claim on
+/// its scratch database. `Some` is the action when it must wait (status written).
+async fn admit(
+    ctx: &Context,
+    drills: &Api<RecoveryDrill>,
+    drill: &RecoveryDrill,
+    af: &Artifortress,
+    pending: RecoveryDrillStatus,
+) -> Result<Option<Action>, Error> {
+    let ns = &drill.namespace().unwrap_or_default();
+    let target = drill_target(ctx, ns, drill).await?;
+    if let Some((reason, message)) = validate(ctx, ns, drill, af, target.as_ref()).await? {
+        write_status(ctx, drills, drill, pending, reason, message).await?;
+        return Ok(Some(Action::requeue(Duration::from_secs(300))));
+    }
+    // One drill per scratch database at a time: two restoring into one would
+    // drop each other's work.
+    if let Some(target) = &target {
+        let leases = Api::namespaced(ctx.client.clone(), ns);
+        let claim = claims::Claim {
+            api: &leases,
+            lease: format!("artifortress-scratch-{}", &hex::encode(Sha256::digest(target_identity(target)))[..16]),
+            holder: claims::holder_of(drill),
+            owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
+        };
+        if let claims::Outcome::Busy { holder } = claim.acquire(|h| stale(drills, h)).await? {
+            let message = format!(
+                "waiting for RecoveryDrill {}, which restores into the same database {target}",
+                claims::holder_name(&holder)
+            );
+            write_status(ctx, drills, drill, pending, "TargetBusy", message).await?;
+            return Ok(Some(Action::requeue(Duration::from_secs(15))));
+        }
+    }
+    Ok(None)
+}
+
+/// The database a drill restores into (its Secret's URL with `spec.target.database`);
+/// None while the Secret or its URL is missing or bad (validation says which).
+async fn drill_target(ctx: &Context, ns: &str, drill: &RecoveryDrill) -> Result<Option<DatabaseUrl>, Error> {
+    let target = &drill.spec.template.target;
+    let secrets = Api::namespaced(ctx.client.clone(), ns);
+    let Some(url) = super::secret_value(&secrets, &target.connection_secret_ref).await? else { return Ok(None) };
+    let Ok(url) = DatabaseUrl::parse(&url) else { return Ok(None) };
+    Ok(Some(match &target.database {
+        Some(db) => url.with_database(db),
+        None => url,
+    }))
+}
+
+/// A scratch database as a claim knows it: server and database name.
+fn target_identity(target: &DatabaseUrl) -> String {
+    format!("{}/{}", target.server(), target.database())
+}
+
+/// Whether the drill holding a claim is gone (or another object of its name) or finished.
+async fn stale(drills: &Api<RecoveryDrill>, holder: String) -> Result<bool, Error> {
+    Ok(match drills.get_opt(claims::holder_name(&holder)).await? {
+        None => true,
+        Some(d) => claims::holder_of(&d) != holder || is_finished(&d),
+    })
+}
+
+pub fn is_finished(drill: &RecoveryDrill) -> bool {
+    drill.status.as_ref().is_some_and(|s| matches!(s.phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)))
+}
+
+/// The backup a drill restores (or will): chosen, named, or its own fresh one;
+/// None for a `Latest` drill that has not chosen yet.
+pub fn backup_in_use(drill: &RecoveryDrill) -> Option<String> {
+    let chosen = drill.status.as_ref().and_then(|s| s.backup.as_ref()).map(|b| b.name.clone());
+    chosen.or_else(|| match drill.spec.backup.mode {
+        DrillBackupMode::Fresh => Some(fresh_backup_name(&drill.name_any())),
+        DrillBackupMode::Named => drill.spec.backup.name.clone(),
+        DrillBackupMode::Latest => None,
+    })
+}
+
 /// The spec problems that would make a Job fail: missing Secrets or keys, a
 /// named backup without a name, a target that is the source.
 async fn validate(
@@ -391,6 +472,7 @@ async fn validate(
     ns: &str,
     drill: &RecoveryDrill,
     af: &Artifortress,
+    target: Option<&DatabaseUrl>,
 ) -> Result<Option<(&'static str, String)>, Error> {
     let template = &drill.spec.template;
     if drill.spec.backup.mode == DrillBackupMode::Named && drill.spec.backup.name.is_none() {
@@ -412,15 +494,7 @@ async fn validate(
     }
     // The engine refuses by server identity and by its scratch mark when it
     // restores; this catches the obvious cases before a backup is taken for nothing.
-    let secrets = Api::namespaced(ctx.client.clone(), ns);
-    let Some(target) = super::secret_value(&secrets, &template.target.connection_secret_ref).await? else {
-        return Ok(None);
-    };
-    let Ok(target) = DatabaseUrl::parse(&target) else { return Ok(None) };
-    let target = match &template.target.database {
-        Some(db) => target.with_database(db),
-        None => target,
-    };
+    let Some(target) = target else { return Ok(None) };
     for installation in visible_installations(ctx, ns).await? {
         let own = installation.namespace().as_deref() == Some(ns) && installation.name_any() == af.name_any();
         let their_secrets = Api::namespaced(ctx.client.clone(), &installation.namespace().unwrap_or_default());
@@ -430,7 +504,7 @@ async fn validate(
                 // A Secret this operator may not read is a database it cannot compare with.
                 Ok(None) | Err(_) => continue,
             };
-        if !DatabaseUrl::parse(&database).is_ok_and(|db| db.same_database(&target)) {
+        if !DatabaseUrl::parse(&database).is_ok_and(|db| db.same_database(target)) {
             continue;
         }
         let message = if own {

@@ -7,6 +7,7 @@
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -25,6 +26,10 @@ use super::{EngineError, inspect, validate_backup_name};
 /// How new backups measure their tables (older ones are restored the way they were measured).
 const PARITY_METHOD: ParityMethod = ParityMethod::Stored;
 
+/// An unfinished upload older than this belongs to no live backup: the
+/// longest backups take hours, not days.
+pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(2 * 86_400);
+
 /// What to back up.
 #[derive(Clone, Debug)]
 pub struct BackupRequest {
@@ -32,6 +37,8 @@ pub struct BackupRequest {
     /// Tables whose numbers the manifest records; empty means all user tables.
     pub tables: Vec<String>,
     pub verify: VerifyMode,
+    /// Recorded in the manifest (`labels`).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Default backup name: `backup-20261127-231500`, or with `-2`, `-3`, … when
@@ -70,12 +77,17 @@ pub async fn run(
         Err(crate::store::StoreError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    // Backups of one store run one at a time (the operator never runs two for an
-    // installation), so anything unfinished here was left by a failed attempt
-    // whose cleanup could not reach the store.
-    let swept = store.clean_incomplete("").await?;
-    if swept > 0 {
-        progress.step(format!("removed {swept} unfinished upload(s) left by an earlier failed backup"));
+    // Unfinished uploads of this backup's name were left by an earlier failed
+    // attempt of it; elsewhere in the store another backup may be writing right
+    // now (a local backup, another installation's), so only uploads too old to
+    // belong to a live backup are swept there.
+    let own = store.clean_incomplete(&format!("{name}/"), Duration::ZERO).await?;
+    let abandoned = store.clean_incomplete("", ABANDONED_UPLOAD_AGE).await?;
+    if own + abandoned > 0 {
+        progress.step(format!(
+            "removed {own} unfinished upload(s) of an earlier attempt of {name} and {abandoned} abandoned for over {}",
+            super::progress::human_duration(ABANDONED_UPLOAD_AGE.as_secs_f64())
+        ));
     }
 
     let started_at = Utc::now();
@@ -192,6 +204,7 @@ pub async fn run(
         database: Some(database),
         roles,
         extensions,
+        labels: request.labels.clone(),
     };
     store.put_bytes(&manifest::key(name), manifest.to_json()).await?;
     Ok(manifest)

@@ -137,7 +137,11 @@ pub async fn run(
         }
         BackupChoice::Named(name) => RestoreRecord::new(&drill, started_at, name, false),
         BackupChoice::Latest => {
-            let latest = manifest::list(store).await?.pop().ok_or_else(|| {
+            let catalog = manifest::list(store).await?;
+            for (backup, why) in &catalog.unreadable {
+                progress.step(format!("skipping backup {backup}: {why}"));
+            }
+            let latest = catalog.latest().ok_or_else(|| {
                 EngineError::Config(format!(
                     "no complete backup in {}; take one first or drill with a fresh backup",
                     store.url()

@@ -46,16 +46,66 @@ pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<Manifest, Eng
     }
 }
 
-/// Every complete backup in the store (those with a readable manifest), oldest first.
-pub async fn list(store: &dyn BackupStore) -> Result<Vec<Manifest>, EngineError> {
-    let mut manifests = Vec::new();
+/// What a store holds: every complete backup with a readable manifest (oldest
+/// first), the backups whose manifest could not be read (each with why, so one
+/// bad manifest never hides the others), and the backups marked deleted.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub manifests: Vec<Manifest>,
+    pub unreadable: Vec<(String, String)>,
+    pub deleted: std::collections::BTreeSet<String>,
+}
+
+impl Catalog {
+    /// The newest complete backup.
+    pub fn latest(&self) -> Option<&Manifest> {
+        self.manifests.last()
+    }
+}
+
+/// Reads the store's catalog; only a failed listing is an error.
+pub async fn list(store: &dyn BackupStore) -> Result<Catalog, EngineError> {
+    let mut catalog = Catalog::default();
     for object in store.list("").await? {
-        if let Some(backup) = object.key.strip_suffix(&format!("/{MANIFEST_FILE}"))
-            && !backup.contains('/')
-        {
-            manifests.push(load(store, backup).await?);
+        let Some((backup, file)) = object.key.split_once('/') else { continue };
+        match file {
+            MANIFEST_FILE => match load(store, backup).await {
+                Ok(m) => catalog.manifests.push(m),
+                Err(e) => catalog.unreadable.push((backup.to_string(), e.to_string())),
+            },
+            TOMBSTONE_FILE => {
+                catalog.deleted.insert(backup.to_string());
+            }
+            _ => {}
         }
     }
-    manifests.sort_by_key(|m| m.completed_at);
-    Ok(manifests)
+    catalog.manifests.sort_by_key(|m| m.completed_at);
+    Ok(catalog)
+}
+
+/// Marks a backup whose `Backup` object was deleted with its data kept
+/// (`deletionPolicy: Retain`), so catalog resync does not bring it back.
+pub const TOMBSTONE_FILE: &str = "deleted.json";
+
+/// Writes the tombstone of a backup that is still stored; a backup whose
+/// manifest is gone (pruned, never completed) has nothing to bring back.
+pub async fn mark_deleted(
+    store: &dyn BackupStore,
+    backup: &str,
+    deleted_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
+    match store.get_bytes(&key(backup)).await {
+        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let body = serde_json::json!({"backupName": backup, "deletedAt": deleted_at});
+    let bytes = serde_json::to_vec_pretty(&body).expect("a JSON value serializes");
+    store.put_bytes(&format!("{backup}/{TOMBSTONE_FILE}"), bytes).await?;
+    Ok(())
+}
+
+pub async fn unmark_deleted(store: &dyn BackupStore, backup: &str) -> Result<(), EngineError> {
+    store.delete(&format!("{backup}/{TOMBSTONE_FILE}")).await?;
+    Ok(())
 }

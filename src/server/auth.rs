@@ -5,9 +5,11 @@
 //! SubjectAccessReview asks RBAC whether that user may `get`
 //! `artifortresses/opssummary` in the installation's namespace.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
@@ -19,20 +21,28 @@ pub use artifortress_formats::tokens::{Role, TokenEntry};
 pub const OPS_SUMMARY_RESOURCE: &str = "artifortresses";
 pub const OPS_SUMMARY_SUBRESOURCE: &str = "opssummary";
 
-/// The outcome of checking a request's credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Authenticated and allowed.
-    Allowed { actor: String },
-    /// No bearer token, or one nobody recognises (401).
-    Unauthenticated { reason: &'static str },
-    /// Authenticated but not allowed (403).
-    Forbidden { actor: String },
+/// Who presented a recognised bearer token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Identity {
+    /// A tokens-file entry.
+    Token { actor: String, role: Role },
+    /// A Kubernetes user (TokenReview); RBAC decides per namespace.
+    Kubernetes(UserInfo),
+}
+
+impl Identity {
+    /// The name the audit log records.
+    pub fn actor(&self) -> &str {
+        match self {
+            Identity::Token { actor, .. } => actor,
+            Identity::Kubernetes(user) => user.username.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 pub enum Authenticator {
     TokensFile(Vec<TokenEntry>),
-    Kubernetes { client: kube::Client },
+    Kubernetes { client: kube::Client, rejected: RejectedTokens },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +65,19 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl Authenticator {
-    /// Decides for a bearer token (None when the header is missing or malformed).
-    pub async fn decide(&self, bearer: Option<&str>, namespace: &str) -> Result<Decision, AuthError> {
+    pub fn kubernetes(client: kube::Client) -> Self {
+        Authenticator::Kubernetes { client, rejected: RejectedTokens::default() }
+    }
+
+    /// Who the bearer token (None when the header is missing or malformed)
+    /// belongs to, or why nobody: `Ok(Err(reason))` is a 401.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Result<Identity, &'static str>, AuthError> {
         let Some(token) = bearer.filter(|t| !t.is_empty()) else {
-            return Ok(Decision::Unauthenticated { reason: "missing bearer token" });
+            return Ok(Err("missing bearer token"));
         };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         match self {
             Authenticator::TokensFile(entries) => {
-                let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
                 // Compare against every entry, so timing reveals nothing about which one matched.
                 let mut found = None;
                 for entry in entries {
@@ -70,18 +85,62 @@ impl Authenticator {
                         found = Some(entry);
                     }
                 }
-                Ok(match found {
-                    None => Decision::Unauthenticated { reason: "invalid bearer token" },
-                    Some(e) if e.role == Role::Admin => Decision::Allowed { actor: e.actor.clone() },
-                    Some(e) => Decision::Forbidden { actor: e.actor.clone() },
-                })
+                Ok(found
+                    .map(|e| Identity::Token { actor: e.actor.clone(), role: e.role })
+                    .ok_or("invalid bearer token"))
             }
-            Authenticator::Kubernetes { client } => kubernetes_decide(client, token, namespace).await,
+            Authenticator::Kubernetes { client, rejected } => {
+                if rejected.contains(&digest) {
+                    return Ok(Err("invalid bearer token"));
+                }
+                let user = token_review(client, token).await?;
+                if user.is_none() {
+                    rejected.insert(digest);
+                }
+                Ok(user.map(Identity::Kubernetes).ok_or("invalid bearer token"))
+            }
+        }
+    }
+
+    /// Whether `who` may read the ops summary of an installation in `namespace`.
+    pub async fn authorize(&self, who: &Identity, namespace: &str) -> Result<bool, AuthError> {
+        match (self, who) {
+            (_, Identity::Token { role, .. }) => Ok(*role == Role::Admin),
+            (Authenticator::Kubernetes { client, .. }, Identity::Kubernetes(user)) => {
+                access_review(client, user, namespace).await
+            }
+            (Authenticator::TokensFile(_), Identity::Kubernetes(_)) => Ok(false),
         }
     }
 }
 
-async fn kubernetes_decide(client: &kube::Client, token: &str, namespace: &str) -> Result<Decision, AuthError> {
+/// Tokens the API server said are invalid, for a while: a flood of one bad
+/// token costs one TokenReview, not one per request. Only SHA-256 digests are kept.
+#[derive(Default)]
+pub struct RejectedTokens(std::sync::Mutex<HashMap<[u8; 32], Instant>>);
+
+const REJECTED_FOR: Duration = Duration::from_secs(30);
+const REJECTED_MAX: usize = 4096;
+
+impl RejectedTokens {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0.lock().expect("not poisoned").get(digest).is_some_and(|at| at.elapsed() < REJECTED_FOR)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        let mut map = self.0.lock().expect("not poisoned");
+        if map.len() >= REJECTED_MAX {
+            map.retain(|_, at| at.elapsed() < REJECTED_FOR);
+            if map.len() >= REJECTED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(digest, Instant::now());
+    }
+}
+
+/// The user a token belongs to; None when the API server does not recognise it.
+async fn token_review(client: &kube::Client, token: &str) -> Result<Option<UserInfo>, AuthError> {
     let review =
         TokenReview { spec: TokenReviewSpec { token: token.to_string(), ..Default::default() }, ..Default::default() };
     let reviewed = Api::<TokenReview>::all(client.clone())
@@ -89,17 +148,16 @@ async fn kubernetes_decide(client: &kube::Client, token: &str, namespace: &str) 
         .await
         .map_err(|e| AuthError::Kubernetes(e.to_string()))?;
     let status = reviewed.status.unwrap_or_default();
-    let user = status.user.unwrap_or_default();
-    let username = match (status.authenticated, user.username) {
-        (Some(true), Some(name)) => name,
-        _ => return Ok(Decision::Unauthenticated { reason: "invalid bearer token" }),
-    };
+    Ok(status.user.filter(|u| status.authenticated == Some(true) && u.username.is_some()))
+}
+
+async fn access_review(client: &kube::Client, user: &UserInfo, namespace: &str) -> Result<bool, AuthError> {
     let access = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
-            user: Some(username.clone()),
-            groups: user.groups,
-            uid: user.uid,
-            extra: user.extra,
+            user: user.username.clone(),
+            groups: user.groups.clone(),
+            uid: user.uid.clone(),
+            extra: user.extra.clone(),
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(namespace.to_string()),
                 verb: Some("get".into()),
@@ -116,8 +174,7 @@ async fn kubernetes_decide(client: &kube::Client, token: &str, namespace: &str) 
         .create(&PostParams::default(), &access)
         .await
         .map_err(|e| AuthError::Kubernetes(e.to_string()))?;
-    let allowed = decided.status.is_some_and(|s| s.allowed);
-    Ok(if allowed { Decision::Allowed { actor: username } } else { Decision::Forbidden { actor: username } })
+    Ok(decided.status.is_some_and(|s| s.allowed))
 }
 
 #[cfg(test)]
@@ -138,12 +195,17 @@ mod tests {
         let auth = file(&text);
         let d = |t: Option<&'static str>| {
             let auth = &auth;
-            async move { auth.decide(t, "ns").await.unwrap() }
+            async move {
+                match auth.authenticate(t).await.unwrap() {
+                    Ok(who) => Ok((who.actor().to_string(), auth.authorize(&who, "ns").await.unwrap())),
+                    Err(reason) => Err(reason),
+                }
+            }
         };
-        assert_eq!(d(Some("alice-token")).await, Decision::Allowed { actor: "ops-alice".into() });
-        assert_eq!(d(Some("bob-token")).await, Decision::Forbidden { actor: "dev-bob".into() });
-        assert_eq!(d(Some("guess")).await, Decision::Unauthenticated { reason: "invalid bearer token" });
-        assert_eq!(d(None).await, Decision::Unauthenticated { reason: "missing bearer token" });
+        assert_eq!(d(Some("alice-token")).await, Ok(("ops-alice".into(), true)));
+        assert_eq!(d(Some("bob-token")).await, Ok(("dev-bob".into(), false)));
+        assert_eq!(d(Some("guess")).await, Err("invalid bearer token"));
+        assert_eq!(d(None).await, Err("missing bearer token"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The embedded HTTP server: health probes, the admin ops summary and metrics.
 //! Handlers stay thin: parse, authorise, call `db/` or `store/`, audit, answer.
 
+mod audit;
 pub mod auth;
 mod health;
 mod ops;
@@ -25,11 +26,20 @@ pub struct ServerConfig {
     pub check_timeout: Duration,
     /// How long a readiness result is reused, so probe storms cannot hammer the database.
     pub ready_cache: Duration,
+    /// How often rejected ops-summary requests are written to the audit log.
+    pub audit_flush: Duration,
+    /// Bound on every request; a slower one is answered 503.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { check_timeout: Duration::from_secs(2), ready_cache: Duration::from_secs(2) }
+        ServerConfig {
+            check_timeout: Duration::from_secs(2),
+            ready_cache: Duration::from_secs(2),
+            audit_flush: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
     }
 }
 
@@ -40,6 +50,7 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The Kubernetes API, checked by readiness when running in the cluster.
     pub kube: Option<kube::Client>,
+    audit: audit::AuditLog,
     ready_cache: tokio::sync::Mutex<Option<(Instant, health::ReadinessReport)>>,
 }
 
@@ -51,7 +62,15 @@ impl AppState {
         config: ServerConfig,
         kube: Option<kube::Client>,
     ) -> Self {
-        AppState { installations, auth, metrics, config, kube, ready_cache: tokio::sync::Mutex::new(None) }
+        AppState {
+            installations,
+            auth,
+            metrics,
+            config,
+            kube,
+            audit: audit::AuditLog::default(),
+            ready_cache: tokio::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -61,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/v1/admin/ops/summary", get(ops::summary))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), bounded))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -86,7 +106,22 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Answers 503 when a handler takes longer than the request timeout (a
+/// dependency that accepts and never answers must not hold connections).
+async fn bounded(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let message = format!("no answer within {} s; try again later", limit.as_secs_f64());
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "error": message })))
+                .into_response()
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests and
+/// writes the audit rows still counted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -94,5 +129,22 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "HTTP server listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let (stop_flushing, mut flushing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.config.audit_flush);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => state.audit.flush().await,
+                    _ = &mut flushing_stopped => break,
+                }
+            }
+            state.audit.flush().await;
+        })
+    };
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let _ = stop_flushing.send(());
+    let _ = flusher.await;
+    served
 }

@@ -10,12 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::auth::Decision;
+use super::audit::Entry;
+use super::auth::AuthError;
 use crate::api::artifortress::SloStatus;
 use crate::db::ops_summary::{self, OpsSignals};
 use crate::installations::Installation;
-
-pub const AUDIT_ACTION: &str = "ops.summary.read";
 
 #[derive(Deserialize)]
 pub struct SummaryQuery {
@@ -42,95 +41,96 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Authenticates first (a 401 names nothing that exists), then finds the
+/// installation, authorises in its namespace, reads, audits, answers.
 pub async fn summary(
     State(state): State<Arc<AppState>>,
     Query(query): Query<SummaryQuery>,
     headers: HeaderMap,
 ) -> Response {
+    let identity = match state.auth.authenticate(bearer(&headers)).await {
+        Ok(identity) => identity,
+        Err(e) => return authorisation_unavailable(&state, query.installation.as_deref(), "unknown", &e),
+    };
+    let who = match identity {
+        Ok(who) => who,
+        Err(reason) => {
+            if let Ok(installation) = pick(&state, query.installation.as_deref()) {
+                let entry = Entry { actor: "anonymous", outcome: "unauthenticated", status: 401, reason };
+                state.audit.count_rejected(&installation, entry);
+            }
+            let mut response =
+                error(StatusCode::UNAUTHORIZED, format!("{reason}: send Authorization: Bearer <admin token>"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
     let installation = match pick(&state, query.installation.as_deref()) {
         Ok(i) => i,
         Err((status, message)) => return error(status, message),
     };
-    let decision = match state.auth.decide(bearer(&headers), &installation.namespace).await {
-        Ok(decision) => decision,
-        Err(e) => {
-            tracing::error!(error = %e, "authorisation unavailable");
-            let _ = audit(&installation, "unknown", "error", 503, "authorisation unavailable").await;
-            return error(StatusCode::SERVICE_UNAVAILABLE, "authorisation is unavailable; try again later");
+    match state.auth.authorize(&who, &installation.namespace).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let reason = "not an admin of this installation";
+            let entry = Entry { actor: who.actor(), outcome: "denied", status: 403, reason };
+            state.audit.count_rejected(&installation, entry);
+            let message = format!("{} may not read the ops summary of {}", who.actor(), installation.name);
+            return error(StatusCode::FORBIDDEN, message);
+        }
+        Err(e) => return authorisation_unavailable(&state, Some(&installation.qualified_name()), who.actor(), &e),
+    }
+    let read = ops_summary::read(&installation.pool, &installation.database_url).await;
+    // No unaudited reads: the row, with what the read gave, is written before
+    // any answer; if it cannot be, nothing is served.
+    let entry = match &read {
+        Ok(_) => Entry { actor: who.actor(), outcome: "allowed", status: 200, reason: "admin" },
+        Err(_) => {
+            Entry { actor: who.actor(), outcome: "failed", status: 503, reason: "reading the ops summary failed" }
         }
     };
-    let (actor, outcome, status, reason) = match &decision {
-        Decision::Allowed { actor } => (actor.as_str(), "allowed", 200, "admin"),
-        Decision::Forbidden { actor } => (actor.as_str(), "denied", 403, "not an admin of this installation"),
-        Decision::Unauthenticated { reason } => ("anonymous", "unauthenticated", 401, *reason),
-    };
-    // No unaudited reads: if the audit row cannot be written, nothing is served.
-    if let Err(e) = audit(&installation, actor, outcome, status, reason).await {
+    if let Err(e) = state.audit.write_now(&installation, entry).await {
         tracing::error!(error = %e, installation = installation.name, "audit write failed; refusing the request");
         return error(StatusCode::SERVICE_UNAVAILABLE, "the audit log cannot be written; refusing to serve unaudited");
     }
-    match decision {
-        Decision::Unauthenticated { reason } => {
-            let mut response =
-                error(StatusCode::UNAUTHORIZED, format!("{reason}: send Authorization: Bearer <admin token>"));
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            response
+    match read {
+        Ok(signals) => {
+            state.metrics.record_ops(&installation.name, &signals);
+            let slo = crate::slo::evaluate(&signals, &installation.slo, signals.generated_at);
+            Json(SummaryResponse { installation: installation.name.clone(), signals, slo }).into_response()
         }
-        Decision::Forbidden { actor } => {
-            error(StatusCode::FORBIDDEN, format!("{actor} may not read the ops summary of {}", installation.name))
+        Err(e) => {
+            tracing::error!(error = %e, "ops summary failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-        Decision::Allowed { .. } => match ops_summary::read(&installation.pool, &installation.database_url).await {
-            Ok(signals) => {
-                state.metrics.record_ops(&installation.name, &signals);
-                let slo = crate::slo::evaluate(&signals, &installation.slo, signals.generated_at);
-                Json(SummaryResponse { installation: installation.name.clone(), signals, slo }).into_response()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "ops summary failed");
-                error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-        },
     }
 }
 
+fn authorisation_unavailable(state: &AppState, wanted: Option<&str>, actor: &str, e: &AuthError) -> Response {
+    tracing::error!(error = %e, "authorisation unavailable");
+    if let Ok(installation) = pick(state, wanted) {
+        let entry = Entry { actor, outcome: "error", status: 503, reason: "authorisation unavailable" };
+        state.audit.count_rejected(&installation, entry);
+    }
+    error(StatusCode::SERVICE_UNAVAILABLE, "authorisation is unavailable; try again later")
+}
+
 /// The installation a request is about: named by `?installation=` (`name`, or
-/// `namespace/name` when a name is used in several namespaces), or the only one.
+/// `namespace/name` when a name is used in several namespaces), or the only
+/// one. Errors name no installation: the caller may not be an admin of any.
 fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, (StatusCode, String)> {
     let all = state.installations.all();
-    let names = || all.iter().map(|i| i.qualified_name()).collect::<Vec<_>>().join(", ");
     let matching: Vec<&Arc<Installation>> = match wanted {
         Some(wanted) => all.iter().filter(|i| i.name == wanted || i.qualified_name() == wanted).collect(),
         None => all.iter().collect(),
     };
     match (matching.as_slice(), wanted) {
         ([one], _) => Ok((*one).clone()),
-        ([], Some(name)) => Err((StatusCode::NOT_FOUND, format!("no installation {name:?}; known: {}", names()))),
+        ([], Some(name)) => Err((StatusCode::NOT_FOUND, format!("no installation {name:?} is managed here"))),
         ([], None) => Err((StatusCode::NOT_FOUND, "no installation is managed yet".to_string())),
         (_, _) => Err((
             StatusCode::BAD_REQUEST,
-            format!("several installations: choose one with ?installation=NAME or NAMESPACE/NAME ({})", names()),
+            "several installations match: choose one with ?installation=NAME or NAMESPACE/NAME".to_string(),
         )),
     }
-}
-
-async fn audit(
-    installation: &Installation,
-    actor: &str,
-    outcome: &str,
-    status: u16,
-    reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, resource, outcome, details)
-         VALUES ($1, $2, $3, $4, jsonb_build_object('status', $5::int, 'reason', $6::text))",
-    )
-    .bind(actor)
-    .bind(AUDIT_ACTION)
-    .bind(format!("installation/{}", installation.name))
-    .bind(outcome)
-    .bind(i32::from(status))
-    .bind(reason)
-    .execute(&installation.pool)
-    .await
-    .map(|_| ())
 }

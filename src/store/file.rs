@@ -138,14 +138,21 @@ impl BackupStore for FileStore {
         }
     }
 
-    async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
+    async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError> {
         let mut removed = 0;
         for (key, _) in self.walk(prefix).await? {
-            if key.contains(PARTIAL_MARKER) {
-                tokio::fs::remove_file(self.root.join(&key))
-                    .await
-                    .map_err(|e| self.io("removing partial file", &key, e))?;
-                removed += 1;
+            if !key.contains(PARTIAL_MARKER) {
+                continue;
+            }
+            let path = self.root.join(&key);
+            let modified = tokio::fs::metadata(&path).await.and_then(|m| m.modified());
+            let age = modified.ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+            if age >= older_than {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io("removing partial file", &key, e)),
+                }
             }
         }
         Ok(removed)

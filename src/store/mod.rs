@@ -135,9 +135,11 @@ pub trait BackupStore: Send + Sync {
 
     /// Removes unfinished writes under `prefix` left by a writer that died or lost
     /// the store mid-write (a multipart upload nobody could abort, a temporary
-    /// file). Only call it where nobody else is writing: backups of one store run
-    /// one at a time. Returns how many were removed.
-    async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
+    /// file) and started more than `older_than` ago (`Duration::ZERO`: any).
+    /// Another writer may be busy elsewhere in the store: callers sweep only
+    /// their own keys, or writes too old to belong to a live writer. Returns
+    /// how many were removed.
+    async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError>;
 
     /// Writes a small object in one go.
     async fn put_bytes(&self, key: &str, data: Vec<u8>) -> Result<u64, StoreError> {

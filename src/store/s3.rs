@@ -395,30 +395,44 @@ impl BackupStore for S3Store {
     }
 
     /// Aborts every unfinished multipart upload under `prefix`.
-    async fn clean_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .send()
-            .await
-            .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
+    async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        let cutoff = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now() - older_than);
         let mut aborted = 0;
-        for upload in listed.uploads() {
-            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| self.err("aborting stale upload", key, e))?;
-                aborted += 1;
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.full_key(prefix))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
+            for upload in listed.uploads() {
+                let old_enough = upload.initiated().is_none_or(|at| at.secs() <= cutoff.secs());
+                if let (Some(key), Some(id), true) = (upload.key(), upload.upload_id(), old_enough) {
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| self.err("aborting stale upload", key, e))?;
+                    aborted += 1;
+                }
+            }
+            if listed.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            key_marker = listed.next_key_marker().map(str::to_string);
+            id_marker = listed.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                return Ok(aborted);
             }
         }
-        Ok(aborted)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

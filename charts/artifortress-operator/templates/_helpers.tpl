@@ -84,4 +84,9 @@ The Lease for leader election is granted separately, in the release namespace.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Claims: one backup per installation and one drill per scratch database at a
+# time, arbitrated by the API server (Leases the operator creates).
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 {{- end -}}

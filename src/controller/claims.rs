@@ -1,0 +1,87 @@
+//! Exclusive claims arbitrated by the API server: one backup of an
+//! installation at a time, one drill per scratch database at a time.
+//!
+//! A claim is a `coordination.k8s.io/v1` Lease the operator creates, whose
+//! `holderIdentity` names the object holding it (`Kind/name/uid`). Taking it is
+//! a create (409 if it exists) or a replace checked against the read
+//! `resourceVersion`, so of two reconciles racing, exactly one wins. A claim
+//! has no expiry: it is released when its holder finishes, and taken over only
+//! when the caller confirms the holder is gone or finished.
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Resource, ResourceExt};
+
+use super::Error;
+
+/// A claim on something, by a holder.
+pub struct Claim<'a> {
+    pub api: &'a Api<Lease>,
+    /// The Lease's name (what is claimed).
+    pub lease: String,
+    /// `Kind/name/uid` of the object that wants it.
+    pub holder: String,
+    /// What the Lease is removed with (the installation).
+    pub owner: OwnerReference,
+}
+
+/// `Kind/name/uid` of an object, as a claim's holder.
+pub fn holder_of<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}/{}", K::kind(&()), object.name_any(), object.uid().unwrap_or_default())
+}
+
+/// The name part of a holder written by [`holder_of`].
+pub fn holder_name(holder: &str) -> &str {
+    holder.split('/').nth(1).unwrap_or(holder)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller holds the claim (now or already).
+    Held,
+    /// Another live holder has it.
+    Busy { holder: String },
+}
+
+impl Claim<'_> {
+    /// Takes the claim if it is free, already ours, or held by someone
+    /// `is_stale` says is gone or finished.
+    pub async fn acquire<F, Fut>(&self, is_stale: F) -> Result<Outcome, Error>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let Some(mut lease) = self.api.get_opt(&self.lease).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.lease.clone()),
+                    labels: Some(
+                        [("app.kubernetes.io/managed-by".to_string(), super::jobs::MANAGED_BY.to_string())].into(),
+                    ),
+                    owner_references: Some(vec![self.owner.clone()]),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec { holder_identity: Some(self.holder.clone()), ..Default::default() }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Outcome::Held),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Busy { holder: "another claimant".into() }),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let current = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
+        if current == self.holder {
+            return Ok(Outcome::Held);
+        }
+        if !current.is_empty() && !is_stale(current.clone()).await? {
+            return Ok(Outcome::Busy { holder: current });
+        }
+        lease.spec.get_or_insert_default().holder_identity = Some(self.holder.clone());
+        match self.api.replace(&self.lease, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(Outcome::Held),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Busy { holder: current }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
