@@ -309,9 +309,11 @@ def render(checks, context):
             lines.append(f"\nFailure: {failure}")
         b = drill.get("blobs")
         if b:
+            # The store lives in the output directory; the report names no path of this machine.
+            store = b["store"].replace(f"file://{OUT}", "file://<demo output>")
+            reason = f" (failed: `{drill['reason']}`)" if drill.get("reason") else ""
             lines += ["", "## Blobs", "",
-                      f"The restored database's blob references against `{b['store']}`"
-                      f" (reason if failed: `{drill.get('reason', '')}`):", "",
+                      f"The restored database's blob references against `{store}`{reason}:", "",
                       "| referenced | present | missing | size mismatches | sampled | corrupt | orphans |",
                       "|---:|---:|---:|---:|---:|---:|---:|",
                       f"| {b['referenced']} | {b['present']} | {b['missing']} | {b['sizeMismatches']} | "
