@@ -532,23 +532,25 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         },
     );
     tracing::info!(identity, "waiting for the leader lease");
-    tokio::select! {
-        _ = elector.acquire() => {}
+    let since = tokio::select! {
+        since = elector.acquire() => since,
         _ = stopped() => {
             let _ = server.await;
             return Ok(());
         }
-    }
+    };
     tracing::info!(identity, "leading: controllers start");
     let mut ctx = Context::new(client, args.image, metrics);
     ctx.installations = installations;
     let ctx = Arc::new(ctx);
+    // Losing the lease drops the controllers (and their calls in flight) at once.
     let outcome = tokio::select! {
         _ = controller::run_all(ctx, args.namespace, stopped()) => Ok(()),
-        _ = elector.hold() => Err(failed("lost the leader lease; exiting so that only the new leader reconciles")),
+        _ = elector.hold(since) => Err(failed("lost the leader lease; exiting so that only the new leader reconciles")),
     };
-    elector.release().await;
     if outcome.is_ok() {
+        // A lease that could not be renewed is not ours to give up.
+        elector.release().await;
         let _ = server.await;
     }
     outcome

@@ -1,6 +1,7 @@
 //! The operator as a process (`artifortress-operator run`) against the real API
-//! server: killed in the middle of a drill and restarted, and two replicas
-//! electing a leader.
+//! server: killed in the middle of a drill and restarted, two replicas electing
+//! a leader, leader election under clock skew and with an API server that stops
+//! answering.
 
 mod support;
 
@@ -20,7 +21,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// One replica in the installation's namespace, with a short lease.
 fn replica(ns: &str, identity: &str) -> Operator {
-    Operator::run(&[
+    replica_with(ns, identity, &[])
+}
+
+fn replica_with(ns: &str, identity: &str, extra: &[&str]) -> Operator {
+    let base = [
         "--image",
         "artifortress-operator:test",
         "--namespace",
@@ -35,7 +40,8 @@ fn replica(ns: &str, identity: &str) -> Operator {
         "3s",
         "--renew-every",
         "1s",
-    ])
+    ];
+    Operator::run(&[&base[..], extra].concat())
 }
 
 async fn holder(i: &Installation) -> Option<String> {
@@ -166,4 +172,165 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     let exit = b.terminate().await;
     assert!(exit.success(), "{exit:?}\n{}", b.logs());
     assert_eq!(holder(&i).await, None);
+}
+
+#[tokio::test]
+async fn leader_election_trusts_no_clock_but_its_own() {
+    use artifortress_operator::controller::leader::{Elector, LeaseConfig};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let client = support::kube_client().await;
+    let ns = support::create_namespace(&client).await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns);
+    let config = |identity: &str| LeaseConfig {
+        name: "skew".into(),
+        namespace: ns.clone(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(3),
+        renew_every: Duration::from_secs(1),
+    };
+    // A holder on a node whose clock is an hour behind, or ahead: it writes
+    // renewTime by its clock.
+    let write = {
+        let leases = leases.clone();
+        move |holder: &'static str, skew: i64| {
+            let leases = leases.clone();
+            async move {
+                let at = k8s_openapi::jiff::Timestamp::now()
+                    .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(skew))
+                    .unwrap();
+                let mut lease = leases.get_opt("skew").await.unwrap().unwrap_or_default();
+                lease.metadata.name = Some("skew".into());
+                let spec = lease.spec.get_or_insert_default();
+                spec.holder_identity = Some(holder.into());
+                spec.renew_time = Some(MicroTime(at));
+                spec.lease_duration_seconds = Some(3);
+                if lease.metadata.resource_version.is_some() {
+                    leases.replace("skew", &Default::default(), &lease).await.unwrap();
+                } else {
+                    leases.create(&Default::default(), &lease).await.unwrap();
+                }
+            }
+        }
+    };
+    write("behind", -3600).await;
+    let behind = tokio::spawn({
+        let write = write.clone();
+        async move {
+            loop {
+                write("behind", -3600).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let b = Elector::new(client.clone(), config("b"));
+    let watching = std::time::Instant::now();
+    while watching.elapsed() < Duration::from_secs(8) {
+        assert!(!b.try_hold().await.unwrap(), "a lease renewed by a clock an hour behind is not stolen");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    behind.abort();
+
+    // A holder whose clock is an hour ahead stops renewing: its lease expires
+    // after the lease duration as seen here, not an hour later.
+    write("ahead", 3600).await;
+    let stopped = std::time::Instant::now();
+    while !b.try_hold().await.unwrap() {
+        assert!(stopped.elapsed() < Duration::from_secs(8), "the lease is taken over");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let waited = stopped.elapsed();
+    assert!(waited >= Duration::from_secs(3), "not before the lease duration: {waited:?}");
+    let spec = leases.get("skew").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+}
+
+/// A TCP proxy to the API server that can stop answering: connections stay
+/// open, nothing more goes through either way (a half-open link, a hung server).
+struct Blackhole {
+    addr: String,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    async fn start(upstream: String) -> Blackhole {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    while flag.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(pump(cr, sw, flag.clone()));
+                    pump(sr, cw, flag).await;
+                });
+            }
+        });
+        Blackhole { addr, held }
+    }
+
+    fn hold(&self, on: bool) {
+        self.held.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes while not held; while held, keeps both ends open and silent.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while held.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_within_the_lease_and_the_standby_takes_over() {
+    let i = Installation::without_controllers("opcut").await;
+    let server = support::env("AF_TEST_KUBE_SERVER");
+    let proxy = Blackhole::start(server.trim_start_matches("https://").to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = std::fs::read_to_string(support::env("KUBECONFIG")).unwrap();
+    std::fs::write(&kubeconfig, text.replace(&server, &format!("https://{}", proxy.addr))).unwrap();
+
+    let mut a = replica_with(&i.ns, "replica-a", &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    wait_for_holder(&i, "replica-a").await;
+    let b = replica(&i.ns, "replica-b");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.leads() && !b.leads());
+
+    // The API server stops answering a (connections open, no bytes).
+    proxy.hold(true);
+    let cut = std::time::Instant::now();
+    let exit = tokio::time::timeout(Duration::from_secs(10), a.wait()).await.expect("a stops").unwrap();
+    let stopped_after = cut.elapsed();
+    assert!(!exit.success(), "{}", a.logs());
+    assert!(a.logs().contains("lost the leader lease"), "{}", a.logs());
+    assert!(stopped_after < Duration::from_secs(3), "a stopped reconciling within the 3 s lease: {stopped_after:?}");
+    wait_for_holder(&i, "replica-b").await;
+    assert!(cut.elapsed() >= Duration::from_secs(3), "b waited for the lease to expire");
+    proxy.hold(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(b.leads(), "{}", b.logs());
 }

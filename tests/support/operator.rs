@@ -37,6 +37,11 @@ impl Operator {
         entry["addr"].as_str().unwrap().to_string()
     }
 
+    /// Waits for the process to exit on its own.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
     }
