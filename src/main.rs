@@ -531,6 +531,11 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
             renew_every,
         },
     );
+    // Every replica answers for every installation; only the leader reconciles.
+    let mut ctx = Context::new(client, args.image, metrics);
+    ctx.installations = installations;
+    let ctx = Arc::new(ctx);
+    tokio::spawn(controller::registry::keep_current(ctx.clone(), args.namespace.clone()));
     tracing::info!(identity, "waiting for the leader lease");
     let since = tokio::select! {
         since = elector.acquire() => since,
@@ -540,9 +545,6 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         }
     };
     tracing::info!(identity, "leading: controllers start");
-    let mut ctx = Context::new(client, args.image, metrics);
-    ctx.installations = installations;
-    let ctx = Arc::new(ctx);
     // Losing the lease drops the controllers (and their calls in flight) at once.
     let outcome = tokio::select! {
         _ = controller::run_all(ctx, args.namespace, stopped()) => Ok(()),

@@ -27,7 +27,6 @@ use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
 use crate::db::ops_summary::OpsSignals;
 use crate::engine::manifest::{self, Manifest};
-use crate::installations::{self, Installation};
 use crate::metrics::InstallationLabels;
 use crate::store::{BackupStore, Versioning};
 
@@ -102,7 +101,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(left));
     }
 
-    // Probe both dependencies and let the HTTP server answer for them.
+    // Probe both dependencies (the HTTP server answers for them: `registry`).
     let database = probe_database(&ctx, &af).await?;
     let db_ok = record_database(&ctx, &af, &mut conditions, &database);
     let storage = probe_object_storage(&ctx, &af).await;
@@ -115,17 +114,6 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
         },
         _ => Versioning::Unknown("object storage is not reachable".into()),
     };
-    if let (Some(Ok(database_url)), Some(object_store)) = (database.url, storage.store) {
-        ctx.installations.upsert(Installation {
-            name: af.name_any(),
-            namespace: ns.clone(),
-            pool: installations::lazy_pool(&database_url, PROBE_TIMEOUT),
-            database_url,
-            object_store,
-            slo: af.spec.slo.clone(),
-        });
-    }
-
     // The newest backup and drill; backups in the bucket but not in the cluster come back.
     let backups = Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
@@ -159,10 +147,8 @@ impl Conditions {
     }
 }
 
-/// What the database probe found: the URL from the Secret (when there is one)
-/// and the ops signals, or why there are none.
+/// What the database probe found: the ops signals, or why there are none.
 struct DatabaseProbe {
-    url: Option<Result<DatabaseUrl, crate::db::DbError>>,
     outcome: Result<OpsSignals, (&'static str, String)>,
     started: Instant,
 }
@@ -180,7 +166,7 @@ async fn probe_database(ctx: &Context, af: &Artifortress) -> Result<DatabaseProb
         Some(Err(e)) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
         Some(Ok(url)) => bounded("postgresql", read_ops_summary(url)).await.map_err(|e| ("Unreachable", e)),
     };
-    Ok(DatabaseProbe { url, outcome, started })
+    Ok(DatabaseProbe { outcome, started })
 }
 
 /// `DatabaseReady`, the SLO evaluation (`SLOHealthy`) and their metrics; true when reachable.
@@ -396,23 +382,6 @@ fn readiness(db_ok: bool, storage_ok: bool) -> (bool, &'static str, String) {
         (false, true) => (false, "DependencyDown", "PostgreSQL is down.".to_string()),
         (true, false) => (false, "DependencyDown", "Object storage is down.".to_string()),
         (false, false) => (false, "DependencyDown", "PostgreSQL is down. Object storage is down.".to_string()),
-    }
-}
-
-/// Drops installations whose resource is gone from what the HTTP server answers
-/// for (a deleted resource gets no reconcile to do it).
-pub async fn forget_deleted(ctx: Arc<Context>, namespace: Option<String>) {
-    let api = super::scoped::<Artifortress>(&ctx.client, namespace.as_deref());
-    loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
-                let live: Vec<(String, String)> =
-                    list.iter().map(|a| (a.namespace().unwrap_or_default(), a.name_any())).collect();
-                ctx.installations.retain(|i| live.contains(&(i.namespace.clone(), i.name.clone())));
-            }
-            Err(e) => tracing::warn!(error = %e, "listing installations failed"),
-        }
     }
 }
 

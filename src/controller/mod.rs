@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod leader;
 pub mod recoverability;
 pub mod recovery_drill;
+pub mod registry;
 pub mod retention;
 pub mod schedule;
 
@@ -351,8 +352,7 @@ pub fn backoff(attempts: u32) -> Duration {
 pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl std::future::Future<Output = ()>) {
     let ns = namespace.as_deref();
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| futures::future::ready(()));
-    let controllers = futures::future::join5(
-        artifortress::forget_deleted(ctx.clone(), namespace.clone()),
+    let controllers = futures::future::join4(
         drain(artifortress::controller(ctx.clone(), ns)),
         drain(backup::controller(ctx.clone(), ns)),
         drain(backup_schedule::controller(ctx.clone(), ns)),
