@@ -63,6 +63,25 @@ impl Installations {
         }
     }
 
+    /// Whether `namespace/name` is registered with exactly this configuration
+    /// (so a caller can skip building a store and a pool it would throw away).
+    pub fn is_current(
+        &self,
+        namespace: &str,
+        name: &str,
+        database_url: &DatabaseUrl,
+        store_url: &str,
+        slo: &SloThresholds,
+    ) -> bool {
+        self.0.read().expect("not poisoned").iter().any(|i| {
+            i.namespace == namespace
+                && i.name == name
+                && i.database_url.expose() == database_url.expose()
+                && i.object_store.url() == store_url
+                && i.slo == *slo
+        })
+    }
+
     pub fn retain(&self, keep: impl Fn(&Installation) -> bool) {
         self.0.write().expect("not poisoned").retain(|i| keep(i));
     }

@@ -69,6 +69,9 @@ async fn register(ctx: &Context, af: &Artifortress) {
     };
     let storage = &af.spec.object_storage;
     let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
+    if ctx.installations.is_current(&ns, &af.name_any(), &database_url, &url, &af.spec.slo) {
+        return;
+    }
     let object_store = match ctx.store(&ns, storage, &url).await {
         Ok(store) => store,
         Err(e) => {
