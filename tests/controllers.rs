@@ -725,3 +725,42 @@ async fn installations_say_whether_blobs_are_recoverable_and_drills_check_the_bl
     assert_eq!((checked.missing, checked.missing_keys.clone()), (1, vec![key.clone()]));
     assert!(status.failures.join(" ").contains(&key), "{:?}", status.failures);
 }
+
+#[tokio::test]
+async fn retention_keeps_a_backup_an_unfinished_drill_restores() {
+    let clock = ManualClock::at(&chrono::Utc::now().to_rfc3339());
+    let i = Installation::start("ctlhold", Some(clock)).await;
+    let backups = i.api::<Backup>();
+    for name in ["old", "new"] {
+        i.create(
+            "Backup",
+            json!({"metadata": {"name": name, "labels": {"artifortress.io/schedule": "nightly"}},
+                   "spec": {"artifortressRef": {"name": "production"}}}),
+        )
+        .await;
+        wait_until(&backups, name, 2 * MINUTE, finished_backup).await;
+    }
+    // A drill of "old" that cannot start yet (its target Secret is missing): unfinished.
+    let mut waiting = drill("restores-old", json!({"mode": "Named", "name": "old"}), json!({}));
+    waiting["spec"]["target"]["connectionSecretRef"]["name"] = json!("not-yet");
+    i.create("RecoveryDrill", waiting).await;
+    i.create(
+        "BackupSchedule",
+        json!({"metadata": {"name": "nightly"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 0 1 1 *", "suspend": true,
+                        "retention": {"keepLast": 1}}}),
+    )
+    .await;
+    let schedules = i.api::<BackupSchedule>();
+    wait_until(&schedules, "nightly", MINUTE, |s| s.status.is_some()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // several schedule reconciles (max requeue 1 s)
+    assert!(backups.get_opt("old").await.unwrap().is_some(), "a backup a drill will restore is not pruned");
+    i.api::<RecoveryDrill>().delete("restores-old", &DeleteParams::default()).await.unwrap();
+    let pruned = async {
+        while backups.get_opt("old").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, pruned).await.expect("pruned once no drill needs it");
+    assert!(backups.get_opt("new").await.unwrap().is_some());
+}

@@ -355,3 +355,44 @@ async fn a_leader_cut_off_from_the_api_server_stops_within_the_lease_and_the_sta
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(b.leads(), "{}", b.logs());
 }
+
+#[tokio::test]
+async fn backups_stay_one_at_a_time_across_an_operator_killed_mid_backup() {
+    let i = Installation::without_controllers("opbk1").await;
+    let mut a = replica(&i.ns, "replica-a");
+    wait_for_holder(&i, "replica-a").await;
+    for name in ["one", "two"] {
+        i.create("Backup", json!({"metadata": {"name": name}, "spec": {"artifortressRef": {"name": "production"}}}))
+            .await;
+    }
+    let jobs = i.api::<Job>();
+    let unfinished = || async {
+        let list = jobs.list(&ListParams::default().labels("artifortress.io/step=backup")).await.unwrap();
+        let done = |j: &Job| j.status.as_ref().is_some_and(|s| s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0);
+        list.items.iter().filter(|j| !done(j)).count()
+    };
+    // Kill the leader as soon as the first backup Job exists, then start it again.
+    while jobs.list(&ListParams::default()).await.unwrap().items.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.kill().await;
+    let _a2 = replica(&i.ns, "replica-a2");
+    let s3 = support::s3_client().await;
+    let (mut most_jobs, mut most_uploads) = (0, 0);
+    let backups = i.api::<Backup>();
+    let started = std::time::Instant::now();
+    loop {
+        most_jobs = most_jobs.max(unfinished().await);
+        let uploads = s3.list_multipart_uploads().bucket(&i.bucket).send().await.unwrap();
+        most_uploads = most_uploads.max(uploads.uploads().len());
+        let all = backups.list(&ListParams::default()).await.unwrap().items;
+        let completed = |b: &Backup| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed);
+        if all.len() == 2 && all.iter().all(completed) {
+            break;
+        }
+        assert!(started.elapsed() < 2 * MINUTE, "both backups complete: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(most_jobs <= 1, "never two backup Jobs at once, across the restart ({most_jobs})");
+    assert!(most_uploads <= 1, "never two uploads at once in the bucket ({most_uploads})");
+}
