@@ -545,6 +545,7 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
         }
     };
     tracing::info!(identity, "leading: controllers start");
+    ctx.leading.store(true, std::sync::atomic::Ordering::Relaxed);
     // Losing the lease drops the controllers (and their calls in flight) at once.
     let outcome = tokio::select! {
         _ = controller::run_all(ctx, args.namespace, stopped()) => Ok(()),

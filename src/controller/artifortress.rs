@@ -385,7 +385,8 @@ fn readiness(db_ok: bool, storage_ok: bool) -> (bool, &'static str, String) {
     }
 }
 
-async fn read_ops_summary(url: &DatabaseUrl) -> Result<OpsSignals, String> {
+/// The ops summary over a connection of its own, closed after (a probe, not a pool).
+pub(super) async fn read_ops_summary(url: &DatabaseUrl) -> Result<OpsSignals, String> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_with(url.connect_options())

@@ -61,8 +61,10 @@ pub struct Context {
     /// Longest wait before a resource is looked at again (schedules requeue
     /// until their next run, but never longer than this).
     pub max_requeue: Duration,
-    /// What the HTTP server answers for, kept current by the Artifortress controller.
+    /// What the HTTP server answers for, kept current by `registry` on every replica.
     pub installations: Arc<crate::installations::Installations>,
+    /// Whether this replica holds the leader lease (its probes then feed the metrics).
+    pub leading: std::sync::atomic::AtomicBool,
     recorder: Recorder,
     /// Built on first use and shared by every store the reconcilers open.
     aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
@@ -82,6 +84,7 @@ impl Context {
             clock: Arc::new(Utc::now),
             max_requeue: Duration::from_secs(300),
             installations: Arc::default(),
+            leading: std::sync::atomic::AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
             aws: tokio::sync::OnceCell::new(),
         }

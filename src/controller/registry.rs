@@ -5,7 +5,9 @@
 //!
 //! An installation is registered when its object appears or changes (watch)
 //! and at every pass (so a rotated Secret is picked up); one that is gone is
-//! dropped at the next pass.
+//! dropped at the next pass. On a standby each pass also reads every
+//! installation's ops summary into the metrics (the leader's probes do that
+//! there), so every replica's `/metrics` covers every installation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,9 @@ pub async fn keep_current(ctx: Arc<Context>, namespace: Option<String>) {
                     let live: Vec<(String, String)> =
                         list.iter().map(|a| (a.namespace().unwrap_or_default(), a.name_any())).collect();
                     ctx.installations.retain(|i| live.contains(&(i.namespace.clone(), i.name.clone())));
+                    if !ctx.leading.load(std::sync::atomic::Ordering::Relaxed) {
+                        refresh_metrics(&ctx).await;
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "listing installations failed"),
             },
@@ -87,4 +92,21 @@ async fn register(ctx: &Context, af: &Artifortress) {
         object_store,
         slo: af.spec.slo.clone(),
     });
+}
+
+/// The ops gauges and the PostgreSQL dependency gauges of every registered installation.
+async fn refresh_metrics(ctx: &Context) {
+    for installation in ctx.installations.all() {
+        let started = std::time::Instant::now();
+        let read =
+            tokio::time::timeout(CONNECT_TIMEOUT, super::artifortress::read_ops_summary(&installation.database_url));
+        let ok = match read.await {
+            Ok(Ok(signals)) => {
+                ctx.metrics.record_ops(&installation.name, &signals);
+                true
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        ctx.metrics.record_dependency(&installation.name, "postgresql", ok, started.elapsed().as_secs_f64());
+    }
 }
