@@ -219,7 +219,7 @@ async fn start_job(
     let installation = &backup.spec.artifortress_ref.name;
     let job_name = jobs::job_name("backup", &name);
     let leases = Api::namespaced(ctx.client.clone(), &ns);
-    if let claims::Outcome::Busy { holder } = backup_claim(&leases, backup, af).acquire(|h| stale(backups, h)).await? {
+    if let claims::Outcome::Busy { holder } = backup_claim(&leases, backup, af).acquire(backups, is_finished).await? {
         let message =
             format!("waiting for backup {} (one backup of {installation} at a time)", claims::holder_name(&holder));
         let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
@@ -265,15 +265,6 @@ fn backup_claim<'a>(leases: &'a Api<Lease>, backup: &Backup, af: &Artifortress) 
         holder: claims::holder_of(backup),
         owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
     }
-}
-
-/// Whether the Backup holding the claim is gone (or another object of its
-/// name) or finished: then its claim may be taken over.
-async fn stale(backups: &Api<Backup>, holder: String) -> Result<bool, Error> {
-    Ok(match backups.get_opt(claims::holder_name(&holder)).await? {
-        None => true,
-        Some(b) => claims::holder_of(&b) != holder || is_finished(&b),
-    })
 }
 
 pub fn is_finished(b: &Backup) -> bool {

@@ -10,8 +10,11 @@
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use std::fmt::Debug;
+
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use super::Error;
 
@@ -45,12 +48,11 @@ pub enum Outcome {
 }
 
 impl Claim<'_> {
-    /// Takes the claim if it is free, already ours, or held by someone
-    /// `is_stale` says is gone or finished.
-    pub async fn acquire<F, Fut>(&self, is_stale: F) -> Result<Outcome, Error>
+    /// Takes the claim if it is free, already ours, or held by an object of
+    /// `holders` that is gone (or replaced by another of its name) or `finished`.
+    pub async fn acquire<K>(&self, holders: &Api<K>, finished: fn(&K) -> bool) -> Result<Outcome, Error>
     where
-        F: Fn(String) -> Fut,
-        Fut: std::future::Future<Output = Result<bool, Error>>,
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     {
         let Some(mut lease) = self.api.get_opt(&self.lease).await? else {
             let lease = Lease {
@@ -74,8 +76,12 @@ impl Claim<'_> {
         if current == self.holder {
             return Ok(Outcome::Held);
         }
-        if !current.is_empty() && !is_stale(current.clone()).await? {
-            return Ok(Outcome::Busy { holder: current });
+        if !current.is_empty() {
+            let live =
+                holders.get_opt(holder_name(&current)).await?.filter(|h| holder_of(h) == current && !finished(h));
+            if live.is_some() {
+                return Ok(Outcome::Busy { holder: current });
+            }
         }
         lease.spec.get_or_insert_default().holder_identity = Some(self.holder.clone());
         match self.api.replace(&self.lease, &PostParams::default(), &lease).await {

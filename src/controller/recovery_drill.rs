@@ -412,7 +412,7 @@ async fn admit(
             holder: claims::holder_of(drill),
             owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
         };
-        if let claims::Outcome::Busy { holder } = claim.acquire(|h| stale(drills, h)).await? {
+        if let claims::Outcome::Busy { holder } = claim.acquire(drills, is_finished).await? {
             let message = format!(
                 "waiting for RecoveryDrill {}, which restores into the same database {target}",
                 claims::holder_name(&holder)
@@ -440,14 +440,6 @@ async fn drill_target(ctx: &Context, ns: &str, drill: &RecoveryDrill) -> Result<
 /// A scratch database as a claim knows it: server and database name.
 fn target_identity(target: &DatabaseUrl) -> String {
     format!("{}/{}", target.server(), target.database())
-}
-
-/// Whether the drill holding a claim is gone (or another object of its name) or finished.
-async fn stale(drills: &Api<RecoveryDrill>, holder: String) -> Result<bool, Error> {
-    Ok(match drills.get_opt(claims::holder_name(&holder)).await? {
-        None => true,
-        Some(d) => claims::holder_of(&d) != holder || is_finished(&d),
-    })
 }
 
 pub fn is_finished(drill: &RecoveryDrill) -> bool {

@@ -1,7 +1,7 @@
 //! `/health/live` and `/health/ready`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -92,7 +92,8 @@ async fn check_all(state: &AppState) -> ReadinessReport {
     let installations = state.installations.all();
     let mut checks: Vec<futures::future::BoxFuture<'_, DependencyCheck>> = Vec::new();
     for installation in &installations {
-        checks.push(Box::pin(timed(state, "postgresql", Some(installation), database(installation))));
+        let limit = state.config.check_timeout;
+        checks.push(Box::pin(timed(state, "postgresql", Some(installation), database(installation, limit))));
         checks.push(Box::pin(timed(state, "objectStorage", Some(installation), object_storage(installation))));
     }
     let mut dependencies: Vec<DependencyCheck> = futures::future::join_all(checks).await;
@@ -104,11 +105,16 @@ async fn check_all(state: &AppState) -> ReadinessReport {
     ReadinessReport { status: if all_ok { "ready" } else { "unavailable" }, checked_at: Utc::now(), dependencies }
 }
 
-async fn database(installation: &Installation) -> Result<(), String> {
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&installation.pool).await.map_err(|e| {
-        // sqlx errors carry no credentials; say which database failed.
-        format!("{}: {e}", installation.database_url)
-    })?;
+/// `SELECT 1`; a failure or a silence names the database (its URL without the
+/// password), a little before the check's own limit would say only "no answer".
+async fn database(installation: &Installation, limit: Duration) -> Result<(), String> {
+    let url = &installation.database_url;
+    let select = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&installation.pool);
+    let one = match tokio::time::timeout(limit.mul_f64(0.9), select).await {
+        // sqlx errors carry no credentials.
+        Ok(answer) => answer.map_err(|e| format!("{url}: {e}"))?,
+        Err(_) => return Err(format!("{url}: no answer within {} ms", limit.as_millis())),
+    };
     if one == 1 { Ok(()) } else { Err("unexpected answer to SELECT 1".into()) }
 }
 
