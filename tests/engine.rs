@@ -597,3 +597,45 @@ async fn a_backup_in_the_first_manifest_layout_still_restores() {
     assert_eq!(verdict["result"], "Passed");
     assert_eq!(verdict["parity"].as_array().unwrap().len(), 3);
 }
+
+/// A unique index that holds in the source and breaks in the restore: its
+/// function (declared immutable, which it is not) depends on a database
+/// setting that pg_restore's session does not have yet.
+const BREAKS_ON_RESTORE: &str = "
+CREATE FUNCTION public.email_key(e text) RETURNS text LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN current_setting('app.full_keys', true) = 'on' THEN e ELSE left(e, 5) END $$;
+CREATE TABLE public.accounts (id int PRIMARY KEY, email text NOT NULL);
+INSERT INTO public.accounts VALUES (1, 'alice.secret@example.com'), (2, 'alice.other@example.com');
+";
+
+#[tokio::test]
+async fn a_restore_that_breaks_a_unique_index_reports_the_object_and_never_a_row_value() {
+    let source = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "uniq").await;
+    let pool = source.pool().await;
+    sqlx::query(&format!("ALTER DATABASE \"{}\" SET app.full_keys = 'on'", source.name)).execute(&pool).await.unwrap();
+    pool.close().await;
+    let pool = source.pool().await;
+    sqlx::raw_sql(BREAKS_ON_RESTORE).execute(&pool).await.unwrap();
+    sqlx::query("CREATE UNIQUE INDEX accounts_email_key ON public.accounts (public.email_key(email))")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (dir, store) = file_store();
+    let (report, json) = (dir.path().join("r.md"), dir.path().join("r.json"));
+    let target = scratch_url("AF_TEST_PG_TARGET_URL");
+    let args = ["drill", "--source", source.url.expose(), "--target", &target, "--store", &store];
+    let out =
+        operator(&[&args[..], &["--report", report.to_str().unwrap(), "--json", json.to_str().unwrap()]].concat());
+    assert_exit(&out, 1);
+    let verdict = std::fs::read_to_string(&json).unwrap();
+    let md = std::fs::read_to_string(&report).unwrap();
+    let result: Value = serde_json::from_str(&verdict).unwrap();
+    assert_eq!(result["reason"], "RestoreFailed", "{verdict}");
+    let failure = result["failures"][0].as_str().unwrap();
+    assert!(failure.contains("accounts_email_key") && failure.contains("public.accounts"), "{failure}");
+    for text in [&verdict, &md] {
+        assert!(!text.contains("alice"), "no row value in the verdict or the report:\n{text}");
+    }
+    // The whole error, values included, is in the process's own log (the Job's log in a cluster).
+    assert!(stderr(&out).contains("is duplicated") && stderr(&out).contains("alice"), "{}", stderr(&out));
+}

@@ -263,7 +263,7 @@ fn dump_stream(
         let failure = match status {
             Ok(s) if s.success() && stats.lock().unwrap().archive_bytes > 0 => None,
             Ok(s) if s.success() => Some("pg_dump exited successfully but wrote nothing".to_string()),
-            Ok(s) => Some(format!("pg_dump {s}: {}", stderr.trim())),
+            Ok(s) => Some(format!("pg_dump {s}: {}", super::pgtools::failure_summary("pg_dump", &stderr))),
             Err(e) => Some(format!("waiting for pg_dump: {e}")),
         };
         if let Some(failure) = failure {

@@ -249,6 +249,74 @@ pub async fn read_tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> Stri
     String::from_utf8_lossy(&tail).into_owned()
 }
 
+/// What of a failed tool's stderr may leave the Job's log (status, Events,
+/// verdicts, reports): the object it was working on (`from TOC entry …`), the
+/// first error line and the DDL it ran — never `DETAIL`, `CONTEXT`, `HINT` or
+/// a data command, which quote row values, and with the values PostgreSQL
+/// puts into an error line itself (`Key (…)=(…)`, `Failing row contains (…)`,
+/// `invalid input syntax for type …: "…"`) cut out. The whole text goes to
+/// this process's own log (the Job's), where it is needed to debug.
+pub fn failure_summary(tool: &str, stderr: &str) -> String {
+    tracing::error!(tool, stderr = stderr.trim(), "the tool failed; its whole error output");
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let is_error = |l: &str| l.contains("error:") || l.starts_with("ERROR:") || l.starts_with("FATAL:");
+    let Some(first_error) = lines.iter().position(|l| is_error(l)) else {
+        return lines.first().map(|l| redact_values(l)).unwrap_or_else(|| "no error output".into());
+    };
+    let mut kept = Vec::new();
+    if let Some(object) = lines[..first_error].iter().rev().find(|l| l.contains("from TOC entry")) {
+        kept.push(redact_values(object));
+    }
+    kept.push(redact_values(lines[first_error]));
+    let ddl = lines[first_error + 1..]
+        .iter()
+        .take_while(|l| !is_error(l))
+        .filter_map(|l| l.strip_prefix("Command was:").map(str::trim))
+        .find(|c| ["CREATE ", "ALTER "].iter().any(|p| c.starts_with(p)));
+    if let Some(ddl) = ddl {
+        kept.push(format!("command: {}", redact_values(ddl)));
+    }
+    let summary = kept.join("; ");
+    match summary.char_indices().nth(600) {
+        Some((cut, _)) => format!("{}…", &summary[..cut]),
+        None => summary,
+    }
+}
+
+/// Cuts the row values PostgreSQL quotes inside an error line.
+fn redact_values(line: &str) -> String {
+    let mut out = line.to_string();
+    // `Key (email)=(a@example.com) already exists` and `Failing row contains (1, x)`.
+    for marker in [")=(", "Failing row contains ("] {
+        if let Some(at) = out.find(marker) {
+            let start = at + marker.len();
+            let end = matching_paren(&out[start..]).map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "…");
+        }
+    }
+    // `invalid input syntax for type integer: "abc"` / `invalid input value for enum mood: "x"`.
+    if out.contains("invalid input")
+        && let Some(colon) = out.rfind(": \"")
+    {
+        out.replace_range(colon + 2.., "\"…\"");
+    }
+    out
+}
+
+/// The index of the `)` closing an opened `(`, counting nested pairs.
+fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Some(i),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `pg_dump (PostgreSQL) 15.18 (Debian …)` → 15; `9.6.24` → 9.
 pub fn parse_major(version_output: &str) -> Option<u32> {
     let number = version_output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
@@ -258,6 +326,28 @@ pub fn parse_major(version_output: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_summary_names_the_object_and_the_error_and_no_row_value() {
+        let stderr = "pg_restore: from TOC entry 3383; 1259 16397 INDEX accounts_email_key owner
+pg_restore: error: could not execute query: ERROR:  could not create unique index \"accounts_email_key\"
+DETAIL:  Key (lower(email))=(alice@example.com) is duplicated.
+Command was: CREATE UNIQUE INDEX accounts_email_key ON public.accounts USING btree (lower(email));
+";
+        let s = super::failure_summary("pg_restore", stderr);
+        assert!(s.contains("INDEX accounts_email_key") && s.contains("ON public.accounts"), "{s}");
+        assert!(!s.contains("alice") && !s.contains("DETAIL"), "{s}");
+        let copy = "pg_restore: from TOC entry 3390; 0 16390 TABLE DATA accounts owner
+pg_restore: error: COPY failed for table \"accounts\": ERROR:  invalid input syntax for type integer: \"secret-42\"
+CONTEXT:  COPY accounts, line 1, column id: \"secret-42\"
+";
+        let s = super::failure_summary("pg_restore", copy);
+        assert!(s.contains("TABLE DATA accounts") && s.contains("type integer"), "{s}");
+        assert!(!s.contains("secret-42"), "{s}");
+        let check = "ERROR:  new row violates check constraint \"c\"\nDETAIL:  Failing row contains (7, bob).";
+        assert!(!super::failure_summary("psql", check).contains("bob"));
+        assert_eq!(super::redact_values("Key (a, (b))=(1, (2)) exists"), "Key (a, (b))=(…) exists");
+    }
+
     use super::*;
 
     fn tools(majors: &[u32]) -> Toolset {

@@ -406,7 +406,8 @@ async fn pg_restore(
     let stderr = read_tail(child.stderr.take().expect("piped"), 8 * 1024).await;
     let status = child.wait().await.map_err(EngineError::io("waiting for pg_restore"))?;
     if !status.success() {
-        return Err(EngineError::Tool { tool: "pg_restore", detail: format!("{status}: {}", stderr.trim()) });
+        let detail = format!("{status}: {}", super::pgtools::failure_summary("pg_restore", &stderr));
+        return Err(EngineError::Tool { tool: "pg_restore", detail });
     }
     Ok(())
 }
