@@ -46,6 +46,13 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 log "installing the chart"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
+# The chart serves HTTPS from a kubernetes.io/tls Secret (cert-manager in a real
+# cluster); here a self-signed one.
+tls=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=af-artifortress-operator \
+  -keyout "$tls/tls.key" -out "$tls/tls.crt" 2>/dev/null
+kubectl -n "$NS" create secret tls af-artifortress-operator-tls --cert "$tls/tls.crt" --key "$tls/tls.key" \
+  --dry-run=client -o yaml | kubectl apply -f -
 "$HELM" upgrade --install af charts/artifortress-operator --namespace "$NS" \
   --set image.repository=artifortress-operator --set image.tag=e2e --set image.pullPolicy=Never \
   --wait --timeout 5m

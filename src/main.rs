@@ -274,6 +274,29 @@ struct RunArgs {
     /// How often the leader renews the Lease.
     #[arg(long, default_value = "5s")]
     renew_every: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Serve plain HTTP (no --tls-cert/--tls-key): only when chosen explicitly.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    plain_http: bool,
+}
+
+/// HTTPS for the HTTP server: a PEM certificate chain and key, as a
+/// `kubernetes.io/tls` Secret mounts them (`tls.crt`, `tls.key`); new files are
+/// served without a restart.
+#[derive(clap::Args)]
+struct TlsArgs {
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<artifortress_operator::server::TlsFiles> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(artifortress_operator::server::TlsFiles { cert, key })
+    }
 }
 
 #[derive(clap::Args)]
@@ -312,6 +335,8 @@ struct ServeArgs {
     /// How often the ops-summary metrics are refreshed.
     #[arg(long, default_value = "30s")]
     refresh_interval: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// How often rejected ops-summary requests (401/403) are written to the
     /// audit log, one counted row per actor and reason.
     #[arg(long, default_value = "5s")]
@@ -464,8 +489,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?;
-    eprintln!("serve: listening on http://{}", listener.local_addr().map_err(failed)?);
-    server::serve(listener, state, shutdown_signal()).await.map_err(failed)
+    let tls = args.tls.files();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("serve: listening on {scheme}://{}", listener.local_addr().map_err(failed)?);
+    server::serve(listener, state, tls, shutdown_signal()).await.map_err(failed)
 }
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Failure> {
@@ -487,6 +514,10 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
     use artifortress_operator::server::{self, AppState, ServerConfig, auth};
     use std::sync::Arc;
 
+    let tls = args.tls.files();
+    if tls.is_none() && !args.plain_http {
+        return Err(usage("choose HTTPS (--tls-cert FILE --tls-key FILE) or, explicitly, --plain-http"));
+    }
     let lease_duration = duration_flag("lease-duration", &args.lease_duration)?;
     let renew_every = duration_flag("renew-every", &args.renew_every)?;
     if renew_every >= lease_duration {
@@ -517,7 +548,7 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?;
-    let server = tokio::spawn(server::serve(listener, state, stopped()));
+    let server = tokio::spawn(server::serve(listener, state, tls, stopped()));
 
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "artifortress-operator".into());
     let identity = args.identity.unwrap_or(host);

@@ -255,18 +255,22 @@ async fn service_account_kubeconfig(client: &kube::Client, ns: &str, rendered: &
 }
 
 /// The operator exactly as the rendered Deployment starts it (arguments and
-/// environment), but on a free local port and with the given kubeconfig.
-fn operator_from_deployment(rendered: &str, ns: &str, kubeconfig: &Path) -> Operator {
+/// environment), but on a free local port, with the given kubeconfig and the
+/// TLS Secret's mount replaced by `tls_dir`.
+fn operator_from_deployment(rendered: &str, ns: &str, kubeconfig: &Path, tls_dir: &Path) -> Operator {
     let deployment = documents(rendered).into_iter().find(|d| d["kind"] == "Deployment").unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
+    let mount = container["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "tls").unwrap();
+    let mount = mount["mountPath"].as_str().unwrap();
+    let args: Vec<String> = container["args"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a.as_str().unwrap())
-        .filter(|a| *a != "run" && !a.starts_with("--listen"))
-        .chain(["--listen", "127.0.0.1:0"])
+        .map(|a| a.as_str().unwrap().replace(mount, tls_dir.to_str().unwrap()))
+        .filter(|a| a != "run" && !a.starts_with("--listen"))
+        .chain(["--listen".to_string(), "127.0.0.1:0".to_string()])
         .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env: Vec<(String, String)> = container["env"]
         .as_array()
         .unwrap()
@@ -303,7 +307,10 @@ async fn the_operator_completes_a_drill_with_only_the_rendered_rbac() {
     let denied = secrets.list(&ListParams::default()).await.unwrap_err();
     assert!(denied.to_string().contains("forbidden"), "{denied}");
 
-    let operator = operator_from_deployment(&rendered, &i.ns, kubeconfig.path());
+    // The chart serves HTTPS by default, from a kubernetes.io/tls Secret's files.
+    let tls = tempfile::tempdir().unwrap();
+    support::write_self_signed(tls.path(), "artifortress-operator");
+    let operator = operator_from_deployment(&rendered, &i.ns, kubeconfig.path(), tls.path());
     i.create(
         "RecoveryDrill",
         json!({"metadata": {"name": "with-chart-rbac"},
@@ -322,8 +329,8 @@ async fn the_operator_completes_a_drill_with_only_the_rendered_rbac() {
 
     // The delegated-auth ClusterRole lets the HTTP API authenticate callers.
     let summary = "/v1/admin/ops/summary?installation=production";
-    let (code, body) =
-        support::http_get(&operator.addr(), summary, Some(&support::env("AF_TEST_KUBE_TOKEN_ADMIN"))).await;
+    let (code, body, _) =
+        support::https_get(&operator.addr(), summary, Some(&support::env("AF_TEST_KUBE_TOKEN_ADMIN"))).await;
     assert_eq!(code, 200, "{body}");
     let logs = operator.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "every call the operator made was allowed:\n{logs}");

@@ -40,6 +40,7 @@ fn replica_with(ns: &str, identity: &str, extra: &[&str]) -> Operator {
         "3s",
         "--renew-every",
         "1s",
+        "--plain-http",
     ];
     Operator::run(&[&base[..], extra].concat())
 }
@@ -399,4 +400,11 @@ async fn backups_stay_one_at_a_time_across_an_operator_killed_mid_backup() {
     }
     assert!(most_jobs <= 1, "never two backup Jobs at once, across the restart ({most_jobs})");
     assert!(most_uploads <= 1, "never two uploads at once in the bucket ({most_uploads})");
+}
+
+#[test]
+fn run_serves_plain_http_only_when_told_to() {
+    let out = support::operator(&["run", "--image", "artifortress-operator:test", "--listen", "127.0.0.1:0"]);
+    support::assert_exit(&out, 2);
+    assert!(support::stderr(&out).contains("--tls-cert FILE --tls-key FILE) or, explicitly, --plain-http"));
 }

@@ -28,6 +28,7 @@ async fn operator_overhead_and_idle_memory() {
     let i = Installation::without_controllers("bench").await;
     let mut operator = tokio::process::Command::new(support::operator_bin())
         .args(["run", "--image", "artifortress-operator:bench", "--namespace", &i.ns, "--listen", "127.0.0.1:0"])
+        .arg("--plain-http")
         .args(["--lease-namespace", &i.ns, "--identity", "bench"])
         .env("ARTIFORTRESS_LOG_FORMAT", "json")
         .stdout(std::process::Stdio::null())

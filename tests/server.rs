@@ -344,3 +344,51 @@ async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
         assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn https_serves_readiness_and_the_summary_refuses_plain_http_and_serves_a_rotated_certificate() {
+    let db = TestDatabase::migrated("tls").await;
+    let certs = tempfile::tempdir().unwrap();
+    support::write_self_signed(certs.path(), "first");
+    let (crt, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let args = ["--tls-cert", crt.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &args).await;
+
+    let (status, body, presented) = support::https_get(&server.addr, "/health/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    let first = support::certificate_der(&crt);
+    assert_eq!(presented, first, "the configured certificate is served");
+    let (status, body, _) = support::https_get(&server.addr, "/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    assert_eq!(status, 200, "{body}");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE outcome = 'allowed'")
+        .fetch_one(&db.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut raw)).await;
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    assert!(!plain.starts_with("HTTP/"), "plain HTTP is refused: {plain:?}");
+
+    // cert-manager renews the Secret; the kubelet swaps the files. No restart.
+    support::write_self_signed(certs.path(), "second");
+    let second = support::certificate_der(&crt);
+    assert_ne!(first, second);
+    let started = Instant::now();
+    loop {
+        let (status, _, presented) = support::https_get(&server.addr, "/health/live", None).await;
+        assert_eq!(status, 200);
+        if presented == second {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the renewed certificate is served within 15 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -120,15 +120,26 @@ async fn bounded(State(state): State<Arc<AppState>>, request: Request, next: Nex
     }
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests and
-/// writes the audit rows still counted.
+/// A PEM certificate chain and its key (e.g. a mounted `kubernetes.io/tls` Secret).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// How often the certificate files are checked for a new version.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Serves (HTTPS with `tls`, else plain HTTP) until `shutdown` resolves, then
+/// finishes in-flight requests and writes the audit rows still counted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    tls: Option<TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP server listening");
+    tracing::info!(%addr, tls = tls.is_some(), "HTTP server listening");
     let (stop_flushing, mut flushing_stopped) = tokio::sync::oneshot::channel::<()>();
     let flusher = {
         let state = state.clone();
@@ -143,8 +154,53 @@ pub async fn serve(
             state.audit.flush().await;
         })
     };
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let app = router(state);
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(files) => serve_tls(listener.into_std()?, app, files, shutdown).await,
+    };
     let _ = stop_flushing.send(());
     let _ = flusher.await;
     served
+}
+
+async fn serve_tls(
+    listener: std::net::TcpListener,
+    app: Router,
+    files: TlsFiles,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let reloader = tokio::spawn(reload_on_change(config.clone(), files));
+    let served = axum_server::from_tcp_rustls(listener, config).handle(handle).serve(app.into_make_service()).await;
+    reloader.abort();
+    served
+}
+
+/// Serves a rotated certificate (cert-manager renewing the Secret, the kubelet
+/// updating the mount) without a restart; a pair that does not load is logged
+/// and the one in use kept.
+async fn reload_on_change(config: axum_server::tls_rustls::RustlsConfig, files: TlsFiles) {
+    let version = |f: &TlsFiles| [&f.cert, &f.key].map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let mut loaded = version(&files);
+    loop {
+        tokio::time::sleep(TLS_RELOAD_CHECK).await;
+        let now = version(&files);
+        if now == loaded {
+            continue;
+        }
+        // A pair that does not load is tried again when the files change again.
+        loaded = now;
+        match config.reload_from_pem_file(&files.cert, &files.key).await {
+            Ok(()) => tracing::info!(cert = %files.cert.display(), "serving the renewed TLS certificate"),
+            Err(e) => tracing::error!(cert = %files.cert.display(), error = %e,
+                "the new TLS certificate does not load; keeping the one in use"),
+        }
+    }
 }

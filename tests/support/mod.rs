@@ -276,7 +276,9 @@ impl Server {
         let (child, logs) = spawn_with_logs(&mut command);
         let listening = || {
             let logs = logs.lock().unwrap();
-            logs.lines().find_map(|l| l.strip_prefix("serve: listening on http://")).map(str::to_string)
+            logs.lines()
+                .find_map(|l| l.strip_prefix("serve: listening on ").and_then(|u| u.split_once("://")))
+                .map(|(_, addr)| addr.to_string())
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let addr = loop {
@@ -362,4 +364,98 @@ pub async fn create_installation_secrets(client: &kube::Client, ns: &str, databa
         let secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
         secrets.create(&PostParams::default(), &secret).await.unwrap();
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 (`openssl`), as `tls.crt` and
+/// `tls.key` in `dir`, written beside and renamed into place (as the kubelet
+/// swaps a Secret's files) so a reader never sees half a pair.
+pub fn write_self_signed(dir: &std::path::Path, common_name: &str) {
+    let (crt, key) = (dir.join("new.crt"), dir.join("new.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", &format!("/CN={common_name}"), "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::rename(&key, dir.join("tls.key")).unwrap();
+    std::fs::rename(&crt, dir.join("tls.crt")).unwrap();
+}
+
+/// Accepts any server certificate and keeps the one presented: the tests
+/// check which certificate is served, not a chain of trust.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Mutex<Vec<u8>>);
+
+impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _: &[tokio_rustls::rustls::pki_types::CertificateDer<'_>],
+        _: &tokio_rustls::rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: tokio_rustls::rustls::pki_types::UnixTime,
+    ) -> Result<tokio_rustls::rustls::client::danger::ServerCertVerified, tokio_rustls::rustls::Error> {
+        *self.0.lock().unwrap() = end_entity.to_vec();
+        Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        Ok(tokio_rustls::rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        Ok(tokio_rustls::rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+        tokio_rustls::rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// GET over HTTPS: status, body and the DER of the certificate the server presented.
+pub async fn https_get(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let verifier = std::sync::Arc::new(AnyCertificate(std::sync::Mutex::new(Vec::new())));
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect to server");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("HTTP status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let presented = verifier.0.lock().unwrap().clone();
+    (status, body, presented)
+}
+
+/// The DER of the certificate in a PEM file.
+pub fn certificate_der(pem: &std::path::Path) -> Vec<u8> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_file(pem).unwrap().to_vec()
 }

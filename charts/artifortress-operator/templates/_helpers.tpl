@@ -90,3 +90,12 @@ The Lease for leader election is granted separately, in the release namespace.
   resources: ["leases"]
   verbs: ["get", "create", "update"]
 {{- end -}}
+
+{{/* HTTPS unless plain HTTP was chosen (tls.enabled: false). */}}
+{{- define "artifortress-operator.scheme" -}}
+{{- if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
+{{- end -}}
+
+{{- define "artifortress-operator.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "artifortress-operator.fullname" .)) }}
+{{- end -}}
