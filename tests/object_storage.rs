@@ -4,6 +4,7 @@
 mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt;
 use support::{s3_client, unique_name};
 
 #[tokio::test]
@@ -163,4 +164,36 @@ mod store_trait {
             assert!(store.list("").await.unwrap().is_empty());
         }
     }
+}
+
+#[tokio::test]
+async fn unfinished_uploads_are_swept_past_the_first_listing_page_and_only_old_enough_ones() {
+    let s3 = s3_client().await;
+    let bucket = unique_name("sweep");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    // More unfinished uploads than one ListMultipartUploads page (1 000).
+    let created = futures::stream::iter(0..1010)
+        .map(|n| {
+            let s3 = s3.clone();
+            let bucket = bucket.clone();
+            async move {
+                s3.create_multipart_upload().bucket(&bucket).key(format!("af/b{n:04}/dump")).send().await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(created.len(), 1010);
+    let store =
+        artifortress_operator::store::open(&support::s3_store_url(&support::env("AF_TEST_S3_ENDPOINT"), &bucket, "af"))
+            .await
+            .unwrap();
+    // None of them is two days old: a sweep of abandoned uploads leaves them.
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(store.clean_incomplete("", 2 * day).await.unwrap(), 0);
+    // A backup's own earlier attempt: only its key.
+    assert_eq!(store.clean_incomplete("b0007/", std::time::Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(store.clean_incomplete("", std::time::Duration::ZERO).await.unwrap(), 1009, "every page swept");
+    let left = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(left.uploads().is_empty(), "{} left", left.uploads().len());
 }
