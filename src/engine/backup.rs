@@ -119,6 +119,12 @@ pub async fn run(
     let database = inspect::database_properties(&mut snap).await.map_err(db_err("reading database properties"))?;
     let roles = inspect::needed_roles(&mut snap).await.map_err(db_err("reading the roles the database needs"))?;
     let extensions = inspect::extensions(&mut snap).await.map_err(db_err("listing extensions"))?;
+    // The stored dump is smaller than the database (no index data, compressed);
+    // the store sizes its upload parts from this.
+    let database_bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut snap)
+        .await
+        .map_err(db_err("reading the database size"))?;
     progress.step(format!(
         "snapshot {snapshot_id} of {} ({} tables, {} roles, PostgreSQL {}); dumping with {}",
         identity.source.database,
@@ -150,7 +156,7 @@ pub async fn run(
     let stats = Arc::new(Mutex::new(DumpStats::default()));
     let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
     let (uploaded, counted) = tokio::join!(
-        store.put_stream(&dump_key, body),
+        store.put_stream_expecting(&dump_key, body, u64::try_from(database_bytes).unwrap_or(0)),
         inspect::measure_tables(&mut counters, &tables, request.verify, PARITY_METHOD)
     );
     // Only now may the snapshot go: pg_dump has finished with it.

@@ -87,6 +87,13 @@ pub trait BackupStore: Send + Sync {
     /// error. Memory stays bounded whatever the body's size. Returns bytes written.
     async fn put_stream(&self, key: &str, body: ByteStream) -> Result<u64, StoreError>;
 
+    /// Like `put_stream`, for a body of about `expected` bytes (S3 sizes its
+    /// parts from it, so that twice as much still fits).
+    async fn put_stream_expecting(&self, key: &str, body: ByteStream, expected: u64) -> Result<u64, StoreError> {
+        let _ = expected;
+        self.put_stream(key, body).await
+    }
+
     /// Reads `key` as a stream of chunks.
     async fn get_stream(&self, key: &str) -> Result<ByteStream, StoreError>;
 

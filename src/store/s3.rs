@@ -17,11 +17,24 @@ use tokio::task::JoinSet;
 
 use super::{BackupStore, ByteStream, ObjectInfo, StoreError};
 
-/// First part size. S3 allows 10 000 parts, so the part size doubles every 1 000
-/// parts: 8 MiB parts cover 7.8 GiB, and objects far beyond that still fit.
-const BASE_PART_SIZE: usize = 8 * 1024 * 1024;
+/// The smallest part size (S3 needs 5 MiB for every part but the last).
+const MIN_PART_SIZE: usize = 8 * 1024 * 1024;
+/// S3's largest part and most parts in one upload.
+const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+const MAX_PARTS: u64 = 10_000;
 /// Parts uploading at once; memory use is about (this + 1) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// The one part size of an upload expected to be about `expected` bytes: room
+/// for twice that within 10 000 parts, whole MiB, at least 8 MiB. Every part
+/// but the last has this size (some stores, e.g. Cloudflare R2, require equal
+/// parts); in-flight memory is about (PARTS_IN_FLIGHT + 1) × this, e.g.
+/// 3 × 21 MiB for 100 GiB.
+pub fn part_size_for(expected: u64) -> usize {
+    const MIB: u64 = 1 << 20;
+    let wanted = expected.saturating_mul(2).div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    usize::try_from(wanted).unwrap_or(MAX_PART_SIZE).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+}
 
 /// An access key pair (never logged: no Debug).
 pub struct StaticCredentials {
@@ -36,10 +49,6 @@ pub struct S3Store {
     prefix: String,
     /// The URL as given, for messages (it never holds credentials).
     display: String,
-}
-
-fn part_size(part_number: i32) -> usize {
-    BASE_PART_SIZE << ((part_number - 1) / 1000).min(9)
 }
 
 /// The SDK configuration stores are built from: the HTTPS client (TLS roots,
@@ -160,6 +169,7 @@ impl S3Store {
         first: Bytes,
         mut body: ByteStream,
         mut buf: BytesMut,
+        part_size: usize,
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key);
         let mut in_flight: JoinSet<Result<CompletedPart, String>> = JoinSet::new();
@@ -186,7 +196,18 @@ impl S3Store {
                 Ok(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
             });
             part_number += 1;
-            next = next_part(&mut body, &mut buf, part_size(part_number)).await.map_err(|e| self.aborted(key, e))?;
+            next = next_part(&mut body, &mut buf, part_size).await.map_err(|e| self.aborted(key, e))?;
+            if next.is_some() && part_number as u64 > MAX_PARTS {
+                return Err(self.upload_failed(
+                    key,
+                    format!(
+                        "the stream outgrew {MAX_PARTS} parts of {} MiB (chosen for about {} MiB); \
+                         back up with a larger expected size",
+                        part_size >> 20,
+                        (part_size as u64 * MAX_PARTS / 2) >> 20
+                    ),
+                ));
+            }
         }
         while let Some(joined) = in_flight.join_next().await {
             done.push(join_part(Some(joined)).map_err(|m| self.upload_failed(key, m))?);
@@ -256,12 +277,17 @@ impl BackupStore for S3Store {
         format!("s3://{}/{}", self.bucket, self.full_key(key))
     }
 
-    async fn put_stream(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
+    async fn put_stream(&self, key: &str, body: ByteStream) -> Result<u64, StoreError> {
+        self.put_stream_expecting(key, body, 0).await
+    }
+
+    async fn put_stream_expecting(&self, key: &str, mut body: ByteStream, expected: u64) -> Result<u64, StoreError> {
+        let part_size = part_size_for(expected);
         // A body that fits in one part goes up as a single PutObject.
         let mut buf = BytesMut::new();
-        let first = next_part(&mut body, &mut buf, part_size(1)).await.map_err(|e| self.aborted(key, e))?;
+        let first = next_part(&mut body, &mut buf, part_size).await.map_err(|e| self.aborted(key, e))?;
         let first = first.unwrap_or_default();
-        if first.len() < part_size(1) {
+        if first.len() < part_size {
             return self.put_single(key, first).await;
         }
         let created = self
@@ -273,7 +299,7 @@ impl BackupStore for S3Store {
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
-        match self.put_multipart(key, &upload_id, first, body, buf).await {
+        match self.put_multipart(key, &upload_id, first, body, buf, part_size).await {
             Ok(n) => Ok(n),
             Err(e) => {
                 if let Err(abort) = self.abort(key, &upload_id).await {
@@ -452,11 +478,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn part_size_grows_so_ten_thousand_parts_hold_any_dump() {
-        assert_eq!(part_size(1), 8 << 20);
-        assert_eq!(part_size(1000), 8 << 20);
-        assert_eq!(part_size(1001), 16 << 20);
-        let capacity: u64 = (1..=10_000).map(|n| part_size(n) as u64).sum();
-        assert!(capacity > 1 << 40, "over 1 TiB: {capacity}");
+    fn one_part_size_leaves_room_for_twice_the_expected_size_in_ten_thousand_parts() {
+        assert_eq!(part_size_for(0), 8 << 20);
+        assert_eq!(part_size_for(1 << 30), 8 << 20, "small backups keep 8 MiB parts");
+        for expected in [100u64 << 30, 1 << 40, 3 << 40] {
+            let part = part_size_for(expected) as u64;
+            assert_eq!(part % (1 << 20), 0, "whole MiB");
+            assert!(part * MAX_PARTS >= 2 * expected, "{expected}: {part}");
+            assert!(part < 2 * (2 * expected / MAX_PARTS) + (1 << 20), "not much larger than needed: {part}");
+        }
+        assert_eq!(part_size_for(100 << 30), 21 << 20, "100 GiB: 21 MiB parts, about 63 MiB in flight");
+        assert_eq!(part_size_for(u64::MAX), MAX_PART_SIZE);
     }
 }
