@@ -764,3 +764,29 @@ async fn retention_keeps_a_backup_an_unfinished_drill_restores() {
     tokio::time::timeout(MINUTE, pruned).await.expect("pruned once no drill needs it");
     assert!(backups.get_opt("new").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_lease_the_operator_did_not_create_is_never_taken_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let i = Installation::start("ctlforeign", None).await;
+    let foreign: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "artifortress-backup-production"},
+        "spec": {"holderIdentity": "someone-else"}
+    }))
+    .unwrap();
+    i.api::<Lease>().create(&Default::default(), &foreign).await.unwrap();
+    i.create("Backup", json!({"metadata": {"name": "blocked"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    let backups = i.api::<Backup>();
+    let status = wait_until(&backups, "blocked", MINUTE, |b| {
+        b.status.as_ref().is_some_and(|s| reason(&s.conditions, "Ready") == "Waiting")
+    })
+    .await
+    .status
+    .unwrap();
+    let message = &status.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+    assert!(message.contains("did not create and will not change"), "{message}");
+    let lease = i.api::<Lease>().get("artifortress-backup-production").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("someone-else"), "the Lease is untouched");
+    assert!(i.api::<Job>().list(&ListParams::default()).await.unwrap().items.is_empty(), "no backup Job");
+}

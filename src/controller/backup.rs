@@ -219,9 +219,9 @@ async fn start_job(
     let installation = &backup.spec.artifortress_ref.name;
     let job_name = jobs::job_name("backup", &name);
     let leases = Api::namespaced(ctx.client.clone(), &ns);
-    if let claims::Outcome::Busy { holder } = backup_claim(&leases, backup, af).acquire(backups, is_finished).await? {
-        let message =
-            format!("waiting for backup {} (one backup of {installation} at a time)", claims::holder_name(&holder));
+    let claim = backup_claim(&leases, backup, af).acquire(backups, is_finished).await?;
+    if let claims::Outcome::Busy { waiting_for } = claim {
+        let message = format!("waiting for {waiting_for} (one backup of {installation} at a time)");
         let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
         write_status(ctx, backups, backup, pending, "Waiting", message).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));

@@ -35,7 +35,7 @@ pub fn holder_of<K: Resource<DynamicType = ()>>(object: &K) -> String {
 }
 
 /// The name part of a holder written by [`holder_of`].
-pub fn holder_name(holder: &str) -> &str {
+fn holder_name(holder: &str) -> &str {
     holder.split('/').nth(1).unwrap_or(holder)
 }
 
@@ -43,8 +43,14 @@ pub fn holder_name(holder: &str) -> &str {
 pub enum Outcome {
     /// The caller holds the claim (now or already).
     Held,
-    /// Another live holder has it.
-    Busy { holder: String },
+    /// Another live holder has it; `waiting_for` says who, for a person.
+    Busy { waiting_for: String },
+}
+
+/// `Backup one` for the holder `Backup/one/<uid>`.
+fn describe(holder: &str) -> String {
+    let mut parts = holder.split('/');
+    format!("{} {}", parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
 }
 
 impl Claim<'_> {
@@ -68,10 +74,20 @@ impl Claim<'_> {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Outcome::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Busy { holder: "another claimant".into() }),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Outcome::Busy { waiting_for: "another claimant (it was claimed a moment ago)".into() })
+                }
                 Err(e) => Err(e.into()),
             };
         };
+        // Never take over a Lease someone else created under this name.
+        if lease.labels().get("app.kubernetes.io/managed-by").map(String::as_str) != Some(super::jobs::MANAGED_BY) {
+            let waiting_for = format!(
+                "Lease {}, which artifortress-operator did not create and will not change (remove or rename it)",
+                self.lease
+            );
+            return Ok(Outcome::Busy { waiting_for });
+        }
         let current = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
         if current == self.holder {
             return Ok(Outcome::Held);
@@ -80,13 +96,13 @@ impl Claim<'_> {
             let live =
                 holders.get_opt(holder_name(&current)).await?.filter(|h| holder_of(h) == current && !finished(h));
             if live.is_some() {
-                return Ok(Outcome::Busy { holder: current });
+                return Ok(Outcome::Busy { waiting_for: describe(&current) });
             }
         }
         lease.spec.get_or_insert_default().holder_identity = Some(self.holder.clone());
         match self.api.replace(&self.lease, &PostParams::default(), &lease).await {
             Ok(_) => Ok(Outcome::Held),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Busy { holder: current }),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Busy { waiting_for: describe(&current) }),
             Err(e) => Err(e.into()),
         }
     }

@@ -412,11 +412,8 @@ async fn admit(
             holder: claims::holder_of(drill),
             owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
         };
-        if let claims::Outcome::Busy { holder } = claim.acquire(drills, is_finished).await? {
-            let message = format!(
-                "waiting for RecoveryDrill {}, which restores into the same database {target}",
-                claims::holder_name(&holder)
-            );
+        if let claims::Outcome::Busy { waiting_for } = claim.acquire(drills, is_finished).await? {
+            let message = format!("waiting for {waiting_for}: it holds the scratch database {target}");
             write_status(ctx, drills, drill, pending, "TargetBusy", message).await?;
             return Ok(Some(Action::requeue(Duration::from_secs(15))));
         }
