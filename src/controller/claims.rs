@@ -5,18 +5,20 @@
 //! `holderIdentity` names the object holding it (`Kind/name/uid`). Taking it is
 //! a create (409 if it exists) or a replace checked against the read
 //! `resourceVersion`, so of two reconciles racing, exactly one wins. A claim
-//! has no expiry: it is released when its holder finishes, and taken over only
-//! when the caller confirms the holder is gone or finished.
+//! has no expiry and is never handed back: a holder that is gone (or replaced
+//! by another object of its name) or finished leaves it to the next claimant,
+//! so a crash between finishing and releasing cannot leave it stuck. A Lease of
+//! that name the operator did not create is never touched.
+
+use std::fmt::Debug;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use std::fmt::Debug;
-
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::Error;
+use super::{Error, jobs};
 
 /// A claim on something, by a holder.
 pub struct Claim<'a> {
@@ -49,8 +51,7 @@ pub enum Outcome {
 
 /// `Backup one` for the holder `Backup/one/<uid>`.
 fn describe(holder: &str) -> String {
-    let mut parts = holder.split('/');
-    format!("{} {}", parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+    format!("{} {}", holder.split('/').next().unwrap_or_default(), holder_name(holder))
 }
 
 impl Claim<'_> {
@@ -64,9 +65,7 @@ impl Claim<'_> {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.lease.clone()),
-                    labels: Some(
-                        [("app.kubernetes.io/managed-by".to_string(), super::jobs::MANAGED_BY.to_string())].into(),
-                    ),
+                    labels: Some([(jobs::LABEL_MANAGED_BY.to_string(), jobs::MANAGED_BY.to_string())].into()),
                     owner_references: Some(vec![self.owner.clone()]),
                     ..Default::default()
                 },
@@ -81,7 +80,7 @@ impl Claim<'_> {
             };
         };
         // Never take over a Lease someone else created under this name.
-        if lease.labels().get("app.kubernetes.io/managed-by").map(String::as_str) != Some(super::jobs::MANAGED_BY) {
+        if lease.labels().get(jobs::LABEL_MANAGED_BY).map(String::as_str) != Some(jobs::MANAGED_BY) {
             let waiting_for = format!(
                 "Lease {}, which artifortress-operator did not create and will not change (remove or rename it)",
                 self.lease

@@ -21,6 +21,8 @@ use crate::api::common::{SecretKeyRef, VerifyMode};
 use crate::api::recovery_drill::{BlobFindingPolicy, CleanupPolicy, DrillTemplate, RtoBasis};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
+/// The label every object the operator creates carries, with [`MANAGED_BY`].
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
 pub const LABEL_OWNER: &str = "artifortress.io/owner";
 pub const LABEL_STEP: &str = "artifortress.io/step";
@@ -89,7 +91,7 @@ fn at_most_63(s: &str) -> String {
 /// Labels of everything the operator creates for a resource.
 pub fn child_labels(installation: &str, owner: &str, step: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
         (LABEL_INSTALLATION.to_string(), label_value(installation)),
         (LABEL_OWNER.to_string(), label_value(owner)),
         (LABEL_STEP.to_string(), step.to_string()),

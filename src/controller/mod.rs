@@ -369,7 +369,7 @@ pub async fn run_all(ctx: Arc<Context>, namespace: Option<String>, shutdown: imp
 
 /// The label selector of every child the operator creates.
 pub fn managed_children() -> watcher::Config {
-    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", jobs::MANAGED_BY))
+    watcher::Config::default().labels(&format!("{}={}", jobs::LABEL_MANAGED_BY, jobs::MANAGED_BY))
 }
 
 #[cfg(test)]
