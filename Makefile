@@ -49,7 +49,8 @@ crds: build
 alerts: build
 	$(BIN) alerts > charts/artifortress-operator/templates/prometheusrule.yaml
 
-# Engine benchmark on the large seed against pg_dump/psql baselines, then the
+# Engine benchmark on the large seed against pg_dump/psql baselines, backup and
+# restore of a ~10 GB seed through Garage (about an hour on 2 cores), then the
 # operator benchmark (drill control overhead, idle memory with 100 installations)
 # against the test environment's services. Both print their numbers and targets.
 # First, two minutes of fuzzing per parser (make test runs ten seconds each).
@@ -57,6 +58,7 @@ bench:
 	hack/fuzz.sh 120
 	$(CARGO) build --release
 	bench/engine_bench.py
+	bench/xlarge_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
 
 # The chart on a kind cluster, a drill to Succeeded (needs Docker and kind;

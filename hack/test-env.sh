@@ -3,7 +3,8 @@
 #   - two throwaway PostgreSQL 15 servers, "source" and "target", and one server
 #     of each other supported major (14, 16, 17, 18; hack/install-postgres-majors.sh);
 #   - a Garage S3 server (HTTP, path-style, region us-east-1);
-#   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller);
+#   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller;
+#     generic ephemeral volumes, alpha in v1.20, enabled as they are GA since v1.23);
 #   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS).
 # Everything runs on free loopback ports inside one state directory, installing
 # what is missing first (cached, see install-*.sh).
@@ -137,6 +138,7 @@ CSV
     --service-account-issuer=https://kubernetes.default.svc \
     --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
     --service-cluster-ip-range=10.0.0.0/24 --disable-admission-plugins=ServiceAccount \
+    --feature-gates=GenericEphemeralVolume=true \
     >"$dir/apiserver.log" 2>&1 &
   echo $! >> "$STATE/pids"
   cat > "$dir/kubeconfig" <<KC

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use artifortress_operator::api::common::DurationString;
+use artifortress_operator::api::job_template::JobTemplate;
 use artifortress_operator::db::{self, DatabaseUrl, seed::Scale};
 use artifortress_operator::engine::backup::BackupRequest;
 use artifortress_operator::engine::drill::{BackupChoice, DrillRequest, RestoreRecord};
@@ -99,7 +100,7 @@ enum Command {
     },
     /// The operator: the controllers (while this replica holds the leader lease)
     /// and the HTTP server (/health/live, /health/ready, /metrics) on every replica.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The HTTP server for one installation, without Kubernetes controllers:
     /// /health/live, /health/ready, /v1/admin/ops/summary, /metrics.
     Serve(ServeArgs),
@@ -279,6 +280,15 @@ struct RunArgs {
     /// Serve plain HTTP (no --tls-cert/--tls-key): only when chosen explicitly.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     plain_http: bool,
+    /// Pod settings of every engine Job, under each installation's
+    /// `jobTemplate`: a JSON object of the same shape (the chart's `jobDefaults`).
+    #[arg(long, env = "JOB_DEFAULTS", default_value = "{}", value_parser = job_template_json)]
+    job_defaults: JobTemplate,
+}
+
+fn job_template_json(s: &str) -> Result<JobTemplate, String> {
+    serde_json::from_str(s)
+        .map_err(|e| format!("not a jobTemplate object ({e}); e.g. {{\"priorityClassName\": \"batch\"}}"))
 }
 
 /// HTTPS for the HTTP server: a PEM certificate chain and key, as a
@@ -565,6 +575,7 @@ async fn run_operator(args: RunArgs) -> Result<(), Failure> {
     // Every replica answers for every installation; only the leader reconciles.
     let mut ctx = Context::new(client, args.image, metrics);
     ctx.installations = installations;
+    ctx.job_defaults = args.job_defaults;
     let ctx = Arc::new(ctx);
     tokio::spawn(controller::registry::keep_current(ctx.clone(), args.namespace.clone()));
     tracing::info!(identity, "waiting for the leader lease");
@@ -801,7 +812,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Serve(args) => serve(args).await,
-        Command::Run(args) => run_operator(args).await,
+        Command::Run(args) => run_operator(*args).await,
         Command::Drill { source, store, backup, latest, target, verify, objectives, report, json } => {
             let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
             let store = store::open(&store.store).await.map_err(usage)?;

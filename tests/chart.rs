@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use artifortress_operator::api::recovery_drill::{DrillPhase, DrillResult, RecoveryDrill};
 use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -295,7 +296,16 @@ fn operator_from_deployment(rendered: &str, ns: &str, kubeconfig: &Path, tls_dir
 async fn the_operator_completes_a_drill_with_only_the_rendered_rbac() {
     let i = Installation::without_controllers("chartrbac").await;
     let release = support::unique_name("rbac");
-    let rendered = render(&release, &i.ns, &["--set", "rbac.secretNames={db,s3,target}"]);
+    // Job defaults from the chart's values reach the operator's Jobs.
+    let values = [
+        "rbac.secretNames={db,s3,target}",
+        "imagePullSecrets[0].name=registry",
+        "jobDefaults.podLabels.team=storage",
+        "jobDefaults.activeDeadlineSeconds=7200",
+        "jobDefaults.resources.requests.cpu=3",
+    ];
+    let args: Vec<&str> = values.iter().flat_map(|v| ["--set", *v]).collect();
+    let rendered = render(&release, &i.ns, &args);
     let kubeconfig = service_account_kubeconfig(&i.client, &i.ns, &rendered).await;
 
     // Least privilege is real: the token reads named Secrets, but cannot list them.
@@ -326,6 +336,13 @@ async fn the_operator_completes_a_drill_with_only_the_rendered_rbac() {
     let status = drill.status.unwrap();
     assert_eq!(status.result, Some(DrillResult::Passed), "{status:?}\n{}", operator.logs());
     assert!(operator.leads());
+    let restore = i.api::<Job>().get("restore-with-chart-rbac").await.unwrap().spec.unwrap();
+    assert_eq!(restore.active_deadline_seconds, Some(7200));
+    let pod = restore.template;
+    assert_eq!(pod.metadata.unwrap().labels.unwrap()["team"], "storage");
+    let pod = pod.spec.unwrap();
+    assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry", "the chart's pull secret by default");
+    assert!(pod.containers[0].args.as_ref().unwrap().join(" ").contains("--jobs 3"), "pg_restore -j from the request");
 
     // The delegated-auth ClusterRole lets the HTTP API authenticate callers.
     let summary = "/v1/admin/ops/summary?installation=production";

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use artifortress_operator::api::artifortress::{ArtifortressSpec, DatabaseSpec, ObjectStorageSpec, S3CredentialsRef};
 use artifortress_operator::api::common::{SecretKeyRef, VerifyMode};
+use artifortress_operator::api::job_template::JobTemplate;
 use artifortress_operator::controller::jobs::{self, EngineJob};
 use artifortress_operator::engine::manifest;
 use k8s_openapi::api::batch::v1::Job;
@@ -49,6 +50,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         slo: Default::default(),
         probe_interval: "30s".into(),
         gc_grace_period: "24h".into(),
+        job_template: None,
     };
     let store = jobs::backup_store_url(&spec, "production");
     let job = jobs::engine_job(EngineJob {
@@ -67,9 +69,64 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         args: jobs::backup_args(&store, "nightly-1", VerifyMode::Counts, &[], &Default::default()),
         secret_env: jobs::backup_secret_env(&spec),
         staging_bytes: None,
+        template: &JobTemplate::default(),
     });
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), &ns);
     jobs_api.create(&PostParams::default(), &job).await.expect("the API server accepts the built Job");
+
+    // Every jobTemplate field passes the API server's validation and is kept
+    // (an unknown or feature-gated field would be dropped silently).
+    let template: JobTemplate = serde_json::from_value(json!({
+        "resources": {"requests": {"cpu": "1500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "imagePullSecrets": [{"name": "registry"}],
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                "labelSelector": {"matchLabels": {"artifortress.io/step": "restore"}}}}]}},
+        "priorityClassName": "batch-low",
+        "podLabels": {"team": "storage"},
+        "podAnnotations": {"example.com/note": "drill"},
+        "activeDeadlineSeconds": 600,
+        "staging": {"volume": "Ephemeral", "storageClassName": "fast"},
+    }))
+    .unwrap();
+    for (staging, ephemeral) in [(template.clone(), true), (JobTemplate { staging: None, ..template.clone() }, false)] {
+        let restore = jobs::engine_job(EngineJob {
+            step: "restore",
+            owner_name: "drill-1",
+            owner: job.metadata.owner_references.clone().unwrap()[0].clone(),
+            namespace: &ns,
+            installation: "production",
+            image: "artifortress-operator:test",
+            args: vec!["drill-step".into(), "restore".into()],
+            secret_env: Vec::new(),
+            staging_bytes: Some(5 << 30),
+            template: &staging,
+        });
+        let dry_run = PostParams { dry_run: true, ..Default::default() };
+        let stored = jobs_api.create(&dry_run, &restore).await.expect("the API server accepts every template field");
+        let (sent, kept) = (restore.spec.unwrap().template, stored.spec.clone().unwrap().template);
+        let (sent_pod, kept_pod) = (sent.spec.unwrap(), kept.spec.unwrap());
+        assert_eq!(kept_pod.node_selector, sent_pod.node_selector);
+        assert_eq!(kept_pod.tolerations, sent_pod.tolerations);
+        assert_eq!(kept_pod.affinity, sent_pod.affinity);
+        assert_eq!(kept_pod.priority_class_name, sent_pod.priority_class_name);
+        assert_eq!(kept_pod.image_pull_secrets, sent_pod.image_pull_secrets);
+        assert_eq!(kept_pod.containers[0].resources, sent_pod.containers[0].resources);
+        assert_eq!(kept_pod.volumes.as_ref().unwrap()[0].ephemeral.is_some(), ephemeral, "staging volume kept");
+        let (sent_volume, kept_volume) = (&sent_pod.volumes.unwrap()[0], &kept_pod.volumes.as_ref().unwrap()[0]);
+        assert_eq!(kept_volume.empty_dir, sent_volume.empty_dir);
+        let claim = |v: &k8s_openapi::api::core::v1::Volume| {
+            v.ephemeral.clone().map(|e| {
+                let spec = e.volume_claim_template.unwrap().spec;
+                (spec.storage_class_name, spec.resources)
+            })
+        };
+        assert_eq!(claim(kept_volume), claim(sent_volume));
+        assert_eq!(kept.metadata.unwrap().annotations, sent.metadata.unwrap().annotations);
+        assert_eq!(stored.spec.unwrap().active_deadline_seconds, Some(600));
+    }
 
     // The runner starts the command with the pod's environment only, so the
     // credentials can come from nowhere but the Secrets.

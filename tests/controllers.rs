@@ -790,3 +790,115 @@ async fn a_lease_the_operator_did_not_create_is_never_taken_over() {
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("someone-else"), "the Lease is untouched");
     assert!(i.api::<Job>().list(&ListParams::default()).await.unwrap().items.is_empty(), "no backup Job");
 }
+
+#[tokio::test]
+async fn job_templates_shape_the_jobs_level_by_level_and_a_job_past_its_deadline_fails_the_drill() {
+    let i = Installation::start("ctljt", None).await;
+    let jobs = i.api::<Job>();
+    let pod = |job: &Job| job.spec.clone().unwrap().template;
+    // Installation-wide defaults…
+    let patch = json!({"spec": {"jobTemplate": {
+        "resources": {"requests": {"cpu": 2, "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}],
+        "podLabels": {"team": "storage"},
+        "staging": {"volume": "Ephemeral", "storageClassName": "fast"},
+    }}});
+    i.api::<Artifortress>()
+        .patch("production", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    // …and a Backup's own settings over them.
+    i.create(
+        "Backup",
+        json!({"metadata": {"name": "base"}, "spec": {"artifortressRef": {"name": "production"},
+               "jobTemplate": {"priorityClassName": "batch-low", "imagePullSecrets": [{"name": "registry"}],
+                               "podAnnotations": {"example.com/why": "nightly"}}}}),
+    )
+    .await;
+    let status = wait_until(&i.api::<Backup>(), "base", 2 * MINUTE, finished_backup).await.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Completed), "{status:?}");
+    let backup_pod = pod(&jobs.get("backup-base").await.unwrap());
+    let (meta, spec) = (backup_pod.metadata.unwrap(), backup_pod.spec.unwrap());
+    assert_eq!(spec.node_selector.unwrap()["disk"], "ssd", "from the installation");
+    assert_eq!(spec.priority_class_name.as_deref(), Some("batch-low"), "from the Backup");
+    assert_eq!(spec.image_pull_secrets.unwrap()[0].name, "registry");
+    assert_eq!(meta.labels.unwrap()["team"], "storage");
+    assert_eq!(meta.annotations.unwrap()["example.com/why"], "nightly");
+    let backup_job = jobs.get("backup-base").await.unwrap();
+    assert_eq!(backup_job.spec.unwrap().active_deadline_seconds, Some(6 * 3600), "the generous default");
+
+    // A drill's override; pg_restore -j follows the CPUs requested, and the
+    // staging claim is sized from the backup's archive.
+    let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}});
+    let body = drill(
+        "shaped",
+        json!({"mode": "Named", "name": "base"}),
+        json!({"jobTemplate": {"nodeSelector": {"zone": "b"}, "affinity": affinity}}),
+    );
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&i.api::<RecoveryDrill>(), "shaped", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.result, Some(DrillResult::Passed), "{status:?}");
+    let restore = pod(&jobs.get("restore-shaped").await.unwrap()).spec.unwrap();
+    assert_eq!(restore.node_selector.unwrap(), [("zone".to_string(), "b".to_string())].into(), "replaced whole");
+    assert!(restore.affinity.unwrap().node_affinity.is_some());
+    assert_eq!(restore.tolerations.unwrap()[0].value.as_deref(), Some("backup"), "kept from the installation");
+    let container = &restore.containers[0];
+    let args = container.args.clone().unwrap().join(" ");
+    assert!(args.contains("--jobs 2"), "{args}");
+    assert_eq!(container.resources.clone().unwrap().limits.unwrap()["memory"].0, "1Gi");
+    let archive = manifest::load(i.store().await.as_ref(), "base").await.unwrap().dump.archive_bytes;
+    let claim = restore.volumes.unwrap()[0].ephemeral.clone().expect("an ephemeral staging volume");
+    let claim = claim.volume_claim_template.unwrap().spec;
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
+    let requested = claim.resources.unwrap().requests.unwrap()["storage"].0.parse::<u64>().unwrap();
+    assert_eq!(requested, archive + archive / 5 + (1 << 30));
+
+    // A template the API server rejects: the Backup waits, saying what to fix.
+    i.create(
+        "Backup",
+        json!({"metadata": {"name": "bad-template"}, "spec": {"artifortressRef": {"name": "production"},
+               "jobTemplate": {"tolerations": [{"key": "x", "operator": "Sometimes"}]}}}),
+    )
+    .await;
+    let bad = wait_until(&i.api::<Backup>(), "bad-template", MINUTE, |b| {
+        b.status.as_ref().is_some_and(|s| reason(&s.conditions, "Ready") == "InvalidJobTemplate")
+    })
+    .await
+    .status
+    .unwrap();
+    let message = &bad.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+    assert!(message.contains("tolerations") && message.contains("fix the jobTemplate"), "{message}");
+    assert_eq!(bad.phase, Some(BackupPhase::Pending));
+    i.api::<Backup>().delete("bad-template", &DeleteParams::default()).await.unwrap();
+
+    // A restore that never finishes (its target accepts connections and never
+    // answers) is stopped at the drill's deadline: the drill fails with
+    // DeadlineExceeded, not a generic Job failure.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    secret(&i.client, &i.ns, "hung", json!({"uri": format!("postgres://postgres:pw@127.0.0.1:{port}/scratch")})).await;
+    let mut body =
+        drill("hung", json!({"mode": "Named", "name": "base"}), json!({"jobTemplate": {"activeDeadlineSeconds": 3}}));
+    body["spec"]["target"]["connectionSecretRef"]["name"] = json!("hung");
+    i.create("RecoveryDrill", body).await;
+    let status = wait_until(&i.api::<RecoveryDrill>(), "hung", 2 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed));
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"), "{:?}", status.failures);
+    assert_eq!(reason(&status.conditions, "Ready"), "DeadlineExceeded");
+    let failures = status.failures.join("\n");
+    assert!(failures.contains("restore: Job restore-hung failed: ran longer than its deadline (3"), "{failures}");
+    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hung")
+            && e.reason.as_deref() == Some("DeadlineExceeded")),
+        "an Event says why"
+    );
+}

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, DurationString, SecretKeyRef};
+use super::job_template::JobTemplate;
 
 /// Desired state of an Artifortress installation as the operator sees it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -48,6 +49,10 @@ pub struct ArtifortressSpec {
     /// reference blobs GC has deleted since (condition `BlobsRecoverable`).
     #[serde(default = "default_gc_grace_period")]
     pub gc_grace_period: DurationString,
+    /// Defaults for every engine Job of this installation (backup, restore,
+    /// verify); a Backup, RecoveryDrill or BackupSchedule overrides them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
 }
 
 fn default_gc_grace_period() -> DurationString {

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ArtifortressRef, Condition, VerifyMode};
+use super::job_template::JobTemplate;
 use crate::engine::manifest;
 
 /// Take one backup of an installation's database.
@@ -43,6 +44,9 @@ pub struct BackupSpec {
     /// schedule always deletes both.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Pod settings of this backup's Job, over the installation's `jobTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
 }
 
 /// Fate of stored objects when their resource is deleted.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::artifortress::ObjectRefWithTime;
 use super::common::{ArtifortressRef, Condition, DurationString, VerifyMode};
+use super::job_template::JobTemplate;
 use super::recovery_drill::DrillTemplate;
 
 /// Back up an installation on a schedule and prune old backups.
@@ -79,7 +80,7 @@ pub enum ConcurrencyPolicy {
 }
 
 /// Settings copied into every `Backup` a schedule creates.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupTemplate {
     /// `Counts` or `Checksums`; see `Backup.spec.verify`.
@@ -88,6 +89,9 @@ pub struct BackupTemplate {
     /// Tables to verify; see `Backup.spec.tables`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// Pod settings of the backups' Jobs; see `Backup.spec.jobTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
 }
 
 /// Retention of successful backups. With both set, a backup is kept while either

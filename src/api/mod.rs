@@ -9,6 +9,7 @@ pub mod artifortress;
 pub mod backup;
 pub mod backup_schedule;
 pub mod common;
+pub mod job_template;
 pub mod recovery_drill;
 
 pub use artifortress::Artifortress;

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ArtifortressRef, Condition, DurationString, SecretKeyRef, VerifyMode};
+use super::job_template::JobTemplate;
 use crate::engine::verdict;
 
 /// Run one recovery drill.
@@ -98,7 +99,8 @@ pub struct DrillTemplate {
     /// Tables to compare, as `schema.table`. Empty means every table in the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
-    /// Parallel `pg_restore` jobs. Default: the CPU count of the restore Job.
+    /// Parallel `pg_restore` jobs. Default: the whole CPUs the restore Job
+    /// requests (`jobTemplate.resources`), at least 1 — never the node's count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub restore_jobs: Option<u32>,
@@ -106,6 +108,10 @@ pub struct DrillTemplate {
     /// inspection.
     #[serde(default)]
     pub cleanup: CleanupPolicy,
+    /// Pod settings of the drill's Jobs (and of its fresh backup's), over the
+    /// installation's `jobTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
 }
 
 /// How a drill checks blobs.

@@ -22,6 +22,7 @@ use crate::api::artifortress::{
     Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity,
 };
 use crate::api::backup::{Backup, BackupPhase};
+use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
@@ -415,7 +416,8 @@ async fn recreate_from_catalog(
         annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
         ..Default::default()
     };
-    let backup = super::backup::backup_resource(meta, &af.name_any(), m.verify.into(), Vec::new());
+    let template = BackupTemplate { verify: m.verify.into(), ..Default::default() };
+    let backup = super::backup::backup_resource(meta, &af.name_any(), template);
     if super::create_child(backups, &backup).await?.is_some() {
         let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
         ctx.event(af, false, "BackupRecovered", note).await;

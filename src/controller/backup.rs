@@ -21,7 +21,9 @@ use super::jobs::{self, EngineJob};
 use super::{Context, Error, claims, job_outcome};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
-use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef, VerifyMode};
+use crate::api::backup_schedule::BackupTemplate;
+use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef};
+use crate::api::job_template::JobTemplate;
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
@@ -47,14 +49,15 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream
 
 /// A `Backup` as the operator creates it — for a schedule's run, a fresh drill,
 /// or a backup found in the bucket; `meta` says which.
-pub fn backup_resource(meta: ObjectMeta, installation: &str, verify: VerifyMode, tables: Vec<String>) -> Backup {
+pub fn backup_resource(meta: ObjectMeta, installation: &str, template: BackupTemplate) -> Backup {
     Backup {
         metadata: meta,
         spec: BackupSpec {
             artifortress_ref: ArtifortressRef { name: installation.to_string() },
-            verify,
-            tables,
+            verify: template.verify,
+            tables: template.tables,
             deletion_policy: Default::default(),
+            job_template: template.job_template,
         },
         status: None,
     }
@@ -226,6 +229,11 @@ async fn start_job(
         write_status(ctx, backups, backup, pending, "Waiting", message).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
+    let template = JobTemplate::resolve([
+        Some(&ctx.job_defaults),
+        af.spec.job_template.as_ref(),
+        backup.spec.job_template.as_ref(),
+    ]);
     let job = jobs::engine_job(EngineJob {
         step: "backup",
         owner_name: &name,
@@ -242,9 +250,18 @@ async fn start_job(
         ),
         secret_env: jobs::backup_secret_env(&af.spec),
         staging_bytes: None,
+        template: &template,
     });
-    if super::create_child(jobs_api, &job).await?.is_some() {
-        ctx.metrics.backup_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
+    match super::create_job(jobs_api, &job).await? {
+        Ok(true) => {
+            ctx.metrics.backup_attempts.get_or_create(&InstallationLabels { installation: installation.clone() }).inc();
+        }
+        Ok(false) => {}
+        Err(message) => {
+            let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status };
+            write_status(ctx, backups, backup, pending, "InvalidJobTemplate", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     }
     let running = BackupStatus {
         phase: Some(BackupPhase::Running),
@@ -279,17 +296,17 @@ async fn finish(
     af: &Artifortress,
     store_url: &str,
     status: BackupStatus,
-    outcome: Result<(), String>,
+    outcome: Result<(), super::JobFailure>,
 ) -> Result<Action, Error> {
     let name = backup.name_any();
     let job_name = jobs::job_name("backup", &name);
     let labels = InstallationLabels { installation: backup.spec.artifortress_ref.name.clone() };
     let m = &ctx.metrics;
     match outcome {
-        Err(reason) => {
-            let message = format!("Job {job_name} failed: {reason}");
+        Err(failure) => {
+            let message = format!("Job {job_name} failed: {}", failure.message);
             let failed = BackupStatus { phase: Some(BackupPhase::Failed), message: Some(message.clone()), ..status };
-            write_status(ctx, backups, backup, failed, "JobFailed", message).await?;
+            write_status(ctx, backups, backup, failed, failure.reason, message).await?;
             m.backup_failures.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(0);
         }

@@ -245,7 +245,7 @@ fn plan_run(
             let replace = if matches!(decision, Decision::ReplaceAndRun { .. }) { active } else { Vec::new() };
             let meta = schedule_child(schedule, &backup_name(&schedule.name_any(), scheduled), "schedule");
             let template = &spec.backup_template;
-            let backup = backup_resource(meta, &spec.artifortress_ref.name, template.verify, template.tables.clone());
+            let backup = backup_resource(meta, &spec.artifortress_ref.name, template.clone());
             (replace, Some(backup), Vec::new())
         }
         Decision::SkipBusy { scheduled } => {

@@ -59,6 +59,10 @@ pub fn is_problem(reason: &str) -> bool {
                 | "ParityMismatch"
                 | "RolesNotAssignable"
                 | "SystemDatabase"
+                | "DeadlineExceeded"
+                | "NoBackup"
+                | "NoVerdict"
+                | "BackupUnreadable"
         )
 }
 

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PodSecurityContext, PodSpec, PodTemplateSpec,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -18,6 +20,7 @@ use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
 use chrono::{DateTime, Utc};
 
 use crate::api::common::{SecretKeyRef, VerifyMode};
+use crate::api::job_template::{JobTemplate, StagingVolumeKind};
 use crate::api::recovery_drill::{BlobFindingPolicy, CleanupPolicy, DrillTemplate, RtoBasis};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
@@ -26,8 +29,12 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_INSTALLATION: &str = "artifortress.io/installation";
 pub const LABEL_OWNER: &str = "artifortress.io/owner";
 pub const LABEL_STEP: &str = "artifortress.io/step";
-/// Where restores stage the archive (an emptyDir).
+/// Where restores stage the archive (the staging volume).
 pub const STAGING_DIR: &str = "/staging";
+/// A Job running longer is stopped by Kubernetes (`DeadlineExceeded`) unless
+/// its `jobTemplate` says otherwise: generous for a large restore, yet a pod
+/// stuck in ImagePullBackOff does not hold the installation's backups forever.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 6 * 3600;
 
 /// The store URL of an installation's backups:
 /// `s3://<bucket>/<prefix>/<installation>?endpoint=…&region=…&path_style=…`.
@@ -109,8 +116,87 @@ pub struct EngineJob<'a> {
     pub args: Vec<String>,
     /// Environment from Secrets: (variable, secret key).
     pub secret_env: Vec<(&'static str, SecretKeyRef)>,
-    /// emptyDir for staging, with a size limit (restores).
+    /// Size of the archive a restore stages (its staging volume is sized from it).
     pub staging_bytes: Option<u64>,
+    /// The resolved pod settings (see [`JobTemplate::resolve`]).
+    pub template: &'a JobTemplate,
+}
+
+/// Resources of a Job whose template sets none.
+fn default_resources() -> ResourceRequirements {
+    let quantity = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), quantity("500m")),
+            ("memory".to_string(), quantity("128Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), quantity("512Mi"))])),
+        ..Default::default()
+    }
+}
+
+/// CPU cores of a Kubernetes quantity (`500m`, `2`, `1.5`); `None` if unreadable.
+fn cpu_cores(q: &Quantity) -> Option<f64> {
+    let s = q.0.trim();
+    match s.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
+        None => s.parse::<f64>().ok(),
+    }
+}
+
+/// `pg_restore -j` of a restore Job: the drill's `restoreJobs`, else the whole
+/// CPUs the Job requests (its limit when it requests none), at least 1. Never
+/// the node's CPU count, which on a large node would open dozens of
+/// connections to the target.
+pub fn restore_jobs(explicit: Option<u32>, template: &JobTemplate) -> u32 {
+    if let Some(jobs) = explicit {
+        return jobs.max(1);
+    }
+    let resources = template.resources.clone().unwrap_or_else(default_resources);
+    let cpu = |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().and_then(|m| m.get("cpu")).and_then(cpu_cores);
+    let cores = cpu(&resources.requests).or_else(|| cpu(&resources.limits)).unwrap_or(1.0);
+    (cores.floor() as u32).clamp(1, 64)
+}
+
+/// Staging room for an archive: the archive, 20 % and 1 GiB for pg_restore's
+/// temporary files and the file system.
+fn staging_size(archive_bytes: u64) -> Quantity {
+    Quantity(format!("{}", archive_bytes + archive_bytes / 5 + (1 << 30)))
+}
+
+/// The staging volume, and the ephemeral-storage request its node must have.
+fn staging_volume(j: &EngineJob<'_>, labels: &BTreeMap<String, String>) -> (Volume, Option<Quantity>) {
+    let staging = j.template.staging.clone().unwrap_or_default();
+    let size = j.staging_bytes.map(staging_size);
+    let volume = match (staging.volume, &size) {
+        (StagingVolumeKind::Ephemeral, Some(size)) => Volume {
+            name: "staging".into(),
+            ephemeral: Some(EphemeralVolumeSource {
+                volume_claim_template: Some(PersistentVolumeClaimTemplate {
+                    metadata: Some(ObjectMeta { labels: Some(labels.clone()), ..Default::default() }),
+                    spec: PersistentVolumeClaimSpec {
+                        access_modes: Some(vec!["ReadWriteOnce".into()]),
+                        storage_class_name: staging.storage_class_name.clone(),
+                        resources: Some(VolumeResourceRequirements {
+                            requests: Some(BTreeMap::from([("storage".to_string(), size.clone())])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                }),
+            }),
+            ..Default::default()
+        },
+        // Node disk: the request makes the scheduler pick a node with the room
+        // (a sizeLimit alone only evicts the pod once it is too late).
+        _ => Volume {
+            name: "staging".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: size.clone(), ..Default::default() }),
+            ..Default::default()
+        },
+    };
+    let ephemeral_request = if staging.volume == StagingVolumeKind::EmptyDir { size } else { None };
+    (volume, ephemeral_request)
 }
 
 fn secret_env(name: &str, key: &SecretKeyRef) -> EnvVar {
@@ -159,27 +245,37 @@ pub fn blob_store_url(spec: &ArtifortressSpec) -> String {
 }
 
 /// The Job: one attempt, no service-account token, restricted security context,
-/// bounded resources, credentials only through `secretKeyRef`.
+/// bounded resources and run time, credentials only through `secretKeyRef`;
+/// placement and the rest from the template.
 pub fn engine_job(j: EngineJob<'_>) -> Job {
     let name = job_name(j.step, j.owner_name);
     let labels = child_labels(j.installation, j.owner_name, j.step);
+    let t = j.template;
     let mut env: Vec<EnvVar> = j.secret_env.iter().map(|(var, key)| secret_env(var, key)).collect();
     env.push(EnvVar { name: "ARTIFORTRESS_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() });
-    let staging_size = j.staging_bytes.map(|b| Quantity(format!("{}", b + b / 5 + (1 << 30))));
-    let quantity = |s: &str| Quantity(s.to_string());
+    let (staging, ephemeral_request) = staging_volume(&j, &labels);
+    let mut resources = t.resources.clone().unwrap_or_else(default_resources);
+    if let Some(request) = ephemeral_request {
+        resources.requests.get_or_insert_default().entry("ephemeral-storage".into()).or_insert(request);
+    }
+    // The operator's labels last: its selectors and ownership depend on them.
+    let mut pod_labels = t.pod_labels.clone();
+    pod_labels.extend(labels.clone());
+    let annotations = (!t.pod_annotations.is_empty()).then(|| t.pod_annotations.clone());
     Job {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(j.namespace.to_string()),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             owner_references: Some(vec![j.owner]),
             ..Default::default()
         },
         spec: Some(JobSpec {
             // A failed step is reported with its reason, not retried blindly.
             backoff_limit: Some(0),
+            active_deadline_seconds: Some(t.active_deadline_seconds.unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS)),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), annotations, ..Default::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     automount_service_account_token: Some(false),
@@ -191,6 +287,11 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
+                    image_pull_secrets: t.image_pull_secrets.clone(),
+                    node_selector: t.node_selector.clone(),
+                    tolerations: t.tolerations.clone(),
+                    affinity: t.affinity.clone(),
+                    priority_class_name: t.priority_class_name.clone(),
                     containers: vec![Container {
                         name: j.step.to_string(),
                         image: Some(j.image.to_string()),
@@ -202,14 +303,7 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
                             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
                             ..Default::default()
                         }),
-                        resources: Some(ResourceRequirements {
-                            requests: Some(BTreeMap::from([
-                                ("cpu".to_string(), quantity("500m")),
-                                ("memory".to_string(), quantity("128Mi")),
-                            ])),
-                            limits: Some(BTreeMap::from([("memory".to_string(), quantity("512Mi"))])),
-                            ..Default::default()
-                        }),
+                        resources: Some(resources),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "staging".into(),
                             mount_path: STAGING_DIR.into(),
@@ -217,11 +311,7 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
                         }]),
                         ..Default::default()
                     }],
-                    volumes: Some(vec![Volume {
-                        name: "staging".into(),
-                        empty_dir: Some(EmptyDirVolumeSource { size_limit: staging_size, ..Default::default() }),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(vec![staging]),
                     ..Default::default()
                 }),
             },
@@ -262,6 +352,8 @@ pub struct DrillStepArgs<'a> {
     pub template: &'a DrillTemplate,
     /// The installation's blob store, checked by the verify step.
     pub blob_store_url: &'a str,
+    /// `pg_restore -j` (see [`restore_jobs`]).
+    pub restore_jobs: u32,
 }
 
 /// Arguments of `artifortress-operator drill-step …`; the target URL comes from
@@ -279,8 +371,8 @@ pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
     if let Some(db) = &t.target.database {
         args.extend(["--target-database".into(), db.clone()]);
     }
-    if let Some(jobs) = t.restore_jobs {
-        args.extend(["--jobs".into(), jobs.to_string()]);
+    if a.step == "restore" {
+        args.extend(["--jobs".into(), a.restore_jobs.to_string()]);
     }
     if !t.tables.is_empty() {
         args.extend(["--tables".into(), t.tables.join(",")]);
@@ -339,10 +431,15 @@ mod tests {
             slo: Default::default(),
             probe_interval: "30s".into(),
             gc_grace_period: "24h".into(),
+            job_template: None,
         }
     }
 
     fn job() -> Job {
+        job_with(&JobTemplate::default(), None)
+    }
+
+    fn job_with(template: &JobTemplate, staging_bytes: Option<u64>) -> Job {
         let spec = spec(None);
         engine_job(EngineJob {
             step: "backup",
@@ -364,8 +461,80 @@ mod tests {
                 &BTreeMap::new(),
             ),
             secret_env: backup_secret_env(&spec),
-            staging_bytes: None,
+            staging_bytes,
+            template,
         })
+    }
+
+    fn pod(job: &Job) -> &PodSpec {
+        job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn every_template_field_reaches_the_pod() {
+        let template: JobTemplate = serde_json::from_value(serde_json::json!({
+            "resources": {"requests": {"cpu": "2500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+            "imagePullSecrets": [{"name": "registry"}],
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}},
+            "priorityClassName": "batch-low",
+            "podLabels": {"team": "storage", LABEL_OWNER: "not-allowed"},
+            "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+            "activeDeadlineSeconds": 7200,
+        }))
+        .unwrap();
+        let job = job_with(&template, Some(10 << 30));
+        assert_eq!(job.spec.as_ref().unwrap().active_deadline_seconds, Some(7200));
+        let p = pod(&job);
+        assert_eq!(p.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
+        assert_eq!(p.node_selector.as_ref().unwrap()["disk"], "ssd");
+        assert_eq!(p.tolerations.as_ref().unwrap()[0].value.as_deref(), Some("backup"));
+        assert!(p.affinity.as_ref().unwrap().node_affinity.is_some());
+        assert_eq!(p.priority_class_name.as_deref(), Some("batch-low"));
+        let meta = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "storage");
+        assert_eq!(labels[LABEL_OWNER], "nightly-1", "the operator's labels win");
+        assert_eq!(meta.annotations.as_ref().unwrap()["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
+        let resources = p.containers[0].resources.as_ref().unwrap();
+        let requests = resources.requests.as_ref().unwrap();
+        assert_eq!(requests["memory"].0, "1Gi");
+        // Staging on node disk is requested, so the scheduler finds the room.
+        let staging = (10u64 << 30) + (10u64 << 30) / 5 + (1 << 30);
+        assert_eq!(requests["ephemeral-storage"].0, staging.to_string());
+        assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "2Gi");
+        let volume = &p.volumes.as_ref().unwrap()[0];
+        assert_eq!(volume.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, staging.to_string());
+        assert_eq!(restore_jobs(None, &template), 2, "whole CPUs requested");
+        assert_eq!(restore_jobs(Some(6), &template), 6, "the drill's restoreJobs wins");
+    }
+
+    #[test]
+    fn defaults_bound_the_job_and_ephemeral_staging_is_a_claim_of_the_archive_size() {
+        let plain = job();
+        assert_eq!(plain.spec.as_ref().unwrap().active_deadline_seconds, Some(DEFAULT_ACTIVE_DEADLINE_SECONDS));
+        let resources = pod(&plain).containers[0].resources.clone().unwrap();
+        assert_eq!(resources.limits.unwrap()["memory"].0, "512Mi");
+        assert!(!resources.requests.unwrap().contains_key("ephemeral-storage"), "a backup stages nothing");
+        assert_eq!(restore_jobs(None, &JobTemplate::default()), 1, "500m requested: one job, not the node's CPUs");
+        let limits_only: JobTemplate =
+            serde_json::from_value(serde_json::json!({"resources": {"limits": {"cpu": "4"}}})).unwrap();
+        assert_eq!(restore_jobs(None, &limits_only), 4);
+
+        let template: JobTemplate = serde_json::from_value(
+            serde_json::json!({"staging": {"volume": "Ephemeral", "storageClassName": "fast-ssd"}}),
+        )
+        .unwrap();
+        let job = job_with(&template, Some(1 << 30));
+        let p = pod(&job);
+        let claim = p.volumes.as_ref().unwrap()[0].ephemeral.as_ref().unwrap().volume_claim_template.as_ref().unwrap();
+        assert_eq!(claim.spec.storage_class_name.as_deref(), Some("fast-ssd"));
+        let size = claim.spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0.clone();
+        assert_eq!(size, ((1u64 << 30) + (1u64 << 30) / 5 + (1 << 30)).to_string());
+        let requests = p.containers[0].resources.as_ref().unwrap().requests.clone().unwrap();
+        assert!(!requests.contains_key("ephemeral-storage"), "the claim holds the archive, not the node");
     }
 
     #[test]
@@ -438,11 +607,13 @@ mod tests {
                 fresh: false,
                 template: t,
                 blob_store_url: "s3://blobs/a",
+                restore_jobs: 3,
             })
             .join(" ")
         };
         let plain = args(&template(serde_json::json!({})));
         assert!(plain.starts_with("drill-step restore --store s3://b/p --backup nightly-1 --drill d-1"), "{plain}");
+        assert!(plain.contains("--jobs 3"), "{plain}");
         assert!(
             plain.contains("--verify checksums")
                 && plain.contains("--rpo 15m")

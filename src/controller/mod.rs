@@ -65,6 +65,8 @@ pub struct Context {
     pub installations: Arc<crate::installations::Installations>,
     /// Whether this replica holds the leader lease (its probes then feed the metrics).
     pub leading: std::sync::atomic::AtomicBool,
+    /// Pod settings under every installation's `jobTemplate` (`--job-defaults`).
+    pub job_defaults: crate::api::job_template::JobTemplate,
     recorder: Recorder,
     /// Built on first use and shared by every store the reconcilers open.
     aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
@@ -85,6 +87,7 @@ impl Context {
             max_requeue: Duration::from_secs(300),
             installations: Arc::default(),
             leading: std::sync::atomic::AtomicBool::new(false),
+            job_defaults: Default::default(),
             failures: Mutex::new(HashMap::new()),
             aws: tokio::sync::OnceCell::new(),
         }
@@ -236,23 +239,37 @@ pub fn k8s_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Dat
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
+/// How a Job failed: the reason its Backup or drill reports and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobFailure {
+    /// `DeadlineExceeded` when Kubernetes stopped the Job at its
+    /// `activeDeadlineSeconds`, else `JobFailed`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Whether a Job has finished, and how.
-pub fn job_outcome(job: &Job) -> Option<Result<(), String>> {
+pub fn job_outcome(job: &Job) -> Option<Result<(), JobFailure>> {
     let status = job.status.as_ref()?;
     if status.succeeded.unwrap_or(0) > 0 {
         return Some(Ok(()));
     }
-    if status.failed.unwrap_or(0) > 0 {
-        let reason = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Failed")
-            .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
-            .unwrap_or_else(|| "the Job failed".into());
-        return Some(Err(reason));
+    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    // A Job stopped at its deadline may have no failed pod (one that never started).
+    if status.failed.unwrap_or(0) == 0 && failed.is_none() {
+        return None;
     }
-    None
+    let said = failed.and_then(|c| c.message.clone().or_else(|| c.reason.clone()));
+    if failed.and_then(|c| c.reason.as_deref()) == Some("DeadlineExceeded") {
+        let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds).unwrap_or_default();
+        let message = format!(
+            "ran longer than its deadline ({}; jobTemplate.activeDeadlineSeconds) and was stopped{}",
+            crate::engine::progress::human_duration(deadline as f64),
+            said.map(|s| format!(": {s}")).unwrap_or_default()
+        );
+        return Some(Err(JobFailure { reason: "DeadlineExceeded", message }));
+    }
+    Some(Err(JobFailure { reason: "JobFailed", message: said.unwrap_or_else(|| "the Job failed".into()) }))
 }
 
 /// Creates a child; `None` when it exists already (created by an earlier
@@ -265,6 +282,23 @@ where
         Ok(created) => Ok(Some(created)),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates an engine Job like [`create_child`] (`Ok(true)` when this call
+/// created it). A Job the API server rejects as invalid is `Err(message)`: a
+/// `jobTemplate` value a person must fix, reported with reason
+/// `InvalidJobTemplate` instead of retried at once.
+pub async fn create_job(api: &Api<Job>, job: &Job) -> Result<Result<bool, String>, Error> {
+    match create_child(api, job).await {
+        Ok(created) => Ok(Ok(created.is_some())),
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 || e.code == 400 => Ok(Err(format!(
+            "the API server rejects Job {}: {}; fix the jobTemplate (RecoveryDrill, Backup, BackupSchedule, \
+             Artifortress) or the operator's --job-defaults",
+            job.metadata.name.as_deref().unwrap_or_default(),
+            e.message
+        ))),
+        Err(e) => Err(e),
     }
 }
 

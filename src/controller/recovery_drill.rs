@@ -24,7 +24,9 @@ use super::jobs::{self, EngineJob};
 use super::{Context, Error, claims, job_outcome};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
+use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::ConditionStatus;
+use crate::api::job_template::JobTemplate;
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
@@ -56,7 +58,22 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream
 pub enum StepState {
     Running,
     Succeeded,
-    Failed(String),
+    Failed(StepFailure),
+}
+
+/// Why a step failed: the drill's reason (`DeadlineExceeded`, `JobFailed`, the
+/// Backup's own reason) and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepFailure {
+    pub reason: String,
+    pub message: String,
+}
+
+impl StepFailure {
+    /// The same failure, its message naming the step.
+    fn in_step(&self, step: &str) -> StepFailure {
+        StepFailure { reason: self.reason.clone(), message: format!("{step}: {}", self.message) }
+    }
 }
 
 /// What exists for a drill.
@@ -80,7 +97,7 @@ pub enum Next {
     /// The drill is over: mirror the verdict stored by the last step; `failure`
     /// is the reason when a step failed (used when no verdict was stored).
     Conclude {
-        failure: Option<String>,
+        failure: Option<StepFailure>,
     },
 }
 
@@ -90,12 +107,12 @@ pub fn decide(s: &Steps) -> (DrillPhase, Next) {
         (Some(StepState::Running), _) => return (DrillPhase::Verifying, Next::Wait),
         (Some(StepState::Succeeded), _) => return (DrillPhase::Verifying, Next::Conclude { failure: None }),
         (Some(StepState::Failed(why)), _) => {
-            return (DrillPhase::Verifying, Next::Conclude { failure: Some(format!("verify: {why}")) });
+            return (DrillPhase::Verifying, Next::Conclude { failure: Some(why.in_step("verify")) });
         }
         (None, Some(StepState::Running)) => return (DrillPhase::Restoring, Next::Wait),
         (None, Some(StepState::Succeeded)) => return (DrillPhase::Verifying, Next::CreateVerifyJob),
         (None, Some(StepState::Failed(why))) => {
-            return (DrillPhase::Restoring, Next::Conclude { failure: Some(format!("restore: {why}")) });
+            return (DrillPhase::Restoring, Next::Conclude { failure: Some(why.in_step("restore")) });
         }
         (None, None) => {}
     }
@@ -107,7 +124,7 @@ pub fn decide(s: &Steps) -> (DrillPhase, Next) {
         Some(StepState::Running) => (DrillPhase::BackingUp, Next::Wait),
         Some(StepState::Succeeded) => (DrillPhase::Restoring, Next::CreateRestoreJob),
         Some(StepState::Failed(why)) => {
-            (DrillPhase::BackingUp, Next::Conclude { failure: Some(format!("backup: {why}")) })
+            (DrillPhase::BackingUp, Next::Conclude { failure: Some(why.in_step("backup")) })
         }
     }
 }
@@ -128,7 +145,10 @@ fn job_state(job: Option<&Job>) -> Option<StepState> {
     job.map(|j| match job_outcome(j) {
         None => StepState::Running,
         Some(Ok(())) => StepState::Succeeded,
-        Some(Err(reason)) => StepState::Failed(format!("Job {} failed: {reason}", j.name_any())),
+        Some(Err(f)) => StepState::Failed(StepFailure {
+            reason: f.reason.to_string(),
+            message: format!("Job {} failed: {}", j.name_any(), f.message),
+        }),
     })
 }
 
@@ -137,11 +157,18 @@ fn backup_state(backup: Option<&Backup>) -> Option<StepState> {
         let status = b.status.clone().unwrap_or_default();
         match status.phase {
             Some(BackupPhase::Completed) => StepState::Succeeded,
-            Some(BackupPhase::Failed) => StepState::Failed(format!(
-                "Backup {} failed: {}",
-                b.name_any(),
-                status.message.unwrap_or_else(|| "no reason given".into())
-            )),
+            Some(BackupPhase::Failed) => StepState::Failed(StepFailure {
+                reason: status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map_or_else(|| "BackupFailed".to_string(), |c| c.reason.clone()),
+                message: format!(
+                    "Backup {} failed: {}",
+                    b.name_any(),
+                    status.message.unwrap_or_else(|| "no reason given".into())
+                ),
+            }),
             _ => StepState::Running,
         }
     })
@@ -176,7 +203,10 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
     let started_at = *status.started_at.get_or_insert_with(|| ctx.now());
     let backup = match choose_backup(&drill, &status, store.as_ref()).await? {
         Ok(backup) => backup,
-        Err(message) => return conclude_failed(&ctx, &drills, &drill, status, message).await,
+        Err(message) => {
+            let failure = StepFailure { reason: "NoBackup".into(), message };
+            return conclude_failed(&ctx, &drills, &drill, status, failure).await;
+        }
     };
     let run = DrillRun { ctx: &ctx, drills, drill: &drill, af: &af, store, store_url, backup, started_at };
     let steps = run.steps().await?;
@@ -281,6 +311,11 @@ impl DrillRun<'_> {
             secret_env.extend(jobs::blob_credentials(&self.af.spec.object_storage));
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
+        let job_template = JobTemplate::resolve([
+            Some(&self.ctx.job_defaults),
+            self.af.spec.job_template.as_ref(),
+            template.job_template.as_ref(),
+        ]);
         jobs::engine_job(EngineJob {
             step,
             owner_name: &name,
@@ -297,9 +332,11 @@ impl DrillRun<'_> {
                 fresh: self.fresh(),
                 template,
                 blob_store_url: &blob_store_url,
+                restore_jobs: jobs::restore_jobs(template.restore_jobs, &job_template),
             }),
             secret_env,
             staging_bytes: manifest.map(|m| m.dump.archive_bytes),
+            template: &job_template,
         })
     }
 
@@ -323,7 +360,15 @@ impl DrillRun<'_> {
         let installation = &self.drill.spec.artifortress_ref.name;
         let template = &self.drill.spec.template;
         let meta = super::child_meta(self.drill, &self.backup, installation, "drill");
-        let backup = super::backup::backup_resource(meta, installation, template.verify, template.tables.clone());
+        let backup = super::backup::backup_resource(
+            meta,
+            installation,
+            BackupTemplate {
+                verify: template.verify,
+                tables: template.tables.clone(),
+                job_template: template.job_template.clone(),
+            },
+        );
         let backups: Api<Backup> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
         super::create_child(&backups, &backup).await?;
         self.write(status, "BackingUp", format!("Backup {} created for this drill", self.backup)).await
@@ -334,7 +379,8 @@ impl DrillRun<'_> {
             Ok(m) => m,
             Err(e) => {
                 let message = format!("backup {} cannot be restored: {e}", self.backup);
-                return conclude_failed(self.ctx, &self.drills, self.drill, status, message).await;
+                let failure = StepFailure { reason: "BackupUnreadable".into(), message };
+                return conclude_failed(self.ctx, &self.drills, self.drill, status, failure).await;
             }
         };
         status.backup = Some(DrillBackupInfo {
@@ -344,14 +390,18 @@ impl DrillRun<'_> {
             completed_at: manifest.completed_at,
             fresh: self.fresh(),
         });
-        super::create_child(&self.jobs(), &self.job("restore", Some(&manifest))).await?;
+        if let Err(message) = super::create_job(&self.jobs(), &self.job("restore", Some(&manifest))).await? {
+            return self.write(status, "InvalidJobTemplate", message).await;
+        }
         let job = self.job_name("restore");
         status.job_name = Some(job.clone());
         self.write(status, "Restoring", format!("Job {job} is restoring {}", self.backup)).await
     }
 
     async fn start_verify(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
-        super::create_child(&self.jobs(), &self.job("verify", None)).await?;
+        if let Err(message) = super::create_job(&self.jobs(), &self.job("verify", None)).await? {
+            return self.write(status, "InvalidJobTemplate", message).await;
+        }
         let job = self.job_name("verify");
         status.job_name = Some(job.clone());
         self.write(status, "Verifying", format!("Job {job} is verifying the restored database")).await
@@ -359,7 +409,7 @@ impl DrillRun<'_> {
 
     /// Mirrors the verdict the last step stored; a step that failed without one
     /// fails the drill with the step's reason.
-    async fn conclude(&self, status: RecoveryDrillStatus, failure: Option<String>) -> Result<Action, Error> {
+    async fn conclude(&self, status: RecoveryDrillStatus, failure: Option<StepFailure>) -> Result<Action, Error> {
         let stored = read_verdict(self.store.as_ref(), &self.backup, &drill_id(self.drill)).await;
         let (ctx, drills, drill) = (self.ctx, &self.drills, self.drill);
         match (stored, failure) {
@@ -371,7 +421,8 @@ impl DrillRun<'_> {
                     ..verdict
                 };
                 if let (Some(why), Some(DrillResult::Passed)) = (failure, concluded.result) {
-                    concluded.failures.push(why);
+                    concluded.failures.push(why.message);
+                    concluded.reason = Some(why.reason);
                     concluded.result = Some(DrillResult::Failed);
                     concluded.phase = Some(DrillPhase::Failed);
                 }
@@ -381,7 +432,7 @@ impl DrillRun<'_> {
             (None, None) => {
                 let message =
                     format!("Job {} succeeded but stored no verdict next to {}", self.job_name("verify"), self.backup);
-                conclude_failed(ctx, drills, drill, status, message).await
+                conclude_failed(ctx, drills, drill, status, StepFailure { reason: "NoVerdict".into(), message }).await
             }
         }
     }
@@ -541,10 +592,11 @@ async fn conclude_failed(
     drills: &Api<RecoveryDrill>,
     drill: &RecoveryDrill,
     status: RecoveryDrillStatus,
-    failure: String,
+    failure: StepFailure,
 ) -> Result<Action, Error> {
     let mut status = status;
-    status.failures.push(failure);
+    status.failures.push(failure.message);
+    status.reason = Some(failure.reason);
     status.phase = Some(DrillPhase::Failed);
     status.result = Some(DrillResult::Failed);
     status.completed_at = Some(ctx.now());
@@ -634,7 +686,11 @@ mod tests {
     use super::*;
 
     fn failed(why: &str) -> Option<StepState> {
-        Some(StepState::Failed(why.into()))
+        Some(StepState::Failed(StepFailure { reason: "JobFailed".into(), message: why.into() }))
+    }
+
+    fn concluded(reason: &str, message: &str) -> Next {
+        Next::Conclude { failure: Some(StepFailure { reason: reason.into(), message: message.into() }) }
     }
 
     #[test]
@@ -663,12 +719,12 @@ mod tests {
     #[test]
     fn a_failed_step_concludes_with_its_reason() {
         let backup = Steps { fresh: true, backup: failed("pg_dump failed"), ..Default::default() };
-        assert_eq!(decide(&backup).1, Next::Conclude { failure: Some("backup: pg_dump failed".into()) });
+        assert_eq!(decide(&backup).1, concluded("JobFailed", "backup: pg_dump failed"));
         let restore = Steps { restore: failed("Job x failed: OOMKilled"), ..Default::default() };
-        assert_eq!(decide(&restore).1, Next::Conclude { failure: Some("restore: Job x failed: OOMKilled".into()) });
+        assert_eq!(decide(&restore).1, concluded("JobFailed", "restore: Job x failed: OOMKilled"));
         let verify =
             Steps { restore: Some(StepState::Succeeded), verify: failed("Job y failed: exit 1"), ..Default::default() };
-        assert_eq!(decide(&verify).1, Next::Conclude { failure: Some("verify: Job y failed: exit 1".into()) });
+        assert_eq!(decide(&verify).1, concluded("JobFailed", "verify: Job y failed: exit 1"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Scale {
     Medium,
     /// About 1 GB: benchmarks.
     Large,
+    /// About 10 GB: the production-size benchmark (`make bench`).
+    Xlarge,
 }
 
 /// Row counts per table for a scale.
@@ -76,6 +78,18 @@ impl Scale {
                 gc_runs: 2_000,
                 audit_log: 2_000_000,
                 audit_span_days: 90,
+            },
+            Scale::Xlarge => Sizes {
+                tenants: 200,
+                repositories: 20_000,
+                packages: 1_000_000,
+                blobs: 4_500_000,
+                package_versions: 5_000_000,
+                outbox_events: 5_000_000,
+                search_index_jobs: 2_000_000,
+                gc_runs: 20_000,
+                audit_log: 20_000_000,
+                audit_span_days: 365,
             },
         }
     }

@@ -2,7 +2,8 @@
 //! does not have: it finds the operator's Jobs, runs each pod's container command
 //! locally (the operator binary's own subcommand) with the environment resolved
 //! from the referenced Secrets, and writes the Job's status as the job
-//! controller would (succeeded/failed, Complete/Failed condition, times).
+//! controller would (succeeded/failed, Complete/Failed condition, times) —
+//! stopping a run past the Job's `activeDeadlineSeconds` as `DeadlineExceeded`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -83,32 +84,40 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
     let args: Vec<String> =
         args.into_iter().map(|a| if a == "/staging" { staging.path().display().to_string() } else { a }).collect();
     let outcome = match resolve_env(&secrets, &job).await {
-        Err(e) => Err(format!("CreateContainerConfigError: {e}")),
+        Err(e) => Err(("BackoffLimitExceeded", format!("CreateContainerConfigError: {e}"))),
         Ok(env) => {
             // Only what the pod would have: no credential leaks in from the test
             // process. The image carries the client tools of every major; here
             // they are the harness's (ARTIFORTRESS_PG_BINDIR).
-            let out = tokio::process::Command::new(super::operator_bin())
+            let run = tokio::process::Command::new(super::operator_bin())
                 .args(&args)
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("ARTIFORTRESS_PG_BINDIR", std::env::var("ARTIFORTRESS_PG_BINDIR").unwrap_or_default())
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .envs(env)
-                .output()
-                .await
-                .unwrap();
-            if out.status.success() {
-                Ok(())
-            } else {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                Err(stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+                .kill_on_drop(true)
+                .output();
+            let deadline = job.spec.as_ref().unwrap().active_deadline_seconds.unwrap_or(86_400);
+            match tokio::time::timeout(Duration::from_secs(deadline as u64), run).await {
+                // The job controller's own reason and message for a Job past its deadline.
+                Err(_) => Err(("DeadlineExceeded", "Job was active longer than specified deadline".to_string())),
+                Ok(out) => {
+                    let out = out.unwrap();
+                    if out.status.success() {
+                        Ok(())
+                    } else {
+                        let stderr = String::from_utf8_lossy(&out.stderr);
+                        let tail: Vec<_> = stderr.lines().rev().take(5).collect();
+                        Err(("BackoffLimitExceeded", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+                    }
+                }
             }
         }
     };
     let (counts, condition, reason, message) = match &outcome {
         Ok(()) => (json!({"succeeded": 1, "active": 0}), "Complete", "Completed", String::new()),
-        Err(message) => (json!({"failed": 1, "active": 0}), "Failed", "BackoffLimitExceeded", message.clone()),
+        Err((reason, message)) => (json!({"failed": 1, "active": 0}), "Failed", *reason, message.clone()),
     };
     let mut s = counts;
     s["conditions"] = json!([{"type": condition, "status": "True", "reason": reason, "message": message,
