@@ -50,7 +50,7 @@ alerts: build
 	$(BIN) alerts > charts/artifortress-operator/templates/prometheusrule.yaml
 
 # Engine benchmark on the large seed against pg_dump/psql baselines, backup and
-# restore of a ~10 GB seed through Garage (about an hour on 2 cores), then the
+# restore of a ~10 GB seed through Garage (about 10 minutes on 2 cores), then the
 # operator benchmark (drill control overhead, idle memory with 100 installations)
 # against the test environment's services. Both print their numbers and targets.
 # First, two minutes of fuzzing per parser (make test runs ten seconds each).

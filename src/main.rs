@@ -83,6 +83,11 @@ enum Command {
         /// gives a recreated Backup these labels.
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// About how large the dump will be, e.g. 150GiB (default: the database's
+        /// size). S3 uploads choose their one part size from it: twice this must
+        /// fit in 10 000 parts.
+        #[arg(long, value_parser = parse_size)]
+        expected_size: Option<u64>,
         #[command(flatten)]
         verify: VerifyArgs,
     },
@@ -430,6 +435,27 @@ impl RestoreArgs {
     }
 }
 
+/// Bytes from `123`, `100MiB`, `150GiB`, `2TiB` (also `MB`/`GB`/`TB`, decimal).
+fn parse_size(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let number: f64 = number.parse().map_err(|_| format!("{value:?} is not a size such as 150GiB"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024f64.powi(2),
+        "GiB" => 1024f64.powi(3),
+        "TiB" => 1024f64.powi(4),
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => return Err(format!("unknown unit {other:?} in {value:?}; use B, MiB, GiB, TiB, MB, GB or TB")),
+    };
+    Ok((number * scale) as u64)
+}
+
 fn parse_label(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some((key, v)) if !key.is_empty() => Ok((key.to_string(), v.to_string())),
@@ -726,7 +752,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Backup { source, store, name, labels, verify } => {
+        Command::Backup { source, store, name, labels, expected_size, verify } => {
             let source = DatabaseUrl::parse(&source).map_err(usage)?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let name = match name {
@@ -736,7 +762,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 }
             };
             let labels = labels.into_iter().collect();
-            let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables, labels };
+            let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables, labels, expected_size };
             let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
                 .await
                 .map_err(engine_failure)?;
@@ -826,6 +852,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     tables: verify.tables.clone(),
                     verify: verify.mode(),
                     labels: Default::default(),
+                    expected_size: None,
                 }),
             };
             let blob_store = objectives.blob_store().await?;

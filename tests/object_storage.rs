@@ -197,3 +197,86 @@ async fn unfinished_uploads_are_swept_past_the_first_listing_page_and_only_old_e
     let left = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
     assert!(left.uploads().is_empty(), "{} left", left.uploads().len());
 }
+
+/// A TCP proxy to `upstream` that, once, stops forwarding a connection after
+/// `stall_after` bytes from the client and holds it open in silence — a part
+/// upload whose link died without a reset.
+struct StallingProxy {
+    addr: String,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: String, stall_after: usize) -> StallingProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stalls = std::sync::Arc::new(AtomicUsize::new(0));
+        let armed = std::sync::Arc::new(AtomicBool::new(true));
+        let counter = stalls.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let (armed, counter) = (armed.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        sent += n;
+                        if sent > stall_after && armed.swap(false, Ordering::SeqCst) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            // Hold both halves open (this task never ends), forward nothing more.
+                            std::future::pending::<()>().await;
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        StallingProxy { addr, stalls }
+    }
+}
+
+#[tokio::test]
+async fn a_part_whose_connection_stalls_is_retried_and_the_upload_completes() {
+    use artifortress_operator::store::{BackupStore, ByteStream, S3Store, UploadTuning};
+    let s3 = s3_client().await;
+    let bucket = unique_name("stall");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let upstream = support::env("AF_TEST_S3_ENDPOINT").trim_start_matches("http://").to_string();
+    let proxy = StallingProxy::start(upstream, 3 << 20).await;
+    let url = url::Url::parse(&support::s3_store_url(&format!("http://{}", proxy.addr), &bucket, "af")).unwrap();
+    // Short attempts so the test is quick: 1 s plus the part at 64 MiB/s.
+    let tuning = UploadTuning {
+        part_size: Some(8 << 20),
+        base_timeout: std::time::Duration::from_secs(1),
+        min_bytes_per_second: 64 << 20,
+        ..Default::default()
+    };
+    let store = S3Store::from_url(&url).await.unwrap().with_tuning(tuning);
+    let body: ByteStream = Box::pin(futures::stream::iter(0..40u8).map(|i| Ok(bytes::Bytes::from(vec![i; 1 << 20]))));
+    let written = store.put_stream("b1/dump", body).await.expect("the stalled part is retried");
+    assert_eq!(written, 40 << 20);
+    assert_eq!(proxy.stalls.load(std::sync::atomic::Ordering::SeqCst), 1, "one part attempt stalled");
+    let mut stored = store.get_stream("b1/dump").await.unwrap();
+    let mut content = Vec::new();
+    while let Some(bytes) = stored.next().await {
+        content.extend_from_slice(&bytes.unwrap());
+    }
+    let expected: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1 << 20]).collect();
+    assert!(content == expected, "content intact");
+    let left = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(left.uploads().is_empty(), "the upload completed");
+}

@@ -39,6 +39,9 @@ pub struct BackupRequest {
     pub verify: VerifyMode,
     /// Recorded in the manifest (`labels`).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// About how large the dump will be, when the caller knows better than the
+    /// database size (the upload's part size is chosen from it once).
+    pub expected_size: Option<u64>,
 }
 
 /// Default backup name: `backup-20261127-231500`, or with `-2`, `-3`, … when
@@ -156,7 +159,11 @@ pub async fn run(
     let stats = Arc::new(Mutex::new(DumpStats::default()));
     let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
     let (uploaded, counted) = tokio::join!(
-        store.put_stream_expecting(&dump_key, body, u64::try_from(database_bytes).unwrap_or(0)),
+        store.put_stream_expecting(
+            &dump_key,
+            body,
+            request.expected_size.unwrap_or_else(|| u64::try_from(database_bytes).unwrap_or(0))
+        ),
         inspect::measure_tables(&mut counters, &tables, request.verify, PARITY_METHOD)
     );
     // Only now may the snapshot go: pg_dump has finished with it.

@@ -9,7 +9,7 @@ mod file;
 mod s3;
 
 pub use file::FileStore;
-pub use s3::{S3Store, StaticCredentials, sdk_config};
+pub use s3::{S3Store, StaticCredentials, UploadTuning, in_flight_parts, part_size_for, sdk_config};
 
 /// Like [`open`], with a static access key pair for `s3://` stores instead of
 /// the AWS chain (e.g. the blob bucket's own keys beside the backup store's).

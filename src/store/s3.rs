@@ -1,8 +1,21 @@
 //! `s3://bucket/prefix?endpoint=…&region=…&path_style=true` through aws-sdk-s3.
 //!
 //! Credentials come from the standard AWS chain (environment, profile, web
-//! identity), never from the URL. Large objects go up as multipart uploads with a
-//! bounded number of parts in memory; any failure aborts the upload.
+//! identity), never from the URL. Large objects go up as multipart uploads:
+//!
+//! - one part size for the whole upload, chosen from the expected size so twice
+//!   that fits in S3's 10 000 parts ([`part_size_for`]);
+//! - memory: at most `(in_flight + 2) × part size` on top of the process's own
+//!   ~40 MiB (the parts uploading, the one being read, and one freed part the
+//!   allocator may keep; measured: 4 × 20 MiB for 2 in flight), `in_flight` at most
+//!   2 and lowered to fit the memory budget (by default the container's memory
+//!   limit less 96 MiB); an upload whose part cannot fit twice is refused before
+//!   it starts, naming the limit it needs ([`in_flight_parts`]);
+//! - each part attempt has a timeout of 30 s plus the part at 1 MiB/s (a 21 MiB
+//!   part: 51 s), so a large part on an ordinary link is not cut off, while a
+//!   stalled one is; a part is tried up to 5 times on timeouts, connection
+//!   errors, 5xx and throttling, with backoff;
+//! - any failure aborts the upload.
 
 use std::time::Duration;
 
@@ -22,18 +35,84 @@ const MIN_PART_SIZE: usize = 8 * 1024 * 1024;
 /// S3's largest part and most parts in one upload.
 const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
-/// Parts uploading at once; memory use is about (this + 1) × part size.
+/// Parts uploading at once at most; memory use is at most (this + 2) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
+/// What the process needs besides the parts, kept out of the memory budget.
+const PROCESS_HEADROOM: u64 = 96 << 20;
 
 /// The one part size of an upload expected to be about `expected` bytes: room
 /// for twice that within 10 000 parts, whole MiB, at least 8 MiB. Every part
 /// but the last has this size (some stores, e.g. Cloudflare R2, require equal
-/// parts); in-flight memory is about (PARTS_IN_FLIGHT + 1) × this, e.g.
-/// 3 × 21 MiB for 100 GiB.
+/// parts); in-flight memory is at most (PARTS_IN_FLIGHT + 2) × this, e.g.
+/// 4 × 21 MiB for 100 GiB.
 pub fn part_size_for(expected: u64) -> usize {
     const MIB: u64 = 1 << 20;
     let wanted = expected.saturating_mul(2).div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
     usize::try_from(wanted).unwrap_or(MAX_PART_SIZE).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+}
+
+/// How uploads are cut, paced and retried (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct UploadTuning {
+    /// One part size for every upload instead of [`part_size_for`] (tests scale
+    /// a 100 GB upload's parts onto a smaller stream with it).
+    pub part_size: Option<usize>,
+    /// The slowest link a part must get through: an attempt's timeout is
+    /// `base_timeout` plus the part's size at this rate.
+    pub min_bytes_per_second: u64,
+    pub base_timeout: Duration,
+    /// Attempts per part before the upload fails.
+    pub attempts: usize,
+    /// Bytes the parts in memory may take; `None`: no limit known.
+    pub memory_budget: Option<u64>,
+}
+
+impl Default for UploadTuning {
+    fn default() -> Self {
+        UploadTuning {
+            part_size: None,
+            min_bytes_per_second: 1 << 20,
+            base_timeout: Duration::from_secs(30),
+            attempts: 5,
+            memory_budget: container_memory_limit().map(|limit| limit.saturating_sub(PROCESS_HEADROOM)),
+        }
+    }
+}
+
+impl UploadTuning {
+    /// Timeout of one attempt to upload a part of `len` bytes.
+    pub fn attempt_timeout(&self, len: usize) -> Duration {
+        self.base_timeout + Duration::from_secs_f64(len as f64 / self.min_bytes_per_second.max(1) as f64)
+    }
+}
+
+/// The container's memory limit (cgroup v2, else v1), when there is one.
+fn container_memory_limit() -> Option<u64> {
+    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        // cgroup v1 reports "no limit" as a huge number.
+        .filter(|&limit| limit < 1 << 50)
+}
+
+/// How many parts may upload at once in `budget` bytes: `(n + 2) × part` must
+/// fit, n at most [`PARTS_IN_FLIGHT`]. `Err` when not even one part can upload
+/// while the next is read.
+pub fn in_flight_parts(part_size: usize, budget: Option<u64>) -> Result<usize, String> {
+    let Some(budget) = budget else { return Ok(PARTS_IN_FLIGHT) };
+    let fits = (budget / part_size as u64).saturating_sub(2) as usize;
+    if fits == 0 {
+        let needed = 3 * part_size as u64 + PROCESS_HEADROOM;
+        return Err(format!(
+            "parts of {} MiB need a memory limit of at least {} MiB, not {} MiB; \
+             raise the Job's memory limit (jobTemplate.resources.limits.memory)",
+            part_size >> 20,
+            needed.div_ceil(1 << 20),
+            (budget + PROCESS_HEADROOM) >> 20
+        ));
+    }
+    Ok(fits.min(PARTS_IN_FLIGHT))
 }
 
 /// An access key pair (never logged: no Debug).
@@ -49,6 +128,7 @@ pub struct S3Store {
     prefix: String,
     /// The URL as given, for messages (it never holds credentials).
     display: String,
+    tuning: UploadTuning,
 }
 
 /// The SDK configuration stores are built from: the HTTPS client (TLS roots,
@@ -127,7 +207,14 @@ impl S3Store {
             bucket: bucket.to_string(),
             prefix,
             display: url.to_string(),
+            tuning: UploadTuning::default(),
         })
+    }
+
+    /// The same store with other upload settings.
+    pub fn with_tuning(mut self, tuning: UploadTuning) -> Self {
+        self.tuning = tuning;
+        self
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -170,6 +257,7 @@ impl S3Store {
         mut body: ByteStream,
         mut buf: BytesMut,
         part_size: usize,
+        parts_in_flight: usize,
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key);
         let mut in_flight: JoinSet<Result<CompletedPart, String>> = JoinSet::new();
@@ -179,22 +267,18 @@ impl S3Store {
         let mut next = Some(first);
         while let Some(part) = next {
             total += part.len() as u64;
-            while in_flight.len() >= PARTS_IN_FLIGHT {
+            while in_flight.len() >= parts_in_flight {
                 done.push(join_part(in_flight.join_next().await).map_err(|m| self.upload_failed(key, m))?);
             }
-            let request = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(&full_key)
-                .upload_id(upload_id)
-                .part_number(part_number)
-                .body(AwsByteStream::from(part));
-            let n = part_number;
-            in_flight.spawn(async move {
-                let out = request.send().await.map_err(|e| format!("part {n}: {}", DisplayErrorContext(e)))?;
-                Ok(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
-            });
+            let upload = PartUpload {
+                client: self.client.clone(),
+                bucket: self.bucket.clone(),
+                key: full_key.clone(),
+                upload_id: upload_id.to_string(),
+                number: part_number,
+                tuning: self.tuning.clone(),
+            };
+            in_flight.spawn(upload.run(part));
             part_number += 1;
             next = next_part(&mut body, &mut buf, part_size).await.map_err(|e| self.aborted(key, e))?;
             if next.is_some() && part_number as u64 > MAX_PARTS {
@@ -244,6 +328,76 @@ impl S3Store {
     }
 }
 
+/// One part of a multipart upload, tried until it is stored or out of attempts.
+struct PartUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    number: i32,
+    tuning: UploadTuning,
+}
+
+impl PartUpload {
+    async fn run(self, part: Bytes) -> Result<CompletedPart, String> {
+        let timeout = self.tuning.attempt_timeout(part.len());
+        // The SDK's own timeouts and retries are replaced by ours for parts: its
+        // read timeout would cover sending the whole part.
+        let overrides = aws_sdk_s3::config::Builder::default()
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(timeout)
+                    .build(),
+            );
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=self.tuning.attempts {
+            let request = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .part_number(self.number)
+                .body(AwsByteStream::from(part.clone()))
+                .customize()
+                .config_override(overrides.clone());
+            let failure = match tokio::time::timeout(timeout, request.send()).await {
+                Ok(Ok(out)) => {
+                    return Ok(CompletedPart::builder().part_number(self.number).set_e_tag(out.e_tag).build());
+                }
+                Ok(Err(e)) if !retryable(&e) => {
+                    return Err(format!("part {}: {}", self.number, DisplayErrorContext(e)));
+                }
+                Ok(Err(e)) => DisplayErrorContext(e).to_string(),
+                Err(_) => format!("no answer within {} s", timeout.as_secs()),
+            };
+            if attempt == self.tuning.attempts {
+                return Err(format!("part {} failed {attempt} times, last: {failure}", self.number));
+            }
+            tracing::warn!(part = self.number, attempt, error = %failure, "part upload failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// Whether an upload error may pass on a retry: timeouts, broken connections,
+/// server errors and throttling, not refusals (403, a vanished upload).
+fn retryable<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    use aws_sdk_s3::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            status >= 500 || status == 429
+        }
+        _ => false,
+    }
+}
+
 /// Reads the next part of up to `want` bytes; `None` once the body is exhausted.
 async fn next_part(body: &mut ByteStream, buf: &mut BytesMut, want: usize) -> std::io::Result<Option<Bytes>> {
     buf.reserve(want.saturating_sub(buf.len()));
@@ -282,7 +436,9 @@ impl BackupStore for S3Store {
     }
 
     async fn put_stream_expecting(&self, key: &str, mut body: ByteStream, expected: u64) -> Result<u64, StoreError> {
-        let part_size = part_size_for(expected);
+        let part_size = self.tuning.part_size.unwrap_or_else(|| part_size_for(expected));
+        let parts_in_flight =
+            in_flight_parts(part_size, self.tuning.memory_budget).map_err(|m| self.upload_failed(key, m))?;
         // A body that fits in one part goes up as a single PutObject.
         let mut buf = BytesMut::new();
         let first = next_part(&mut body, &mut buf, part_size).await.map_err(|e| self.aborted(key, e))?;
@@ -299,7 +455,7 @@ impl BackupStore for S3Store {
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
-        match self.put_multipart(key, &upload_id, first, body, buf, part_size).await {
+        match self.put_multipart(key, &upload_id, first, body, buf, part_size, parts_in_flight).await {
             Ok(n) => Ok(n),
             Err(e) => {
                 if let Err(abort) = self.abort(key, &upload_id).await {
@@ -489,5 +645,27 @@ mod tests {
         }
         assert_eq!(part_size_for(100 << 30), 21 << 20, "100 GiB: 21 MiB parts, about 63 MiB in flight");
         assert_eq!(part_size_for(u64::MAX), MAX_PART_SIZE);
+    }
+
+    #[test]
+    fn parts_in_flight_fit_the_memory_limit_or_the_upload_is_refused_with_the_limit_it_needs() {
+        const MIB: u64 = 1 << 20;
+        let budget = |limit_mib: u64| Some(limit_mib * MIB - PROCESS_HEADROOM);
+        // The built-in 512 MiB Job limit: 100 GiB (21 MiB parts) keeps 2 in flight, 63 MiB.
+        assert_eq!(in_flight_parts(21 << 20, budget(512)), Ok(2));
+        assert_eq!(in_flight_parts(21 << 20, None), Ok(2), "no limit known");
+        // 1 TiB wants 210 MiB parts: refused before anything is uploaded at
+        // 512 MiB, naming the limit that works; 1 GiB runs 2 parts at once.
+        let refused = in_flight_parts(part_size_for(1 << 40), budget(512)).unwrap_err();
+        assert!(refused.contains("at least 726 MiB") && refused.contains("limits.memory"), "{refused}");
+        assert_eq!(in_flight_parts(part_size_for(1 << 40), budget(800)), Ok(1));
+        assert_eq!(in_flight_parts(part_size_for(1 << 40), budget(1024)), Ok(2));
+    }
+
+    #[test]
+    fn a_part_attempt_has_time_for_its_size_at_one_mib_per_second() {
+        let t = UploadTuning { memory_budget: None, ..Default::default() };
+        assert_eq!(t.attempt_timeout(21 << 20), Duration::from_secs(51));
+        assert_eq!(t.attempt_timeout(256 << 20), Duration::from_secs(286), "a 256 MiB part is not cut at 30 s");
     }
 }
