@@ -256,8 +256,7 @@ impl S3Store {
         first: Bytes,
         mut body: ByteStream,
         mut buf: BytesMut,
-        part_size: usize,
-        parts_in_flight: usize,
+        (part_size, parts_in_flight): (usize, usize),
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key);
         let mut in_flight: JoinSet<Result<CompletedPart, String>> = JoinSet::new();
@@ -455,7 +454,7 @@ impl BackupStore for S3Store {
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
-        match self.put_multipart(key, &upload_id, first, body, buf, part_size, parts_in_flight).await {
+        match self.put_multipart(key, &upload_id, first, body, buf, (part_size, parts_in_flight)).await {
             Ok(n) => Ok(n),
             Err(e) => {
                 if let Err(abort) = self.abort(key, &upload_id).await {
