@@ -94,6 +94,13 @@ def settle(*servers):
     subprocess.run(["sync"], check=True)
 
 
+def garage_store(state, bucket):
+    """A Garage server with `bucket` for the benchmark, its keys put into ENV; the store URL."""
+    garage = dict(line.split("=", 1) for line in run([HARNESS, "garage", state, bucket], capture_output=True, text=True).stdout.split())
+    ENV.update(AWS_ACCESS_KEY_ID=garage["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=garage["AWS_SECRET_ACCESS_KEY"])
+    return f"s3://{bucket}/af?endpoint={garage['AF_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true"
+
+
 def seeded(server, name, scale):
     url = server.rsplit("/", 1)[0] + "/" + name
     run(["psql", "-q", server, "-c", f"CREATE DATABASE {name}"])
@@ -215,9 +222,7 @@ def main():
         _, rss_small, _ = timed_with_peak_rss([BIN, "backup", "--source", small, "--store", f"file://{store}", "--name", "small"])
 
         log("ours: backup into S3 (Garage), multipart upload")
-        garage = dict(line.split("=", 1) for line in run([HARNESS, "garage", state, "bench"], capture_output=True, text=True).stdout.split())
-        ENV.update(AWS_ACCESS_KEY_ID=garage["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=garage["AWS_SECRET_ACCESS_KEY"])
-        s3_url = f"s3://bench/af?endpoint={garage['AF_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true"
+        s3_url = garage_store(state, "bench")
         settle(source_server, target_server)
         ours_s3, rss_s3, _ = timed_with_peak_rss([BIN, "backup", "--source", big, "--store", s3_url, "--name", "big"])
 

@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine_bench import BIN, ENV, HARNESS, log, run, seeded, settle, timed_with_peak_rss  # noqa: E402
+from engine_bench import BIN, HARNESS, garage_store, log, run, seeded, settle, timed_with_peak_rss  # noqa: E402
 
 SCALE = os.environ.get("XLARGE_SCALE", "xlarge")
 BASE_SCALE = os.environ.get("XLARGE_BASE_SCALE", "large")
@@ -93,10 +93,7 @@ def main():
     try:
         source = run([HARNESS, "postgres", state], capture_output=True, text=True).stdout.strip()
         target = run([HARNESS, "postgres", state], capture_output=True, text=True).stdout.strip()
-        garage = dict(line.split("=", 1) for line in
-                      run([HARNESS, "garage", state, "xlarge"], capture_output=True, text=True).stdout.split())
-        ENV.update(AWS_ACCESS_KEY_ID=garage["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=garage["AWS_SECRET_ACCESS_KEY"])
-        s3_url = f"s3://xlarge/af?endpoint={garage['AF_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true"
+        s3_url = garage_store(state, "xlarge")
         results = {}
         for scale in (BASE_SCALE, SCALE):
             t0 = time.monotonic()

@@ -23,7 +23,6 @@ use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
 use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef};
-use crate::api::job_template::JobTemplate;
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
@@ -229,11 +228,7 @@ async fn start_job(
         write_status(ctx, backups, backup, pending, "Waiting", message).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
-    let template = JobTemplate::resolve([
-        Some(&ctx.job_defaults),
-        af.spec.job_template.as_ref(),
-        backup.spec.job_template.as_ref(),
-    ]);
+    let template = ctx.job_template(af, backup.spec.job_template.as_ref());
     let job = jobs::engine_job(EngineJob {
         step: "backup",
         owner_name: &name,
@@ -296,7 +291,7 @@ async fn finish(
     af: &Artifortress,
     store_url: &str,
     status: BackupStatus,
-    outcome: Result<(), super::JobFailure>,
+    outcome: Result<(), super::StepFailure>,
 ) -> Result<Action, Error> {
     let name = backup.name_any();
     let job_name = jobs::job_name("backup", &name);
@@ -306,7 +301,7 @@ async fn finish(
         Err(failure) => {
             let message = format!("Job {job_name} failed: {}", failure.message);
             let failed = BackupStatus { phase: Some(BackupPhase::Failed), message: Some(message.clone()), ..status };
-            write_status(ctx, backups, backup, failed, failure.reason, message).await?;
+            write_status(ctx, backups, backup, failed, &failure.reason, message).await?;
             m.backup_failures.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(0);
         }

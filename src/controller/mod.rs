@@ -93,6 +93,16 @@ impl Context {
         }
     }
 
+    /// The pod settings of a Job for `own` (a Backup's or drill's template):
+    /// the operator's defaults, then the installation's, then its own.
+    pub fn job_template(
+        &self,
+        af: &crate::api::Artifortress,
+        own: Option<&crate::api::job_template::JobTemplate>,
+    ) -> crate::api::job_template::JobTemplate {
+        crate::api::job_template::JobTemplate::resolve([Some(&self.job_defaults), af.spec.job_template.as_ref(), own])
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
@@ -239,17 +249,24 @@ pub fn k8s_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Dat
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
-/// How a Job failed: the reason its Backup or drill reports and why.
+/// Why a Job or a drill step failed: the reason its Backup or drill reports
+/// (for a Job `DeadlineExceeded` when Kubernetes stopped it at its
+/// `activeDeadlineSeconds`, else `JobFailed`) and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobFailure {
-    /// `DeadlineExceeded` when Kubernetes stopped the Job at its
-    /// `activeDeadlineSeconds`, else `JobFailed`.
-    pub reason: &'static str,
+pub struct StepFailure {
+    pub reason: String,
     pub message: String,
 }
 
+impl StepFailure {
+    /// The same failure, its message naming the step.
+    pub fn in_step(&self, step: &str) -> StepFailure {
+        StepFailure { reason: self.reason.clone(), message: format!("{step}: {}", self.message) }
+    }
+}
+
 /// Whether a Job has finished, and how.
-pub fn job_outcome(job: &Job) -> Option<Result<(), JobFailure>> {
+pub fn job_outcome(job: &Job) -> Option<Result<(), StepFailure>> {
     let status = job.status.as_ref()?;
     if status.succeeded.unwrap_or(0) > 0 {
         return Some(Ok(()));
@@ -267,9 +284,9 @@ pub fn job_outcome(job: &Job) -> Option<Result<(), JobFailure>> {
             crate::engine::progress::human_duration(deadline as f64),
             said.map(|s| format!(": {s}")).unwrap_or_default()
         );
-        return Some(Err(JobFailure { reason: "DeadlineExceeded", message }));
+        return Some(Err(StepFailure { reason: "DeadlineExceeded".into(), message }));
     }
-    Some(Err(JobFailure { reason: "JobFailed", message: said.unwrap_or_else(|| "the Job failed".into()) }))
+    Some(Err(StepFailure { reason: "JobFailed".into(), message: said.unwrap_or_else(|| "the Job failed".into()) }))
 }
 
 /// Creates a child; `None` when it exists already (created by an earlier

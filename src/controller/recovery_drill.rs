@@ -21,12 +21,11 @@ use sha2::{Digest, Sha256};
 
 use super::conditions;
 use super::jobs::{self, EngineJob};
-use super::{Context, Error, claims, job_outcome};
+use super::{Context, Error, StepFailure, claims, job_outcome};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::ConditionStatus;
-use crate::api::job_template::JobTemplate;
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
@@ -59,21 +58,6 @@ pub enum StepState {
     Running,
     Succeeded,
     Failed(StepFailure),
-}
-
-/// Why a step failed: the drill's reason (`DeadlineExceeded`, `JobFailed`, the
-/// Backup's own reason) and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StepFailure {
-    pub reason: String,
-    pub message: String,
-}
-
-impl StepFailure {
-    /// The same failure, its message naming the step.
-    fn in_step(&self, step: &str) -> StepFailure {
-        StepFailure { reason: self.reason.clone(), message: format!("{step}: {}", self.message) }
-    }
 }
 
 /// What exists for a drill.
@@ -145,10 +129,9 @@ fn job_state(job: Option<&Job>) -> Option<StepState> {
     job.map(|j| match job_outcome(j) {
         None => StepState::Running,
         Some(Ok(())) => StepState::Succeeded,
-        Some(Err(f)) => StepState::Failed(StepFailure {
-            reason: f.reason.to_string(),
-            message: format!("Job {} failed: {}", j.name_any(), f.message),
-        }),
+        Some(Err(f)) => {
+            StepState::Failed(StepFailure { message: format!("Job {} failed: {}", j.name_any(), f.message), ..f })
+        }
     })
 }
 
@@ -311,11 +294,7 @@ impl DrillRun<'_> {
             secret_env.extend(jobs::blob_credentials(&self.af.spec.object_storage));
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
-        let job_template = JobTemplate::resolve([
-            Some(&self.ctx.job_defaults),
-            self.af.spec.job_template.as_ref(),
-            template.job_template.as_ref(),
-        ]);
+        let job_template = self.ctx.job_template(self.af, template.job_template.as_ref());
         jobs::engine_job(EngineJob {
             step,
             owner_name: &name,

@@ -37,6 +37,8 @@ const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
 /// Parts uploading at once at most; memory use is at most (this + 2) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
+/// How long connecting to the store may take, for every request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the process needs besides the parts, kept out of the memory budget.
 const PROCESS_HEADROOM: u64 = 96 << 20;
 
@@ -137,7 +139,7 @@ pub struct S3Store {
 /// opens every store with [`S3Store::with_config`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(Duration::from_secs(30))
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
@@ -346,7 +348,7 @@ impl PartUpload {
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
+                    .connect_timeout(CONNECT_TIMEOUT)
                     .read_timeout(timeout)
                     .build(),
             );
