@@ -672,8 +672,24 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, message }) => {
             eprintln!("error: {message}");
+            write_termination_message(&message);
             ExitCode::from(code)
         }
+    }
+}
+
+/// In an engine Job's pod, the error also goes to the container's termination
+/// message (the kubelet keeps at most 4 KiB of it), where the operator reads
+/// why the step failed. The message is the redacted one: a failed tool's whole
+/// output stays in the log.
+fn write_termination_message(message: &str) {
+    let Some(path) = std::env::var_os(artifortress_operator::controller::jobs::TERMINATION_LOG_ENV) else { return };
+    let mut cut = message.len().min(4000);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if let Err(e) = std::fs::write(&path, &message[..cut]) {
+        eprintln!("could not write the termination message to {}: {e}", path.to_string_lossy());
     }
 }
 

@@ -1,5 +1,8 @@
 //! The four controllers on the real API server, their Jobs run by the
 //! job-runner helper against the real PostgreSQL servers and Garage.
+//!
+//! API-server level: no kubelet runs these Jobs (the job-runner stand-in does);
+//! what their pods do on a real node is tests/node.rs.
 
 mod support;
 
@@ -901,4 +904,62 @@ async fn job_templates_shape_the_jobs_level_by_level_and_a_job_past_its_deadline
             && e.reason.as_deref() == Some("DeadlineExceeded")),
         "an Event says why"
     );
+}
+
+/// A unique index that holds in the source and breaks on restore: its
+/// "immutable" key function reads a database setting the scratch database
+/// does not have, so both accounts get the same key there.
+const BREAKS_ON_RESTORE: &str = "
+CREATE FUNCTION public.email_key(e text) RETURNS text LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN current_setting('app.full_keys', true) = 'on' THEN e ELSE left(e, 5) END $$;
+CREATE TABLE public.accounts (id int PRIMARY KEY, email text NOT NULL);
+INSERT INTO public.accounts VALUES (1, 'alice.secret@example.com'), (2, 'alice.other@example.com');
+CREATE UNIQUE INDEX accounts_email_key ON public.accounts (public.email_key(email));
+";
+
+#[tokio::test]
+async fn a_restore_that_fails_on_a_unique_key_names_the_constraint_and_only_the_job_log_has_the_row() {
+    let i = Installation::start("ctluq", None).await;
+    let pool = i.db.pool().await;
+    sqlx::query(&format!("ALTER DATABASE \"{}\" SET app.full_keys = 'on'", i.db.name)).execute(&pool).await.unwrap();
+    pool.close().await;
+    // A new session reads the setting the index needs.
+    let pool = i.db.pool().await;
+    sqlx::raw_sql(BREAKS_ON_RESTORE).execute(&pool).await.unwrap();
+    pool.close().await;
+
+    i.create("RecoveryDrill", drill("dup", json!({"mode": "Fresh"}), json!({}))).await;
+    let status = wait_until(&i.api::<RecoveryDrill>(), "dup", 3 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(status.phase, Some(DrillPhase::Failed), "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("RestoreFailed"), "{:?}", status.failures);
+    assert_eq!(reason(&status.conditions, "Ready"), "RestoreFailed");
+    let failures = status.failures.join("\n");
+    assert!(failures.contains("accounts_email_key") && failures.contains("public.accounts"), "{failures}");
+
+    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let event = events
+        .iter()
+        .find(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("dup")
+                && e.reason.as_deref() == Some("RestoreFailed")
+        })
+        .expect("an Event for the failed restore");
+    let said = event.note.clone().unwrap_or_default();
+    assert!(said.contains("accounts_email_key"), "the Event names the constraint: {said}");
+    let drill = serde_json::to_string(&i.api::<RecoveryDrill>().get("dup").await.unwrap()).unwrap();
+    for text in [&drill, &said] {
+        assert!(!text.contains("alice"), "no row value in status or Events:\n{text}");
+    }
+    // The stored report the drill links to carries no row value either.
+    let store = i.store().await;
+    let stored: Vec<_> = store.list("").await.unwrap().into_iter().filter(|o| o.key.contains("/drills/")).collect();
+    assert!(!stored.is_empty(), "the drill stored its verdict and report");
+    for object in stored {
+        let body = String::from_utf8_lossy(&store.get_bytes(&object.key).await.unwrap()).into_owned();
+        assert!(!body.contains("alice"), "no row value in {}:\n{body}", object.key);
+    }
+
+    // The restore Job's log (its pod's stderr) keeps the whole error.
+    let log = i.runner.log("restore-dup");
+    assert!(log.contains("is duplicated") && log.contains("alice"), "{log}");
 }

@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::jobs::{self, EngineJob};
-use super::{Context, Error, claims, job_outcome};
+use super::{Context, Error, claims, job_result};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
 use crate::api::backup_schedule::BackupTemplate;
@@ -120,7 +120,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     match jobs_api.get_opt(&jobs::job_name("backup", &backup.name_any())).await? {
         None => start_job(&ctx, &backups, &jobs_api, &backup, &af, &store_url, status).await,
-        Some(job) => match job_outcome(&job) {
+        Some(job) => match job_result(&ctx.client, &job).await {
             None => Ok(Action::requeue(Duration::from_secs(30))),
             Some(outcome) => finish(&ctx, &backups, &backup, &af, &store_url, status, outcome).await,
         },

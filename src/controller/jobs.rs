@@ -31,6 +31,10 @@ pub const LABEL_OWNER: &str = "artifortress.io/owner";
 pub const LABEL_STEP: &str = "artifortress.io/step";
 /// Where restores stage the archive (the staging volume).
 pub const STAGING_DIR: &str = "/staging";
+/// Where an engine step's container writes why it failed (Kubernetes' default
+/// `terminationMessagePath`), and the variable that tells the binary so.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+pub const TERMINATION_LOG_ENV: &str = "ARTIFORTRESS_TERMINATION_LOG";
 /// A Job running longer is stopped by Kubernetes (`DeadlineExceeded`) unless
 /// its `jobTemplate` says otherwise: generous for a large restore, yet a pod
 /// stuck in ImagePullBackOff does not hold the installation's backups forever.
@@ -253,6 +257,9 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
     let t = j.template;
     let mut env: Vec<EnvVar> = j.secret_env.iter().map(|(var, key)| secret_env(var, key)).collect();
     env.push(EnvVar { name: "ARTIFORTRESS_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() });
+    // A failing step writes its redacted error here; the kubelet puts it into
+    // the pod's status, where the operator reads why the step failed.
+    env.push(EnvVar { name: TERMINATION_LOG_ENV.into(), value: Some(TERMINATION_LOG.into()), ..Default::default() });
     let (staging, ephemeral_request) = staging_volume(&j, &labels);
     let mut resources = t.resources.clone().unwrap_or_else(default_resources);
     if let Some(request) = ephemeral_request {
@@ -304,6 +311,8 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
                             ..Default::default()
                         }),
                         resources: Some(resources),
+                        termination_message_path: Some(TERMINATION_LOG.into()),
+                        termination_message_policy: Some("File".into()),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "staging".into(),
                             mount_path: STAGING_DIR.into(),

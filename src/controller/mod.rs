@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -289,6 +289,46 @@ pub fn job_outcome(job: &Job) -> Option<Result<(), StepFailure>> {
     Some(Err(StepFailure { reason: "JobFailed".into(), message: said.unwrap_or_else(|| "the Job failed".into()) }))
 }
 
+/// How a Job ended, like [`job_outcome`], but a failed Job's message is its
+/// pod's own account — the termination message the engine writes (its
+/// redacted error), else the container's exit code and reason — instead of
+/// the job controller's "Job has reached the specified backoff limit". When
+/// the pods cannot be read (gone, or not allowed), the Job's message stays.
+pub async fn job_result(client: &kube::Client, job: &Job) -> Option<Result<(), StepFailure>> {
+    let outcome = job_outcome(job)?;
+    let Err(failure) = outcome else { return Some(Ok(())) };
+    if failure.reason == "DeadlineExceeded" {
+        return Some(Err(failure));
+    }
+    let ns = job.metadata.namespace.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let listed = pods.list(&kube::api::ListParams::default().labels(&format!("job-name={name}"))).await;
+    let said = match listed {
+        Ok(list) => list.items.iter().filter_map(pod_termination).next_back(),
+        Err(e) => {
+            tracing::warn!(job = %name, error = %e, "cannot read the failed Job's pods; reporting the Job's own message");
+            None
+        }
+    };
+    Some(Err(StepFailure { message: said.unwrap_or(failure.message), ..failure }))
+}
+
+/// Why a pod's container stopped: its termination message, else exit code and reason.
+fn pod_termination(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let ended = statuses.iter().find_map(|s| s.state.as_ref()?.terminated.as_ref())?;
+    if ended.exit_code == 0 {
+        return None;
+    }
+    let message = ended.message.as_deref().map(str::trim).unwrap_or_default();
+    let reason = ended.reason.as_deref().unwrap_or("Error");
+    Some(match message {
+        "" => format!("its container exited with code {} ({reason})", ended.exit_code),
+        _ => message.to_string(),
+    })
+}
+
 /// Creates a child; `None` when it exists already (created by an earlier
 /// attempt, e.g. before an operator restart: names are deterministic).
 pub async fn create_child<K>(api: &Api<K>, obj: &K) -> Result<Option<K>, Error>
@@ -431,5 +471,24 @@ mod tests {
     fn backoff_doubles_up_to_five_minutes() {
         let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    fn pod_ended(exit_code: i32, message: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({"status": {"containerStatuses": [{
+            "name": "backup", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": exit_code, "reason": "Error", "message": message}}}]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_pod_says_why_in_its_termination_message_else_its_exit_code() {
+        let said = pod_termination(&pod_ended(1, Some("connecting to db: password authentication failed\n")));
+        assert_eq!(said.as_deref(), Some("connecting to db: password authentication failed"));
+        assert_eq!(
+            pod_termination(&pod_ended(137, None)).as_deref(),
+            Some("its container exited with code 137 (Error)")
+        );
+        assert_eq!(pod_termination(&pod_ended(0, Some("done"))), None, "a container that succeeded is no reason");
+        assert_eq!(pod_termination(&Pod::default()), None, "a pod that never ran");
     }
 }

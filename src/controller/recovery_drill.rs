@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::conditions;
 use super::jobs::{self, EngineJob};
-use super::{Context, Error, StepFailure, claims, job_outcome};
+use super::{Context, Error, StepFailure, claims, job_result};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
@@ -125,12 +125,13 @@ pub fn drill_id(drill: &RecoveryDrill) -> String {
     format!("{}-{}", drill.name_any(), &uid[..uid.len().min(8)])
 }
 
-fn job_state(job: Option<&Job>) -> Option<StepState> {
-    job.map(|j| match job_outcome(j) {
+async fn job_state(client: &kube::Client, job: Option<Job>) -> Option<StepState> {
+    let job = job?;
+    Some(match job_result(client, &job).await {
         None => StepState::Running,
         Some(Ok(())) => StepState::Succeeded,
         Some(Err(f)) => {
-            StepState::Failed(StepFailure { message: format!("Job {} failed: {}", j.name_any(), f.message), ..f })
+            StepState::Failed(StepFailure { message: format!("Job {} failed: {}", job.name_any(), f.message), ..f })
         }
     })
 }
@@ -278,8 +279,8 @@ impl DrillRun<'_> {
         Ok(Steps {
             fresh: self.fresh(),
             backup: if self.fresh() { backup_state(backups.get_opt(&self.backup).await?.as_ref()) } else { None },
-            restore: job_state(jobs.get_opt(&self.job_name("restore")).await?.as_ref()),
-            verify: job_state(jobs.get_opt(&self.job_name("verify")).await?.as_ref()),
+            restore: job_state(&self.ctx.client, jobs.get_opt(&self.job_name("restore")).await?).await,
+            verify: job_state(&self.ctx.client, jobs.get_opt(&self.job_name("verify")).await?).await,
         })
     }
 

@@ -87,7 +87,7 @@ pub struct Installation {
     pub db: TestDatabase,
     pub ctx: Arc<Context>,
     controllers: Option<tokio::task::JoinHandle<()>>,
-    _runner: JobRunner,
+    pub runner: JobRunner,
 }
 
 impl Drop for Installation {
@@ -155,7 +155,7 @@ impl Installation {
             Arc::new(artifortress_operator::metrics::Metrics::new()),
         ));
         let runner = JobRunner::start(client.clone(), &ns);
-        Installation { client, ns, bucket, db, ctx, controllers: None, _runner: runner }
+        Installation { client, ns, bucket, db, ctx, controllers: None, runner }
     }
 
     pub fn api<K>(&self) -> Api<K>

@@ -4,19 +4,29 @@
 //! from the referenced Secrets, and writes the Job's status as the job
 //! controller would (succeeded/failed, Complete/Failed condition, times) —
 //! stopping a run past the Job's `activeDeadlineSeconds` as `DeadlineExceeded`.
+//! Like the real job controller it puts none of the pod's output into the
+//! Job's status; the output is kept as the Job's log ([`JobRunner::log`]).
+//! A failed run leaves what the kubelet would: a Pod labelled `job-name`,
+//! `Failed`, its container terminated with the exit code and the termination
+//! message the binary wrote (the operator reads why a step failed there).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use artifortress_operator::controller::jobs::TERMINATION_LOG_ENV;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 pub struct JobRunner {
     task: tokio::task::JoinHandle<()>,
+    logs: Logs,
 }
+
+/// Each finished Job's stderr (what `kubectl logs` shows), by Job name.
+type Logs = Arc<Mutex<BTreeMap<String, String>>>;
 
 impl Drop for JobRunner {
     fn drop(&mut self) {
@@ -28,8 +38,11 @@ impl JobRunner {
     /// Runs every Job labelled as the operator's in `namespace` until dropped.
     pub fn start(client: kube::Client, namespace: &str) -> JobRunner {
         let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-        let secrets: Api<Secret> = Api::namespaced(client, namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
         let started = Arc::new(Mutex::new(HashSet::new()));
+        let logs = Logs::default();
+        let job_logs = logs.clone();
         let task = tokio::spawn(async move {
             loop {
                 let lp = ListParams::default().labels("app.kubernetes.io/managed-by=artifortress-operator");
@@ -41,13 +54,18 @@ impl JobRunner {
                         if finished || !started.lock().unwrap().insert(name.clone()) {
                             continue;
                         }
-                        tokio::spawn(run_job(jobs.clone(), secrets.clone(), job));
+                        tokio::spawn(run_job(jobs.clone(), secrets.clone(), pods.clone(), job, job_logs.clone()));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        JobRunner { task }
+        JobRunner { task, logs }
+    }
+
+    /// The log of a finished Job (empty when it has not run).
+    pub fn log(&self, job: &str) -> String {
+        self.logs.lock().unwrap().get(job).cloned().unwrap_or_default()
     }
 }
 
@@ -72,7 +90,23 @@ async fn resolve_env(secrets: &Api<Secret>, job: &Job) -> Result<BTreeMap<String
     Ok(env)
 }
 
-async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
+/// The Pod a kubelet would leave for a failed run of `job`.
+async fn failed_pod(pods: &Api<Pod>, job: &Job, exit_code: i32, message: &str) {
+    let name = job.metadata.name.clone().unwrap();
+    let container = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-run"), "labels": {"job-name": name}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": container.name, "image": container.image}]},
+    }))
+    .unwrap();
+    let pod_name = pods.create(&PostParams::default(), &pod).await.unwrap().metadata.name.unwrap();
+    let status = json!({"status": {"phase": "Failed", "containerStatuses": [{
+        "name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": exit_code, "reason": "Error", "message": message}}}]}});
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+}
+
+async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, pods: Api<Pod>, job: Job, logs: Logs) {
     let name = job.metadata.name.clone().unwrap();
     let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let status = |s: serde_json::Value| Patch::Merge(json!({ "status": s }));
@@ -83,6 +117,7 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
     // The pod's emptyDir at /staging is a temporary directory here.
     let args: Vec<String> =
         args.into_iter().map(|a| if a == "/staging" { staging.path().display().to_string() } else { a }).collect();
+    let termination_log = staging.path().join("termination-log");
     let outcome = match resolve_env(&secrets, &job).await {
         Err(e) => Err(("BackoffLimitExceeded", format!("CreateContainerConfigError: {e}"))),
         Ok(env) => {
@@ -96,6 +131,7 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
                 .env("ARTIFORTRESS_PG_BINDIR", std::env::var("ARTIFORTRESS_PG_BINDIR").unwrap_or_default())
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .envs(env)
+                .env(TERMINATION_LOG_ENV, &termination_log)
                 .kill_on_drop(true)
                 .output();
             let deadline = job.spec.as_ref().unwrap().active_deadline_seconds.unwrap_or(86_400);
@@ -104,12 +140,13 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, job: Job) {
                 Err(_) => Err(("DeadlineExceeded", "Job was active longer than specified deadline".to_string())),
                 Ok(out) => {
                     let out = out.unwrap();
+                    logs.lock().unwrap().insert(name.clone(), String::from_utf8_lossy(&out.stderr).into_owned());
                     if out.status.success() {
                         Ok(())
                     } else {
-                        let stderr = String::from_utf8_lossy(&out.stderr);
-                        let tail: Vec<_> = stderr.lines().rev().take(5).collect();
-                        Err(("BackoffLimitExceeded", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+                        let message = std::fs::read_to_string(&termination_log).unwrap_or_default();
+                        failed_pod(&pods, &job, out.status.code().unwrap_or(1), &message).await;
+                        Err(("BackoffLimitExceeded", "Job has reached the specified backoff limit".to_string()))
                     }
                 }
             }

@@ -74,6 +74,10 @@ The Lease for leader election is granted separately, in the release namespace.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# A failed Job's pod says why it failed (its termination message).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
