@@ -4,19 +4,38 @@
 # into 14-16, archives of pg_dump 17+ need pg_restore 17+); having every major
 # installed means every supported combination works, and a downgrade is refused.
 # Runs as the non-root user 65532 (the UID the engine Jobs' security context sets).
+#
+#   docker build -t artifortress-operator .          users: binary built here, tools from PGDG
+#
+# The test harness (hack/node-image.sh), which reaches no registry, builds this
+# same file with buildah and three arguments:
+#   BASE_IMAGE  a Debian bookworm image it made from a debootstrap root file system
+#   PG_CLIENTS  debian: Debian's own postgresql-client-15 (the harness's servers are 15)
+#   BINARY      prebuilt: the artifortress-operator binary at the build context's root
 ARG RUST_VERSION=1.95
+ARG BASE_IMAGE=debian:bookworm-slim
+# pgdg (client tools 14-18 from apt.postgresql.org) or debian (15 only).
+ARG PG_CLIENTS=pgdg
+# source (compiled in the first stage) or prebuilt (from the build context).
+ARG BINARY=source
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM rust:${RUST_VERSION}-bookworm AS binary-source
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY formats formats
 # sqlx embeds the migrations at compile time.
 COPY migrations migrations
-RUN cargo build --release --locked && strip target/release/artifortress-operator
+RUN cargo build --release --locked \
+ && strip -o /artifortress-operator target/release/artifortress-operator
 
-FROM debian:bookworm-slim
-# Client tools from the PostgreSQL project's repository, one per supported server major.
+FROM scratch AS binary-prebuilt
+COPY artifortress-operator /artifortress-operator
+
+# Only the stage BINARY names is built (BuildKit and buildah skip unused stages).
+FROM binary-${BINARY} AS binary
+
+FROM ${BASE_IMAGE} AS clients-pgdg
 ARG PG_MAJORS="14 15 16 17 18"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
@@ -27,7 +46,14 @@ RUN apt-get update \
  && apt-get update \
  && apt-get install -y --no-install-recommends $(for v in $PG_MAJORS; do echo "postgresql-client-$v"; done) \
  && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/artifortress-operator /usr/local/bin/artifortress-operator
+
+FROM ${BASE_IMAGE} AS clients-debian
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-client-15 \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM clients-${PG_CLIENTS}
+COPY --from=binary /artifortress-operator /usr/local/bin/artifortress-operator
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/artifortress-operator"]
 CMD ["run"]

@@ -1,12 +1,13 @@
 # The two commands a newcomer needs: `make demo` (a full local recovery drill)
 # and `make test` (everything CI runs).
-# Services the tests talk to (PostgreSQL, Garage S3, etcd + kube-apiserver) are
-# installed on first use and started/stopped by hack/test-env.sh.
+# Services the tests talk to (PostgreSQL, Garage S3, etcd + kube-apiserver, and a
+# single-node cluster with kubelet and containerd) are installed on first use and
+# started/stopped by hack/test-env.sh.
 
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: demo test fmt-check clippy deny fuzz-short test-build crds alerts build bench audit e2e-kind
+.PHONY: demo test fmt-check clippy deny fuzz-short test-build crds alerts build bench audit e2e-kind e2e-local
 
 demo: build
 	hack/demo.py
@@ -60,6 +61,12 @@ bench:
 	bench/engine_bench.py
 	bench/xlarge_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
+
+# The chart on the harness's own single-node cluster (hack/node.sh, needs root):
+# helm install of the image built from the Dockerfile, drills whose Jobs run as
+# pods; prints the pods, Jobs and RecoveryDrills. `make test` runs the same tests.
+e2e-local: test-build
+	hack/test-env.sh run -- $(CARGO) test --test node -- --nocapture
 
 # The chart on a kind cluster, a drill to Succeeded (needs Docker and kind;
 # not runnable on the CI machines, see hack/e2e-kind.sh).

@@ -5,6 +5,9 @@
 #   - a Garage S3 server (HTTP, path-style, region us-east-1);
 #   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller;
 #     generic ephemeral volumes, alpha in v1.20, enabled as they are GA since v1.23);
+#   - a second, complete single-node cluster whose pods run the operator image
+#     built from the repo's Dockerfile (hack/node.sh; needs root). PostgreSQL and
+#     Garage also listen on its bridge address, where pods reach them;
 #   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS).
 # Everything runs on free loopback ports inside one state directory, installing
 # what is missing first (cached, see install-*.sh).
@@ -20,6 +23,7 @@
 #   ARTIFORTRESS_PG_BINDIR                         the client tools of 15, 16 and 18, for the operator
 #   AF_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 #   KUBECONFIG (cluster admin), AF_TEST_KUBE_SERVER, AF_TEST_KUBE_TOKEN_{ADMIN,ALICE,BOB}
+#   AF_TEST_NODE_KUBECONFIG, AF_TEST_NODE_KUBECTL, AF_TEST_NODE_IP, AF_TEST_NODE_IMAGE   the node cluster
 #   AF_TEST_ENV_DIR                                the state directory
 set -euo pipefail
 HACK=$(cd "$(dirname "$0")" && pwd)
@@ -62,8 +66,10 @@ start_postgres() { # name [bindir] -> prints URL
     || { cat "$dir/initdb.log" >&2; return 1; }
   # Durability settings off: these servers are thrown away after the run.
   echo "$bindir" > "$dir/bindir"
+  # Pods of the node cluster connect through its bridge.
+  [ -n "${NODE_IP:-}" ] && echo "host all all ${NODE_IP%.*}.0/24 scram-sha-256" >> "$dir/data/pg_hba.conf"
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-    "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
+    "-p $port -c listen_addresses=127.0.0.1${NODE_IP:+,$NODE_IP} -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
     >/dev/null || { cat "$dir/server.log" >&2; return 1; }
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
 }
@@ -94,7 +100,7 @@ rpc_public_addr = "127.0.0.1:$rpc"
 rpc_secret = "$(openssl rand -hex 32)"
 [s3_api]
 s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:$s3"
+api_bind_addr = "${NODE_IP:-127.0.0.1}:$s3"
 root_domain = ".s3.garage.localhost"
 [admin]
 api_bind_addr = "127.0.0.1:$admin"
@@ -111,7 +117,7 @@ TOML
   S3_SECRET=$(openssl rand -hex 32)
   $g key import --yes -n test-key "$S3_KEY_ID" "$S3_SECRET" >/dev/null
   $g key allow --create-bucket test-key >/dev/null
-  S3_ENDPOINT=http://127.0.0.1:$s3
+  S3_ENDPOINT=http://${NODE_IP:-127.0.0.1}:$s3
 }
 
 start_kube() {
@@ -183,10 +189,12 @@ start() {
   PG_BINDIR=$(pg_bindir)
   PG_USER=$(pg_user)
   GARAGE=$("$HACK/install-garage.sh")
-  KUBE_APISERVER=$("$HACK/install-kube-apiserver.sh")
+  KUBE_BIN=$("$HACK/install-kubernetes.sh")
+  KUBE_APISERVER=$KUBE_BIN/kube-apiserver
   CHART_TOOLS=$("$HACK/install-chart-tools.sh")
   MAJORS=$("$HACK/install-postgres-majors.sh")
-  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18) and Garage in $STATE"
+  NODE_IP=$("$HACK/node.sh" bridge)
+  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18), Garage and the node cluster in $STATE"
   start_kube
   local source target major server tools urls="" tool_dirs=""
   source=$(start_postgres pg-source)
@@ -201,6 +209,9 @@ start() {
   done <<< "$MAJORS"
   start_garage
   wait_kube
+  local binary=${AF_TEST_NODE_BINARY:-$HACK/../target/debug/artifortress-operator}
+  [ -x "$binary" ] || (cd "$HACK/.." && cargo build >&2)
+  "$HACK/node.sh" start "$STATE/node" "$binary"
   cat > "$STATE/env" <<ENV
 export AF_TEST_ENV_DIR='$STATE'
 export AF_TEST_PG_SOURCE_URL='$source'
@@ -220,12 +231,14 @@ export AF_TEST_KUBE_TOKEN_ALICE='$TOKEN_ALICE'
 export AF_TEST_KUBE_TOKEN_BOB='$TOKEN_BOB'
 export AF_TEST_CHART_TOOLS='$CHART_TOOLS'
 ENV
+  cat "$STATE/node/env" >> "$STATE/env"
   log "ready: env in $STATE/env"
 }
 
 stop() {
   STATE=$1
   [ -d "$STATE" ] || return 0
+  [ -d "$STATE/node" ] && "$HACK/node.sh" stop "$STATE/node"
   PG_USER=$(pg_user)
   for d in "$STATE"/pg-*; do
     [ -f "$d/data/postmaster.pid" ] && as_pg "$(cat "$d/bindir")/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
@@ -288,7 +301,7 @@ case "${1:-}" in
     set -e
     if [ $status -ne 0 ]; then
       log "command failed ($status); last service log lines:"
-      for f in "$dir"/pg-*/server.log "$dir"/garage/server.log "$dir"/kube/apiserver.log; do
+      for f in "$dir"/pg-*/server.log "$dir"/garage/server.log "$dir"/kube/apiserver.log "$dir"/node/*.log; do
         [ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
       done
     fi

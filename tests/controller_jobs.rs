@@ -2,6 +2,9 @@
 //! builder's Job is accepted as is, and run by the job-runner helper it takes a
 //! real backup of a real database into the real S3 server — credentials reaching
 //! it only through Secrets.
+//!
+//! API-server level: the job-runner stand-in, not a kubelet, runs the Job;
+//! tests/node.rs runs Jobs as pods.
 
 mod support;
 

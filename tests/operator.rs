@@ -2,6 +2,9 @@
 //! server: killed in the middle of a drill and restarted, two replicas electing
 //! a leader, leader election under clock skew and with an API server that stops
 //! answering.
+//!
+//! API-server level: its Jobs run in the job-runner stand-in; the operator as
+//! a pod (deleted mid-drill, two replicas) is tests/node.rs.
 
 mod support;
 
