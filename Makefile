@@ -46,9 +46,11 @@ crds: build
 	$(BIN) crd --out-dir crds
 	$(BIN) crd --out-dir charts/artifortress-operator/crds
 
-# The chart's PrometheusRule from deploy/alert-thresholds.yaml (tests/alerts.rs checks it).
+# The chart's PrometheusRule and Grafana dashboard from deploy/alert-thresholds.yaml
+# (tests/alerts.rs checks both).
 alerts: build
 	$(BIN) alerts > charts/artifortress-operator/templates/prometheusrule.yaml
+	$(BIN) alerts --dashboard > charts/artifortress-operator/dashboards/artifortress-operator.json
 
 # Engine benchmark on the large seed against pg_dump/psql baselines, backup and
 # restore of a ~10 GB seed through Garage (about 10 minutes on 2 cores), then the

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod dashboard;
 pub mod db;
 pub mod engine;
 pub mod installations;

@@ -36,11 +36,14 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Print the chart's PrometheusRule template, generated from the alert thresholds
-    /// (`make alerts` writes it into the chart).
+    /// (`make alerts` writes it into the chart), or with --dashboard its Grafana dashboard.
     Alerts {
         /// The thresholds file.
         #[arg(long, default_value = artifortress_operator::alerts::THRESHOLDS_FILE)]
         thresholds: PathBuf,
+        /// Print the Grafana dashboard JSON instead.
+        #[arg(long)]
+        dashboard: bool,
     },
     /// Apply the Artifortress schema (migrations/) to a database; safe to repeat.
     Migrate {
@@ -135,6 +138,16 @@ enum Command {
         /// Write the JSON verdict (the stored format, mirrored into RecoveryDrill.status) here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// What a store holds: list, show or delete backups (no cluster needed).
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// The drills a store's verdicts record.
+    Drills {
+        #[command(subcommand)]
+        command: DrillsCommand,
     },
     /// Which PostgreSQL majors can be backed up and restored into with the
     /// client tools installed here (ARTIFORTRESS_PG_BINDIR: a `:`-separated list
@@ -359,6 +372,66 @@ struct ServeArgs {
     /// Bound on every HTTP request.
     #[arg(long, default_value = "15s")]
     request_timeout: String,
+}
+
+#[derive(Subcommand)]
+enum BackupsCommand {
+    /// Every backup: snapshot time, source, size, verify mode, whether it is
+    /// complete, and its last drill's verdict with RTO and RPO.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// One backup's manifest, tables and drills.
+    Show {
+        #[command(flatten)]
+        store: StoreArg,
+        name: String,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete a backup: its manifest first, then its data. The newest complete
+    /// backup is refused without --force.
+    Delete {
+        #[command(flatten)]
+        store: StoreArg,
+        name: String,
+        /// Also delete the newest complete backup.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrillsCommand {
+    /// Every stored drill verdict, oldest first.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only the drills of this backup.
+        #[arg(long)]
+        backup: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// How catalog commands print: aligned columns for people, JSON for scripts.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn print_as<T: serde::Serialize>(output: Output, value: &T, table: impl FnOnce(&T) -> String) {
+    match output {
+        Output::Table => print!("{}", table(value)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).expect("catalog entries serialize")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -706,6 +779,30 @@ fn failed(e: impl ToString) -> Failure {
     Failure { code: EXIT_FAILED, message: e.to_string() }
 }
 
+async fn backups_command(command: BackupsCommand) -> Result<(), Failure> {
+    use engine::catalog;
+    match command {
+        BackupsCommand::List { store, output } => {
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let backups = catalog::backups(store.as_ref()).await.map_err(engine_failure)?;
+            print_as(output, &backups, |b| catalog::backups_table(b));
+        }
+        BackupsCommand::Show { store, name, output } => {
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let backup = catalog::backup(store.as_ref(), &name).await.map_err(engine_failure)?;
+            print_as(output, &backup, catalog::show_text);
+        }
+        BackupsCommand::Delete { store, name, force, output } => {
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let deleted = catalog::delete(store.as_ref(), &name, force).await.map_err(engine_failure)?;
+            print_as(output, &deleted, |d| {
+                format!("deleted {}: {} objects, {}\n", d.name, d.objects, engine::progress::human_bytes(d.bytes))
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Crd { out_dir: None } => {
@@ -720,11 +817,15 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Alerts { thresholds } => {
+        Command::Alerts { thresholds, dashboard } => {
             let text = std::fs::read_to_string(&thresholds)
                 .map_err(|e| usage(format!("--thresholds {}: {e}", thresholds.display())))?;
             let parsed = artifortress_operator::alerts::parse(&text).map_err(usage)?;
-            print!("{}", artifortress_operator::alerts::render(&parsed));
+            if dashboard {
+                print!("{}", artifortress_operator::dashboard::render(&parsed));
+            } else {
+                print!("{}", artifortress_operator::alerts::render(&parsed));
+            }
             Ok(())
         }
         Command::Migrate { database } => {
@@ -840,6 +941,13 @@ async fn run(command: Command) -> Result<(), Failure> {
             } else {
                 Err(failed(outcome.failures.join("\n")))
             }
+        }
+        Command::Backups { command } => backups_command(command).await,
+        Command::Drills { command: DrillsCommand::List { store, backup, output } } => {
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let drills = engine::catalog::drills(store.as_ref(), backup.as_deref()).await.map_err(engine_failure)?;
+            print_as(output, &drills, |d| engine::catalog::drills_table(d));
+            Ok(())
         }
         Command::Tools => {
             let tools = engine::pgtools::Toolset::installed().await;

@@ -287,6 +287,22 @@ impl Metrics {
         self.policy_timeouts_24h.get_or_create(&l).set(s.policy_timeouts_24h);
     }
 
+    /// Starts an installation's backup and drill counters at 0, so that a
+    /// failure count reads 0 (not "no data") before the first failure and
+    /// `increase()` sees the first one.
+    pub fn count_from_zero(&self, l: &InstallationLabels) {
+        for family in [
+            &self.backup_attempts,
+            &self.backup_successes,
+            &self.backup_failures,
+            &self.drill_attempts,
+            &self.drill_passes,
+            &self.drill_failures,
+        ] {
+            let _ = family.get_or_create(l);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -114,6 +114,22 @@ async fn an_operator_killed_mid_drill_finishes_it_after_restart_without_a_second
         }
     };
     tokio::time::timeout(Duration::from_secs(30), poll).await.expect("every alerting metric is exported");
+
+    // Every metric a dashboard panel queries is exported with a sample (a
+    // failure counter reads 0 before the first failure, not "no data").
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(artifortress_operator::dashboard::DASHBOARD_FILE),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (_, metrics) = support::http_get(&second.addr(), "/metrics", None).await;
+    for name in artifortress_operator::dashboard::metric_names(&dashboard) {
+        let family =
+            ["_total", "_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "the dashboard queries {name}, which is not exported");
+    }
 }
 
 #[tokio::test]

@@ -247,20 +247,28 @@ fn record_history(
 ) {
     let name = af.name_any();
     let labels = InstallationLabels { installation: name.clone() };
-    status.last_backup = backups
+    ctx.metrics.count_from_zero(&labels);
+    let newest = backups
         .iter()
         .filter(|b| b.spec.artifortress_ref.name == name)
-        .filter_map(|b| {
-            let s = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?;
-            Some(ObjectRefWithTime {
-                name: b.name_any(),
-                completed_at: s.completed_at,
-                result: Some("Completed".into()),
-            })
-        })
-        .max_by_key(|r| r.completed_at);
-    if let Some(at) = status.last_backup.as_ref().and_then(|b| b.completed_at) {
-        ctx.metrics.backup_last_success.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
+        .filter_map(|b| Some((b, b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Completed))?)))
+        .max_by_key(|(_, s)| s.completed_at);
+    status.last_backup = newest.map(|(b, s)| ObjectRefWithTime {
+        name: b.name_any(),
+        completed_at: s.completed_at,
+        result: Some("Completed".into()),
+    });
+    if let Some((_, s)) = newest
+        && let Some(at) = s.completed_at
+    {
+        let m = &ctx.metrics;
+        m.backup_last_success.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
+        if let Some(bytes) = s.size_bytes {
+            m.backup_last_size.get_or_create(&labels).set(bytes as i64);
+        }
+        if let Some(started) = s.started_at {
+            m.backup_last_duration.get_or_create(&labels).set(super::backup::seconds_between(started, at));
+        }
     }
     let finished: Vec<_> = drills
         .iter()

@@ -323,7 +323,7 @@ async fn finish(
     Ok(Action::await_change())
 }
 
-fn seconds_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+pub fn seconds_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
     (to - from).num_milliseconds() as f64 / 1000.0
 }
 

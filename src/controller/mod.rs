@@ -409,6 +409,8 @@ where
     let labels = ControllerLabels { controller: controller.to_string() };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
     ctx.metrics.reconcile_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    // Errors read 0, not "no data", until the first one.
+    let _ = ctx.metrics.reconcile_errors.get_or_create(&labels);
     if result.is_ok() {
         ctx.failures.lock().expect("not poisoned").remove(&object_key(controller, obj));
     }

@@ -5,6 +5,7 @@
 pub mod archive_index;
 pub mod backup;
 pub mod blobs;
+pub mod catalog;
 pub mod drill;
 mod inspect;
 pub mod manifest;
