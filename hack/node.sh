@@ -109,6 +109,9 @@ start() {
   # kube-proxy --cleanup leaves its canary and mark chains: removed at stop
   # unless the host had KUBE-* chains of its own before.
   iptables-save 2>/dev/null | grep -q '^:KUBE-' && touch "$D/host-has-kube-chains"
+  # Network namespaces of other runtimes on this host are not ours to remove.
+  ip netns list 2>/dev/null | awk '{print $1}' > "$D/netns.before" || true
+  ls -d /sys/fs/cgroup/*/kubepods >/dev/null 2>&1 && touch "$D/host-has-kubepods"
   bridge >/dev/null
 
   local etcd_port peer_port token
@@ -239,7 +242,9 @@ stop() {
   fi
   pkill -9 -f "containerd-shim.*$D/containerd.sock" 2>/dev/null || true
   grep -o " $D[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
+  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
+    grep -qx "$ns" "$D/netns.before" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true
+  done
   [ -n "$kubeproxy" ] && "$kubeproxy" --cleanup >/dev/null 2>&1 || true
   if [ ! -e "$D/host-has-kube-chains" ]; then
     for ipt in iptables ip6tables; do
@@ -253,9 +258,11 @@ stop() {
   fi
   ip link delete "$BRIDGE" 2>/dev/null || true
   [ -f "$D/sysctl.saved" ] && while IFS== read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done < "$D/sysctl.saved"
-  for c in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
+  if [ ! -e "$D/host-has-kubepods" ]; then
+    for c in /sys/fs/cgroup/*/kubepods; do
+      [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+  fi
   [ "$(cat /run/artifortress-node 2>/dev/null)" = "$D" ] && rm -f /run/artifortress-node
   rm -rf "$D"
 }
