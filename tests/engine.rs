@@ -639,3 +639,45 @@ async fn a_restore_that_breaks_a_unique_index_reports_the_object_and_never_a_row
     // The whole error, values included, is in the process's own log (the Job's log in a cluster).
     assert!(stderr(&out).contains("is duplicated") && stderr(&out).contains("alice"), "{}", stderr(&out));
 }
+
+/// Progress lines of a metered step in a command's stderr.
+fn meter_lines<'a>(stderr: &'a str, what: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.contains(&format!("] {what}: "))).collect()
+}
+
+#[tokio::test]
+async fn long_steps_report_bytes_rate_and_eta_while_they_run() {
+    let source = seeded_source().await;
+    let (bucket, _s3) = s3_bucket().await;
+    let store = s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "progress");
+    // Reports every millisecond, so that even the small seed's steps (tens of
+    // milliseconds through Garage) report.
+    let often = [("ARTIFORTRESS_PROGRESS_EVERY".to_string(), "0.001".to_string())];
+    let backup = |name: &str| {
+        operator_with_env(&["backup", "--source", source.url.expose(), "--store", &store, "--name", name], &often)
+    };
+    let first = backup("first");
+    assert_exit(&first, 0);
+    let log = stderr(&first);
+    let lines = meter_lines(&log, "dumping and uploading");
+    assert!(!lines.is_empty(), "progress while dumping:\n{log}");
+    assert!(lines.iter().all(|l| l.contains("/s")), "a rate on every line: {lines:?}");
+    // The next backup has the first one's size as its estimate: share and ETA.
+    let second = backup("second");
+    assert_exit(&second, 0);
+    let log = stderr(&second);
+    let lines = meter_lines(&log, "dumping and uploading");
+    assert!(lines.iter().any(|l| l.contains(" of ~") && l.contains("%") && l.contains("ETA")), "{lines:?}");
+
+    let target = scratch_url("AF_TEST_PG_TARGET_URL");
+    let restore = operator_with_env(&["restore", "--store", &store, "--backup", "second", "--target", &target], &often);
+    assert_exit(&restore, 0);
+    let log = stderr(&restore);
+    let lines = meter_lines(&log, "downloading");
+    assert!(!lines.is_empty(), "progress while downloading:\n{log}");
+    assert!(lines.iter().all(|l| l.contains(" of ") && !l.contains(" of ~")), "an exact total: {lines:?}");
+    // The default interval keeps a short step's log to its step lines.
+    let quiet = operator(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "third"]);
+    assert_exit(&quiet, 0);
+    assert!(meter_lines(&stderr(&quiet), "dumping and uploading").is_empty(), "{}", stderr(&quiet));
+}

@@ -20,7 +20,7 @@ use crate::store::{BackupStore, ByteStream};
 
 use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, ParityMethod, VerifyMode};
 use super::pgtools::{PgTools, Toolset, read_tail};
-use super::progress::{Progress, human_bytes};
+use super::progress::{Progress, Total, human_bytes};
 use super::{EngineError, inspect, validate_backup_name};
 
 /// How new backups measure their tables (older ones are restored the way they were measured).
@@ -157,7 +157,13 @@ pub async fn run(
 
     let dump_key = format!("{name}/{DUMP_FILE}");
     let stats = Arc::new(Mutex::new(DumpStats::default()));
-    let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone())?;
+    // The previous backup's stored size estimates this one's, for the ETA.
+    let previous = match manifest::list(store).await {
+        Ok(catalog) => catalog.latest().map(|m| Total::Estimate(m.dump.size_bytes)),
+        Err(_) => None,
+    };
+    let meter = progress.meter("dumping and uploading", previous);
+    let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone(), meter.counter())?;
     let (uploaded, counted) = tokio::join!(
         store.put_stream_expecting(
             &dump_key,
@@ -168,6 +174,7 @@ pub async fn run(
     );
     // Only now may the snapshot go: pg_dump has finished with it.
     drop(counters);
+    drop(meter);
 
     let pg_dump_failure = stats.lock().unwrap().failure.clone();
     let stored_bytes = match (uploaded, pg_dump_failure) {
@@ -241,6 +248,7 @@ fn dump_stream(
     source_url: &DatabaseUrl,
     snapshot_id: &str,
     stats: Arc<Mutex<DumpStats>>,
+    stored: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<ByteStream, EngineError> {
     let mut child = tools
         .command(&tools.pg_dump(), source_url)
@@ -263,6 +271,7 @@ fn dump_stream(
             match chunk {
                 Ok(chunk) => {
                     stats.lock().unwrap().sha256.update(&chunk);
+                    stored.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     yield Ok(chunk);
                 }
                 Err(e) => {

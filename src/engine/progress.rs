@@ -1,7 +1,11 @@
 //! Progress lines on stderr for long steps, so a person watching a drill sees
-//! where it is and how long each part took.
+//! where it is and how long each part took — and, while a step moves bytes
+//! (dump, upload, download), how far it is, how fast, and when it will end.
 
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Progress {
@@ -25,6 +29,126 @@ impl Progress {
             eprintln!("{}: [{:>7.1}s] {}", self.label, self.started.elapsed().as_secs_f64(), message.as_ref());
         }
         tracing::debug!(step = message.as_ref(), "progress");
+    }
+}
+
+/// How often a running step reports (`ARTIFORTRESS_PROGRESS_EVERY`, seconds,
+/// overrides it): often enough that a log never goes quiet for long, rarely
+/// enough not to flood a Job's log.
+const REPORT_EVERY: Duration = Duration::from_secs(4);
+
+fn report_every() -> Duration {
+    std::env::var("ARTIFORTRESS_PROGRESS_EVERY")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(REPORT_EVERY, Duration::from_secs_f64)
+}
+
+impl Progress {
+    /// Reports a step that moves bytes while it runs, until the returned
+    /// [`Meter`] is dropped: every few seconds a line (in a Job's log), or a
+    /// live bar on a terminal, with the bytes so far, the rate and — when
+    /// `total` (exact or estimated) is known — the share done and the ETA.
+    pub fn meter(&self, what: &'static str, total: Option<Total>) -> Meter {
+        let done = Arc::new(AtomicU64::new(0));
+        if self.quiet {
+            return Meter { done, task: None };
+        }
+        let (progress, counter) = (self.clone(), done.clone());
+        let started = Instant::now();
+        let task = if std::io::stderr().is_terminal() {
+            tokio::spawn(async move { live_bar(&progress, what, total, &counter).await })
+        } else {
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + report_every(), report_every());
+                loop {
+                    ticks.tick().await;
+                    let line = meter_line(what, counter.load(Ordering::Relaxed), total, started.elapsed());
+                    progress.step(line);
+                }
+            })
+        };
+        Meter { done, task: Some(task) }
+    }
+}
+
+/// How large a metered step is: known exactly (a download of a recorded
+/// size), or estimated (a backup, from the previous backup's size).
+#[derive(Clone, Copy, Debug)]
+pub enum Total {
+    Exact(u64),
+    Estimate(u64),
+}
+
+/// The running count of a metered step; reporting stops when it is dropped.
+pub struct Meter {
+    done: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Meter {
+    pub fn add(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The count itself, for a stream that moves the bytes elsewhere.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.done.clone()
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// `uploading: 1.2 GiB of ~7.3 GiB (16%), 95.1 MiB/s, ETA 1m5s`.
+fn meter_line(what: &str, done: u64, total: Option<Total>, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64().max(0.001);
+    let rate = done as f64 / seconds;
+    let mut line = format!("{what}: {}", human_bytes(done));
+    match total {
+        Some(Total::Exact(t) | Total::Estimate(t)) if done <= t && t > 0 => {
+            let approx = if matches!(total, Some(Total::Estimate(_))) { "~" } else { "" };
+            line += &format!(" of {approx}{} ({}%)", human_bytes(t), done * 100 / t);
+            line += &format!(", {}/s", human_bytes(rate as u64));
+            if rate > 0.0 {
+                line += &format!(", ETA {}", human_duration((t - done) as f64 / rate));
+            }
+            return line;
+        }
+        Some(Total::Estimate(t)) => line += &format!(" (past the estimate of {})", human_bytes(t)),
+        _ => {}
+    }
+    line + &format!(", {}/s", human_bytes(rate as u64))
+}
+
+async fn live_bar(progress: &Progress, what: &'static str, total: Option<Total>, done: &AtomicU64) {
+    let length = match total {
+        Some(Total::Exact(t) | Total::Estimate(t)) => t,
+        None => 0,
+    };
+    let bar = if length > 0 { indicatif::ProgressBar::new(length) } else { indicatif::ProgressBar::new_spinner() };
+    let template = if length > 0 {
+        "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+    } else {
+        "{prefix}: {msg} {spinner} {bytes} {bytes_per_sec}"
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> "));
+    bar.set_prefix(progress.label);
+    bar.set_message(what);
+    let mut ticks = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        ticks.tick().await;
+        let now = done.load(Ordering::Relaxed);
+        if length > 0 && now > length {
+            bar.set_length(now);
+        }
+        bar.set_position(now);
     }
 }
 
@@ -61,6 +185,18 @@ pub fn human_duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_line_says_how_far_how_fast_and_how_long() {
+        let second = Duration::from_secs(1);
+        let line = meter_line("uploading", 100 << 20, Some(Total::Estimate(400 << 20)), 4 * second);
+        assert_eq!(line, "uploading: 100.0 MiB of ~400.0 MiB (25%), 25.0 MiB/s, ETA 12.0s");
+        let line = meter_line("downloading", 10 << 20, Some(Total::Exact(20 << 20)), 2 * second);
+        assert_eq!(line, "downloading: 10.0 MiB of 20.0 MiB (50%), 5.0 MiB/s, ETA 2.0s");
+        let line = meter_line("dumping", 500 << 20, Some(Total::Estimate(400 << 20)), 10 * second);
+        assert_eq!(line, "dumping: 500.0 MiB (past the estimate of 400.0 MiB), 50.0 MiB/s");
+        assert_eq!(meter_line("dumping", 3 << 20, None, second), "dumping: 3.0 MiB, 3.0 MiB/s");
+    }
 
     #[test]
     fn sizes_and_durations_read_like_a_person_wrote_them() {

@@ -26,7 +26,7 @@ use crate::store::BackupStore;
 use super::archive_index::{self, Indexed};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pgtools::{PgTools, Toolset, parse_major, read_tail};
-use super::progress::{Progress, human_bytes};
+use super::progress::{Progress, Total, human_bytes};
 use super::scratch::{self, Needs};
 use super::verdict::TableParity;
 use super::{EngineError, inspect, parity};
@@ -227,7 +227,7 @@ pub async fn stage(
         human_bytes(manifest.dump.size_bytes),
         store.url()
     ));
-    download_verified(store, &manifest, &archive).await?;
+    download_verified(store, &manifest, &archive, progress).await?;
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
     let indexing = archive.clone();
     match tokio::task::spawn_blocking(move || archive_index::index(&indexing)).await {
@@ -343,7 +343,12 @@ pub fn expected_tables(
 
 /// Streams the dump to `archive`, decompressing on the way, and checks size and
 /// SHA-256 of the stored bytes against the manifest.
-async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive: &Path) -> Result<(), EngineError> {
+async fn download_verified(
+    store: &dyn BackupStore,
+    manifest: &Manifest,
+    archive: &Path,
+    progress: &Progress,
+) -> Result<(), EngineError> {
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
     let dump_key = manifest::dump_key(manifest);
     let mut body = store.get_stream(&dump_key).await?;
@@ -353,10 +358,12 @@ async fn download_verified(store: &dyn BackupStore, manifest: &Manifest, archive
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut decode_error = None;
+    let meter = progress.meter("downloading", Some(Total::Exact(manifest.dump.size_bytes)));
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| EngineError::Io { context: format!("downloading {dump_key}"), source: e })?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
+        meter.add(chunk.len() as u64);
         // Keep hashing after a decoding error: a checksum mismatch is the clearer diagnosis.
         if decode_error.is_none()
             && let Err(e) = decoder.write_all(&chunk).await
