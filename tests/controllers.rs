@@ -104,6 +104,15 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
         .collect();
     assert!(reasons.contains(&("Running".into(), "Normal".into())), "{reasons:?}");
     assert!(reasons.contains(&("JobFailed".into(), "Warning".into())), "{reasons:?}");
+    // The step's figures are in its Completed Event, once.
+    let completed: Vec<String> = events
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nightly-1"))
+        .filter(|e| e.reason.as_deref() == Some("Completed"))
+        .map(|e| e.note.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert!(completed[0].contains(" stored in ") && completed[0].contains("/s; archive"), "{completed:?}");
 
     // The installation reports its dependencies, SLO and newest backup.
     let af = wait_until(&i.api::<Artifortress>(), "production", MINUTE, |a| {
@@ -167,6 +176,19 @@ async fn a_fresh_drill_succeeds_with_parity_and_objectives_in_status() {
     let mut names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
     names.sort();
     assert_eq!(names, ["backup-drill-proof", "restore-proof", "verify-proof"]);
+    // Step boundaries carry the step's figures in their Events, once each.
+    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let said = |reason: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("proof"))
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.note.clone().unwrap_or_default())
+            .collect()
+    };
+    let (restoring, verifying) = (said("Restoring"), said("Verifying"));
+    assert!(restoring.len() == 1 && restoring[0].contains(" stored)"), "{restoring:?}");
+    assert!(verifying.len() == 1 && verifying[0].contains("downloaded in ") && verifying[0].contains("restored in "));
 
     // kubectl shows phase, result, RPO and RTO.
     let out = std::process::Command::new("kubectl")

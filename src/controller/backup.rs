@@ -308,8 +308,16 @@ async fn finish(
         Ok(()) => {
             let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
             let manifest = manifest::load(store.as_ref(), &name).await?;
-            let message =
-                format!("{} stored, {} tables recorded", human_bytes(manifest.dump.size_bytes), manifest.tables.len());
+            // The step's figures, once, in the Completed Event (`kubectl describe`).
+            let seconds = seconds_between(manifest.started_at, manifest.completed_at);
+            let message = format!(
+                "{} stored in {} ({}/s; archive {}), {} tables recorded",
+                human_bytes(manifest.dump.size_bytes),
+                crate::engine::progress::human_duration(seconds),
+                human_bytes((manifest.dump.size_bytes as f64 / seconds.max(0.001)) as u64),
+                human_bytes(manifest.dump.archive_bytes),
+                manifest.tables.len()
+            );
             let completed = completed_status(status, store_url, &manifest);
             write_status(ctx, backups, backup, completed, "Completed", message).await?;
             m.backup_successes.get_or_create(&labels).inc();

@@ -32,6 +32,7 @@ use crate::api::recovery_drill::{
 use crate::db::DatabaseUrl;
 use crate::engine::drill::result_key;
 use crate::engine::manifest::{self, Manifest};
+use crate::engine::record::RestoreRecord;
 use crate::engine::verdict::Verdict;
 use crate::metrics::InstallationLabels;
 use crate::store::BackupStore;
@@ -375,7 +376,8 @@ impl DrillRun<'_> {
         }
         let job = self.job_name("restore");
         status.job_name = Some(job.clone());
-        self.write(status, "Restoring", format!("Job {job} is restoring {}", self.backup)).await
+        let size = crate::engine::progress::human_bytes(manifest.dump.size_bytes);
+        self.write(status, "Restoring", format!("Job {job} is restoring {} ({size} stored)", self.backup)).await
     }
 
     async fn start_verify(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
@@ -384,7 +386,14 @@ impl DrillRun<'_> {
         }
         let job = self.job_name("verify");
         status.job_name = Some(job.clone());
-        self.write(status, "Verifying", format!("Job {job} is verifying the restored database")).await
+        // The restore step's figures, once, in the Verifying Event.
+        let key = crate::engine::drill::record_key(&self.backup, &drill_id(self.drill));
+        let record = self.store.get_bytes(&key).await.ok().and_then(|b| RestoreRecord::parse(&b).ok());
+        let took = |s: Option<f64>| s.map_or("?".to_string(), crate::engine::progress::human_duration);
+        let figures = record.map_or_else(String::new, |r| {
+            format!(" (downloaded in {}, restored in {})", took(r.download_seconds), took(r.restore_seconds))
+        });
+        self.write(status, "Verifying", format!("Job {job} is verifying the restored database{figures}")).await
     }
 
     /// Mirrors the verdict the last step stored; a step that failed without one
