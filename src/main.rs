@@ -418,6 +418,17 @@ enum DrillsCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// The RTO and RPO of the last 20 drills against their objectives, as SVG.
+    Chart {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only the drills of this backup.
+        #[arg(long)]
+        backup: Option<String>,
+        /// Where to write the SVG.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// How catalog commands print: aligned columns for people, JSON for scripts.
@@ -949,6 +960,20 @@ async fn run(command: Command) -> Result<(), Failure> {
             print_as(output, &drills, |d| engine::catalog::drills_table(d));
             Ok(())
         }
+        Command::Drills { command: DrillsCommand::Chart { store, backup, out } } => {
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let drills = engine::catalog::drills(store.as_ref(), backup.as_deref()).await.map_err(engine_failure)?;
+            let svg = engine::history::svg(&drills).ok_or_else(|| {
+                failed(format!("no drill in {} measured an RTO or RPO: nothing to chart", store.url()))
+            })?;
+            std::fs::write(&out, svg).map_err(|e| failed(format!("writing {}: {e}", out.display())))?;
+            eprintln!(
+                "drills: chart of {} drills written to {}",
+                drills.len().min(engine::history::HISTORY_DRILLS),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Tools => {
             let tools = engine::pgtools::Toolset::installed().await;
             println!("PostgreSQL client tools found:");
@@ -989,6 +1014,11 @@ async fn run(command: Command) -> Result<(), Failure> {
                 std::fs::write(path, &outcome.report_markdown)
                     .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
                 eprintln!("drill: report written to {}", path.display());
+                // The chart the report links, beside it.
+                if let Some((file, svg)) = &outcome.history_chart {
+                    let chart = path.with_file_name(file);
+                    std::fs::write(&chart, svg).map_err(|e| failed(format!("writing {}: {e}", chart.display())))?;
+                }
             }
             if let Some(path) = &json {
                 std::fs::write(path, outcome.verdict.to_json())

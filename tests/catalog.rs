@@ -107,3 +107,46 @@ async fn catalog_commands_on_garage() {
     support::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
     catalog_commands_on(&s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "prod/af")).await;
 }
+
+#[tokio::test]
+async fn after_three_drills_the_report_links_a_history_chart_of_their_rto_and_rpo() {
+    let (dir, store) = file_store();
+    let source = TestDatabase::migrated("history").await;
+    assert_exit(&operator(&["seed", "--database", source.url.expose(), "--scale", "small"]), 0);
+    assert_exit(&operator(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "base"]), 0);
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("drill.md");
+    for _ in 0..3 {
+        // Local drills are named by the second they start.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let target = with_database(&env("AF_TEST_PG_TARGET_URL"), &unique_name("scratch").replace('-', "_"));
+        let args = ["drill", "--store", &store, "--backup", "base", "--target", &target, "--rto", "30m", "--rpo", "1h"];
+        assert_exit(&operator(&[&args[..], &["--report", report.to_str().unwrap()]].concat()), 0);
+    }
+    let markdown = std::fs::read_to_string(&report).unwrap();
+    let link = markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("![RTO and RPO over the last drills](")?.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("the report links its chart:\n{markdown}"));
+    assert!(markdown.contains("## History"), "{markdown}");
+    let chart = std::fs::read_to_string(reports.path().join(link)).expect("the chart beside the report");
+    let well_formed = |svg: &str| {
+        svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("RTO measured")
+    };
+    assert!(well_formed(&chart), "{chart}");
+    assert!(chart.contains("RTO and RPO of the last 3 drills"), "three drills drawn");
+    assert_eq!(chart.matches("<circle").count(), 6, "a point for each drill's RTO and RPO, none failed");
+    // The same chart is stored next to the last drill's report in the store.
+    let drill = link.strip_suffix(".history.svg").unwrap();
+    let stored = dir.path().join("base/drills").join(link);
+    assert_eq!(std::fs::read_to_string(stored).unwrap(), chart, "{drill}");
+
+    let out = reports.path().join("history.svg");
+    let charted = operator(&["drills", "chart", "--store", &store, "--out", out.to_str().unwrap()]);
+    assert_exit(&charted, 0);
+    assert!(well_formed(&std::fs::read_to_string(&out).unwrap()));
+    let (_empty, nothing) = file_store();
+    let refused = operator(&["drills", "chart", "--store", &nothing, "--out", out.to_str().unwrap()]);
+    assert_exit(&refused, 1);
+    assert!(stderr(&refused).contains("nothing to chart"), "{}", stderr(&refused));
+}

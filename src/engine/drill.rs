@@ -16,6 +16,7 @@ use crate::store::BackupStore;
 use super::EngineError;
 use super::backup::{self, BackupRequest};
 use super::blobs;
+use super::history;
 use super::manifest::{self, Manifest};
 use super::objectives;
 use super::progress::{Progress, human_duration};
@@ -62,6 +63,9 @@ pub struct DrillRequest {
 pub struct DrillOutcome {
     pub verdict: Verdict,
     pub report_markdown: String,
+    /// The history chart the report links: its file name (relative to the
+    /// report) and the SVG.
+    pub history_chart: Option<(String, String)>,
 }
 
 impl DrillOutcome {
@@ -382,8 +386,32 @@ async fn finish(
     let source = request.source.as_ref().map(|s| s.to_string());
     let target = request.target.to_string();
     let store_url = store.url();
-    let ctx =
-        ReportContext { drill_name: &record.drill, source: source.as_deref(), target: &target, store: &store_url };
+    // The store's earlier drills and this one, as a chart beside the report.
+    let history_svg = if verdict.backup.is_some() {
+        let mut drills = super::catalog::drills(store, None).await.unwrap_or_default();
+        drills.push(super::catalog::DrillEntry {
+            backup: record.backup.clone(),
+            drill: record.drill.clone(),
+            verdict: verdict.clone(),
+        });
+        history::svg(&drills)
+    } else {
+        None
+    };
+    let mut history_chart = None;
+    if let Some(svg) = &history_svg {
+        match store.put_bytes(&history::chart_key(&record.backup, &record.drill), svg.clone().into_bytes()).await {
+            Ok(_) => history_chart = Some(history::chart_file(&record.drill)),
+            Err(e) => progress.step(format!("warning: could not store the history chart: {e}")),
+        }
+    }
+    let ctx = ReportContext {
+        drill_name: &record.drill,
+        source: source.as_deref(),
+        target: &target,
+        store: &store_url,
+        history_chart: history_chart.as_deref(),
+    };
     // Stored next to the backup it drilled, so the proof travels with the data.
     if verdict.backup.is_some() {
         let key = report_key(&record.backup, &record.drill);
@@ -411,5 +439,6 @@ async fn finish(
             .and_then(|t| t.total_seconds)
             .map_or(String::new(), |s| format!(" in {}", human_duration(s)))
     ));
-    DrillOutcome { verdict, report_markdown }
+    let history_chart = history_chart.zip(history_svg);
+    DrillOutcome { verdict, report_markdown, history_chart }
 }

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod blobs;
 pub mod catalog;
 pub mod drill;
+pub mod history;
 mod inspect;
 pub mod manifest;
 pub mod objectives;

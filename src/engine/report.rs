@@ -12,6 +12,8 @@ pub struct ReportContext<'a> {
     pub source: Option<&'a str>,
     pub target: &'a str,
     pub store: &'a str,
+    /// The history chart's file, beside the report (see `history::chart_file`).
+    pub history_chart: Option<&'a str>,
 }
 
 pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
@@ -77,6 +79,14 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
                 let _ = writeln!(md, "| {label} | not measured | | |");
             }
         }
+    }
+
+    if let Some(chart) = ctx.history_chart {
+        let _ = writeln!(
+            md,
+            "\n## History\n\nRTO and RPO of this installation's last drills (this one last) against their \
+             objectives; failed drills ringed in red.\n\n![RTO and RPO over the last drills]({chart})"
+        );
     }
 
     if let Some(t) = &verdict.timings {
@@ -208,7 +218,13 @@ mod tests {
         };
         let md = render(
             &verdict,
-            &ReportContext { drill_name: "d1", source: None, target: "postgres://u:***@h/s", store: "file:///b" },
+            &ReportContext {
+                drill_name: "d1",
+                source: None,
+                target: "postgres://u:***@h/s",
+                store: "file:///b",
+                history_chart: None,
+            },
         );
         assert!(md.starts_with("# Recovery drill d1: FAILED"));
         assert!(md.contains("- RTO objective missed"));
