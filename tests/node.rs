@@ -19,8 +19,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use support::cluster::{backup_storage, create, secret, storage, wait_until};
-use support::{TestDatabase, create_installation_secrets, env, unique_name};
+use support::cluster::{backup_storage, create, provision, secret, storage, wait_until};
+use support::{TestDatabase, env, unique_name};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/artifortress-operator");
 const MINUTE: Duration = Duration::from_secs(60);
@@ -79,18 +79,6 @@ impl Release {
         let ns = unique_name(prefix);
         kubectl_ok(&["create", "namespace", &ns]);
         let name = unique_name("af");
-        let db = TestDatabase::migrated(prefix).await;
-        let bucket = unique_name(prefix);
-        support::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
-        let out = Command::new(support::operator_bin())
-            .args(["seed", "--database", db.url.expose(), "--scale", "small"])
-            .args(["--blob-store", &support::cluster::blob_store_url(&bucket)])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
-        create_installation_secrets(&client, &ns, &from_pods(db.url.expose())).await;
-        let target = support::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch_{}", db.name));
-        secret(&client, &ns, "target", json!({"uri": from_pods(&target)})).await;
         // The chart serves HTTPS from this Secret by default.
         let certs = tempfile::tempdir().unwrap();
         support::write_self_signed(certs.path(), "artifortress-operator");
@@ -126,16 +114,8 @@ impl Release {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = helm(&args);
         assert!(out.status.success(), "helm install: {}\n{}", text(&out), kubectl_diagnostics(&ns));
-
-        create(
-            &client,
-            &ns,
-            "Artifortress",
-            json!({"metadata": {"name": "production"},
-                   "spec": {"database": {"connectionSecretRef": {"name": "db", "key": "uri"}},
-                            "objectStorage": storage(&bucket), "backupStorage": backup_storage(&bucket)}}),
-        )
-        .await;
+        // The installation, once the chart has installed the CRDs.
+        let (db, bucket) = provision(&client, &ns, prefix, from_pods).await;
         Release { client, ns, name, db, bucket }
     }
 

@@ -126,29 +126,7 @@ impl Installation {
         let client = kube_client().await;
         install_crds(&client).await;
         let ns = create_namespace(&client).await;
-        let db = TestDatabase::migrated(prefix).await;
-        let bucket = unique_name(prefix);
-        super::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
-        // The seeded blobs' objects go into the installation's blob store.
-        let out = std::process::Command::new(super::operator_bin())
-            .args(["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store_url(&bucket)])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
-        create_installation_secrets(&client, &ns, db.url.expose()).await;
-        // The drill target: a scratch database on the other server.
-        let target = super::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch_{}", db.name));
-        secret(&client, &ns, "target", json!({"uri": target})).await;
-        create(
-            &client,
-            &ns,
-            "Artifortress",
-            json!({"metadata": {"name": "production"},
-                   "spec": {"database": {"connectionSecretRef": {"name": "db", "key": "uri"}},
-                            "objectStorage": storage(&bucket), "backupStorage": backup_storage(&bucket),
-                            "probeInterval": "2s"}}),
-        )
-        .await;
+        let (db, bucket) = provision(&client, &ns, prefix, str::to_string).await;
         let ctx = Arc::new(Context::new(
             client.clone(),
             "unused".into(),
@@ -179,6 +157,41 @@ impl Installation {
         );
         artifortress_operator::store::open(&url).await.unwrap()
     }
+}
+
+/// What an installation's Jobs need in `ns`: a migrated database seeded at the
+/// small scale (its blobs' objects in a new bucket, which is returned), the
+/// Secrets `db`, `s3` and `target` (a scratch database on the target server)
+/// and the Artifortress `production`. `reach` turns a database URL into the
+/// one the Jobs connect to.
+pub async fn provision(
+    client: &kube::Client,
+    ns: &str,
+    prefix: &str,
+    reach: impl Fn(&str) -> String,
+) -> (TestDatabase, String) {
+    let db = TestDatabase::migrated(prefix).await;
+    let bucket = unique_name(prefix);
+    super::s3_client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+    let out = std::process::Command::new(super::operator_bin())
+        .args(["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store_url(&bucket)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+    create_installation_secrets(client, ns, &reach(db.url.expose())).await;
+    let target = super::with_database(&env("AF_TEST_PG_TARGET_URL"), &format!("scratch_{}", db.name));
+    secret(client, ns, "target", json!({"uri": reach(&target)})).await;
+    create(
+        client,
+        ns,
+        "Artifortress",
+        json!({"metadata": {"name": "production"},
+               "spec": {"database": {"connectionSecretRef": {"name": "db", "key": "uri"}},
+                        "objectStorage": storage(&bucket), "backupStorage": backup_storage(&bucket),
+                        "probeInterval": "2s"}}),
+    )
+    .await;
+    (db, bucket)
 }
 
 /// `objectStorage` of a test installation (its blobs): the harness's Garage, prefix `blobs`.
