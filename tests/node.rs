@@ -316,6 +316,29 @@ async fn a_job_whose_pod_fails_ends_the_drill_failed_with_the_pods_reason() {
         "{message}"
     );
     assert!(!message.contains("not-the-password"), "no password in status: {message}");
+
+    // A restore whose target accepts connections and never answers is stopped
+    // by the real job controller at the drill's activeDeadlineSeconds.
+    let silent = tokio::net::TcpListener::bind((env("AF_TEST_NODE_IP"), 0)).await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let hung = format!("postgres://postgres:pw@{}:{port}/scratch", env("AF_TEST_NODE_IP"));
+    secret(&r.client, &r.ns, "hung", json!({"uri": hung})).await;
+    let body = json!({"metadata": {"name": "hung"},
+                      "spec": {"artifortressRef": {"name": "production"}, "backup": {"mode": "Latest"},
+                               "jobTemplate": {"activeDeadlineSeconds": 5},
+                               "target": {"connectionSecretRef": {"name": "hung", "key": "uri"}}}});
+    create(&r.client, &r.ns, "RecoveryDrill", body).await;
+    let status = wait_until(&r.api::<RecoveryDrill>(), "hung", 3 * MINUTE, finished).await.status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"), "{:?}", status.failures);
+    let job = r.api::<Job>().get("restore-hung").await.unwrap();
+    let failed = job.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"), "the job controller's own reason");
 }
 
 #[tokio::test]
