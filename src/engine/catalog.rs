@@ -177,16 +177,15 @@ pub async fn drills(store: &dyn BackupStore, backup: Option<&str>) -> Result<Vec
 
 /// One backup, by name.
 pub async fn backup(store: &dyn BackupStore, name: &str) -> Result<BackupEntry, EngineError> {
-    let all = backups(store).await?;
-    let known = all.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
-    all.into_iter().find(|b| b.name == name).ok_or_else(|| not_found_among(store, name, &known))
+    let mut all = backups(store).await?;
+    match all.iter().position(|b| b.name == name) {
+        Some(at) => Ok(all.swap_remove(at)),
+        None => Err(not_found(store, name, &all)),
+    }
 }
 
 fn not_found(store: &dyn BackupStore, name: &str, all: &[BackupEntry]) -> EngineError {
-    not_found_among(store, name, &all.iter().map(|b| b.name.clone()).collect::<Vec<_>>())
-}
-
-fn not_found_among(store: &dyn BackupStore, name: &str, known: &[String]) -> EngineError {
+    let known: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
     let listed =
         if known.is_empty() { "it holds no backups".to_string() } else { format!("it holds {}", known.join(", ")) };
     EngineError::Config(format!("no backup {name:?} in {}: {listed}", store.url()))
