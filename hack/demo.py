@@ -244,6 +244,17 @@ def main():
 
         checks.run(f"recovery drill with RPO {RPO} / RTO {RTO} objectives passes", drill)
 
+        def history():
+            # Every demo run adds its drill to the store in the output directory,
+            # so the chart grows run by run; it is written beside the report.
+            chart = REPORT.with_suffix(".history.svg")
+            run(BIN, "drills", "chart", "--store", f"file://{store}", "--out", chart, env=env)
+            context["history_chart"] = chart.name
+            drills = json.loads(run(BIN, "drills", "list", "--store", f"file://{store}", "--output", "json", env=env))
+            return f"RTO and RPO of the store's last {min(len(drills), 20)} drills charted in {chart.name}"
+
+        checks.run("chart the drill history", history)
+
         def blobs_consistent():
             b = (context.get("drill") or {}).get("blobs")
             if not b:
@@ -323,6 +334,12 @@ def render(checks, context):
         lines += ["", "| table | expected rows | restored rows | match |", "|---|---|---|---|"]
         for p in drill["parity"]:
             lines.append(f"| {p['table']} | {p['expected']} | {p['restored']} | {'yes' if p['match'] else '**no**'} |")
+    chart = context.get("history_chart")
+    if chart:
+        lines += ["", "## History", "",
+                  "RTO and RPO of the last drills in the demo's store (one per `make demo` run) against their "
+                  "objectives; failed drills ringed in red.", "",
+                  f"![RTO and RPO of the last drills]({chart})"]
     lines += ["", "The full drill report (timings of every step) is `drill-report.md` in the demo's output",
               "directory (`target/demo/` by default) after a run.", ""]
     return "\n".join(lines)

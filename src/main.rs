@@ -492,6 +492,15 @@ struct RestoreArgs {
     /// Directory to stage the archive in (pg_restore -j needs a file); default: system temp.
     #[arg(long)]
     staging_dir: Option<PathBuf>,
+    /// A setting for pg_restore's sessions on the target server, NAME=VALUE (repeat):
+    /// maintenance_work_mem, work_mem, max_parallel_maintenance_workers or
+    /// synchronous_commit=off; only ever raised above the server's own. Replaces the
+    /// defaults (maintenance_work_mem=256MB, synchronous_commit=off).
+    #[arg(long = "session-setting", value_parser = engine::tuning::SessionSetting::parse)]
+    session_settings: Vec<engine::tuning::SessionSetting>,
+    /// Restore with the server's own session settings only.
+    #[arg(long, conflicts_with = "session_settings")]
+    no_session_settings: bool,
     /// Refuse, before anything is touched, when the target server lacks a role
     /// the backup needs (default: create it as a NOLOGIN role).
     #[arg(long)]
@@ -515,6 +524,11 @@ impl RestoreArgs {
             verify: verify.mode(),
             staging_dir: self.staging_dir.clone(),
             require_roles: self.no_create_roles,
+            session_settings: match (self.no_session_settings, self.session_settings.is_empty()) {
+                (true, _) => Vec::new(),
+                (false, true) => engine::tuning::SessionSetting::defaults(),
+                (false, false) => self.session_settings.clone(),
+            },
         }
     }
 }
@@ -940,6 +954,20 @@ async fn run(command: Command) -> Result<(), Failure> {
                 "timings    download+verify {:.3} s, recreate+pg_restore {:.3} s, settings+analyze {:.3} s, parity {:.3} s",
                 restored.download_seconds, restored.restore_seconds, restored.analyze_seconds, outcome.parity_seconds
             );
+            let phases = &restored.phases;
+            print!(
+                "pg_restore schema {:.3} s, data {:.3} s, indexes and constraints after the data {:.3} s",
+                phases.schema_seconds, phases.data_seconds, phases.indexes_seconds
+            );
+            match &phases.largest_table {
+                Some(t) => println!(
+                    "; largest table {} ({} in the archive) {:.3} s",
+                    t.name,
+                    engine::progress::human_bytes(t.archive_bytes),
+                    t.seconds
+                ),
+                None => println!(),
+            }
             if !restored.roles_created.is_empty() {
                 println!("roles      created as NOLOGIN: {}", restored.roles_created.join(", "));
             }

@@ -1,6 +1,7 @@
 //! `make demo` (hack/demo.py) end to end, into a scratch directory: every check
 //! passes and the report carries them; a drill that misses its RTO fails the
-//! demo, and so does a blob deleted from the blob store.
+//! demo, and so does a blob deleted from the blob store. The report charts the
+//! drill history of the demo's store, which grows run by run.
 
 mod support;
 
@@ -43,13 +44,27 @@ fn the_demo_passes_every_check_and_fails_when_the_drill_misses_its_objective() {
     assert!(progress.contains("demo: all checks passed"), "{progress}");
     assert!(report.contains("## Blobs") && report.contains("| 4500 | 4500 | 0 | 0 | 100 | 0 | 0 |"), "{report}");
 
-    let (status, report, progress) = demo(&dir.path().join("fail"), "1ms", false);
+    let chart_of = |report: &str| {
+        let link = report.lines().find_map(|l| l.strip_prefix("![RTO and RPO of the last drills](")).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("pass").join(link.trim_end_matches(')'))).unwrap();
+        assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        svg
+    };
+    assert!(report.contains("## History"), "{report}");
+    let first = chart_of(&report);
+
+    // Into the same output directory: its store keeps the first run's drill, so
+    // the GA report's history now charts two drills, the second one failed.
+    let (status, report, progress) = demo(&dir.path().join("pass"), "1ms", false);
     assert_eq!(status.code(), Some(1), "{progress}");
     assert!(
         report.contains("Overall: **FAIL**") && report.contains("| RTO |") && report.contains("**no**"),
         "{report}"
     );
     assert!(report.contains("RTO objective missed"), "{report}");
+    assert!(report.contains("charted in report.history.svg") && report.contains("last 2 drills"), "{report}");
+    let ring = "stroke=\"#FF0000\"";
+    assert!(!first.contains(ring) && chart_of(&report).contains(ring), "the failed drill is ringed in red");
 
     let (status, report, progress) = demo(&dir.path().join("blob"), "30m", true);
     assert_eq!(status.code(), Some(1), "{progress}");

@@ -676,6 +676,22 @@ async fn long_steps_report_bytes_rate_and_eta_while_they_run() {
     let lines = meter_lines(&log, "downloading");
     assert!(!lines.is_empty(), "progress while downloading:\n{log}");
     assert!(lines.iter().all(|l| l.contains(" of ") && !l.contains(" of ~")), "an exact total: {lines:?}");
+    // pg_restore's table data in archive bytes, then its indexes and constraints
+    // counted, then parity in rows: each with its exact total, rate and ETA.
+    for (step, unit) in
+        [("restoring table data", "MiB"), ("building indexes and constraints", "/s"), ("verifying", "rows")]
+    {
+        let lines = meter_lines(&log, step);
+        assert!(!lines.is_empty(), "progress while {step}:\n{log}");
+        assert!(lines.iter().all(|l| l.contains(" of ") && l.contains(unit) && l.contains("/s")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("ETA")), "{lines:?}");
+    }
+    // The restore's sessions ask for more index-build memory than the server's
+    // default 64MB; synchronous_commit is off on the test servers already, so
+    // it is not asked for.
+    assert!(log.contains("with maintenance_work_mem=256MB\n"), "{log}");
+    // The archive is indexed in milliseconds here; where its lines appear they have an exact total.
+    assert!(meter_lines(&log, "indexing the archive").iter().all(|l| l.contains(" of ")), "{log}");
     // The default interval keeps a short step's log to its step lines.
     let quiet = operator(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "third"]);
     assert_exit(&quiet, 0);

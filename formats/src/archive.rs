@@ -31,8 +31,9 @@ const BLOCK_BLOBS: u8 = 3;
 /// What a scan found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {
-    /// The offsets to write into the TOC, one per data block found.
-    Offsets(Vec<OffsetPatch>),
+    /// The offsets to write into the TOC, one per data block found, and what
+    /// the archive holds (for progress reports while pg_restore runs).
+    Offsets { patches: Vec<OffsetPatch>, entries: Vec<Entry> },
     /// Nothing to do: the archive has offsets already, or its version or format
     /// is not one scanned here.
     Skipped(String),
@@ -43,6 +44,38 @@ pub enum Scan {
 pub struct OffsetPatch {
     pub at: u64,
     pub bytes: Vec<u8>,
+}
+
+/// One TOC entry: its dump id (pg_restore's verbose output names items by
+/// it), its section and the size of its data block, if it has one.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Entry {
+    pub dump_id: i64,
+    pub section: Section,
+    pub data_bytes: u64,
+}
+
+/// pg_dump's `teSection`: when pg_restore restores an entry.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Section {
+    /// ACLs, comments and the like, restored beside what they belong to.
+    None,
+    PreData,
+    Data,
+    PostData,
+    Unknown,
+}
+
+impl Section {
+    fn from_code(code: i64) -> Self {
+        match code {
+            1 => Section::None,
+            2 => Section::PreData,
+            3 => Section::Data,
+            4 => Section::PostData,
+            _ => Section::Unknown,
+        }
+    }
 }
 
 struct Reader<R> {
@@ -139,13 +172,14 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
     // TOC: remember where each entry's offset field is.
     let entries = r.int()?;
     let mut offset_fields = Vec::new(); // (dump id, position of the flag byte)
+    let mut toc = Vec::new();
     for _ in 0..entries.max(0) {
         let dump_id = r.int()?;
         r.int()?; // had a data dumper
         for _ in 0..4 {
             r.skip_string()?; // table oid, oid, tag, desc
         }
-        r.int()?; // section
+        let section = Section::from_code(r.int()?);
         for _ in 0..5 {
             r.skip_string()?; // defn, drop statement, copy statement, namespace, tablespace
         }
@@ -161,6 +195,7 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
         let flag_at = r.pos;
         let flag = r.byte()?;
         r.skip(off_size as u64)?;
+        toc.push(Entry { dump_id, section, data_bytes: 0 });
         match flag {
             OFFSET_SET => return Ok(Scan::Skipped("the archive already has data offsets".into())),
             OFFSET_NOT_SET => offset_fields.push((dump_id, flag_at)),
@@ -170,7 +205,7 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
 
     // Data: blocks of chunks, each chunk an int length and its bytes, a zero
     // length ending the block.
-    let mut starts = std::collections::HashMap::new();
+    let mut starts = std::collections::HashMap::new(); // dump id → (start, length)
     while r.pos < r.len {
         let block_at = r.pos;
         let kind = r.byte()?;
@@ -184,19 +219,24 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
             }
             other => return Err(invalid(format!("unknown block type {other} at byte {block_at}"))),
         }
-        starts.insert(dump_id, block_at);
+        starts.insert(dump_id, (block_at, r.pos - block_at));
+    }
+    for entry in &mut toc {
+        if let Some((_, length)) = starts.get(&entry.dump_id) {
+            entry.data_bytes = *length;
+        }
     }
 
     let patches = offset_fields
         .into_iter()
         .filter_map(|(dump_id, at)| {
-            let block_at = *starts.get(&dump_id)?;
+            let (block_at, _) = *starts.get(&dump_id)?;
             let mut bytes = vec![OFFSET_SET];
             bytes.extend((0..off_size).map(|i| (block_at >> (8 * i)) as u8));
             Some(OffsetPatch { at, bytes })
         })
         .collect();
-    Ok(Scan::Offsets(patches))
+    Ok(Scan::Offsets { patches, entries: toc })
 }
 
 fn skip_chunks<R: Read + Seek>(r: &mut Reader<R>) -> io::Result<()> {

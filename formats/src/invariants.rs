@@ -11,12 +11,15 @@ use crate::record::RestoreRecord;
 use crate::tokens;
 use crate::verdict::Verdict;
 
-/// The scanner ends in a result or an error, and only writes inside the archive.
+/// The scanner ends in a result or an error, only writes inside the archive,
+/// and sizes no more data than the archive holds.
 pub fn archive(data: &[u8]) {
-    if let Ok(Scan::Offsets(patches)) = scan(Cursor::new(data)) {
+    if let Ok(Scan::Offsets { patches, entries }) = scan(Cursor::new(data)) {
         for p in patches {
             assert!(p.at as usize + p.bytes.len() <= data.len(), "patch at {} outside the archive", p.at);
         }
+        let sized: u64 = entries.iter().map(|e| e.data_bytes).sum();
+        assert!(sized <= data.len() as u64, "{sized} bytes of data blocks in a {}-byte archive", data.len());
     }
 }
 

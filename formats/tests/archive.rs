@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use artifortress_formats::archive::{Scan, scan};
+use artifortress_formats::archive::{Scan, Section, scan};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -26,7 +26,7 @@ fn without_creation_time(mut archive: Vec<u8>) -> Vec<u8> {
 fn a_pipe_written_archive_gets_the_offsets_pg_dump_writes_into_a_file() {
     for major in MAJORS {
         let mut pipe = data(&format!("pg{major}-pipe.dump"));
-        let Scan::Offsets(patches) = scan(Cursor::new(&pipe)).unwrap() else { panic!("{major}: not scanned") };
+        let Scan::Offsets { patches, .. } = scan(Cursor::new(&pipe)).unwrap() else { panic!("{major}: not scanned") };
         // tenants, "Mixed Case", empty_one, and the large objects' block.
         assert_eq!(patches.len(), 4, "pg_dump {major}");
         for p in patches {
@@ -34,6 +34,25 @@ fn a_pipe_written_archive_gets_the_offsets_pg_dump_writes_into_a_file() {
         }
         let file = data(&format!("pg{major}-file.dump"));
         assert_eq!(without_creation_time(pipe), without_creation_time(file), "pg_dump {major}");
+    }
+}
+
+#[test]
+fn every_data_block_is_sized_and_belongs_to_a_data_section_entry() {
+    for major in MAJORS {
+        let pipe = data(&format!("pg{major}-pipe.dump"));
+        let Scan::Offsets { patches, entries } = scan(Cursor::new(&pipe)).unwrap() else { panic!("{major}") };
+        let with_data: Vec<_> = entries.iter().filter(|e| e.data_bytes > 0).collect();
+        assert_eq!(with_data.len(), 4, "pg_dump {major}: {entries:?}");
+        assert!(with_data.iter().all(|e| e.section == Section::Data), "pg_dump {major}: {entries:?}");
+        assert!(entries.iter().any(|e| e.section == Section::PreData), "pg_dump {major}");
+        // The blocks are the archive's tail, from the first one to the end, without gaps.
+        let offset = |p: &artifortress_formats::archive::OffsetPatch| {
+            p.bytes[1..].iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b))
+        };
+        let first = patches.iter().map(offset).min().unwrap();
+        let sizes: u64 = with_data.iter().map(|e| e.data_bytes).sum();
+        assert_eq!(sizes, pipe.len() as u64 - first, "pg_dump {major}");
     }
 }
 
@@ -59,7 +78,7 @@ fn every_truncation_is_an_error_or_a_partial_index_never_a_panic() {
     for major in MAJORS {
         let pipe = data(&format!("pg{major}-pipe.dump"));
         for cut in 0..pipe.len() {
-            if let Ok(Scan::Offsets(patches)) = scan(Cursor::new(&pipe[..cut])) {
+            if let Ok(Scan::Offsets { patches, .. }) = scan(Cursor::new(&pipe[..cut])) {
                 assert!(patches.iter().all(|p| (p.at as usize) < cut), "pg_dump {major}, cut at {cut}");
             }
         }
@@ -75,7 +94,7 @@ fn a_flipped_byte_is_an_error_or_offsets_inside_the_archive() {
         for at in (0..pipe.len()).step_by(7) {
             let mut flipped = pipe.clone();
             flipped[at] ^= 0x5a;
-            if let Ok(Scan::Offsets(patches)) = scan(Cursor::new(&flipped)) {
+            if let Ok(Scan::Offsets { patches, .. }) = scan(Cursor::new(&flipped)) {
                 assert!(patches.iter().all(|p| p.at as usize + p.bytes.len() <= flipped.len()), "{major} at {at}");
             }
         }

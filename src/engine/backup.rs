@@ -170,7 +170,7 @@ pub async fn run(
             body,
             request.expected_size.unwrap_or_else(|| u64::try_from(database_bytes).unwrap_or(0))
         ),
-        inspect::measure_tables(&mut counters, &tables, request.verify, PARITY_METHOD)
+        inspect::measure_tables(&mut counters, &tables, request.verify, PARITY_METHOD, None)
     );
     // Only now may the snapshot go: pg_dump has finished with it.
     drop(counters);

@@ -8,6 +8,7 @@ use super::EngineError;
 use super::manifest::{
     DatabaseProperties, ExtensionInfo, ParityMethod, RoleInfo, SourceIdentity, TableSnapshot, VerifyMode,
 };
+use super::progress::Meter;
 
 /// Identity of the server and database a connection points at.
 pub struct Identity {
@@ -189,6 +190,7 @@ pub async fn measure_tables(
     tables: &[Table],
     mode: VerifyMode,
     method: ParityMethod,
+    rows_measured: Option<&Meter>,
 ) -> Result<Vec<TableSnapshot>, sqlx::Error> {
     let queue = std::sync::Mutex::new(tables.iter().enumerate().collect::<Vec<_>>());
     let results = std::sync::Mutex::new(Vec::with_capacity(tables.len()));
@@ -198,6 +200,7 @@ pub async fn measure_tables(
             loop {
                 let Some((index, table)) = queue.lock().unwrap().pop() else { return Ok::<_, sqlx::Error>(()) };
                 let measured = measure(conn, table, mode, method).await?;
+                rows_measured.iter().for_each(|m| m.add(measured.rows.max(0) as u64));
                 results.lock().unwrap().push((index, measured));
             }
         }

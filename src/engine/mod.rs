@@ -17,6 +17,7 @@ pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod scratch;
+pub mod tuning;
 
 /// The stored drill formats, owned (like the manifest) by the engine.
 pub use artifortress_formats::{record, verdict};

@@ -23,11 +23,14 @@ use tokio::io::AsyncWriteExt;
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
+use artifortress_formats::archive::{Entry, Section};
+
 use super::archive_index::{self, Indexed};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
-use super::pgtools::{PgTools, Toolset, parse_major, read_tail};
-use super::progress::{Progress, Total, human_bytes};
+use super::pgtools::{PgTools, Toolset, parse_major};
+use super::progress::{Meter, Progress, Total, Unit, human_bytes};
 use super::scratch::{self, Needs};
+use super::tuning::{self, SessionSetting};
 use super::verdict::TableParity;
 use super::{EngineError, inspect, parity};
 
@@ -45,6 +48,8 @@ pub struct RestoreRequest {
     /// Refuse up front when the target lacks a role the backup needs, instead
     /// of creating it.
     pub require_roles: bool,
+    /// For pg_restore's sessions (see [`tuning`]).
+    pub session_settings: Vec<SessionSetting>,
 }
 
 /// A restored, analyzed database, not yet compared with the manifest.
@@ -66,6 +71,28 @@ pub struct Restored {
     pub versions: Versions,
     /// pg_restore's parallelism, reused for counting.
     pub jobs: u32,
+    /// Where pg_restore's time went.
+    pub phases: Phases,
+}
+
+/// pg_restore's run in parts, read off its verbose output: the schema before
+/// any data (restored by one session), table data until the last table's data
+/// is in (indexes of finished tables already build meanwhile), then what is
+/// left of indexes, constraints and triggers. The largest table bounds the
+/// data phase: one session copies it whatever `-j` is.
+#[derive(Debug, Clone, Default)]
+pub struct Phases {
+    pub schema_seconds: f64,
+    pub data_seconds: f64,
+    pub indexes_seconds: f64,
+    pub largest_table: Option<LargestTable>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LargestTable {
+    pub name: String,
+    pub archive_bytes: u64,
+    pub seconds: f64,
 }
 
 /// What a restore measured. Parity failures are reported, not raised: a drill
@@ -158,6 +185,8 @@ pub struct Staged {
     versions: Versions,
     started_at: DateTime<Utc>,
     download_seconds: f64,
+    /// The archive's entries, when indexing read them.
+    entries: Option<Vec<Entry>>,
     // Dropping it removes the staged archive.
     staging: tempfile::TempDir,
 }
@@ -230,15 +259,23 @@ pub async fn stage(
     download_verified(store, &manifest, &archive, progress).await?;
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
     let indexing = archive.clone();
-    match tokio::task::spawn_blocking(move || archive_index::index(&indexing)).await {
-        Ok(Ok(Indexed::Blocks(n))) => progress.step(format!("archive indexed: data offsets for {n} tables")),
+    let archive_size = std::fs::metadata(&archive).map_err(EngineError::io("reading the staged archive"))?.len();
+    let meter = progress.meter("indexing the archive", Some(Total::Exact(archive_size)));
+    let position = meter.counter();
+    let mut entries = None;
+    match tokio::task::spawn_blocking(move || archive_index::index(&indexing, position)).await {
+        Ok(Ok(Indexed::Blocks(n, toc))) => {
+            progress.step(format!("archive indexed: data offsets for {n} tables"));
+            entries = Some(toc);
+        }
         Ok(Ok(Indexed::Skipped(why))) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
         // The checksum already proved the bytes; pg_restore judges the archive itself.
         Ok(Err(e)) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
         Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
     }
+    drop(meter);
     let download_seconds = t.elapsed().as_secs_f64();
-    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, staging })
+    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, entries, staging })
 }
 
 /// Creates the missing roles, recreates the scratch database, restores the
@@ -258,13 +295,24 @@ pub async fn load(
     let properties = staged.manifest.database.as_ref();
     let backup = &staged.manifest.backup_name;
     scratch::recreate(&mut admin, &admin_url, target, properties, backup, staged.versions.target).await?;
+    let settings = tuning::raising(&mut admin, &request.session_settings).await.map_err(|source| {
+        EngineError::Db(DbError::Query {
+            context: "reading session settings".into(),
+            url: admin_url.to_string(),
+            source,
+        })
+    })?;
     drop(admin);
     let jobs = default_jobs(request.jobs);
-    progress.step(format!("pg_restore -j {jobs} into {target}"));
+    let with = settings.iter().map(|s| format!("{}={}", s.name, s.value)).collect::<Vec<_>>();
+    let with = if with.is_empty() { String::new() } else { format!(" with {}", with.join(", ")) };
+    progress.step(format!("pg_restore -j {jobs} into {target}{with}"));
     // Backups from before roles travelled with them restore as they always did:
     // without owners and grants, which would name roles nobody recorded.
     let with_owners = staged.manifest.database.is_some();
-    pg_restore(&staged.tools, target, &staged.archive(), jobs, with_owners).await?;
+    let restoring = Restoring { entries: staged.entries.as_deref(), progress };
+    let run = PgRestore { archive: &staged.archive(), jobs, with_owners, settings: &settings };
+    let phases = pg_restore(&staged.tools, target, run, restoring).await?;
     let restore_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -288,6 +336,7 @@ pub async fn load(
         warnings,
         versions,
         jobs,
+        phases,
     })
 }
 
@@ -308,7 +357,10 @@ pub async fn verify(
 ) -> Result<Verified, EngineError> {
     let t = Instant::now();
     progress.step(format!("verifying {} tables ({mode:?})", expected.len()));
-    let restored = measure_restored(target, expected, mode, method, jobs as usize).await?;
+    let rows = expected.iter().map(|t| t.rows.max(0) as u64).sum();
+    let meter = progress.meter_in("verifying", Unit::Rows, Some(Total::Exact(rows)));
+    let restored = measure_restored(target, expected, mode, method, jobs as usize, &meter).await?;
+    drop(meter);
     let (parity, failures) = parity::compare(expected, &restored);
     Ok(Verified { parity, failures, seconds: t.elapsed().as_secs_f64() })
 }
@@ -391,32 +443,130 @@ async fn download_verified(
 
 /// pg_restore stopping at the first error; with ownership and grants when the
 /// backup recorded the roles (they exist by now).
+struct PgRestore<'a> {
+    archive: &'a Path,
+    jobs: u32,
+    with_owners: bool,
+    settings: &'a [SessionSetting],
+}
+
 async fn pg_restore(
     tools: &PgTools,
     target: &DatabaseUrl,
-    archive: &Path,
-    jobs: u32,
-    with_owners: bool,
-) -> Result<(), EngineError> {
+    PgRestore { archive, jobs, with_owners, settings }: PgRestore<'_>,
+    restoring: Restoring<'_>,
+) -> Result<Phases, EngineError> {
     let mut command = tools.command(&tools.pg_restore(), target);
+    if !settings.is_empty() {
+        command.env("PGOPTIONS", tuning::pgoptions(settings));
+    }
     if !with_owners {
         command.args(["--no-owner", "--no-acl"]);
     }
     let mut child = command
         .arg("--exit-on-error")
+        .arg("--verbose") // which items finish, for the progress report
         .arg(format!("--jobs={jobs}"))
         .arg(format!("--dbname={}", target.database()))
         .arg(archive)
         .stdout(Stdio::null())
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.pg_restore().display())))?;
-    let stderr = read_tail(child.stderr.take().expect("piped"), 8 * 1024).await;
+    let (stderr, phases) = restoring.follow(child.stderr.take().expect("piped")).await;
     let status = child.wait().await.map_err(EngineError::io("waiting for pg_restore"))?;
     if !status.success() {
         let detail = format!("{status}: {}", super::pgtools::failure_summary("pg_restore", &stderr));
         return Err(EngineError::Tool { tool: "pg_restore", detail });
     }
-    Ok(())
+    Ok(phases)
+}
+
+/// Follows a parallel pg_restore through its verbose output: reports table
+/// data in archive bytes (the index knows each table's), then indexes,
+/// constraints and triggers by count, and times its [`Phases`]. Keeps what is
+/// not a progress line, for the error.
+struct Restoring<'a> {
+    entries: Option<&'a [Entry]>,
+    progress: &'a Progress,
+}
+
+impl Restoring<'_> {
+    async fn follow(&self, stderr: impl tokio::io::AsyncRead + Unpin) -> (String, Phases) {
+        use tokio::io::AsyncBufReadExt;
+        let entries = self.entries.unwrap_or_default();
+        let data_bytes: u64 = entries.iter().filter(|e| e.section == Section::Data).map(|e| e.data_bytes).sum();
+        let post_data = entries.iter().filter(|e| e.section == Section::PostData).count() as u64;
+        let by_id: std::collections::HashMap<i64, (Section, u64)> =
+            entries.iter().map(|e| (e.dump_id, (e.section, e.data_bytes))).collect();
+        let (mut data, mut indexes) = (None, None);
+        let started = Instant::now();
+        let (mut first_launch, mut last_data) = (None, None);
+        let largest = entries.iter().filter(|e| e.section == Section::Data).max_by_key(|e| e.data_bytes);
+        let (mut largest_started, mut largest_table) = (None, None);
+        let mut kept = String::new();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let item = |verb: &str| {
+                let rest = line.strip_prefix("pg_restore: ")?.strip_prefix(verb)?;
+                rest.split(' ').next()?.parse::<i64>().ok()
+            };
+            if let Some(id) = item("launching item ") {
+                first_launch.get_or_insert_with(Instant::now);
+                if largest.is_some_and(|e| e.dump_id == id) {
+                    largest_started = Some(Instant::now());
+                }
+                let section = by_id.get(&id).map_or(Section::Unknown, |(s, _)| *s);
+                if section == Section::Data && data.is_none() && data_bytes > 0 {
+                    data = Some(self.progress.meter("restoring table data", Some(Total::Exact(data_bytes))));
+                } else if section == Section::PostData && indexes.is_none() {
+                    let total = Some(Total::Exact(post_data));
+                    indexes = Some(self.progress.meter_in("building indexes and constraints", Unit::Items, total));
+                }
+            } else if let Some(id) = item("finished item ") {
+                if let (Some(e), Some(at)) = (largest.filter(|e| e.dump_id == id), largest_started) {
+                    // `finished item 3350 TABLE DATA big`: the table's name, without its schema.
+                    let name = line.split_once(" TABLE DATA ").map_or("", |(_, tag)| tag).to_string();
+                    let seconds = at.elapsed().as_secs_f64();
+                    largest_table = Some(LargestTable { name, archive_bytes: e.data_bytes, seconds });
+                }
+                match by_id.get(&id) {
+                    Some((Section::Data, bytes)) => {
+                        last_data = Some(Instant::now());
+                        data.iter().for_each(|m| m.add(*bytes));
+                    }
+                    Some((Section::PostData, _)) => indexes.iter().for_each(|m| m.add(1)),
+                    _ => {}
+                }
+            } else if !is_verbose_chatter(&line) {
+                kept.push_str(&line);
+                kept.push('\n');
+                if kept.len() > 64 * 1024 {
+                    // Whole lines only: the oldest half goes.
+                    let cut = kept[kept.len() - 32 * 1024..].find('\n').map_or(0, |n| kept.len() - 32 * 1024 + n + 1);
+                    kept.drain(..cut);
+                }
+            }
+        }
+        let ended = Instant::now();
+        let first_launch = first_launch.unwrap_or(ended);
+        let last_data = last_data.unwrap_or(first_launch).max(first_launch);
+        let phases = Phases {
+            schema_seconds: (first_launch - started).as_secs_f64(),
+            data_seconds: (last_data - first_launch).as_secs_f64(),
+            indexes_seconds: (ended - last_data).as_secs_f64(),
+            largest_table,
+        };
+        (kept, phases)
+    }
+}
+
+/// pg_restore --verbose's lines about objects it creates and items it runs,
+/// one per object: never part of an error.
+fn is_verbose_chatter(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("pg_restore: ") else { return false };
+    ["creating ", "processing ", "executing ", "setting owner", "launching item ", "finished item "]
+        .iter()
+        .any(|p| rest.starts_with(p))
 }
 
 /// Measures the expected tables in the restored database; tables that do not
@@ -427,6 +577,7 @@ async fn measure_restored(
     mode: VerifyMode,
     method: ParityMethod,
     parallel: usize,
+    meter: &Meter,
 ) -> Result<Vec<TableSnapshot>, EngineError> {
     let mut conns = inspect::connections(target, parallel.clamp(1, 8)).await?;
     let db_err = |context: &'static str| {
@@ -439,5 +590,7 @@ async fn measure_restored(
     let present = inspect::user_tables(&mut conns[0], method).await.map_err(db_err("listing restored tables"))?;
     let tables: Vec<inspect::Table> =
         present.into_iter().filter(|t| expected.iter().any(|e| e.table == t.qualified)).collect();
-    inspect::measure_tables(&mut conns, &tables, mode, method).await.map_err(db_err("counting restored tables"))
+    inspect::measure_tables(&mut conns, &tables, mode, method, Some(meter))
+        .await
+        .map_err(db_err("counting restored tables"))
 }
