@@ -56,11 +56,14 @@ alerts: build
 # restore of a ~10 GB seed through Garage (about 10 minutes on 2 cores), then the
 # operator benchmark (drill control overhead, idle memory with 100 installations)
 # against the test environment's services. Both print their numbers and targets.
+# bench/restore_bench.py: a restore's phases, each session setting on and off,
+# and pg_restore -j 1..4, on a durable target server (JSON in target/bench/).
 # First, two minutes of fuzzing per parser (make test runs ten seconds each).
 bench:
 	hack/fuzz.sh 120
 	$(CARGO) build --release
 	bench/engine_bench.py
+	bench/restore_bench.py
 	bench/xlarge_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
 
