@@ -58,12 +58,14 @@ alerts: build
 # against the test environment's services. Both print their numbers and targets.
 # bench/restore_bench.py: a restore's phases, each session setting on and off,
 # and pg_restore -j 1..4, on a durable target server (JSON in target/bench/).
+# bench/http_bench.py: the ops summary and readiness under wrk, every read audited.
 # First, two minutes of fuzzing per parser (make test runs ten seconds each).
 bench:
 	hack/fuzz.sh 120
 	$(CARGO) build --release
 	bench/engine_bench.py
 	bench/restore_bench.py
+	bench/http_bench.py
 	bench/xlarge_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
 

@@ -372,6 +372,11 @@ struct ServeArgs {
     /// Bound on every HTTP request.
     #[arg(long, default_value = "15s")]
     request_timeout: String,
+    /// How long one read of the ops signals answers the ops-summary requests that
+    /// follow (concurrent requests share it; every request is still audited); 0s
+    /// reads for every request.
+    #[arg(long, default_value = "1s")]
+    summary_max_age: String,
 }
 
 #[derive(Subcommand)]
@@ -577,6 +582,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         ready_cache: duration_flag("ready-cache", &args.ready_cache)?,
         audit_flush: duration_flag("audit-flush", &args.audit_flush)?,
         request_timeout: duration_flag("request-timeout", &args.request_timeout)?,
+        summary_max_age: duration_flag("summary-max-age", &args.summary_max_age)?,
     };
     let refresh = duration_flag("refresh-interval", &args.refresh_interval)?;
     let slo = match &args.slo_thresholds {

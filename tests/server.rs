@@ -269,6 +269,45 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
 }
 
 #[tokio::test]
+async fn concurrent_readers_share_a_read_and_each_is_answered_after_its_own_audit_row_commits() {
+    let db = TestDatabase::migrated("concurrent").await;
+    let pool = db.pool().await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+    let requests = (0..64).map(|_| server.get("/v1/admin/ops/summary", Some("admin-secret-token")));
+    let answers = futures::future::join_all(requests).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    // Every answer was given after its row committed: all 64 are there at once.
+    let allowed = "SELECT count(*), count(DISTINCT occurred_at) FROM audit_log \
+                   WHERE action = 'ops.summary.read' AND outcome = 'allowed'";
+    let (rows, commits): (i64, i64) = sqlx::query_as(allowed).fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 64);
+    // A row's occurred_at is its transaction's start: rows sharing one were
+    // committed together, so fewer commits than requests.
+    assert!(commits < 64, "{commits} commits for 64 rows: no group commit");
+    // The read itself was shared: one generatedAt for requests within a second.
+    let generated: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["generatedAt"].to_string())
+        .collect();
+    assert!(generated.len() <= 2, "{generated:?}");
+
+    // The audit log refuses writes: every waiting request is refused, none answered.
+    sqlx::query(
+        "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let requests = (0..16).map(|_| server.get("/v1/admin/ops/summary", Some("admin-secret-token")));
+    let answers = futures::future::join_all(requests).await;
+    assert!(answers.iter().all(|(status, body)| *status == 503 && body.contains("unaudited")), "{answers:?}");
+}
+
+#[tokio::test]
 async fn summary_numbers_equal_hand_computed_values() {
     let db = TestDatabase::migrated("numbers").await;
     let pool = db.pool().await;
@@ -290,7 +329,7 @@ async fn summary_numbers_equal_hand_computed_values() {
     .execute(&pool)
     .await
     .unwrap();
-    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &["--summary-max-age", "500ms"]).await;
     let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
     assert_eq!(status, 200, "{body}");
     let s: Value = serde_json::from_str(&body).unwrap();
@@ -309,11 +348,18 @@ async fn summary_numbers_equal_hand_computed_values() {
     let gc = s["slo"]["signals"].as_array().unwrap().iter().find(|x| x["signal"] == "incompleteGcRuns").unwrap();
     assert_eq!((gc["value"].as_f64(), gc["warning"].as_i64(), gc["critical"].as_i64()), (Some(1.0), Some(1), Some(3)));
 
-    // With nothing pending, the oldest pending age is null.
+    // Within --summary-max-age the next request is answered from the same
+    // read (its generatedAt says so); after it, from a new one: with nothing
+    // pending, the oldest pending age is null.
     sqlx::query("UPDATE outbox_events SET status = 'published'").execute(&pool).await.unwrap();
+    let (_, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    let again: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((&again["generatedAt"], &again["outboxPending"]), (&s["generatedAt"], &s["outboxPending"]));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let (_, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
     let s: Value = serde_json::from_str(&body).unwrap();
     assert!(s["outboxOldestPendingAgeSeconds"].is_null(), "{s}");
+    assert_eq!(audit_rows(&pool, 3).await, vec![row("ops-admin", "allowed", 200, 1); 3], "every request audited");
     let (_, metrics) = server.get("/metrics", None).await;
     assert!(metrics.contains(r#"artifortress_ops_policy_timeouts_24h{installation="default"} 2"#), "{metrics}");
 }

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub audit_flush: Duration,
     /// Bound on every request; a slower one is answered 503.
     pub request_timeout: Duration,
+    /// How long one read of an installation's ops signals answers the
+    /// requests that follow (each still audited); zero reads for every request.
+    pub summary_max_age: Duration,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +42,7 @@ impl Default for ServerConfig {
             ready_cache: Duration::from_secs(2),
             audit_flush: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            summary_max_age: Duration::from_secs(1),
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct AppState {
     /// The Kubernetes API, checked by readiness when running in the cluster.
     pub kube: Option<kube::Client>,
     audit: audit::AuditLog,
+    summaries: ops::SignalsCache,
     ready_cache: tokio::sync::Mutex<Option<(Instant, health::ReadinessReport)>>,
 }
 
@@ -69,6 +74,7 @@ impl AppState {
             config,
             kube,
             audit: audit::AuditLog::default(),
+            summaries: ops::SignalsCache::default(),
             ready_cache: tokio::sync::Mutex::new(None),
         }
     }

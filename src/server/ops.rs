@@ -1,6 +1,8 @@
 //! `GET /v1/admin/ops/summary`: admin only, and every request audited.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -13,6 +15,7 @@ use super::AppState;
 use super::audit::Entry;
 use super::auth::AuthError;
 use crate::api::artifortress::SloStatus;
+use crate::db::DbError;
 use crate::db::ops_summary::{self, OpsSignals};
 use crate::installations::Installation;
 
@@ -29,6 +32,37 @@ struct SummaryResponse {
     #[serde(flatten)]
     signals: OpsSignals,
     slo: SloStatus,
+}
+
+/// One read of an installation's signals answers the requests of the next
+/// `max_age`: concurrent requests wait for the read in flight instead of each
+/// running their own seven counts. The signals say when they were read
+/// (`generatedAt`); a failed read is not kept.
+#[derive(Default)]
+pub struct SignalsCache {
+    slots: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// The last read of one installation and when it started; locked while a read runs.
+type Slot = tokio::sync::Mutex<Option<(Instant, OpsSignals)>>;
+
+impl SignalsCache {
+    pub async fn read(&self, installation: &Installation, max_age: Duration) -> Result<OpsSignals, DbError> {
+        if max_age.is_zero() {
+            return ops_summary::read(&installation.pool, &installation.database_url).await;
+        }
+        let slot = self.slots.lock().expect("not poisoned").entry(installation.qualified_name()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some((read_at, signals)) = &*slot
+            && read_at.elapsed() < max_age
+        {
+            return Ok(signals.clone());
+        }
+        let read_at = Instant::now();
+        let signals = ops_summary::read(&installation.pool, &installation.database_url).await?;
+        *slot = Some((read_at, signals.clone()));
+        Ok(signals)
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -80,7 +114,7 @@ pub async fn summary(
         }
         Err(e) => return authorisation_unavailable(&state, Some(&installation.qualified_name()), who.actor(), &e),
     }
-    let read = ops_summary::read(&installation.pool, &installation.database_url).await;
+    let read = state.summaries.read(&installation, state.config.summary_max_age).await;
     // No unaudited reads: the row, with what the read gave, is written before
     // any answer; if it cannot be, nothing is served.
     let entry = match &read {

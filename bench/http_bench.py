@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""`make bench` (third part): the embedded HTTP server under load, with wrk over
+loopback, on the large seed in a durable PostgreSQL (fsync and
+synchronous_commit on: an audit row is durable when its request is answered).
+
+Targets (issues 4 and 20):
+  ops summary, 1 client      p99 <= 5 ms
+  ops summary, 32 clients    >= 3000 req/s
+  /health/ready, 32 clients  p99 <= 3 ms (cached)
+  indexes                    >= 50x faster than the same reads without the
+                             project's indexes (both reading for every request:
+                             --summary-max-age 0s)
+Every ops-summary request is audited: the audit rows written during a run
+must equal the requests wrk saw answered (up to the connections still in flight
+when it stopped).
+
+Environment: BENCH_SCALE (default large), BENCH_HTTP_SECONDS (default 10),
+BIN (default target/release/...).
+"""
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import engine_bench as eb
+
+SECONDS = os.environ.get("BENCH_HTTP_SECONDS", "10")
+DURABLE = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+SUMMARY = "/v1/admin/ops/summary"
+INDEXES = ["outbox_events_pending_created_at", "outbox_events_pending_available_at", "search_index_jobs_pending",
+           "search_index_jobs_failed", "gc_runs_incomplete", "audit_log_action_occurred_at"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk(url, connections, token=None):
+    """requests/s, p50 and p99 in ms, and requests answered."""
+    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{SECONDS}s", "--latency", url]
+    if token:
+        cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out:
+        sys.exit(f"wrk saw errors:\n{out}")
+
+    def ms(label):
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    answered = int(re.search(r"(\d+) requests in", out).group(1))
+    return dict(rate=rate, p50=ms("50"), p99=ms("99"), answered=answered)
+
+
+def audited(db):
+    return int(eb.run(["psql", "-At", db, "-c", "SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read'"],
+                      capture_output=True, text=True).stdout)
+
+
+def serve(db, tokens, *extra):
+    port = free_port()
+    proc = subprocess.Popen([eb.BIN, "serve", "--database", db, "--object-store", f"file://{os.path.dirname(tokens)}/objects", "--listen", f"127.0.0.1:{port}", "--tokens-file",
+                             tokens, *extra], env=dict(eb.ENV, RUST_LOG="warn"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1)
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("serve did not start")
+
+
+def load(db, base, token, connections):
+    before = audited(db)
+    result = wrk(base + SUMMARY, connections, token)
+    time.sleep(0.5)  # the rows of the requests in flight when wrk stopped
+    rows = audited(db) - before
+    if not result["answered"] <= rows <= result["answered"] + connections:
+        sys.exit(f"{result['answered']} requests answered, {rows} audit rows: not every request audited")
+    result["audit_rows"] = rows
+    return result
+
+
+def main():
+    if shutil.which("wrk") is None:
+        eb.log("installing wrk (Debian)")
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    if not os.access(eb.BIN, os.X_OK):
+        sys.exit(f"{eb.BIN} missing: run `cargo build --release` (make bench does)")
+    state = tempfile.mkdtemp(prefix="artifortress-bench.")
+    token = secrets.token_hex(24)
+    tokens = os.path.join(state, "tokens")
+    with open(tokens, "w") as f:
+        f.write(f"sha256:{hashlib.sha256(token.encode()).hexdigest()} admin bench\n")
+    os.makedirs(os.path.join(state, "objects"))
+    results = {}
+    servers = []
+    try:
+        server = subprocess.run([eb.HARNESS, "postgres", state], capture_output=True, text=True, check=True,
+                                env=dict(eb.ENV, PG_EXTRA_OPTS=DURABLE)).stdout.strip()
+        db = eb.seeded(server, "bench_http", eb.SCALE)
+        proc, base = serve(db, tokens)
+        servers.append(proc)
+        eb.log("ops summary, as shipped")
+        results["summary, 1 client"] = load(db, base, token, 1)
+        results["summary, 32 clients"] = load(db, base, token, 32)
+        results["ready, 32 clients"] = wrk(base + "/health/ready", 32)
+        proc.terminate()
+        proc, base = serve(db, tokens, "--summary-max-age", "0s")
+        servers.append(proc)
+        eb.log("ops summary, a read for every request")
+        results["summary uncached, 32 clients"] = load(db, base, token, 32)
+        eb.log("ops summary, a read for every request, without the project's indexes")
+        eb.run(["psql", "-q", db, "-c", "; ".join(f"DROP INDEX {i}" for i in INDEXES)])
+        results["summary unindexed, 32 clients"] = load(db, base, token, 32)
+    finally:
+        for proc in servers:
+            proc.terminate()
+        subprocess.run([eb.HARNESS, "stop", state])
+
+    print(f"\nHTTP benchmark: {eb.SCALE} seed, {os.cpu_count()} CPUs, wrk {SECONDS} s per row, durable PostgreSQL\n")
+    print("| load                            |   req/s |    p50 |    p99 | audit rows |")
+    print("|---------------------------------|--------:|-------:|-------:|-----------:|")
+    for name, r in results.items():
+        rows = r.get("audit_rows", "")
+        print(f"| {name:<31} | {r['rate']:>7.0f} | {r['p50']:>4.2f}ms | {r['p99']:>4.2f}ms | {rows:>10} |")
+    one, many, ready = results["summary, 1 client"], results["summary, 32 clients"], results["ready, 32 clients"]
+    indexed, unindexed = results["summary uncached, 32 clients"], results["summary unindexed, 32 clients"]
+    speedup = indexed["rate"] / unindexed["rate"]
+    print()
+    for name, value, target, met in [
+        ("summary p99, 1 client", f"{one['p99']:.2f} ms", "<= 5 ms", one["p99"] <= 5),
+        ("summary, 32 clients", f"{many['rate']:.0f} req/s", ">= 3000 req/s", many["rate"] >= 3000),
+        ("ready p99, 32 clients", f"{ready['p99']:.2f} ms", "<= 3 ms", ready["p99"] <= 3),
+        ("indexes (reads per request)", f"{speedup:.0f}x", ">= 50x", speedup >= 50),
+    ]:
+        print(f"{name:<28} {value:>12}  target {target:<14} {'met' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
