@@ -78,14 +78,53 @@ impl Section {
     }
 }
 
-struct Reader<R> {
-    inner: BufReader<R>,
+/// Input the scan reads, and how it passes over data blocks.
+trait Source: Read {
+    fn pass(&mut self, n: u64) -> io::Result<()>;
+}
+
+/// A file: data blocks are seeked over.
+struct Seekable<R>(BufReader<R>);
+
+impl<R: Read + Seek> Read for Seekable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + Seek> Source for Seekable<R> {
+    fn pass(&mut self, n: u64) -> io::Result<()> {
+        self.0.seek_relative(n as i64)
+    }
+}
+
+/// A stream (the archive as it is downloaded): data blocks are read through.
+struct Forward<R>(BufReader<R>);
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Source for Forward<R> {
+    fn pass(&mut self, n: u64) -> io::Result<()> {
+        let passed = io::copy(&mut (&mut self.0).take(n), &mut io::sink())?;
+        if passed < n {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive ends inside a data block"));
+        }
+        Ok(())
+    }
+}
+
+struct Reader<S> {
+    inner: S,
     pos: u64,
     len: u64,
     int_size: usize,
 }
 
-impl<R: Read + Seek> Reader<R> {
+impl<S: Source> Reader<S> {
     fn byte(&mut self) -> io::Result<u8> {
         let mut b = [0u8; 1];
         self.inner.read_exact(&mut b)?;
@@ -97,7 +136,7 @@ impl<R: Read + Seek> Reader<R> {
         if n > self.len - self.pos {
             return Err(truncated(self.pos, n));
         }
-        self.inner.seek_relative(n as i64)?;
+        self.inner.pass(n)?;
         self.pos += n;
         Ok(())
     }
@@ -133,11 +172,21 @@ fn truncated(at: u64, wanted: u64) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, format!("archive ends inside a {wanted}-byte field at byte {at}"))
 }
 
-/// Scans an archive for its data offsets.
+/// Scans an archive file for its data offsets.
 pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
     let len = input.seek(SeekFrom::End(0))?;
     input.seek(SeekFrom::Start(0))?;
-    let mut r = Reader { inner: BufReader::with_capacity(1 << 20, input), pos: 0, len, int_size: 4 };
+    scan_from(Seekable(BufReader::with_capacity(1 << 20, input)), len)
+}
+
+/// Scans an archive of `len` bytes as it streams past, reading it once from
+/// start to end (the result is the same as [`scan`]'s of the same bytes).
+pub fn scan_stream<R: Read>(input: R, len: u64) -> io::Result<Scan> {
+    scan_from(Forward(BufReader::with_capacity(1 << 20, input)), len)
+}
+
+fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
+    let mut r = Reader { inner: input, pos: 0, len, int_size: 4 };
     let mut magic = [0u8; 5];
     r.inner.read_exact(&mut magic)?;
     r.pos = 5;
@@ -239,7 +288,7 @@ pub fn scan<R: Read + Seek>(mut input: R) -> io::Result<Scan> {
     Ok(Scan::Offsets { patches, entries: toc })
 }
 
-fn skip_chunks<R: Read + Seek>(r: &mut Reader<R>) -> io::Result<()> {
+fn skip_chunks<S: Source>(r: &mut Reader<S>) -> io::Result<()> {
     loop {
         let len = r.int()?;
         if len == 0 {

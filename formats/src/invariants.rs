@@ -5,16 +5,24 @@
 
 use std::io::Cursor;
 
-use crate::archive::{Scan, scan};
+use crate::archive::{Scan, scan, scan_stream};
 use crate::manifest::Manifest;
 use crate::record::RestoreRecord;
 use crate::tokens;
 use crate::verdict::Verdict;
 
 /// The scanner ends in a result or an error, only writes inside the archive,
-/// and sizes no more data than the archive holds.
+/// sizes no more data than the archive holds, and finds the same in a stream
+/// as in a file.
 pub fn archive(data: &[u8]) {
-    if let Ok(Scan::Offsets { patches, entries }) = scan(Cursor::new(data)) {
+    let scanned = scan(Cursor::new(data));
+    let streamed = scan_stream(data, data.len() as u64);
+    match (&scanned, &streamed) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "a stream scans as the file does"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("file {scanned:?}, stream {streamed:?}"),
+    }
+    if let Ok(Scan::Offsets { patches, entries }) = scanned {
         for p in patches {
             assert!(p.at as usize + p.bytes.len() <= data.len(), "patch at {} outside the archive", p.at);
         }

@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use artifortress_formats::archive::{Scan, Section, scan};
+use artifortress_formats::archive::{Scan, Section, scan, scan_stream};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -41,7 +41,9 @@ fn a_pipe_written_archive_gets_the_offsets_pg_dump_writes_into_a_file() {
 fn every_data_block_is_sized_and_belongs_to_a_data_section_entry() {
     for major in MAJORS {
         let pipe = data(&format!("pg{major}-pipe.dump"));
-        let Scan::Offsets { patches, entries } = scan(Cursor::new(&pipe)).unwrap() else { panic!("{major}") };
+        let scanned = scan(Cursor::new(&pipe)).unwrap();
+        assert_eq!(scan_stream(&pipe[..], pipe.len() as u64).unwrap(), scanned, "a stream scans as the file");
+        let Scan::Offsets { patches, entries } = scanned else { panic!("{major}") };
         let with_data: Vec<_> = entries.iter().filter(|e| e.data_bytes > 0).collect();
         assert_eq!(with_data.len(), 4, "pg_dump {major}: {entries:?}");
         assert!(with_data.iter().all(|e| e.section == Section::Data), "pg_dump {major}: {entries:?}");

@@ -1,6 +1,6 @@
 //! Progress lines on stderr for long steps, so a person watching a drill sees
 //! where it is and how long each part took — and, while a long step runs
-//! (dump and upload, download, archive indexing, pg_restore, parity), how far it
+//! (dump and upload, download and indexing, pg_restore, parity), how far it
 //! is, how fast, and when it will end.
 
 use std::io::IsTerminal;
@@ -123,11 +123,6 @@ pub struct Meter {
 impl Meter {
     pub fn add(&self, bytes: u64) {
         self.done.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// For a step that knows where it is rather than how much it did.
-    pub fn set(&self, position: u64) {
-        self.done.store(position, Ordering::Relaxed);
     }
 
     /// The count itself, for a stream that moves the bytes elsewhere.

@@ -18,14 +18,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
 use artifortress_formats::archive::{Entry, Section};
 
-use super::archive_index::{self, Indexed};
+use super::archive_index::{Indexed, Staging, StagingFault};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pgtools::{PgTools, Toolset, parse_major};
 use super::progress::{Meter, Progress, Total, Unit, human_bytes};
@@ -256,24 +255,18 @@ pub async fn stage(
         human_bytes(manifest.dump.size_bytes),
         store.url()
     ));
-    download_verified(store, &manifest, &archive, progress).await?;
+    let indexed = download_verified(store, &manifest, &archive, progress).await?;
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
-    let indexing = archive.clone();
-    let archive_size = std::fs::metadata(&archive).map_err(EngineError::io("reading the staged archive"))?.len();
-    let meter = progress.meter("indexing the archive", Some(Total::Exact(archive_size)));
-    let position = meter.counter();
     let mut entries = None;
-    match tokio::task::spawn_blocking(move || archive_index::index(&indexing, position)).await {
-        Ok(Ok(Indexed::Blocks(n, toc))) => {
+    match indexed {
+        Ok(Indexed::Blocks(n, toc)) => {
             progress.step(format!("archive indexed: data offsets for {n} tables"));
             entries = Some(toc);
         }
-        Ok(Ok(Indexed::Skipped(why))) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
+        Ok(Indexed::Skipped(why)) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
         // The checksum already proved the bytes; pg_restore judges the archive itself.
-        Ok(Err(e)) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
-        Err(e) => progress.step(format!("archive not indexed (indexer failed: {e}); pg_restore will scan it")),
+        Err(e) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
     }
-    drop(meter);
     let download_seconds = t.elapsed().as_secs_f64();
     Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, entries, staging })
 }
@@ -393,34 +386,32 @@ pub fn expected_tables(
         .collect())
 }
 
-/// Streams the dump to `archive`, decompressing on the way, and checks size and
-/// SHA-256 of the stored bytes against the manifest.
+/// Streams the dump to `archive` — decompressing, indexing (see
+/// [`archive_index`]) and hashing on the way, in one pass — and checks size
+/// and SHA-256 of the stored bytes against the manifest. The inner result is
+/// the indexing's, which only decides whether pg_restore must scan.
 async fn download_verified(
     store: &dyn BackupStore,
     manifest: &Manifest,
     archive: &Path,
     progress: &Progress,
-) -> Result<(), EngineError> {
+) -> Result<std::io::Result<Indexed>, EngineError> {
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
     let dump_key = manifest::dump_key(manifest);
     let mut body = store.get_stream(&dump_key).await?;
-    let file = tokio::fs::File::create(archive).await.map_err(EngineError::io("creating the staged archive"))?;
-    let mut decoder =
-        async_compression::tokio::write::ZstdDecoder::new(tokio::io::BufWriter::with_capacity(1 << 20, file));
+    let staging = Staging::start(archive.to_path_buf(), manifest.dump.archive_bytes);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut decode_error = None;
+    let mut staging_stopped = false;
     let meter = progress.meter("downloading", Some(Total::Exact(manifest.dump.size_bytes)));
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| EngineError::Io { context: format!("downloading {dump_key}"), source: e })?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
         meter.add(chunk.len() as u64);
-        // Keep hashing after a decoding error: a checksum mismatch is the clearer diagnosis.
-        if decode_error.is_none()
-            && let Err(e) = decoder.write_all(&chunk).await
-        {
-            decode_error = Some(e);
+        // Keep hashing after staging stopped: a checksum mismatch is the clearer diagnosis.
+        if !staging_stopped {
+            staging_stopped = !staging.push(chunk).await;
         }
     }
     let sha256 = hex::encode(hasher.finalize());
@@ -430,15 +421,13 @@ async fn download_verified(
             manifest.dump.size_bytes, manifest.dump.sha256
         )));
     }
-    if decode_error.is_none()
-        && let Err(e) = decoder.shutdown().await
-    {
-        decode_error = Some(e);
+    match staging.finish().await {
+        Ok(indexed) => Ok(indexed),
+        Err(StagingFault::Decompress(e)) => {
+            Err(corrupt(format!("the dump matches its checksum but does not decompress: {e}")))
+        }
+        Err(StagingFault::Write(e)) => Err(EngineError::Io { context: "writing the staged archive".into(), source: e }),
     }
-    if let Some(e) = decode_error {
-        return Err(corrupt(format!("the dump matches its checksum but does not decompress: {e}")));
-    }
-    Ok(())
 }
 
 /// pg_restore stopping at the first error; with ownership and grants when the
