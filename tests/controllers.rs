@@ -19,10 +19,11 @@ use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
-use support::cluster::{Installation, ManualClock, secret, wait_until};
+use support::cluster::{Installation, ManualClock, event_matching, secret, wait_until};
 use support::{TestDatabase, env};
 
 const MINUTE: Duration = Duration::from_secs(60);
+const SECOND: Duration = Duration::from_secs(1);
 
 fn finished_backup(b: &Backup) -> bool {
     matches!(b.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
@@ -96,7 +97,10 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
     assert!(!message.contains("wrong"), "no password in status: {message}");
 
     // Every transition is an Event on the object.
-    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let named = |e: &Event, name, reason| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.reason.as_deref() == Some(reason)
+    };
+    let events = event_matching(&i.api(), 10 * SECOND, |e| named(e, "doomed", "JobFailed")).await;
     let reasons: Vec<(String, String)> = events
         .iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("doomed"))
@@ -587,7 +591,7 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     // Two installations probed every 2 s (probeInterval; each probe also sees its own
     // status write once), not again after every status write.
     assert!(after[1] - before[1] <= 16.0, "installations are probed on their interval: {before:?} -> {after:?}");
-    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
+    let events = event_matching(&i.api(), 10 * SECOND, |e| e.reason.as_deref() == Some("TargetIsSource")).await;
     let warning =
         events.iter().find(|e| e.reason.as_deref() == Some("TargetIsSource")).expect("an Event for the bad target");
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
@@ -920,12 +924,12 @@ async fn job_templates_shape_the_jobs_level_by_level_and_a_job_past_its_deadline
     assert_eq!(reason(&status.conditions, "Ready"), "DeadlineExceeded");
     let failures = status.failures.join("\n");
     assert!(failures.contains("restore: Job restore-hung failed: ran longer than its deadline (3"), "{failures}");
-    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
-    assert!(
-        events.iter().any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hung")
-            && e.reason.as_deref() == Some("DeadlineExceeded")),
-        "an Event says why"
-    );
+    let hung = |e: &Event| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hung")
+            && e.reason.as_deref() == Some("DeadlineExceeded")
+    };
+    let events = event_matching(&i.api(), 10 * SECOND, hung).await;
+    assert!(events.iter().any(hung), "an Event says why");
 }
 
 /// A unique index that holds in the source and breaks on restore: its
@@ -958,14 +962,12 @@ async fn a_restore_that_fails_on_a_unique_key_names_the_constraint_and_only_the_
     let failures = status.failures.join("\n");
     assert!(failures.contains("accounts_email_key") && failures.contains("public.accounts"), "{failures}");
 
-    let events = i.api::<Event>().list(&ListParams::default()).await.unwrap();
-    let event = events
-        .iter()
-        .find(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("dup")
-                && e.reason.as_deref() == Some("RestoreFailed")
-        })
-        .expect("an Event for the failed restore");
+    let failed = |e: &Event| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("dup")
+            && e.reason.as_deref() == Some("RestoreFailed")
+    };
+    let events = event_matching(&i.api(), 10 * SECOND, failed).await;
+    let event = events.iter().find(|e| failed(e)).expect("an Event for the failed restore");
     let said = event.note.clone().unwrap_or_default();
     assert!(said.contains("accounts_email_key"), "the Event names the constraint: {said}");
     let drill = serde_json::to_string(&i.api::<RecoveryDrill>().get("dup").await.unwrap()).unwrap();

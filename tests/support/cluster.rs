@@ -39,6 +39,23 @@ pub async fn create(client: &kube::Client, ns: &str, kind: &str, body: Value) {
 }
 
 /// Polls `name` until `done` holds, failing after `within` with the last state seen.
+/// The namespace's Events once one satisfies `wanted`: an Event may be
+/// recorded just after the status change a test waited for.
+pub async fn event_matching(
+    api: &Api<k8s_openapi::api::events::v1::Event>,
+    within: Duration,
+    wanted: impl Fn(&k8s_openapi::api::events::v1::Event) -> bool,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let events = api.list(&Default::default()).await.expect("listing Events").items;
+        if events.iter().any(&wanted) || tokio::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn wait_until<K>(api: &Api<K>, name: &str, within: Duration, done: impl Fn(&K) -> bool) -> K
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
