@@ -430,8 +430,7 @@ async fn download_verified(
     }
 }
 
-/// pg_restore stopping at the first error; with ownership and grants when the
-/// backup recorded the roles (they exist by now).
+/// What pg_restore restores, how, and with which session settings.
 struct PgRestore<'a> {
     archive: &'a Path,
     jobs: u32,
@@ -439,6 +438,8 @@ struct PgRestore<'a> {
     settings: &'a [SessionSetting],
 }
 
+/// pg_restore stopping at the first error; with ownership and grants when the
+/// backup recorded the roles (they exist by now).
 async fn pg_restore(
     tools: &PgTools,
     target: &DatabaseUrl,
