@@ -499,13 +499,10 @@ struct RestoreArgs {
     staging_dir: Option<PathBuf>,
     /// A setting for pg_restore's sessions on the target server, NAME=VALUE (repeat):
     /// maintenance_work_mem, work_mem, max_parallel_maintenance_workers or
-    /// synchronous_commit=off; only ever raised above the server's own. Replaces the
-    /// defaults (maintenance_work_mem=256MB, synchronous_commit=off).
+    /// synchronous_commit=off; only ever raised above the server's own. None by
+    /// default (measured: no gain when the largest table bounds the restore).
     #[arg(long = "session-setting", value_parser = engine::tuning::SessionSetting::parse)]
     session_settings: Vec<engine::tuning::SessionSetting>,
-    /// Restore with the server's own session settings only.
-    #[arg(long, conflicts_with = "session_settings")]
-    no_session_settings: bool,
     /// Refuse, before anything is touched, when the target server lacks a role
     /// the backup needs (default: create it as a NOLOGIN role).
     #[arg(long)]
@@ -529,11 +526,7 @@ impl RestoreArgs {
             verify: verify.mode(),
             staging_dir: self.staging_dir.clone(),
             require_roles: self.no_create_roles,
-            session_settings: match (self.no_session_settings, self.session_settings.is_empty()) {
-                (true, _) => Vec::new(),
-                (false, true) => engine::tuning::SessionSetting::defaults(),
-                (false, false) => self.session_settings.clone(),
-            },
+            session_settings: self.session_settings.clone(),
         }
     }
 }

@@ -520,7 +520,9 @@ impl Restoring<'_> {
                     largest_table = Some(LargestTable { name, archive_bytes: e.data_bytes, seconds });
                 }
                 match by_id.get(&id) {
-                    Some((Section::Data, bytes)) => {
+                    // Only entries with a data block: a SEQUENCE SET is in the data
+                    // section too, but may be restored after the indexes.
+                    Some((Section::Data, bytes)) if *bytes > 0 => {
                         last_data = Some(Instant::now());
                         data.iter().for_each(|m| m.add(*bytes));
                     }

@@ -49,7 +49,7 @@ type Slot = tokio::sync::Mutex<Option<(Instant, OpsSignals)>>;
 impl SignalsCache {
     pub async fn read(&self, installation: &Installation, max_age: Duration) -> Result<OpsSignals, DbError> {
         if max_age.is_zero() {
-            return ops_summary::read(&installation.pool, &installation.database_url).await;
+            return read_to_the_end(installation).await;
         }
         let slot = self.slots.lock().expect("not poisoned").entry(installation.qualified_name()).or_default().clone();
         let mut slot = slot.lock().await;
@@ -59,10 +59,20 @@ impl SignalsCache {
             return Ok(signals.clone());
         }
         let read_at = Instant::now();
-        let signals = ops_summary::read(&installation.pool, &installation.database_url).await?;
+        let signals = read_to_the_end(installation).await?;
         *slot = Some((read_at, signals.clone()));
         Ok(signals)
     }
+}
+
+/// Reads the signals in a task of its own: a request dropped halfway (its
+/// client went away) must not leave the read's transaction open on a pooled
+/// connection, holding locks that block the installation's own DDL.
+async fn read_to_the_end(installation: &Installation) -> Result<OpsSignals, DbError> {
+    let (pool, url) = (installation.pool.clone(), installation.database_url.clone());
+    tokio::spawn(async move { ops_summary::read(&pool, &url).await })
+        .await
+        .unwrap_or_else(|e| panic!("the ops summary read panicked: {e}"))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
