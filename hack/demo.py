@@ -251,7 +251,8 @@ def main():
             run(BIN, "drills", "chart", "--store", f"file://{store}", "--out", chart, env=env)
             context["history_chart"] = chart.name
             drills = json.loads(run(BIN, "drills", "list", "--store", f"file://{store}", "--output", "json", env=env))
-            return f"RTO and RPO of the store's last {min(len(drills), 20)} drills charted in {chart.name}"
+            shown = min(len(drills), 20)
+            return f"RTO and RPO of the store's last {shown} drill{'s' if shown != 1 else ''} charted in {chart.name}"
 
         checks.run("chart the drill history", history)
 
