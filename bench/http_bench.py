@@ -78,8 +78,8 @@ def audited(db):
 def serve(db, tokens, *extra):
     port = free_port()
     proc = subprocess.Popen([eb.BIN, "serve", "--database", db, "--object-store", f"file://{os.path.dirname(tokens)}/objects", "--listen", f"127.0.0.1:{port}", "--tokens-file",
-                             tokens, *extra], env=dict(eb.ENV, RUST_LOG="warn"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             tokens, *extra], env=eb.ENV,  # the default log level: a line per request
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.path.dirname(tokens), "serve.log"), "a"))
     for _ in range(100):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1)
