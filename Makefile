@@ -59,6 +59,7 @@ alerts: build
 # bench/restore_bench.py: a restore's phases, each session setting on and off,
 # and pg_restore -j 1..4, on a durable target server (JSON in target/bench/).
 # bench/http_bench.py: the ops summary and readiness under wrk, every read audited.
+# bench/pgbackrest_bench.py: our backup and restore beside pgBackRest's (Debian).
 # First, two minutes of fuzzing per parser (make test runs ten seconds each).
 bench:
 	hack/fuzz.sh 120
@@ -66,6 +67,7 @@ bench:
 	bench/engine_bench.py
 	bench/restore_bench.py
 	bench/http_bench.py
+	bench/pgbackrest_bench.py
 	bench/xlarge_bench.py
 	hack/test-env.sh run -- $(CARGO) test --release --test operator_bench -- --ignored --nocapture
 

@@ -140,6 +140,8 @@ def restore_vs_seekable(major, state, work):
     # varies by 10-15 % from run to run, more than the difference measured.
     ours, base, indexed = [], [], None
     for _ in range(2):
+        # Both sides start from no database (the baseline's DROP is untimed too).
+        run(["psql", "-q", server, "-c", "DROP DATABASE IF EXISTS ours"])
         settle(server)
         out = subprocess.run([BIN, "restore", "--store", f"file://{store}", "--backup", "b", "--target",
                               server.rsplit("/", 1)[0] + "/ours", "--jobs", jobs],
