@@ -106,6 +106,84 @@ enum Command {
         #[command(flatten)]
         verify: VerifyArgs,
     },
+    /// A physical base backup of the whole cluster over the replication protocol
+    /// (pg_basebackup; the role needs REPLICATION), streamed into a store. A
+    /// restore needs the WAL from it on: run `wal` against the source first.
+    BaseBackup {
+        /// postgres://user:password@host:port/dbname (dbname: where the heartbeat is)
+        #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
+        source: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Backup name (default: base-YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        name: Option<String>,
+        /// Checkpoint at once (an I/O burst on the source) instead of spread
+        /// over checkpoint_completion_target (the backup may wait minutes).
+        #[arg(long)]
+        fast_checkpoint: bool,
+    },
+    /// The WAL archiver: streams the source's WAL through a replication slot
+    /// into the store, segment by segment and the growing one every few
+    /// seconds, until SIGTERM or Ctrl-C. Exit code 1 when a bound stopped it.
+    Wal {
+        #[arg(long, env = "SOURCE_DATABASE_URL", hide_env_values = true)]
+        source: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// The replication slot (created, and recorded in the store, when absent).
+        #[arg(long, default_value = "artifortress_wal")]
+        slot: String,
+        /// pg_receivewal's directory (default: one per slot under the temp directory).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// How often the growing segment is stored, e.g. 5s.
+        #[arg(long, default_value = "5s")]
+        partial_every: String,
+        /// Write a heartbeat row into the source (artifortress_dr.heartbeat) this
+        /// often, e.g. 2s, so drills can measure the RPO they achieve.
+        #[arg(long)]
+        heartbeat: Option<String>,
+        /// The most WAL the slot may hold back on the source; past it the slot
+        /// is dropped (the source's disk is safe, WAL continuity is broken).
+        #[arg(long, value_parser = parse_size, default_value = "4GiB")]
+        max_retained: u64,
+        /// Completed segments the spool may hold while the store is unreachable;
+        /// then receiving pauses and the slot keeps the WAL on the source.
+        #[arg(long, default_value_t = 8)]
+        spool_segments: usize,
+        /// How often the status (store: _wal/<system>/status.json) and a log line are written.
+        #[arg(long, default_value = "10s")]
+        status_every: String,
+    },
+    /// Point-in-time restore of a base backup and its WAL into a scratch
+    /// PostgreSQL instance started here, then a physical drill: pg_verifybackup,
+    /// amcheck, the RPO achieved (from the heartbeat). Exit code 0 = passed.
+    Pitr {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The base backup (default: the newest one before the target).
+        #[arg(long)]
+        backup: Option<String>,
+        /// The scratch instance's directory: new, empty, or one of ours.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The scratch instance's port (its Unix socket only; must be free).
+        #[arg(long, default_value_t = 54329)]
+        port: u16,
+        /// latest, a time (RFC 3339) or an LSN.
+        #[arg(long, default_value = "latest")]
+        target: String,
+        /// Recovery point objective: the heartbeat recovered must be this recent.
+        #[arg(long)]
+        rpo: Option<String>,
+        /// Keep the instance running after the drill (stop it with pg_ctl, or the next pitr into the same --dir).
+        #[arg(long)]
+        keep: bool,
+        /// How long replay may take.
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
     /// The operator: the controllers (while this replica holds the leader lease)
     /// and the HTTP server (/health/live, /health/ready, /metrics) on every replica.
     Run(Box<RunArgs>),
@@ -926,6 +1004,121 @@ async fn run(command: Command) -> Result<(), Failure> {
             );
             println!("tables     {} ({} rows)", m.tables.len(), m.tables.iter().map(|t| t.rows).sum::<i64>());
             Ok(())
+        }
+        Command::BaseBackup { source, store, name, fast_checkpoint } => {
+            use engine::physical::base;
+            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let name = name.unwrap_or_else(|| chrono::Utc::now().format("base-%Y%m%d-%H%M%S").to_string());
+            let checkpoint = if fast_checkpoint { base::Checkpoint::Fast } else { base::Checkpoint::Spread };
+            let m = base::run(&source, store.as_ref(), &name, checkpoint, &Progress::new("base-backup"))
+                .await
+                .map_err(engine_failure)?;
+            println!("backup     {} (physical)", m.backup_name);
+            println!("location   {}", store.location(&format!("{}/", m.backup_name)));
+            println!("source     system {} (PostgreSQL {})", m.source.system_identifier, m.source.server_version);
+            println!(
+                "duration   {}",
+                human_duration((m.completed_at - m.started_at).num_milliseconds() as f64 / 1000.0)
+            );
+            println!(
+                "base       {} (tar {}), sha256 {}",
+                human_bytes(m.base.size_bytes),
+                human_bytes(m.base.tar_bytes),
+                m.base.sha256
+            );
+            println!("wal        {} to {} on timeline {}", m.start_lsn, m.end_lsn, m.timeline);
+            Ok(())
+        }
+        Command::Wal {
+            source,
+            store,
+            slot,
+            spool,
+            partial_every,
+            heartbeat,
+            max_retained,
+            spool_segments,
+            status_every,
+        } => {
+            use engine::physical::wal;
+            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let duration = |flag: &str, v: String| parse_objective(flag, Some(v)).map(Option::unwrap);
+            let options = wal::WalOptions {
+                spool: spool.unwrap_or_else(|| std::env::temp_dir().join(format!("artifortress-wal-{slot}"))),
+                slot,
+                partial_every: duration("partial-every", partial_every)?,
+                heartbeat: parse_objective("heartbeat", heartbeat)?,
+                max_retained,
+                max_spooled: spool_segments.max(1),
+                status_every: duration("status-every", status_every)?,
+            };
+            wal::run(&source, store.as_ref(), &options, &Progress::new("wal"), shutdown_signal())
+                .await
+                .map_err(engine_failure)
+        }
+        Command::Pitr { store, backup, dir, port, target, rpo, keep, timeout } => {
+            use engine::physical::pitr;
+            let store = store::open(&store.store).await.map_err(usage)?;
+            let target: pitr::Target = target.parse().map_err(usage)?;
+            let rpo = parse_objective("rpo", rpo)?;
+            let timeout = parse_objective("timeout", Some(timeout))?.unwrap();
+            let started = chrono::Utc::now();
+            let progress = Progress::new("pitr");
+            let request = pitr::PitrRequest { backup, dir, port, target, timeout };
+            let restored = pitr::restore(store.as_ref(), &request, &progress).await.map_err(engine_failure)?;
+            let checked = pitr::check(&restored, target, started).await;
+            let rto = (chrono::Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+            if !keep {
+                restored.instance.remove().await.map_err(engine_failure)?;
+            }
+            let findings = checked.map_err(engine_failure)?;
+            println!(
+                "backup     {} (physical), {} WAL segments ({})",
+                restored.manifest.backup_name,
+                restored.segments,
+                human_bytes(restored.wal_bytes)
+            );
+            println!(
+                "timing     download+verify {:.2} s, pg_verifybackup {:.2} s, replay+promote {:.2} s, amcheck {:.2} s ({} indexes)",
+                restored.download_seconds,
+                restored.verify_seconds,
+                restored.replay_seconds,
+                findings.amcheck_seconds,
+                findings.indexes_checked
+            );
+            println!("rto        {}", human_duration(rto));
+            match (findings.newest_heartbeat, findings.rpo_seconds) {
+                (Some(at), Some(gap)) => {
+                    println!("rpo        {gap:.3} s (newest heartbeat recovered {})", at.to_rfc3339())
+                }
+                _ => println!(
+                    "rpo        not measured: no heartbeat in the restored database (run wal with --heartbeat)"
+                ),
+            }
+            if keep {
+                println!(
+                    "instance   running: psql -h {} -p {} -U {} {}",
+                    restored.instance.dir.display(),
+                    restored.instance.port,
+                    restored.instance.superuser,
+                    restored.manifest.source.database
+                );
+            }
+            match (rpo, findings.rpo_seconds) {
+                (Some(objective), Some(gap)) if gap > objective.as_secs_f64() => Err(failed(format!(
+                    "drill failed: RPO {gap:.3} s is over the objective {}",
+                    human_duration(objective.as_secs_f64())
+                ))),
+                (Some(_), None) => {
+                    Err(failed("drill failed: an RPO objective was given and no heartbeat was recovered to measure it"))
+                }
+                _ => {
+                    println!("verdict    Passed");
+                    Ok(())
+                }
+            }
         }
         Command::Restore { store, backup, target, verify } => {
             let target_url = target.target_url()?;

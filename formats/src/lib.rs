@@ -15,6 +15,7 @@
 pub mod archive;
 pub mod invariants;
 pub mod manifest;
+pub mod physical;
 pub mod record;
 pub mod tokens;
 pub mod verdict;

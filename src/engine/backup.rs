@@ -156,7 +156,7 @@ pub async fn run(
     }
 
     let dump_key = format!("{name}/{DUMP_FILE}");
-    let stats = Arc::new(Mutex::new(DumpStats::default()));
+    let stats = Arc::new(Mutex::new(OutputStats::default()));
     // The previous backup's stored size estimates this one's, for the ETA.
     let previous = match manifest::list(store).await {
         Ok(catalog) => catalog.latest().map(|m| Total::Estimate(m.dump.size_bytes)),
@@ -230,33 +230,49 @@ pub async fn run(
     Ok(manifest)
 }
 
+/// A look at the bytes a tool writes as they pass.
+pub(super) type Tap = Box<dyn FnMut(&[u8]) + Send>;
+
+/// What a tool's output stream saw, for its caller once the stream ended.
 #[derive(Default)]
-struct DumpStats {
-    /// Bytes pg_dump wrote (the archive pg_restore will read).
-    archive_bytes: u64,
+pub(super) struct OutputStats {
+    /// Bytes the tool wrote (the archive pg_restore will read, the tar).
+    pub archive_bytes: u64,
     /// SHA-256 of the stored (compressed) bytes.
-    sha256: Sha256,
-    /// pg_dump's failure, when it exited non-zero or wrote nothing.
-    failure: Option<String>,
+    pub sha256: Sha256,
+    /// The tool's failure, when it exited non-zero or wrote nothing.
+    pub failure: Option<String>,
+    /// Sees every byte the tool wrote, before compression.
+    pub tap: Option<Tap>,
 }
 
-/// pg_dump's output, compressed and hashed, as a stream for the store. The stream
-/// ends with an error — so the store aborts the upload — unless pg_dump exits
-/// successfully after writing something.
+/// pg_dump's output, compressed and hashed, as a stream for the store.
 fn dump_stream(
     tools: &PgTools,
     source_url: &DatabaseUrl,
     snapshot_id: &str,
-    stats: Arc<Mutex<DumpStats>>,
+    stats: Arc<Mutex<OutputStats>>,
     stored: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<ByteStream, EngineError> {
-    let mut child = tools
+    let child = tools
         .command(&tools.pg_dump(), source_url)
         .args(["--format=custom", "--compress=0"])
         .arg(format!("--snapshot={snapshot_id}"))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.pg_dump().display())))?;
+    Ok(compressed_output(child, "pg_dump", stats, stored))
+}
+
+/// A tool's stdout, compressed with zstd and hashed, as a stream for the store.
+/// The stream ends with an error — so the store aborts the upload — unless the
+/// tool exits successfully after writing something.
+pub(super) fn compressed_output(
+    mut child: tokio::process::Child,
+    tool: &'static str,
+    stats: Arc<Mutex<OutputStats>>,
+    stored: Arc<std::sync::atomic::AtomicU64>,
+) -> ByteStream {
     let stdout = child.stdout.take().expect("piped");
     let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 8 * 1024));
 
@@ -265,7 +281,7 @@ fn dump_stream(
         BufReader::with_capacity(1 << 20, counting),
         async_compression::Level::Precise(1),
     );
-    Ok(Box::pin(async_stream::stream! {
+    Box::pin(async_stream::stream! {
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(encoder, 1 << 20);
         while let Some(chunk) = chunks.next().await {
             match chunk {
@@ -284,21 +300,21 @@ fn dump_stream(
         let stderr = stderr.await.unwrap_or_default();
         let failure = match status {
             Ok(s) if s.success() && stats.lock().unwrap().archive_bytes > 0 => None,
-            Ok(s) if s.success() => Some("pg_dump exited successfully but wrote nothing".to_string()),
-            Ok(s) => Some(format!("pg_dump {s}: {}", super::pgtools::failure_summary("pg_dump", &stderr))),
-            Err(e) => Some(format!("waiting for pg_dump: {e}")),
+            Ok(s) if s.success() => Some(format!("{tool} exited successfully but wrote nothing")),
+            Ok(s) => Some(format!("{tool} {s}: {}", super::pgtools::failure_summary(tool, &stderr))),
+            Err(e) => Some(format!("waiting for {tool}: {e}")),
         };
         if let Some(failure) = failure {
             stats.lock().unwrap().failure = Some(failure.clone());
             yield Err(std::io::Error::other(failure));
         }
-    }))
+    })
 }
 
 /// Counts the bytes read through it.
 struct CountingReader<R> {
     inner: R,
-    stats: Arc<Mutex<DumpStats>>,
+    stats: Arc<Mutex<OutputStats>>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
@@ -309,8 +325,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        self.stats.lock().unwrap().archive_bytes += read;
+        let mut stats = self.stats.lock().unwrap();
+        let read = &buf.filled()[before..];
+        stats.archive_bytes += read.len() as u64;
+        if let Some(tap) = stats.tap.as_mut() {
+            tap(read);
+        }
+        drop(stats);
         poll
     }
 }

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod objectives;
 pub mod parity;
 pub mod pgtools;
+pub mod physical;
 pub mod progress;
 pub mod report;
 pub mod restore;

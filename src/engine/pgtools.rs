@@ -204,7 +204,7 @@ pub fn support_table(tools: &Toolset) -> String {
 /// Where client tools are looked for: `ARTIFORTRESS_PG_BINDIR` (one directory
 /// or a `:`-separated list) when set, else every `/usr/lib/postgresql/*/bin`,
 /// `/usr/local/lib/postgresql/*/bin` and `PATH`.
-fn candidate_dirs() -> Vec<PathBuf> {
+pub(super) fn candidate_dirs() -> Vec<PathBuf> {
     if let Some(dirs) = std::env::var_os("ARTIFORTRESS_PG_BINDIR") {
         return std::env::split_paths(&dirs).collect();
     }

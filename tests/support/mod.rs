@@ -171,8 +171,13 @@ pub struct ExtraPostgres {
 
 impl ExtraPostgres {
     pub fn start() -> ExtraPostgres {
+        ExtraPostgres::of_major(15)
+    }
+
+    /// A server of PostgreSQL `major` (14-18).
+    pub fn of_major(major: u32) -> ExtraPostgres {
         let dir = tempfile::tempdir().unwrap();
-        let url = harness(&["postgres", dir.path().to_str().unwrap()]).trim().to_string();
+        let url = harness(&["postgres", dir.path().to_str().unwrap(), &major.to_string()]).trim().to_string();
         ExtraPostgres { url, dir }
     }
 

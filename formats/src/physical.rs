@@ -1,0 +1,275 @@
+//! Physical backups: `base.json`, the manifest of a base backup (written last,
+//! beside `base.tar.zst`, so its presence means the base is complete), log
+//! sequence numbers, WAL segment names and the keys WAL segments are stored
+//! under (`_wal/<system identifier>/<segment>[.partial].<sha256>.zst`: the
+//! checksum travels in the key, so a segment is one object, written once).
+//! `docs/backup-format.md` documents every field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::FormatError;
+
+/// The base-backup manifest format this crate writes and the newest it reads.
+pub const BASE_MANIFEST_VERSION: u32 = 1;
+
+pub const BASE_MANIFEST_FILE: &str = "base.json";
+pub const BASE_FILE: &str = "base.tar.zst";
+/// WAL lives beside the backups under a name no backup can have (backup names
+/// have no `_`).
+pub const WAL_PREFIX: &str = "_wal";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BaseManifest {
+    #[serde(rename = "baseManifestVersion")]
+    pub base_manifest_version: u32,
+    #[serde(rename = "backupName")]
+    pub backup_name: String,
+    pub source: PhysicalSource,
+    #[serde(rename = "startedAt")]
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "completedAt")]
+    pub completed_at: DateTime<Utc>,
+    /// The WAL a restore of this base needs at least: from `startLsn` (the
+    /// backup's checkpoint redo point) to `endLsn` on `timeline`.
+    pub timeline: u32,
+    #[serde(rename = "startLsn")]
+    pub start_lsn: Lsn,
+    #[serde(rename = "endLsn")]
+    pub end_lsn: Lsn,
+    /// The base backup: pg_basebackup's tar (PostgreSQL's own `backup_manifest`
+    /// inside it) compressed with zstd.
+    pub base: BaseFile,
+    #[serde(rename = "pgBasebackupVersion")]
+    pub pg_basebackup_version: String,
+    #[serde(rename = "toolVersion")]
+    pub tool_version: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PhysicalSource {
+    #[serde(rename = "systemIdentifier")]
+    pub system_identifier: String,
+    /// e.g. 15.
+    pub major: u32,
+    #[serde(rename = "serverVersion")]
+    pub server_version: String,
+    /// The database the backup was asked for (where the heartbeat is); the
+    /// base holds every database of the cluster.
+    pub database: String,
+    #[serde(rename = "walSegmentBytes")]
+    pub wal_segment_bytes: u64,
+    /// The role created by initdb (oid 10): the scratch instance is entered as it.
+    #[serde(rename = "bootstrapSuperuser")]
+    pub bootstrap_superuser: String,
+    /// The settings a server replaying this WAL needs at least as large as the
+    /// source's (max_connections, max_worker_processes, …).
+    #[serde(rename = "recoverySettings")]
+    pub recovery_settings: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BaseFile {
+    pub file: String,
+    /// Stored (compressed) bytes and their SHA-256.
+    #[serde(rename = "sizeBytes")]
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// Bytes of the tar pg_basebackup wrote.
+    #[serde(rename = "tarBytes")]
+    pub tar_bytes: u64,
+}
+
+impl BaseManifest {
+    pub fn parse(bytes: &[u8]) -> Result<BaseManifest, FormatError> {
+        crate::versioned::parse("base backup manifest", bytes, "baseManifestVersion", BASE_MANIFEST_VERSION)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a base manifest serialises")
+    }
+
+    /// The WAL segment holding `lsn` on this backup's timeline.
+    pub fn segment_of(&self, lsn: Lsn) -> Segment {
+        Segment::holding(self.timeline, lsn, self.source.wal_segment_bytes)
+    }
+}
+
+/// A log sequence number, written as PostgreSQL writes it (`16/B374D848`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl std::str::FromStr for Lsn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Lsn, String> {
+        let bad = || format!("{s:?} is not an LSN (expected e.g. 16/B374D848)");
+        let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
+        if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
+            return Err(bad());
+        }
+        let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
+        Ok(Lsn(hi << 32 | lo))
+    }
+}
+
+impl Serialize for Lsn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One WAL segment: timeline and number, named as in `pg_wal`
+/// (`000000010000000A000000FF`: timeline, then the number split at 4 GiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Segment {
+    pub timeline: u32,
+    pub number: u64,
+    pub segment_bytes: u64,
+}
+
+impl Segment {
+    pub fn holding(timeline: u32, lsn: Lsn, segment_bytes: u64) -> Segment {
+        Segment { timeline, number: lsn.0 / segment_bytes, segment_bytes }
+    }
+
+    fn per_id(segment_bytes: u64) -> u64 {
+        0x1_0000_0000 / segment_bytes
+    }
+
+    pub fn name(&self) -> String {
+        let per = Segment::per_id(self.segment_bytes);
+        format!("{:08X}{:08X}{:08X}", self.timeline, self.number / per, self.number % per)
+    }
+
+    /// Parses a segment file name; `segment_bytes` must be the server's.
+    pub fn parse(name: &str, segment_bytes: u64) -> Option<Segment> {
+        if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+            return None;
+        }
+        if !segment_bytes.is_power_of_two() || !(1 << 20..=1 << 30).contains(&segment_bytes) {
+            return None;
+        }
+        let field = |i: usize| u64::from_str_radix(&name[i * 8..i * 8 + 8], 16).ok();
+        let (timeline, id, seg) = (field(0)?, field(1)?, field(2)?);
+        let per = Segment::per_id(segment_bytes);
+        if timeline == 0 || seg >= per {
+            return None;
+        }
+        Some(Segment { timeline: u32::try_from(timeline).ok()?, number: id * per + seg, segment_bytes })
+    }
+
+    pub fn next(&self) -> Segment {
+        Segment { number: self.number + 1, ..*self }
+    }
+
+    /// The first LSN after this segment.
+    pub fn end(&self) -> Lsn {
+        Lsn((self.number + 1) * self.segment_bytes)
+    }
+}
+
+/// A stored WAL segment, as its key says: which segment, whether it is the
+/// growing tail (`partial`: the newest bytes of a segment not yet complete,
+/// replaced as it grows) and the SHA-256 of its uncompressed bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalObject {
+    pub segment: String,
+    pub partial: bool,
+    pub sha256: String,
+}
+
+impl WalObject {
+    /// The directory of a source's WAL: `_wal/<system identifier>/`.
+    pub fn prefix(system_identifier: &str) -> String {
+        format!("{WAL_PREFIX}/{system_identifier}/")
+    }
+
+    pub fn key(&self, system_identifier: &str) -> String {
+        let partial = if self.partial { ".partial" } else { "" };
+        format!("{}{}{partial}.{}.zst", WalObject::prefix(system_identifier), self.segment, self.sha256)
+    }
+
+    /// Parses the file name part of a key (after the prefix); anything else
+    /// in the directory (status documents) is `None`.
+    pub fn parse(file: &str) -> Option<WalObject> {
+        let rest = file.strip_suffix(".zst")?;
+        let (rest, sha256) = rest.rsplit_once('.')?;
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return None;
+        }
+        let (segment, partial) = match rest.strip_suffix(".partial") {
+            Some(segment) => (segment, true),
+            None => (rest, false),
+        };
+        if segment.len() != 24 || !segment.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+            return None;
+        }
+        Some(WalObject { segment: segment.to_string(), partial, sha256: sha256.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB16: u64 = 16 << 20;
+
+    #[test]
+    fn lsns_read_and_write_as_postgresql_does() {
+        let lsn: Lsn = "16/B374D848".parse().unwrap();
+        assert_eq!(lsn.0, 0x16_B374_D848);
+        assert_eq!(lsn.to_string(), "16/B374D848");
+        assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn(0));
+        for bad in ["", "16", "/1", "1/", "x/1", "123456789/0", "1/2/3"] {
+            assert!(bad.parse::<Lsn>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn segment_names_are_postgresqls() {
+        // PostgreSQL: pg_walfile_name('0/2000028') on timeline 1 = 000000010000000000000002.
+        let s = Segment::holding(1, "0/2000028".parse().unwrap(), MIB16);
+        assert_eq!(s.name(), "000000010000000000000002");
+        let s = Segment::holding(3, "A/FF000000".parse().unwrap(), MIB16);
+        assert_eq!(s.name(), "000000030000000A000000FF");
+        assert_eq!(s.next().name(), "000000030000000B00000000");
+        assert_eq!(Segment::parse("000000030000000B00000000", MIB16), Some(s.next()));
+        assert_eq!(s.end(), "B/0".parse().unwrap());
+        for bad in
+            ["00000003000000", "000000030000000b00000000", "000000000000000100000000", "000000010000000100000100"]
+        {
+            assert_eq!(Segment::parse(bad, MIB16), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn wal_keys_carry_segment_tail_and_checksum() {
+        let sha = "ab".repeat(32);
+        let o = WalObject { segment: "000000010000000000000002".into(), partial: true, sha256: sha.clone() };
+        let key = o.key("7714455088091111146");
+        assert_eq!(key, format!("_wal/7714455088091111146/000000010000000000000002.partial.{sha}.zst"));
+        assert_eq!(WalObject::parse(key.rsplit('/').next().unwrap()), Some(o.clone()));
+        let full = WalObject { partial: false, ..o };
+        assert_eq!(WalObject::parse(&format!("000000010000000000000002.{sha}.zst")), Some(full));
+        for bad in ["status.json", "000000010000000000000002.zst", "x.partial.ab.zst"] {
+            assert_eq!(WalObject::parse(bad), None, "{bad}");
+        }
+    }
+}

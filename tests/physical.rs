@@ -1,0 +1,292 @@
+//! Physical protection against real servers (PostgreSQL 15 and 18): the WAL
+//! archiver (`wal`) streaming through its slot while a writer commits
+//! continuously, a base backup (`base-backup`) taken meanwhile, and
+//! point-in-time drills (`pitr`) into scratch instances the engine starts.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use support::{ExtraPostgres, assert_exit, file_store, operator, operator_bin, spawn_with_logs, stderr};
+
+async fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new().max_connections(2).connect(url).await.unwrap()
+}
+
+async fn system_identifier(pool: &PgPool) -> String {
+    sqlx::query_scalar("SELECT system_identifier::text FROM pg_control_system()").fetch_one(pool).await.unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn wal_archiver(
+    source: &str,
+    store: &str,
+    spool: &Path,
+    slot: &str,
+    extra: &[&str],
+) -> (tokio::process::Child, Arc<Mutex<String>>) {
+    let mut command = tokio::process::Command::new(operator_bin());
+    command
+        .args(["wal", "--source", source, "--store", store, "--slot", slot, "--spool"])
+        .arg(spool)
+        .args(["--partial-every", "1s", "--status-every", "2s"])
+        .args(extra);
+    spawn_with_logs(&mut command)
+}
+
+/// Waits until the archiver has recorded its slot (it then streams).
+async fn await_slot(store_dir: &Path, system: &str, slot: &str) {
+    let record = store_dir.join(format!("_wal/{system}/slot-{slot}.json"));
+    for _ in 0..200 {
+        if record.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the archiver did not record slot {slot} in {}", record.display());
+}
+
+/// One committed row: its id, and the client's clock just before the INSERT
+/// was sent and just after its commit returned (the server's commit
+/// timestamp lies between them; same machine, same clock).
+#[derive(Clone, Copy)]
+struct Commit {
+    id: i32,
+    sent: DateTime<Utc>,
+    returned: DateTime<Utc>,
+}
+
+/// Commits a row every 20 ms into `ledger` until stopped.
+fn writer(pool: PgPool, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<Vec<Commit>> {
+    tokio::spawn(async move {
+        let mut commits = Vec::new();
+        let mut id = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            id += 1;
+            let sent = Utc::now();
+            sqlx::query("INSERT INTO ledger (id, note) VALUES ($1, repeat('x', 200))")
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            commits.push(Commit { id, sent, returned: Utc::now() });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        commits
+    })
+}
+
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+}
+
+fn rpo_of(out: &std::process::Output) -> f64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("rpo ")).unwrap_or_else(|| panic!("no rpo line in:\n{stdout}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap_or_else(|_| panic!("rpo not measured: {line}"))
+}
+
+async fn point_in_time_drills(major: u32) {
+    let pg = ExtraPostgres::of_major(major);
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, logs) = wal_archiver(&pg.url, &store, spool.path(), "af_test", &["--heartbeat", "1s"]);
+    await_slot(store_dir.path(), &system, "af_test").await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = writer(source.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out =
+        operator(&["base-backup", "--source", &pg.url, "--store", &store, "--name", "base-1", "--fast-checkpoint"]);
+    assert_exit(&out, 0);
+    let base_done = Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writing.await.unwrap();
+    // The commits kept going; the archive is at most a partial upload behind.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A target strictly between two known commits, well after the base.
+    let k =
+        commits.iter().position(|c| c.sent > base_done + chrono::Duration::seconds(1)).expect("commits after the base");
+    let (before, after) = (commits[k], commits[k + 1]);
+    assert!(before.returned < after.sent);
+    let target = before.returned + (after.sent - before.returned) / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("instance");
+    let port = free_port();
+    let out = operator(&[
+        "pitr",
+        "--store",
+        &store,
+        "--dir",
+        instance.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--target",
+        &target.to_rfc3339(),
+        "--keep",
+    ]);
+    assert_exit(&out, 0);
+    let restored = PgConnectOptions::new().socket(&instance).port(port).username("postgres").database("postgres");
+    let mut conn = PgConnection::connect_with(&restored).await.unwrap();
+    let (rows, newest): (i64, Option<i32>) =
+        sqlx::query_as("SELECT count(*), max(id) FROM ledger").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(
+        (rows, newest),
+        (i64::from(before.id), Some(before.id)),
+        "a restore to {target} (between commits {} and {}) has exactly the rows committed before it",
+        before.id,
+        after.id
+    );
+    // The server the drill restored is promoted: a writable, separate cluster.
+    sqlx::query("INSERT INTO ledger VALUES (-1, 'scratch')").execute(&mut conn).await.unwrap();
+    drop(conn);
+    let on_source: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE id = -1").fetch_one(&source).await.unwrap();
+    assert_eq!(on_source, 0);
+
+    // The latest point: the RPO achieved is a few seconds (heartbeat every
+    // second, the growing segment stored every second). The instance kept
+    // above is ours: this drill stops it and takes its directory.
+    sqlx::query("INSERT INTO ledger VALUES (0, 'just before the drill')").execute(&source).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = operator(&[
+        "pitr",
+        "--store",
+        &store,
+        "--dir",
+        instance.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--rpo",
+        "10s",
+    ]);
+    assert_exit(&out, 0);
+    let rpo = rpo_of(&out);
+    assert!(rpo < 5.0, "RPO {rpo} s under continuous heartbeats");
+    assert!(!instance.exists(), "a drill without --keep removes its instance");
+
+    // Stopped, the archiver stores what it has and says so.
+    terminate(&archiver);
+    let status = archiver.wait_with_output().await.unwrap().status;
+    assert!(status.success(), "archiver exit {status}: {}", logs.lock().unwrap());
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store_dir.path().join(format!("_wal/{system}/status.json"))).unwrap())
+            .unwrap();
+    assert_eq!(doc["stopped"], "stopped");
+
+    // A corrupt WAL segment: the drill fails naming it, before any replay.
+    let wal_dir = store_dir.path().join(format!("_wal/{system}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".zst") && !p.to_string_lossy().contains(".partial."))
+        .collect();
+    segments.sort();
+    let victim = segments.last().unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy()[..24].to_string();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    let out = operator(&["pitr", "--store", &store, "--dir", instance.to_str().unwrap(), "--port", &port.to_string()]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains(&format!("WAL segment {name}")), "{}", stderr(&out));
+
+    // A directory that is not ours (here: what looks like a data directory) is
+    // refused and left as it was.
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::write(theirs.path().join("PG_VERSION"), major.to_string()).unwrap();
+    let out =
+        operator(&["pitr", "--store", &store, "--dir", theirs.path().to_str().unwrap(), "--port", &port.to_string()]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("was not created by artifortress-operator"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(theirs.path()).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn point_in_time_drills_on_postgresql_15() {
+    point_in_time_drills(15).await;
+}
+
+#[tokio::test]
+async fn point_in_time_drills_on_postgresql_18() {
+    point_in_time_drills(18).await;
+}
+
+#[tokio::test]
+async fn past_its_bound_the_slot_is_dropped_so_the_source_disk_cannot_fill() {
+    let pg = ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (mut archiver, logs) =
+        wal_archiver(&pg.url, &store, spool.path(), "af_bound", &["--spool-segments", "2", "--max-retained", "48MiB"]);
+    await_slot(store_dir.path(), &system, "af_bound").await;
+    // The store breaks: where the WAL goes is now a file, every upload fails.
+    let wal_dir = store_dir.path().join(format!("_wal/{system}"));
+    std::fs::remove_dir_all(&wal_dir).unwrap();
+    std::fs::write(&wal_dir, "not a directory").unwrap();
+    sqlx::query("CREATE TABLE filler (n int)").execute(&source).await.unwrap();
+    let mut exited = None;
+    for _ in 0..60 {
+        sqlx::query("INSERT INTO filler SELECT generate_series(1, 1000)").execute(&source).await.unwrap();
+        sqlx::query("SELECT pg_switch_wal()").execute(&source).await.unwrap();
+        if let Some(status) = archiver.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = exited.unwrap_or_else(|| panic!("the archiver kept going past its bound: {}", logs.lock().unwrap()));
+    assert_eq!(status.code(), Some(1), "{}", logs.lock().unwrap());
+    let logs = logs.lock().unwrap().clone();
+    assert!(logs.contains("paused"), "receiving paused first: {logs}");
+    assert!(logs.contains("DROPPED"), "{logs}");
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_bound'")
+        .fetch_one(&source)
+        .await
+        .unwrap();
+    assert_eq!(slots, 0, "the slot is gone, the source keeps no WAL for it");
+}
+
+#[tokio::test]
+async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
+    let pg = ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    sqlx::query("SELECT pg_create_physical_replication_slot('af_theirs')").execute(&source).await.unwrap();
+    let (_store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let out = operator(&[
+        "wal",
+        "--source",
+        &pg.url,
+        "--store",
+        &store,
+        "--slot",
+        "af_theirs",
+        "--spool",
+        spool.path().to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("was not created by this archiver"), "{}", stderr(&out));
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_theirs'")
+        .fetch_one(&source)
+        .await
+        .unwrap();
+    assert_eq!(slots, 1);
+}
