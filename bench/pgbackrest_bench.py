@@ -9,8 +9,15 @@ new data directory, the server started on it (WAL replayed from the archive to
 the end, then promoted) and the same parity counts as ours: count(*) of every
 table, equal to the source's.
 
-Ours: `backup` into a file store, `restore` (download + verify, pg_restore -j,
-ANALYZE, parity) into a database on a running server.
+Ours, logical: `backup` into a file store, `restore` (download + verify,
+pg_restore -j, ANALYZE, parity) into a database on a running server.
+
+Ours, physical: the WAL archiver (`wal --heartbeat 1s`, its defaults otherwise)
+running against the source, `base-backup --fast-checkpoint`, then while a
+writer commits continuously (pgbench, 50 transactions/s into a table of its
+own) `pitr --target latest` into a scratch instance: download + verify,
+pg_verifybackup, replay and promotion, amcheck, the RPO achieved (from the
+heartbeat), and the same parity counts on the instance.
 
 Printed as a table, written as JSON (BENCH_JSON, default
 target/bench/pgbackrest.json). Environment: BENCH_SCALE (default large), BIN.
@@ -132,6 +139,30 @@ def our_restore(store, target, tables, expected):
                 restore_to_queryable=download + pg_restore + analyze, restore_and_parity=total)
 
 
+def physical_restore(store, work, bindir, tables, expected):
+    """Our point-in-time restore of the latest point: its phases, RPO and parity."""
+    instance = os.path.join(work, "instance")
+    port = free_port()
+    t0 = time.monotonic()
+    out = eb.run([eb.BIN, "pitr", "--store", f"file://{store}", "--dir", instance, "--port", str(port), "--keep"],
+                 capture_output=True, text=True).stdout
+    checked = time.monotonic() - t0
+    timing = re.search(r"download\+verify ([\d.]+) s, pg_verifybackup ([\d.]+) s, replay\+promote ([\d.]+) s, "
+                       r"amcheck ([\d.]+) s \((\d+) indexes\)", out)
+    download, verify, replay, amcheck, indexes = (float(g) for g in timing.groups())
+    rpo = float(re.search(r"^rpo\s+([\d.]+) s", out, re.M).group(1))
+    got = counts(f"postgresql:///bench_big?host={instance}&port={port}&user=postgres", tables)
+    total = time.monotonic() - t0
+    as_postgres([f"{bindir}/pg_ctl", "-D", os.path.join(instance, "data"), "-m", "immediate", "-w", "stop"],
+                stdout=subprocess.DEVNULL)
+    shutil.rmtree(instance)
+    if got != expected:
+        sys.exit(f"our physical restore differs from the source: {got} != {expected}")
+    return dict(download_verify=download, pg_verifybackup=verify, replay_promote=replay, amcheck=amcheck,
+                indexes_checked=int(indexes), restore_to_queryable=download + verify + replay,
+                restore_and_checks=checked, restore_and_parity=total, rpo_seconds=rpo)
+
+
 def main():
     if shutil.which("pgbackrest") is None:
         eb.log("installing pgbackrest (Debian)")
@@ -144,6 +175,7 @@ def main():
     os.chmod(work, 0o755)
     restored_data = os.path.join(work, "restored")
     bindir = eb.pg_bindir()
+    processes = []
     try:
         source = subprocess.run([eb.HARNESS, "postgres", state], capture_output=True, text=True, check=True,
                                 env=dict(eb.ENV, PG_EXTRA_OPTS=DURABLE)).stdout.strip()
@@ -192,7 +224,38 @@ def main():
             ours.append(our_restore(store, target.rsplit("/", 1)[0] + "/ours", tables, expected))
         theirs = min(theirs, key=lambda r: r["restore_and_parity"])
         ours = min(ours, key=lambda r: r["restore_and_parity"])
+
+        eb.log("ours, physical: the WAL archiver, a base backup, a writer, point-in-time drills of the latest point")
+        physical_store = os.path.join(work, "physical")
+        archiver = subprocess.Popen([eb.BIN, "wal", "--source", big, "--store", f"file://{physical_store}",
+                                     "--spool", os.path.join(work, "wal-spool"), "--heartbeat", "1s"],
+                                    env=eb.ENV, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "wal.log"), "w"))
+        processes.append(archiver)
+        time.sleep(2)
+        eb.settle(source)
+        physical_backup, _ = eb.timed([eb.BIN, "base-backup", "--source", big, "--store", f"file://{physical_store}",
+                                       "--name", "base", "--fast-checkpoint"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        base_bytes = directory_bytes(os.path.join(physical_store, "base"))
+        sql(big, "CREATE TABLE bench_writer (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+        script = os.path.join(work, "writer.sql")
+        with open(script, "w") as f:
+            f.write("INSERT INTO bench_writer DEFAULT VALUES;\n")
+        writer = subprocess.Popen([f"{bindir}/pgbench", "-n", "-f", script, "-R", "50", "-T", "600", "-c", "1"],
+                                  env=eb.libpq_env(big), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(writer)
+        time.sleep(10)
+        physical = []
+        for _ in range(2):
+            eb.settle(source)
+            physical.append(physical_restore(physical_store, work, bindir, tables, expected))
+        rpos = [r["rpo_seconds"] for r in physical]
+        physical = min(physical, key=lambda r: r["restore_and_parity"])
+        wal_bytes = directory_bytes(os.path.join(physical_store, "_wal"))
     finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
         stop_restored(bindir, restored_data)
         subprocess.run([eb.HARNESS, "stop", state])
         shutil.rmtree(work, ignore_errors=True)
@@ -200,24 +263,36 @@ def main():
     mib = 1024 * 1024
     print(f"\nBeside pgBackRest: {eb.SCALE} seed, database {size / mib:.0f} MiB, "
           f"{os.cpu_count()} CPUs, {version}, both servers with {DURABLE}\n")
-    print("| step                                   | ours (logical)  | pgBackRest (physical) | ours / theirs |")
-    print("|----------------------------------------|----------------:|----------------------:|--------------:|")
-    rows = [("backup", ours_backup, theirs_backup),
-            ("restore to queryable", ours["restore_to_queryable"], theirs["restore_to_queryable"]),
-            ("restore + parity counts", ours["restore_and_parity"], theirs["restore_and_parity"])]
-    for name, mine, them in rows:
-        print(f"| {name:<38} | {mine:>13.2f} s | {them:>19.2f} s | {mine / them:>13.2f} |")
-    print(f"| {'bytes stored':<38} | {ours_bytes / mib:>11.1f} MiB | {theirs_bytes / mib:>17.1f} MiB "
-          f"| {ours_bytes / theirs_bytes:>13.2f} |")
+    print("| step                    | ours, logical | ours, physical | pgBackRest | logical / theirs | physical / theirs |")
+    print("|-------------------------|--------------:|---------------:|-----------:|-----------------:|------------------:|")
+    rows = [("backup", ours_backup, physical_backup, theirs_backup),
+            ("restore to queryable", ours["restore_to_queryable"], physical["restore_to_queryable"],
+             theirs["restore_to_queryable"]),
+            ("restore + parity counts", ours["restore_and_parity"], physical["restore_and_parity"],
+             theirs["restore_and_parity"])]
+    for name, logical, phys, them in rows:
+        print(f"| {name:<23} | {logical:>11.2f} s | {phys:>12.2f} s | {them:>8.2f} s | {logical / them:>16.2f} "
+              f"| {phys / them:>17.2f} |")
+    print(f"| {'bytes stored':<23} | {ours_bytes / mib:>9.1f} MiB | {base_bytes / mib:>10.1f} MiB | "
+          f"{theirs_bytes / mib:>6.1f} MiB | {ours_bytes / theirs_bytes:>16.2f} | {base_bytes / theirs_bytes:>17.2f} |")
     print(f"\n(pgBackRest restore: files {theirs['restore_files']:.2f} s, then server start, WAL replay and promotion "
-          f"{theirs['restore_to_queryable'] - theirs['restore_files']:.2f} s. Ours: download+verify "
-          f"{ours['download_verify']:.2f} s, pg_restore {ours['pg_restore']:.2f} s, ANALYZE {ours['analyze']:.2f} s, "
-          f"parity {ours['parity']:.2f} s. Ours restores into a running server of any newer major and checks every "
-          f"table against the backup's own counts; theirs needs a whole new instance of the same major.)")
+          f"{theirs['restore_to_queryable'] - theirs['restore_files']:.2f} s, its bytes include the WAL it archived. "
+          f"Ours, logical: download+verify {ours['download_verify']:.2f} s, pg_restore {ours['pg_restore']:.2f} s, "
+          f"ANALYZE {ours['analyze']:.2f} s, parity {ours['parity']:.2f} s; it restores into a running server of any "
+          f"newer major and checks every table against the backup's own counts. Ours, physical: download+verify "
+          f"{physical['download_verify']:.2f} s, pg_verifybackup {physical['pg_verifybackup']:.2f} s, replay and "
+          f"promotion {physical['replay_promote']:.2f} s, then amcheck of {physical['indexes_checked']} indexes "
+          f"{physical['amcheck']:.2f} s; base bytes only, the WAL stored meanwhile {wal_bytes / mib:.1f} MiB.)")
+    target = physical["restore_to_queryable"] / theirs["restore_to_queryable"]
+    print(f"\nTargets: physical restore-to-queryable {target:.2f}x pgBackRest's (<= 1.30: "
+          f"{'met' if target <= 1.3 else 'MISSED'}); RPO under continuous writes {max(rpos):.1f} s "
+          f"(both drills: {', '.join(f'{r:.1f}' for r in rpos)} s; <= 10 s: {'met' if max(rpos) <= 10 else 'MISSED'})")
     os.makedirs(os.path.dirname(JSON_OUT), exist_ok=True)
     with open(JSON_OUT, "w") as f:
         json.dump(dict(scale=eb.SCALE, cpus=os.cpu_count(), pgbackrest_version=version, database_bytes=size,
                        ours=dict(backup=ours_backup, bytes=ours_bytes, **ours),
+                       physical=dict(backup=physical_backup, bytes=base_bytes, wal_bytes=wal_bytes, rpos=rpos,
+                                     **physical),
                        pgbackrest=dict(backup=theirs_backup, bytes=theirs_bytes, **theirs)), f, indent=2)
     print(f"\n(written to {JSON_OUT})")
 

@@ -16,7 +16,7 @@ pub const TABLE: &str = "artifortress_dr.heartbeat";
 const MARK: &str = "artifortress-operator heartbeat: one row per beat of `wal --heartbeat`; safe to drop when unused";
 
 fn query_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> EngineError {
-    move |e| EngineError::Config(format!("{context}: {e}"))
+    move |e| EngineError::Tool { tool: "PostgreSQL", detail: format!("{context}: {e}") }
 }
 
 /// Creates the heartbeat table unless it is there already (and ours).

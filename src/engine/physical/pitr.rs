@@ -121,7 +121,11 @@ pub async fn restore(
         human_bytes(wal_bytes),
         describe(request.target)
     ));
-    instance.start_and_await_promotion(request.timeout).await?;
+    if let Err(e) = instance.start_and_await_promotion(request.timeout).await {
+        // Nothing is left running; the directory stays, with its server.log.
+        instance.stop().await;
+        return Err(e);
+    }
     let replay_seconds = replaying.elapsed().as_secs_f64();
     progress.step(format!("promoted after {}", human_duration(replay_seconds)));
     Ok(Restored { instance, manifest, segments, wal_bytes, download_seconds, verify_seconds, replay_seconds })
@@ -372,11 +376,10 @@ pub async fn check(
     drill_started: DateTime<Utc>,
 ) -> Result<DrillFindings, EngineError> {
     let database = &restored.manifest.source.database;
-    let mut conn = restored
-        .instance
-        .connect(database)
-        .await
-        .map_err(|e| EngineError::Config(format!("connecting to the scratch instance's {database}: {e}")))?;
+    let mut conn = restored.instance.connect(database).await.map_err(|e| EngineError::Tool {
+        tool: "postgres (scratch instance)",
+        detail: format!("connecting to its database {database}: {e}"),
+    })?;
     let newest_heartbeat = heartbeat::newest(&mut conn).await?;
     let reference = match target {
         Target::Time(t) => t,
@@ -384,7 +387,7 @@ pub async fn check(
     };
     let rpo_seconds = newest_heartbeat.map(|h| (reference - h).num_milliseconds().max(0) as f64 / 1000.0);
     let started = Instant::now();
-    let q = |e: sqlx::Error| EngineError::Config(format!("amcheck on the scratch instance: {e}"));
+    let q = |e: sqlx::Error| EngineError::Tool { tool: "amcheck", detail: format!("on the scratch instance: {e}") };
     sqlx::query("CREATE EXTENSION IF NOT EXISTS amcheck").execute(&mut conn).await.map_err(q)?;
     let indexes_checked: i64 = sqlx::query_scalar(
         "SELECT count(bt_index_check(c.oid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
