@@ -29,6 +29,7 @@ seeds() { # target -> files
     manifest) ls "$FORMATS"/golden/store-v1/*/manifest.json ;;
     verdict) ls "$FORMATS"/golden/verdict-*.json "$FORMATS"/golden/restore-record-*.json ;;
     tokens) printf '%s\n' "$ROOT/fuzz/seeds/tokens" ;;
+    physical) ls "$FORMATS"/golden/base-manifest-*.json ;;
   esac
   find "$FORMATS/fuzz-regressions/$1" -type f ! -name .gitkeep
 }

@@ -177,6 +177,9 @@ enum Command {
         /// Recovery point objective: the heartbeat recovered must be this recent.
         #[arg(long)]
         rpo: Option<String>,
+        /// Recovery time objective: from the drill's start to the promoted instance.
+        #[arg(long)]
+        rto: Option<String>,
         /// Keep the instance running after the drill (stop it with pg_ctl, or the next pitr into the same --dir).
         #[arg(long)]
         keep: bool,
@@ -1058,65 +1061,79 @@ async fn run(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(engine_failure)
         }
-        Command::Pitr { store, backup, dir, port, target, rpo, keep, timeout } => {
+        Command::Pitr { store, backup, dir, port, target, rpo, rto, keep, timeout } => {
             use engine::physical::pitr;
             let store = store::open(&store.store).await.map_err(usage)?;
             let target: pitr::Target = target.parse().map_err(usage)?;
-            let rpo = parse_objective("rpo", rpo)?;
-            let timeout = parse_objective("timeout", Some(timeout))?.unwrap();
-            let started = chrono::Utc::now();
-            let progress = Progress::new("pitr");
-            let request = pitr::PitrRequest { backup, dir, port, target, timeout };
-            let restored = pitr::restore(store.as_ref(), &request, &progress).await.map_err(engine_failure)?;
-            let checked = pitr::check(&restored, target, started).await;
-            let rto = (chrono::Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            if !keep {
-                restored.instance.remove().await.map_err(engine_failure)?;
-            }
-            let findings = checked.map_err(engine_failure)?;
+            let request = pitr::PhysicalDrill {
+                restore: pitr::PitrRequest {
+                    backup,
+                    dir,
+                    port,
+                    target,
+                    timeout: parse_objective("timeout", Some(timeout))?.unwrap(),
+                },
+                rpo: parse_objective("rpo", rpo)?,
+                rto: parse_objective("rto", rto)?,
+                keep,
+                drill: chrono::Utc::now().format("pitr-%Y%m%d-%H%M%S-%3f").to_string(),
+            };
+            let drill = request.drill.clone();
+            let outcome = pitr::drill(store.as_ref(), request, &Progress::new("pitr")).await.map_err(engine_failure)?;
+            let v = &outcome.verdict;
+            let base = v.backup.as_ref().expect("a physical verdict names its base");
             println!(
-                "backup     {} (physical), {} WAL segments ({})",
-                restored.manifest.backup_name,
-                restored.segments,
-                human_bytes(restored.wal_bytes)
+                "drill      {drill} (physical), verdict in {}",
+                store.location(&format!("{}/drills/{drill}.json", base.name))
             );
-            println!(
-                "timing     download+verify {:.2} s, pg_verifybackup {:.2} s, replay+promote {:.2} s, amcheck {:.2} s ({} indexes)",
-                restored.download_seconds,
-                restored.verify_seconds,
-                restored.replay_seconds,
-                findings.amcheck_seconds,
-                findings.indexes_checked
-            );
-            println!("rto        {}", human_duration(rto));
-            match (findings.newest_heartbeat, findings.rpo_seconds) {
-                (Some(at), Some(gap)) => {
-                    println!("rpo        {gap:.3} s (newest heartbeat recovered {})", at.to_rfc3339())
-                }
-                _ => println!(
-                    "rpo        not measured: no heartbeat in the restored database (run wal with --heartbeat)"
-                ),
-            }
-            if keep {
+            if let Some((r, found)) = &outcome.restored {
                 println!(
-                    "instance   running: psql -h {} -p {} -U {} {}",
-                    restored.instance.dir.display(),
-                    restored.instance.port,
-                    restored.instance.superuser,
-                    restored.manifest.source.database
+                    "backup     {} (physical), {} WAL segments ({})",
+                    base.name,
+                    r.segments,
+                    human_bytes(r.wal_bytes)
                 );
-            }
-            match (rpo, findings.rpo_seconds) {
-                (Some(objective), Some(gap)) if gap > objective.as_secs_f64() => Err(failed(format!(
-                    "drill failed: RPO {gap:.3} s is over the objective {}",
-                    human_duration(objective.as_secs_f64())
-                ))),
-                (Some(_), None) => {
-                    Err(failed("drill failed: an RPO objective was given and no heartbeat was recovered to measure it"))
+                println!(
+                    "timing     download+verify {:.2} s, pg_verifybackup {:.2} s, replay+promote {:.2} s, amcheck {:.2} s ({} indexes)",
+                    r.download_seconds,
+                    r.verify_seconds,
+                    r.replay_seconds,
+                    found.amcheck_seconds,
+                    found.indexes_checked
+                );
+                if keep {
+                    println!(
+                        "instance   running: psql -h {} -p {} -U {} {}",
+                        r.instance.dir.display(),
+                        r.instance.port,
+                        r.instance.superuser,
+                        r.manifest.source.database
+                    );
                 }
-                _ => {
-                    println!("verdict    Passed");
-                    Ok(())
+            }
+            if let Some(rto) = &v.rto {
+                println!("rto        {} ({:.3} s to promoted)", rto.summary, rto.measured_seconds);
+            }
+            match &v.rpo {
+                Some(rpo) => println!(
+                    "rpo        {:.3} s ({}; newest heartbeat recovered {})",
+                    rpo.measured_seconds,
+                    rpo.summary,
+                    base.snapshot_time.to_rfc3339()
+                ),
+                None => println!("rpo        not measured"),
+            }
+            for warning in &v.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("verdict    {:?}", v.result);
+            match v.failures.first() {
+                None => Ok(()),
+                Some(first) => {
+                    for failure in &v.failures {
+                        eprintln!("failure: {failure}");
+                    }
+                    Err(failed(format!("drill failed ({}): {first}", v.reason.as_deref().unwrap_or("Failed"))))
                 }
             }
         }

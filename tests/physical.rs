@@ -178,6 +178,22 @@ async fn point_in_time_drills(major: u32) {
     let rpo = rpo_of(&out);
     assert!(rpo < 5.0, "RPO {rpo} s under continuous heartbeats");
     assert!(!instance.exists(), "a drill without --keep removes its instance");
+    let last_drill = || {
+        let out = operator(&["drills", "list", "--store", &store, "--output", "json"]);
+        assert_exit(&out, 0);
+        let drills: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        drills.as_array().unwrap().last().unwrap().clone()
+    };
+    let drill = last_drill();
+    assert_eq!((drill["backup"].as_str(), drill["verdict"]["mode"].as_str()), (Some("base-1"), Some("Physical")));
+    assert_eq!(drill["verdict"]["result"], "Passed");
+    assert_eq!(drill["verdict"]["rpo"]["measuredSeconds"].as_f64(), Some(rpo));
+    let out = operator(&["backups", "list", "--store", &store]);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listing.lines().any(|l| l.starts_with("base-1") && l.contains("physical") && l.contains("complete")),
+        "{listing}"
+    );
 
     // Stopped, the archiver stores what it has and says so.
     terminate(&archiver);
@@ -205,6 +221,11 @@ async fn point_in_time_drills(major: u32) {
     let out = operator(&["pitr", "--store", &store, "--dir", instance.to_str().unwrap(), "--port", &port.to_string()]);
     assert_exit(&out, 1);
     assert!(stderr(&out).contains(&format!("WAL segment {name}")), "{}", stderr(&out));
+    let drill = last_drill();
+    assert_eq!(
+        (drill["verdict"]["result"].as_str(), drill["verdict"]["reason"].as_str()),
+        (Some("Failed"), Some("BackupCorrupt"))
+    );
 
     // A directory that is not ours (here: what looks like a data directory) is
     // refused and left as it was.

@@ -57,3 +57,23 @@ pub fn tokens(data: &[u8]) {
         Err(e) => assert!(e.line >= 1 && e.line <= lines, "error on line {} of {lines}", e.line),
     }
 }
+
+/// Base manifests that parse write back to the same value; WAL object names and
+/// segment names that parse write back to the same name; LSNs round-trip.
+pub fn physical(data: &[u8]) {
+    use crate::physical::{BaseManifest, Lsn, Segment, WalObject};
+    if let Ok(m) = BaseManifest::parse(data) {
+        assert_eq!(BaseManifest::parse(&m.to_json()).as_ref(), Ok(&m));
+    }
+    let text = String::from_utf8_lossy(data);
+    if let Some(o) = WalObject::parse(&text) {
+        let key = o.key("1");
+        assert_eq!(WalObject::parse(key.rsplit('/').next().unwrap()), Some(o));
+    }
+    if let Some(s) = Segment::parse(&text, 16 << 20) {
+        assert_eq!(s.name(), text);
+    }
+    if let Ok(lsn) = text.parse::<Lsn>() {
+        assert_eq!(lsn.to_string().parse::<Lsn>(), Ok(lsn));
+    }
+}

@@ -64,6 +64,24 @@ pub struct Verdict {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(rename = "completedAt", default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// How the drill restored (absent in verdicts of logical drills).
+    #[serde(default, skip_serializing_if = "DrillMode::is_logical")]
+    pub mode: DrillMode,
+}
+
+/// `Logical`: pg_restore of a dump into a scratch database. `Physical`: a base
+/// backup and WAL replayed into a scratch instance to a point in time.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DrillMode {
+    #[default]
+    Logical,
+    Physical,
+}
+
+impl DrillMode {
+    fn is_logical(&self) -> bool {
+        *self == DrillMode::Logical
+    }
 }
 
 fn version_one() -> u32 {

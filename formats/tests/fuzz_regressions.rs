@@ -34,3 +34,8 @@ fn verdict() {
 fn tokens() {
     each_input("tokens", invariants::tokens);
 }
+
+#[test]
+fn physical() {
+    each_input("physical", invariants::physical);
+}

@@ -84,3 +84,17 @@ fn the_unversioned_restore_record_is_version_1() {
     let v1 = golden("restore-record-v1.json");
     assert_eq!(String::from_utf8(r.to_json()).unwrap(), String::from_utf8(v1).unwrap());
 }
+
+#[test]
+fn base_manifest_v1_parses_and_writes_back_byte_for_byte() {
+    use artifortress_formats::physical::{BaseManifest, Lsn};
+    let bytes = golden("base-manifest-v1.json");
+    let m = BaseManifest::parse(&bytes).unwrap();
+    assert_eq!((m.base_manifest_version, m.timeline, m.source.major), (1, 1, 15));
+    assert_eq!((m.start_lsn, m.end_lsn), (Lsn(0x400_0028), Lsn(0x400_0100)));
+    assert_eq!(m.segment_of(m.start_lsn).name(), "000000010000000000000004");
+    assert_eq!(m.source.recovery_settings["max_connections"], "300");
+    assert_eq!(String::from_utf8(m.to_json()).unwrap(), String::from_utf8(bytes.clone()).unwrap());
+    let newer = with_field(&bytes, "baseManifestVersion", serde_json::json!(2));
+    assert!(matches!(BaseManifest::parse(&newer), Err(FormatError::Newer { found: 2, .. })));
+}

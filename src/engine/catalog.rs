@@ -4,7 +4,8 @@
 //! safely. The `backups` and `drills` commands print these.
 //!
 //! Only what this tool writes is a backup: a top-level directory holding a
-//! manifest, a dump or a tombstone. Anything else in the store is not listed
+//! manifest, a dump or a tombstone, or a base backup's manifest or tar (the WAL
+//! archive, under `_wal/`, is no backup). Anything else in the store is not listed
 //! and never deleted.
 
 use std::collections::BTreeMap;
@@ -14,8 +15,10 @@ use serde::Serialize;
 
 use super::EngineError;
 use super::manifest::{self, DUMP_FILE, MANIFEST_FILE, Manifest, TOMBSTONE_FILE};
+use super::physical::BaseManifest;
 use super::verdict::Verdict;
 use crate::store::BackupStore;
+use artifortress_formats::physical::{BASE_FILE, BASE_MANIFEST_FILE};
 
 /// One backup directory of a store.
 #[derive(Serialize, Debug)]
@@ -34,6 +37,9 @@ pub struct BackupEntry {
     pub deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
+    /// A physical base backup's manifest (`base.json`) instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseManifest>,
     /// The drills that restored it, oldest first.
     pub drills: Vec<DrillEntry>,
 }
@@ -75,9 +81,13 @@ impl DrillEntry {
 }
 
 impl BackupEntry {
-    /// The restore point, for a complete backup.
+    /// The restore point, for a complete backup (a base backup's own: its end).
     pub fn snapshot_time(&self) -> Option<DateTime<Utc>> {
-        self.manifest.as_ref().map(|m| m.snapshot_time)
+        self.manifest.as_ref().map(|m| m.snapshot_time).or_else(|| self.base.as_ref().map(|b| b.completed_at))
+    }
+
+    pub fn is_physical(&self) -> bool {
+        self.base.is_some()
     }
 
     pub fn last_drill(&self) -> Option<&DrillEntry> {
@@ -92,6 +102,7 @@ pub async fn backups(store: &dyn BackupStore) -> Result<Vec<BackupEntry>, Engine
         bytes: u64,
         ours: bool,
         manifest: bool,
+        base: bool,
         tombstone: bool,
         verdicts: Vec<String>,
     }
@@ -102,6 +113,7 @@ pub async fn backups(store: &dyn BackupStore) -> Result<Vec<BackupEntry>, Engine
         seen.bytes += object.size;
         match file {
             MANIFEST_FILE => (seen.ours, seen.manifest) = (true, true),
+            BASE_MANIFEST_FILE | BASE_FILE => (seen.ours, seen.base) = (true, seen.base || file == BASE_MANIFEST_FILE),
             DUMP_FILE => seen.ours = true,
             TOMBSTONE_FILE => (seen.ours, seen.tombstone) = (true, true),
             _ => {
@@ -113,15 +125,20 @@ pub async fn backups(store: &dyn BackupStore) -> Result<Vec<BackupEntry>, Engine
     }
     let mut entries = Vec::new();
     for (name, seen) in dirs.into_iter().filter(|(_, s)| s.ours) {
-        let (state, manifest, problem) = if seen.manifest {
+        let (mut state, mut manifest, mut base, mut problem) = (BackupState::Incomplete, None, None, None);
+        if seen.manifest {
             match manifest::load(store, &name).await {
-                Ok(m) => (BackupState::Complete, Some(m), None),
-                Err(e) => (BackupState::Unreadable, None, Some(e.to_string())),
+                Ok(m) => (state, manifest) = (BackupState::Complete, Some(m)),
+                Err(e) => (state, problem) = (BackupState::Unreadable, Some(e.to_string())),
+            }
+        } else if seen.base {
+            match super::physical::base::load(store, &name).await {
+                Ok(b) => (state, base) = (BackupState::Complete, Some(b)),
+                Err(e) => (state, problem) = (BackupState::Unreadable, Some(e.to_string())),
             }
         } else {
-            let why = "no manifest: the backup never finished, or its deletion did not".to_string();
-            (BackupState::Incomplete, None, Some(why))
-        };
+            problem = Some("no manifest: the backup never finished, or its deletion did not".to_string());
+        }
         let mut drills = Vec::new();
         for drill in seen.verdicts {
             match read_verdict(store, &name, &drill).await {
@@ -137,6 +154,7 @@ pub async fn backups(store: &dyn BackupStore) -> Result<Vec<BackupEntry>, Engine
             problem,
             deleted: seen.tombstone,
             manifest,
+            base,
             drills,
         });
     }
@@ -206,9 +224,12 @@ pub struct Deleted {
 pub async fn delete(store: &dyn BackupStore, name: &str, force: bool) -> Result<Deleted, EngineError> {
     let all = backups(store).await?;
     let Some(entry) = all.iter().find(|b| b.name == name) else { return Err(not_found(store, name, &all)) };
-    let newest = all.iter().rfind(|b| b.state == BackupState::Complete && !b.deleted);
+    // Logical and physical backups are restore points of their own kinds.
+    let restorable =
+        |b: &&BackupEntry| b.state == BackupState::Complete && !b.deleted && b.is_physical() == entry.is_physical();
+    let newest = all.iter().rfind(restorable);
     if !force && newest.is_some_and(|n| n.name == name) {
-        let next = all.iter().rev().filter(|b| b.state == BackupState::Complete && !b.deleted).nth(1);
+        let next = all.iter().rev().filter(restorable).nth(1);
         let then = match next {
             Some(b) => format!("{} would be the newest restore point", b.name),
             None => "no complete backup would be left".to_string(),
@@ -220,7 +241,8 @@ pub async fn delete(store: &dyn BackupStore, name: &str, force: bool) -> Result<
     }
     let mut objects = 0;
     if entry.state != BackupState::Incomplete {
-        store.delete(&manifest::key(name)).await?;
+        let key = if entry.is_physical() { super::physical::base::manifest_key(name) } else { manifest::key(name) };
+        store.delete(&key).await?;
         objects += 1;
     }
     for object in store.list(&format!("{name}/")).await? {
@@ -268,10 +290,18 @@ pub fn backups_table(entries: &[BackupEntry]) -> String {
             vec![
                 b.name.clone(),
                 time(b.snapshot_time()),
-                m.map_or("-".into(), |m| m.source.database.clone()),
-                m.and_then(|m| m.source.server_version.split('.').next().map(str::to_string)).unwrap_or("-".into()),
+                m.map(|m| m.source.database.clone())
+                    .or_else(|| b.base.as_ref().map(|p| p.source.database.clone()))
+                    .unwrap_or("-".into()),
+                m.and_then(|m| m.source.server_version.split('.').next().map(str::to_string))
+                    .or_else(|| b.base.as_ref().map(|p| p.source.major.to_string()))
+                    .unwrap_or("-".into()),
                 super::progress::human_bytes(b.stored_bytes),
-                m.map_or("-".into(), |m| format!("{:?}", m.verify).to_lowercase()),
+                match (m, &b.base) {
+                    (Some(m), _) => format!("{:?}", m.verify).to_lowercase(),
+                    (None, Some(_)) => "physical".into(),
+                    (None, None) => "-".into(),
+                },
                 state,
                 drill.map_or("-".into(), |v| format!("{:?}", v.result)),
                 objective(drill.and_then(|v| v.rto.as_ref())),

@@ -381,6 +381,7 @@ async fn finish(
         report: None,
         started_at: Some(record.drill_started_at),
         completed_at: Some(completed_at),
+        mode: Default::default(),
     };
 
     let source = request.source.as_ref().map(|s| s.to_string());

@@ -215,6 +215,7 @@ mod tests {
             report: None,
             started_at: None,
             completed_at: None,
+            mode: Default::default(),
         };
         let md = render(
             &verdict,

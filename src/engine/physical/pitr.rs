@@ -27,7 +27,9 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use super::super::EngineError;
+use super::super::objectives;
 use super::super::progress::{Progress, human_bytes, human_duration};
+use super::super::verdict::{BackupInfo, DrillMode, DrillResult, FinalPhase, RtoBasis, ServerMajors, Timings, Verdict};
 use super::instance::{self, Instance};
 use super::tools::PhysicalTools;
 use super::{BaseManifest, Lsn, WalObject, base, heartbeat};
@@ -402,4 +404,131 @@ pub async fn check(
         indexes_checked: u64::try_from(indexes_checked).unwrap_or(0),
         amcheck_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A physical drill: what to restore and what it is judged by.
+pub struct PhysicalDrill {
+    pub restore: PitrRequest,
+    pub rpo: Option<Duration>,
+    pub rto: Option<Duration>,
+    /// Keep the instance running after the drill.
+    pub keep: bool,
+    /// Names the verdict in the store: `<base>/drills/<drill>.json`.
+    pub drill: String,
+}
+
+/// What a physical drill leaves: its verdict (stored beside the base) and,
+/// when the restore got that far, the restore's numbers and findings.
+pub struct PhysicalOutcome {
+    pub verdict: Verdict,
+    pub restored: Option<(Restored, DrillFindings)>,
+}
+
+/// Restores, checks, judges and stores the verdict. Refusals (a directory or
+/// port that is not the drill's to use) are errors; everything that failed
+/// after that is a `Failed` verdict with what was measured.
+pub async fn drill(
+    store: &dyn BackupStore,
+    mut request: PhysicalDrill,
+    progress: &Progress,
+) -> Result<PhysicalOutcome, EngineError> {
+    let started = Utc::now();
+    let manifest = match &request.restore.backup {
+        Some(name) => base::load(store, name).await?,
+        None => choose_base(store, request.restore.target).await?,
+    };
+    request.restore.backup = Some(manifest.backup_name.clone());
+    let mut failures = Vec::new();
+    let mut warnings = Vec::new();
+    let mut reason = None;
+    let mut fail = |why: &'static str, message: String, reason: &mut Option<String>| {
+        reason.get_or_insert_with(|| why.to_string());
+        failures.push(message);
+    };
+    let (mut rpo, mut rto, mut timings, mut restored) = (None, None, Timings::default(), None);
+    let mut recovery_point = manifest.completed_at;
+    match restore(store, &request.restore, progress).await {
+        Err(e) if e.is_usage() => return Err(e),
+        Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string(), &mut reason),
+        Ok(r) => {
+            let usable = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+            let (measured, failure) = objectives::evaluate("RTO", usable, request.rto);
+            if let Some(f) = failure {
+                fail("RTOMissed", f, &mut reason);
+            }
+            rto = Some(measured);
+            timings.download_seconds = Some(r.download_seconds);
+            timings.restore_seconds = Some(r.verify_seconds + r.replay_seconds);
+            timings.usable_seconds = Some(usable);
+            match check(&r, request.restore.target, started).await {
+                Err(e) => fail("VerificationFailed", e.to_string(), &mut reason),
+                Ok(found) => {
+                    timings.parity_seconds = Some(found.amcheck_seconds);
+                    timings.verified_seconds = Some((Utc::now() - started).num_milliseconds() as f64 / 1000.0);
+                    match (found.rpo_seconds, found.newest_heartbeat) {
+                        (Some(gap), Some(at)) => {
+                            recovery_point = at;
+                            let (measured, failure) = objectives::evaluate("RPO", gap, request.rpo);
+                            if let Some(f) = failure {
+                                fail("RPOMissed", f, &mut reason);
+                            }
+                            rpo = Some(measured);
+                        }
+                        _ if request.rpo.is_some() => fail(
+                            "RPOUnmeasured",
+                            format!(
+                                "an RPO objective was given and the restored database has no {} rows to measure it (run wal with --heartbeat)",
+                                heartbeat::TABLE
+                            ),
+                            &mut reason,
+                        ),
+                        _ => warnings
+                            .push(format!("RPO not measured: no {} rows in the restored database", heartbeat::TABLE)),
+                    }
+                    restored = Some((r, found));
+                }
+            }
+        }
+    }
+    if !request.keep {
+        let instance = restored.as_ref().map(|(r, _)| &r.instance);
+        if let Some(instance) = instance
+            && let Err(e) = instance.remove().await
+        {
+            warnings.push(format!("the scratch instance was not removed: {e}"));
+        }
+    }
+    let passed = failures.is_empty();
+    let completed_at = Utc::now();
+    timings.total_seconds = Some((completed_at - started).num_milliseconds() as f64 / 1000.0);
+    let verdict = Verdict {
+        verdict_version: super::super::verdict::VERDICT_VERSION,
+        phase: if passed { FinalPhase::Succeeded } else { FinalPhase::Failed },
+        result: if passed { DrillResult::Passed } else { DrillResult::Failed },
+        reason: if passed { None } else { reason },
+        failures,
+        warnings,
+        roles_created: Vec::new(),
+        server_majors: Some(ServerMajors { source: manifest.source.major, target: manifest.source.major }),
+        rto_basis: rto.as_ref().map(|_| RtoBasis::Usable),
+        backup: Some(BackupInfo {
+            name: manifest.backup_name.clone(),
+            location: store.location(&format!("{}/", manifest.backup_name)),
+            snapshot_time: recovery_point,
+            completed_at: manifest.completed_at,
+            fresh: false,
+        }),
+        rpo,
+        rto,
+        timings: Some(timings),
+        parity: Vec::new(),
+        blobs: None,
+        report: None,
+        started_at: Some(started),
+        completed_at: Some(completed_at),
+        mode: DrillMode::Physical,
+    };
+    let key = super::super::drill::result_key(&manifest.backup_name, &request.drill);
+    store.put_bytes(&key, verdict.to_json()).await?;
+    Ok(PhysicalOutcome { verdict, restored })
 }
