@@ -89,6 +89,14 @@ fn terminate(child: &tokio::process::Child) {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
 }
 
+/// `pitr` into `instance` on `port`, with `extra` flags.
+fn pitr(store: &str, instance: &Path, port: u16, extra: &[&str]) -> std::process::Output {
+    let port = port.to_string();
+    let mut args = vec!["pitr", "--store", store, "--dir", instance.to_str().unwrap(), "--port", &port];
+    args.extend_from_slice(extra);
+    operator(&args)
+}
+
 fn rpo_of(out: &std::process::Output) -> f64 {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().find(|l| l.starts_with("rpo ")).unwrap_or_else(|| panic!("no rpo line in:\n{stdout}"));
@@ -127,18 +135,7 @@ async fn point_in_time_drills(major: u32) {
     let dir = tempfile::tempdir().unwrap();
     let instance = dir.path().join("instance");
     let port = free_port();
-    let out = operator(&[
-        "pitr",
-        "--store",
-        &store,
-        "--dir",
-        instance.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--target",
-        &target.to_rfc3339(),
-        "--keep",
-    ]);
+    let out = pitr(&store, &instance, port, &["--target", &target.to_rfc3339(), "--keep"]);
     assert_exit(&out, 0);
     let restored = PgConnectOptions::new().socket(&instance).port(port).username("postgres").database("postgres");
     let mut conn = PgConnection::connect_with(&restored).await.unwrap();
@@ -163,17 +160,7 @@ async fn point_in_time_drills(major: u32) {
     // above is ours: this drill stops it and takes its directory.
     sqlx::query("INSERT INTO ledger VALUES (0, 'just before the drill')").execute(&source).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let out = operator(&[
-        "pitr",
-        "--store",
-        &store,
-        "--dir",
-        instance.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--rpo",
-        "10s",
-    ]);
+    let out = pitr(&store, &instance, port, &["--rpo", "10s"]);
     assert_exit(&out, 0);
     let rpo = rpo_of(&out);
     assert!(rpo < 5.0, "RPO {rpo} s under continuous heartbeats");
@@ -218,7 +205,7 @@ async fn point_in_time_drills(major: u32) {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(victim, bytes).unwrap();
-    let out = operator(&["pitr", "--store", &store, "--dir", instance.to_str().unwrap(), "--port", &port.to_string()]);
+    let out = pitr(&store, &instance, port, &[]);
     assert_exit(&out, 1);
     assert!(stderr(&out).contains(&format!("WAL segment {name}")), "{}", stderr(&out));
     let drill = last_drill();
@@ -231,8 +218,7 @@ async fn point_in_time_drills(major: u32) {
     // refused and left as it was.
     let theirs = tempfile::tempdir().unwrap();
     std::fs::write(theirs.path().join("PG_VERSION"), major.to_string()).unwrap();
-    let out =
-        operator(&["pitr", "--store", &store, "--dir", theirs.path().to_str().unwrap(), "--port", &port.to_string()]);
+    let out = pitr(&store, theirs.path(), port, &[]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("was not created by artifortress-operator"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(theirs.path()).unwrap().count(), 1);

@@ -14,7 +14,6 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use super::super::EngineError;
-use super::super::pgtools::read_tail;
 use super::tools::PhysicalTools;
 
 pub const MARKER: &str = "artifortress-scratch-instance";
@@ -196,21 +195,16 @@ impl Instance {
         if !self.data().join("postmaster.pid").exists() {
             return;
         }
-        if let Ok(mut child) = self
+        // A server that is already gone is what we want; pg_ctl's complaint is not news.
+        let _ = self
             .command("pg_ctl")
             .arg("-D")
             .arg(self.data())
             .args(["-m", "immediate", "-w", "stop"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-        {
-            let err = child.stderr.take().map(|e| tokio::spawn(read_tail(e, 2048)));
-            let _ = child.wait().await;
-            if let Some(err) = err {
-                let _ = err.await;
-            }
-        }
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
     }
 
     /// Stops the server and removes the directory (ours: it has the marker).

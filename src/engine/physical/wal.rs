@@ -151,11 +151,11 @@ pub async fn run(
         // Uploads: completed segments always, the growing one when due.
         let partial_due = last_partial.elapsed() >= options.partial_every;
         match uploader.upload(partial_due).await {
-            Ok(done) => {
+            Ok(stored_any) => {
                 if partial_due {
                     last_partial = Instant::now();
                 }
-                if done.any {
+                if stored_any {
                     status.last_upload_at = Some(Utc::now());
                     status.last_segment = uploader.newest_complete.clone();
                 }
@@ -374,11 +374,6 @@ fn start_receiver(
         .map_err(EngineError::io(format!("starting {}", tools.bin("pg_receivewal").display())))
 }
 
-#[derive(Default)]
-struct Uploaded {
-    any: bool,
-}
-
 /// Moves segments from the spool into the store.
 struct Uploader<'a> {
     store: &'a dyn BackupStore,
@@ -443,15 +438,16 @@ impl<'a> Uploader<'a> {
         Ok(self.spool_files()?.0.iter().filter(|s| !self.stored.contains_key(*s)).count())
     }
 
-    async fn upload(&mut self, partial_due: bool) -> Result<Uploaded, EngineError> {
-        let mut done = Uploaded::default();
+    /// Stores what is new in the spool; whether anything was.
+    async fn upload(&mut self, partial_due: bool) -> Result<bool, EngineError> {
+        let mut stored_any = false;
         let (complete, growing) =
             self.spool_files().map_err(EngineError::io(format!("reading {}", self.spool.display())))?;
         for segment in &complete {
             if !self.stored.contains_key(segment) {
                 let key = self.put(segment, &self.spool.join(segment), false).await?;
                 self.stored.insert(segment.clone(), key);
-                done.any = true;
+                stored_any = true;
             }
             if self.partial.as_ref().is_some_and(|(s, ..)| s == segment) {
                 let (_, key, ..) = self.partial.take().unwrap();
@@ -476,10 +472,10 @@ impl<'a> Uploader<'a> {
                 {
                     self.store.delete(&old).await?;
                 }
-                done.any = true;
+                stored_any = true;
             }
         }
-        Ok(done)
+        Ok(stored_any)
     }
 
     async fn put(&self, segment: &str, path: &Path, partial: bool) -> Result<String, EngineError> {
