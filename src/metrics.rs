@@ -81,6 +81,8 @@ pub struct Metrics {
     pub drill_blobs_corrupt: Family<InstallationLabels, Gauge>,
     pub drill_blobs_orphans: Family<InstallationLabels, Gauge>,
     pub blobs_recoverable: Family<InstallationLabels, Gauge>,
+    pub wal_status_age: Family<InstallationLabels, FloatGauge>,
+    pub wal_retained_bytes: Family<InstallationLabels, Gauge>,
     pub drill_target_major: Family<InstallationLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
@@ -131,6 +133,8 @@ impl Metrics {
             drill_blobs_corrupt: Family::default(),
             drill_blobs_orphans: Family::default(),
             blobs_recoverable: Family::default(),
+            wal_status_age: Family::default(),
+            wal_retained_bytes: Family::default(),
             drill_target_major: Family::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
@@ -254,6 +258,16 @@ impl Metrics {
             "blobs_recoverable",
             "1 when the blob bucket keeps deleted objects (versioning), 0 when it does not, -1 when unknown",
             m.blobs_recoverable.clone(),
+        );
+        registry.register(
+            "wal_status_age_seconds",
+            "Seconds since the WAL archiver last wrote its status into the backup store (it writes every 10 s by default)",
+            m.wal_status_age.clone(),
+        );
+        registry.register(
+            "wal_retained_bytes",
+            "WAL the archiver's replication slot held back on the source at its last status",
+            m.wal_retained_bytes.clone(),
         );
         registry.register(
             "drill_target_major",

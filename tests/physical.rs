@@ -297,3 +297,44 @@ async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
         .unwrap();
     assert_eq!(slots, 1);
 }
+
+/// The operator reads the archiver's status from the installation's backup
+/// store: `WalArchiving` True while it streams, False once it is stopped.
+#[tokio::test]
+async fn the_installation_reports_its_wal_archiver_and_when_it_stops() {
+    use artifortress_operator::api::artifortress::Artifortress;
+    use artifortress_operator::api::common::ConditionStatus;
+    let installation = support::cluster::Installation::start("walstatus", None).await;
+    let store = format!(
+        "s3://{}/prod/production?endpoint={}&region=us-east-1&path_style=true",
+        installation.bucket,
+        support::env("AF_TEST_S3_ENDPOINT")
+    );
+    let slot = support::unique_name("af_status").replace('-', "_");
+    let spool = tempfile::tempdir().unwrap();
+    let source = installation.db.url.expose().to_string();
+    let (archiver, logs) = wal_archiver(&source, &store, spool.path(), &slot, &[]);
+    let condition = |af: &Artifortress, status: ConditionStatus, reason: &str| {
+        af.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "WalArchiving"))
+            .is_some_and(|c| c.status == status && c.reason == reason)
+    };
+    let api = installation.api::<Artifortress>();
+    let af = support::cluster::wait_until(&api, "production", Duration::from_secs(60), |af| {
+        condition(af, ConditionStatus::True, "Streaming")
+    })
+    .await;
+    assert_eq!(af.status.unwrap().wal.unwrap().slot, slot);
+
+    terminate(&archiver);
+    let exit = archiver.wait_with_output().await.unwrap().status;
+    assert!(exit.success(), "{}", logs.lock().unwrap());
+    support::cluster::wait_until(&api, "production", Duration::from_secs(60), |af| {
+        condition(af, ConditionStatus::False, "ArchiverStopped")
+    })
+    .await;
+    // The slot was the test's: off the shared server, or it keeps WAL forever.
+    let pool = pool(&source).await;
+    sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&slot).execute(&pool).await.unwrap();
+}

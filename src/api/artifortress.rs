@@ -201,7 +201,8 @@ pub struct ArtifortressStatus {
     /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`, `BlobsRecoverable`
     /// (can blobs of older restore points still be recovered: bucket versioning
     /// against garbage collection), `BackupStorageSeparate` (backups not inside
-    /// the blob store) and `CatalogReadable` (every stored manifest can be read).
+    /// the blob store), `CatalogReadable` (every stored manifest can be read)
+    /// and, once a WAL archiver ran, `WalArchiving` (it streams and reports).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
@@ -226,6 +227,31 @@ pub struct ArtifortressStatus {
     /// on: a new value forces one resync that also recreates deleted backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_resync: Option<String>,
+    /// The WAL archiver's last status, read from the backup store, when one
+    /// ever ran for this installation (`WalArchiving` judges it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalArchiveStatus>,
+}
+
+/// Where the WAL archiver (`wal`) stands, as it last wrote into the backup store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalArchiveStatus {
+    /// Its replication slot on the source.
+    pub slot: String,
+    /// When it last wrote its status.
+    pub updated_at: DateTime<Utc>,
+    /// WAL the slot held back on the source then.
+    pub retained_bytes: u64,
+    /// The newest WAL segment stored complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_segment: Option<String>,
+    /// The newest heartbeat it wrote into the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Why it stopped, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// Whether a dependency answered its probe.

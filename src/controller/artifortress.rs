@@ -19,7 +19,7 @@ use serde_json::json;
 use super::conditions::{self, Observed};
 use super::{Context, Error, jobs, recoverability};
 use crate::api::artifortress::{
-    Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity,
+    Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity, WalArchiveStatus,
 };
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
@@ -28,6 +28,7 @@ use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
 use crate::db::DatabaseUrl;
 use crate::db::ops_summary::OpsSignals;
 use crate::engine::manifest::{self, Manifest};
+use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::{BackupStore, Versioning};
 
@@ -331,6 +332,7 @@ async fn resync_catalog(
             conditions.set("CatalogReadable", false, "ManifestUnreadable", message);
         }
     }
+    record_wal_archiver(ctx, af, conditions, store.as_ref()).await;
     let force = af.annotations().get(FORCE_RESYNC).filter(|v| conditions.status.forced_resync.as_ref() != Some(*v));
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
     for m in catalog.manifests.iter().filter(|m| !known.iter().any(|b| b.name_any() == m.backup_name)) {
@@ -347,6 +349,71 @@ async fn resync_catalog(
         ctx.event(af, false, "CatalogResynced", "forced resync: deleted backups were recreated".into()).await;
     }
     Ok(())
+}
+
+/// How long the WAL archiver may be silent (it writes its status every 10 s
+/// by default) before `WalArchiving` says it is not archiving.
+pub const WAL_SILENT_AFTER: Duration = Duration::from_secs(60);
+
+/// `WalArchiving` and `status.wal` from the WAL archiver's status in the backup
+/// store; nothing when no archiver ever ran for this installation. A store that
+/// cannot be read is logged (the storage probe reports it).
+async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, store: &dyn BackupStore) {
+    let name = af.name_any();
+    let status = match crate::engine::physical::wal::newest_status(store).await {
+        Ok(Some(status)) => status,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(installation = %name, error = %e, "reading the WAL archiver's status failed");
+            return;
+        }
+    };
+    let age = (conditions.now - status.updated_at).to_std().unwrap_or_default();
+    let labels = InstallationLabels { installation: name };
+    ctx.metrics.wal_status_age.get_or_create(&labels).set(age.as_secs_f64());
+    ctx.metrics.wal_retained_bytes.get_or_create(&labels).set(i64::try_from(status.retained_bytes).unwrap_or(i64::MAX));
+    let retained = human_bytes(status.retained_bytes);
+    match (&status.stopped, age > WAL_SILENT_AFTER) {
+        (Some(why), _) if why == "stopped" => conditions.set(
+            "WalArchiving",
+            false,
+            "ArchiverStopped",
+            format!(
+                "the WAL archiver of slot {} was stopped at {}: no WAL is archived, the RPO grows with time and the slot keeps WAL on the source ({retained} then); start it again",
+                status.slot,
+                status.updated_at.to_rfc3339()
+            ),
+        ),
+        (Some(why), _) => conditions.set("WalArchiving", false, "ArchiverFailed", format!("the WAL archiver stopped: {why}")),
+        (None, true) => conditions.set(
+            "WalArchiving",
+            false,
+            "ArchiverSilent",
+            format!(
+                "no status from the WAL archiver of slot {} for {} (it writes one every 10 s by default): it is down or cannot write to the backup store; WAL may not be archived and the slot keeps WAL on the source ({retained} at its last status)",
+                status.slot,
+                human_duration(age.as_secs_f64())
+            ),
+        ),
+        (None, false) => conditions.set(
+            "WalArchiving",
+            true,
+            "Streaming",
+            format!(
+                "slot {} holds back {retained} on the source; newest stored segment {}",
+                status.slot,
+                status.last_segment.as_deref().unwrap_or("none yet")
+            ),
+        ),
+    }
+    conditions.status.wal = Some(WalArchiveStatus {
+        slot: status.slot,
+        updated_at: status.updated_at,
+        retained_bytes: status.retained_bytes,
+        last_segment: status.last_segment,
+        last_heartbeat_at: status.last_heartbeat_at,
+        stopped: status.stopped,
+    });
 }
 
 /// `BlobsRecoverable` (bucket versioning against GC, and which backups that puts

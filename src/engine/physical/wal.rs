@@ -86,6 +86,22 @@ pub fn status_key(system: &str) -> String {
     format!("{}status.json", WalObject::prefix(system))
 }
 
+/// The newest status any WAL archiver wrote into the store (one per source
+/// system it archived); `None` when none ever ran.
+pub async fn newest_status(store: &dyn BackupStore) -> Result<Option<WalStatus>, EngineError> {
+    let mut newest: Option<WalStatus> = None;
+    for object in store.list(&format!("{}/", artifortress_formats::physical::WAL_PREFIX)).await? {
+        if !object.key.ends_with("/status.json") {
+            continue;
+        }
+        let Ok(status) = serde_json::from_slice::<WalStatus>(&store.get_bytes(&object.key).await?) else { continue };
+        if newest.as_ref().is_none_or(|n| status.updated_at > n.updated_at) {
+            newest = Some(status);
+        }
+    }
+    Ok(newest)
+}
+
 /// A slot name is PostgreSQL's rule: lowercase letters, digits and `_`, 1–63.
 pub fn validate_slot(slot: &str) -> Result<(), EngineError> {
     if !slot.is_empty()
