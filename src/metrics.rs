@@ -261,7 +261,7 @@ impl Metrics {
         );
         registry.register(
             "wal_status_age_seconds",
-            "Seconds since the WAL archiver last wrote its status into the backup store (it writes every 10 s by default)",
+            "Seconds since the WAL archiver last wrote its status into the backup store (it writes every 10 s by default); NaN when none ever ran",
             m.wal_status_age.clone(),
         );
         registry.register(

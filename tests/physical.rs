@@ -296,6 +296,29 @@ async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
         .await
         .unwrap();
     assert_eq!(slots, 1);
+    // A spool directory with something else in it (a server's pg_wal, given by
+    // mistake) is refused before anything is created, and left as it was.
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::write(theirs.path().join("000000010000000000000001"), "a segment of someone's server").unwrap();
+    let out = operator(&[
+        "wal",
+        "--source",
+        &pg.url,
+        "--store",
+        &store,
+        "--slot",
+        "af_new",
+        "--spool",
+        theirs.path().to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("not an archiver's"), "{}", stderr(&out));
+    assert!(theirs.path().join("000000010000000000000001").exists());
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_new'")
+        .fetch_one(&source)
+        .await
+        .unwrap();
+    assert_eq!(slots, 0);
 }
 
 /// The operator reads the archiver's status from the installation's backup

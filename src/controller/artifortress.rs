@@ -360,16 +360,21 @@ pub const WAL_SILENT_AFTER: Duration = Duration::from_secs(60);
 /// cannot be read is logged (the storage probe reports it).
 async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, store: &dyn BackupStore) {
     let name = af.name_any();
+    let labels = InstallationLabels { installation: name.clone() };
     let status = match crate::engine::physical::wal::newest_status(store).await {
         Ok(Some(status)) => status,
-        Ok(None) => return,
+        Ok(None) => {
+            // No archiver ever ran: the age is unknown (NaN, which no alert
+            // threshold compares true with), not missing.
+            ctx.metrics.wal_status_age.get_or_create(&labels).set(f64::NAN);
+            return;
+        }
         Err(e) => {
             tracing::warn!(installation = %name, error = %e, "reading the WAL archiver's status failed");
             return;
         }
     };
     let age = (conditions.now - status.updated_at).to_std().unwrap_or_default();
-    let labels = InstallationLabels { installation: name };
     ctx.metrics.wal_status_age.get_or_create(&labels).set(age.as_secs_f64());
     ctx.metrics.wal_retained_bytes.get_or_create(&labels).set(i64::try_from(status.retained_bytes).unwrap_or(i64::MAX));
     let retained = human_bytes(status.retained_bytes);

@@ -34,7 +34,7 @@ use crate::store::{BackupStore, StoreError};
 #[derive(Clone, Debug)]
 pub struct WalOptions {
     pub slot: String,
-    /// Where pg_receivewal writes; the archiver's own directory.
+    /// Where pg_receivewal writes: new, empty, or marked as an archiver's spool.
     pub spool: PathBuf,
     /// How often the growing segment is uploaded.
     pub partial_every: Duration,
@@ -130,13 +130,12 @@ pub async fn run(
     let tools = PhysicalTools::for_streaming(identity.major).await?;
     let system = identity.system_identifier.clone();
     let segment_bytes = identity.wal_segment_bytes;
+    claim_spool(&options.spool)?;
     let mut conn = connect(source).await?;
     ensure_slot(&mut conn, store, &system, &options.slot, source).await?;
     if options.heartbeat.is_some() {
         heartbeat::ensure_table(&mut conn).await?;
     }
-    std::fs::create_dir_all(&options.spool)
-        .map_err(EngineError::io(format!("creating {}", options.spool.display())))?;
     progress.step(format!(
         "archiving WAL of PostgreSQL {} (system {system}) through slot {} into {}",
         identity.server_version,
@@ -269,6 +268,31 @@ pub async fn run(
     status.updated_at = Utc::now();
     let _ = store.put_bytes(&status_key(&system), serde_json::to_vec_pretty(&status).unwrap()).await;
     outcome
+}
+
+/// Marks the spool directory as the archiver's. The archiver deletes stored
+/// segments from it, so a directory with anything else in it (a server's
+/// `pg_wal`, given by mistake) is refused and left untouched.
+fn claim_spool(spool: &Path) -> Result<(), EngineError> {
+    const MARKER: &str = "artifortress-wal-spool";
+    let io = EngineError::io(format!("preparing the spool directory {}", spool.display()));
+    match std::fs::read_dir(spool) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(spool).map_err(io)?,
+        Err(e) => return Err(io(e)),
+        Ok(mut entries) => {
+            if entries.next().is_some() && !spool.join(MARKER).exists() {
+                return Err(EngineError::refused(
+                    "NotOurs",
+                    format!(
+                        "the spool directory {} is not empty and is not an archiver's (no {MARKER} file): it is left untouched; give a new or empty directory",
+                        spool.display()
+                    ),
+                ));
+            }
+        }
+    }
+    std::fs::write(spool.join(MARKER), "the spool of an artifortress-operator WAL archiver\n")
+        .map_err(EngineError::io(format!("writing into {}", spool.display())))
 }
 
 async fn connect(source: &DatabaseUrl) -> Result<PgConnection, EngineError> {
