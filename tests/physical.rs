@@ -22,6 +22,14 @@ async fn system_identifier(pool: &PgPool) -> String {
     sqlx::query_scalar("SELECT system_identifier::text FROM pg_control_system()").fetch_one(pool).await.unwrap()
 }
 
+async fn slot_count(pool: &PgPool, slot: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(slot)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
 }
@@ -264,10 +272,7 @@ async fn past_its_bound_the_slot_is_dropped_so_the_source_disk_cannot_fill() {
     let logs = logs.lock().unwrap().clone();
     assert!(logs.contains("paused"), "receiving paused first: {logs}");
     assert!(logs.contains("DROPPED"), "{logs}");
-    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_bound'")
-        .fetch_one(&source)
-        .await
-        .unwrap();
+    let slots = slot_count(&source, "af_bound").await;
     assert_eq!(slots, 0, "the slot is gone, the source keeps no WAL for it");
 }
 
@@ -291,10 +296,7 @@ async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
     ]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("was not created by this archiver"), "{}", stderr(&out));
-    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_theirs'")
-        .fetch_one(&source)
-        .await
-        .unwrap();
+    let slots = slot_count(&source, "af_theirs").await;
     assert_eq!(slots, 1);
     // A spool directory with something else in it (a server's pg_wal, given by
     // mistake) is refused before anything is created, and left as it was.
@@ -314,10 +316,7 @@ async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("not an archiver's"), "{}", stderr(&out));
     assert!(theirs.path().join("000000010000000000000001").exists());
-    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'af_new'")
-        .fetch_one(&source)
-        .await
-        .unwrap();
+    let slots = slot_count(&source, "af_new").await;
     assert_eq!(slots, 0);
 }
 
