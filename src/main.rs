@@ -186,6 +186,11 @@ enum Command {
         /// How long replay may take.
         #[arg(long, default_value = "30m")]
         timeout: String,
+        /// Names the verdict (`<base>/drills/<drill>.json`; default pitr-<time>).
+        #[arg(long)]
+        drill: Option<String>,
+        #[command(flatten)]
+        blobs: BlobArgs,
     },
     /// The operator: the controllers (while this replica holds the leader lease)
     /// and the HTTP server (/health/live, /health/ready, /metrics) on every replica.
@@ -280,10 +285,17 @@ struct DrillArgs {
     /// Keep the scratch database after the drill.
     #[arg(long)]
     keep_target: bool,
+    #[command(flatten)]
+    blobs: BlobArgs,
+}
+
+/// The blob check of a drill (logical or physical).
+#[derive(clap::Args)]
+struct BlobArgs {
     /// The installation's blob store (file:///path or s3://bucket/prefix?…):
-    /// after parity, every blob the restored database references must exist
-    /// there with its size. Credentials: BLOB_AWS_ACCESS_KEY_ID /
-    /// BLOB_AWS_SECRET_ACCESS_KEY, else the AWS chain.
+    /// every blob the restored database references must exist there with its
+    /// size. Credentials: BLOB_AWS_ACCESS_KEY_ID / BLOB_AWS_SECRET_ACCESS_KEY,
+    /// else the AWS chain.
     #[arg(long)]
     blob_store: Option<String>,
     /// Referenced blobs to fetch and hash against their digest (random; 0: none).
@@ -294,6 +306,19 @@ struct DrillArgs {
     blob_policy: BlobPolicyFlag,
 }
 
+impl BlobArgs {
+    async fn store(&self) -> Result<Option<Box<dyn store::BackupStore>>, Failure> {
+        match &self.blob_store {
+            Some(url) => Ok(Some(open_blob_store(url).await?)),
+            None => Ok(None),
+        }
+    }
+
+    fn warn_only(&self) -> bool {
+        self.blob_policy == BlobPolicyFlag::Warn
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BlobPolicyFlag {
     Fail,
@@ -302,10 +327,7 @@ enum BlobPolicyFlag {
 
 impl DrillArgs {
     async fn blob_store(&self) -> Result<Option<Box<dyn store::BackupStore>>, Failure> {
-        match &self.blob_store {
-            Some(url) => Ok(Some(open_blob_store(url).await?)),
-            None => Ok(None),
-        }
+        self.blobs.store().await
     }
 
     fn request(
@@ -327,8 +349,8 @@ impl DrillArgs {
                 RtoBasisFlag::Verified => RtoBasis::Verified,
             },
             keep_target: self.keep_target,
-            blob_sample: self.blob_sample,
-            blob_warn_only: self.blob_policy == BlobPolicyFlag::Warn,
+            blob_sample: self.blobs.blob_sample,
+            blob_warn_only: self.blobs.warn_only(),
         })
     }
 }
@@ -1061,7 +1083,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 .await
                 .map_err(engine_failure)
         }
-        Command::Pitr { store, backup, dir, port, target, rpo, rto, keep, timeout } => {
+        Command::Pitr { store, backup, dir, port, target, rpo, rto, keep, timeout, drill, blobs } => {
             use engine::physical::pitr;
             let store = store::open(&store.store).await.map_err(usage)?;
             let target: pitr::Target = target.parse().map_err(usage)?;
@@ -1076,7 +1098,13 @@ async fn run(command: Command) -> Result<(), Failure> {
                 rpo: parse_objective("rpo", rpo)?,
                 rto: parse_objective("rto", rto)?,
                 keep,
-                drill: chrono::Utc::now().format("pitr-%Y%m%d-%H%M%S-%3f").to_string(),
+                drill: drill.unwrap_or_else(|| chrono::Utc::now().format("pitr-%Y%m%d-%H%M%S-%3f").to_string()),
+                blobs: match blobs.store().await? {
+                    Some(store) => {
+                        Some(pitr::BlobCheckRequest { store, sample: blobs.blob_sample, warn_only: blobs.warn_only() })
+                    }
+                    None => None,
+                },
             };
             let drill = request.drill.clone();
             let outcome = pitr::drill(store.as_ref(), request, &Progress::new("pitr")).await.map_err(engine_failure)?;

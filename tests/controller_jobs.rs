@@ -54,6 +54,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         probe_interval: "30s".into(),
         gc_grace_period: "24h".into(),
         job_template: None,
+        wal_archive: None,
     };
     let store = jobs::backup_store_url(&spec, "production");
     let job = jobs::engine_job(EngineJob {

@@ -539,6 +539,42 @@ async fn bad_specs_get_a_condition_a_person_can_act_on() {
     let s = wait_until(&drills, "over-source", MINUTE, with_condition).await.status.unwrap();
     assert_eq!(reason(&s.conditions, "Ready"), "TargetIsSource", "{:?}", s.conditions);
 
+    // The API server accepts a drill without a target (a Physical one needs
+    // none); the operator says what a Logical one lacks, and what is wrong
+    // with a Physical one's recovery target.
+    let mut body = drill("no-target", json!({"mode": "Fresh"}), json!({}));
+    body["spec"].as_object_mut().unwrap().remove("target");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "no-target", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
+    assert!(s.conditions[0].message.contains("spec.target is missing"), "{:?}", s.conditions);
+    let mut body = drill("physical-target", json!({"mode": "Fresh"}), json!({"method": "Physical"}));
+    body["spec"]["recoveryTarget"] = json!("yesterday");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "physical-target", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
+    assert!(s.conditions[0].message.contains("spec.target is for Logical drills"), "{:?}", s.conditions);
+    let mut body = drill("bad-recovery-target", json!({"mode": "Fresh"}), json!({"method": "Physical"}));
+    body["spec"].as_object_mut().unwrap().remove("target");
+    body["spec"]["recoveryTarget"] = json!("yesterday");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "bad-recovery-target", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "InvalidSpec");
+    assert!(s.conditions[0].message.contains("spec.recoveryTarget"), "{:?}", s.conditions);
+    let mut body = drill("unarchived", json!({"mode": "Fresh"}), json!({"method": "Physical"}));
+    body["spec"].as_object_mut().unwrap().remove("target");
+    i.create("RecoveryDrill", body).await;
+    let s = wait_until(&drills, "unarchived", MINUTE, with_condition).await.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "WalNotArchived", "{:?}", s.conditions);
+    assert!(s.conditions[0].message.contains("spec.walArchive"), "{:?}", s.conditions);
+    let backup = json!({"metadata": {"name": "unarchived-base"},
+                        "spec": {"artifortressRef": {"name": "production"}, "method": "Physical"}});
+    i.create("Backup", backup).await;
+    let b = wait_until(&i.api::<Backup>(), "unarchived-base", MINUTE, |b| b.status.is_some()).await;
+    let s = b.status.unwrap();
+    assert_eq!(reason(&s.conditions, "Ready"), "WalNotArchived", "{:?}", s.conditions);
+    assert!(i.api::<Job>().get_opt("backup-unarchived-base").await.unwrap().is_none(), "no base backup of the source");
+
     let mut body = drill("unknown", json!({"mode": "Fresh"}), json!({}));
     body["spec"]["artifortressRef"]["name"] = json!("staging");
     i.create("RecoveryDrill", body).await;

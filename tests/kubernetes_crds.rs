@@ -66,7 +66,7 @@ async fn examples_are_accepted_and_shown_with_printer_columns() {
     assert_eq!(bs.spec.retention.keep_last, Some(96));
     assert_eq!(bs.spec.drill.as_ref().unwrap().template.rto.as_ref().unwrap().0, "30m");
     let drill = Api::<RecoveryDrill>::namespaced(client.clone(), &ns).get("production-drill-2026-11-27").await.unwrap();
-    assert_eq!(drill.spec.template.target.database.as_deref(), Some("artifortress_drill"));
+    assert_eq!(drill.spec.template.target.as_ref().unwrap().database.as_deref(), Some("artifortress_drill"));
 
     // Status goes through the status subresource and shows in the printer columns.
     let drills: Api<RecoveryDrill> = Api::namespaced(client.clone(), &ns);
@@ -102,7 +102,7 @@ async fn examples_are_accepted_and_shown_with_printer_columns() {
 
     for (resource, expected) in [
         ("recoverydrills", vec!["NAME", "PHASE", "RESULT", "RPO", "RTO", "AGE"]),
-        ("backups.artifortress.io", vec!["NAME", "PHASE", "SIZE", "STARTED", "DURATION", "AGE"]),
+        ("backups.artifortress.io", vec!["NAME", "PHASE", "METHOD", "SIZE", "STARTED", "DURATION", "AGE"]),
         ("backupschedules", vec!["NAME", "SCHEDULE", "SUSPEND", "LAST BACKUP", "NEXT", "AGE"]),
         ("artifortresses", vec!["NAME", "READY", "DATABASE", "STORAGE", "SLO", "AGE"]),
     ] {
@@ -144,7 +144,7 @@ async fn the_api_server_rejects_invalid_values() {
         (json!({"artifortressRef": {"name": "p"}, "target": target, "rpo": "15 minutes"}), "spec.rpo"),
         (json!({"artifortressRef": {"name": "p"}, "target": target, "restoreJobs": 0}), "spec.restoreJobs"),
         (json!({"artifortressRef": {"name": "p"}, "target": target, "backup": {"mode": "Newest"}}), "spec.backup.mode"),
-        (json!({"artifortressRef": {"name": "p"}}), "spec.target"),
+        (json!({"artifortressRef": {"name": "p"}, "method": "Snapshot"}), "spec.method"),
     ] {
         let err = drills
             .create(&PostParams::default(), &drill(spec.clone()))

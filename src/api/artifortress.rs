@@ -53,6 +53,57 @@ pub struct ArtifortressSpec {
     /// verify); a Backup, RecoveryDrill or BackupSchedule overrides them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_template: Option<JobTemplate>,
+    /// Continuous WAL archiving for physical backups: a Deployment (one pod)
+    /// running the `wal` archiver against the installation's database, through
+    /// a replication slot of its own, into `backupStorage`. Removing this stops
+    /// the archiver; its slot stays on the source (so the WAL since is kept for
+    /// a restarted archiver) until dropped by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<WalArchiveSpec>,
+}
+
+/// The WAL archiver of an installation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalArchiveSpec {
+    /// The replication slot (default `artifortress_<installation>`). A slot of
+    /// that name the archiver did not create is refused and left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9_]{1,63}$"))]
+    pub slot: Option<String>,
+    /// How often the growing WAL segment is stored: the RPO under writes.
+    #[serde(default = "default_partial_every")]
+    pub partial_every: DurationString,
+    /// Opt-in: a row committed this often into `artifortress_dr.heartbeat` in
+    /// the installation's database, so physical drills measure the RPO achieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DurationString>,
+    /// The most WAL the slot may hold back on the source (e.g. `4GiB`); past
+    /// it the archiver drops its slot (the source's disk is safe, WAL continuity
+    /// is broken: condition `WalArchiving` False, take a new base backup).
+    #[serde(default = "default_max_retained")]
+    #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB|TiB)?$"))]
+    pub max_retained: String,
+    /// Completed segments the archiver's volume may hold while the store is
+    /// unreachable; then it pauses and the slot keeps the WAL on the source.
+    #[serde(default = "default_spool_segments")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub spool_segments: u32,
+    /// Pod settings (resources, placement) of the archiver, over `jobTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<JobTemplate>,
+}
+
+fn default_partial_every() -> DurationString {
+    DurationString::from("5s")
+}
+
+fn default_max_retained() -> String {
+    "4GiB".into()
+}
+
+fn default_spool_segments() -> u32 {
+    8
 }
 
 fn default_gc_grace_period() -> DurationString {

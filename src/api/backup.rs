@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ArtifortressRef, Condition, VerifyMode};
+use super::common::{ArtifortressRef, BackupMethod, CheckpointMode, Condition, VerifyMode};
 use super::job_template::JobTemplate;
 use crate::engine::manifest;
 
@@ -22,6 +22,7 @@ use crate::engine::manifest;
     category = "artifortress",
     doc = "One consistent backup of an Artifortress database: a pg_dump archive and a manifest in object storage.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Method", type_ = "string", json_path = ".spec.method"),
     printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
     printcolumn(name = "Started", type_ = "date", json_path = ".status.startedAt"),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
@@ -31,6 +32,13 @@ use crate::engine::manifest;
 pub struct BackupSpec {
     /// The installation to back up.
     pub artifortress_ref: ArtifortressRef,
+    /// `Logical` (pg_dump of the database) or `Physical` (a base backup of the
+    /// whole cluster; `verify` and `tables` do not apply).
+    #[serde(default)]
+    pub method: BackupMethod,
+    /// Physical only: the checkpoint the base backup starts with.
+    #[serde(default)]
+    pub checkpoint: CheckpointMode,
     /// What the manifest records per table to prove a restore later: `Counts`
     /// (exact row counts) or `Checksums` (counts plus content digests; slower).
     #[serde(default)]

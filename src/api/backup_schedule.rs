@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::artifortress::ObjectRefWithTime;
-use super::common::{ArtifortressRef, Condition, DurationString, VerifyMode};
+use super::common::{ArtifortressRef, BackupMethod, CheckpointMode, Condition, DurationString, VerifyMode};
 use super::job_template::JobTemplate;
 use super::recovery_drill::DrillTemplate;
 
@@ -83,6 +83,12 @@ pub enum ConcurrencyPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupTemplate {
+    /// `Logical` or `Physical`; see `Backup.spec.method`.
+    #[serde(default)]
+    pub method: BackupMethod,
+    /// Physical only; see `Backup.spec.checkpoint`.
+    #[serde(default)]
+    pub checkpoint: CheckpointMode,
     /// `Counts` or `Checksums`; see `Backup.spec.verify`.
     #[serde(default)]
     pub verify: VerifyMode,

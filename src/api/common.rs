@@ -46,6 +46,31 @@ pub enum VerifyMode {
     Checksums,
 }
 
+/// How a backup is taken, and so how a drill restores it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackupMethod {
+    /// pg_dump of the installation's database, restored into a scratch database
+    /// on a running server and proven equal table by table.
+    #[default]
+    Logical,
+    /// pg_basebackup of the whole cluster over the replication protocol (the
+    /// role needs REPLICATION), restored with the archived WAL into a scratch
+    /// instance the drill's Job starts itself; needs `walArchive` on the
+    /// installation for anything past the base's own end.
+    Physical,
+}
+
+/// How the source's checkpoint that starts a physical base backup is taken.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CheckpointMode {
+    /// Spread over `checkpoint_completion_target`: no I/O burst on the source,
+    /// the backup may wait minutes before it copies anything.
+    #[default]
+    Spread,
+    /// At once: an I/O burst on the source.
+    Fast,
+}
+
 impl From<VerifyMode> for manifest::VerifyMode {
     fn from(mode: VerifyMode) -> Self {
         match mode {

@@ -6,7 +6,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ArtifortressRef, Condition, DurationString, SecretKeyRef, VerifyMode};
+use super::common::{
+    ArtifortressRef, BackupMethod, CheckpointMode, Condition, DurationString, SecretKeyRef, VerifyMode,
+};
 use super::job_template::JobTemplate;
 use crate::engine::verdict;
 
@@ -50,6 +52,10 @@ pub struct DrillBackup {
     /// Name of the `Backup` to restore (with `mode: Named`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A `Fresh` physical drill's base backup: `Spread` (default) or `Fast`
+    /// checkpoint; see `Backup.spec.checkpoint`.
+    #[serde(default)]
+    pub checkpoint: CheckpointMode,
 }
 
 /// How a drill picks its backup.
@@ -66,11 +72,23 @@ pub enum DrillBackupMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillTemplate {
-    /// The scratch database restored into. The drill creates it (and marks it as
-    /// its scratch database), or drops and recreates one it created earlier; any
-    /// other existing database is refused (`TargetNotScratch`), as is the
-    /// backup's source and any installation's database.
-    pub target: DrillTarget,
+    /// `Logical` restores a pg_dump backup into `target`; `Physical` restores a
+    /// base backup and the archived WAL up to `recoveryTarget` into a scratch
+    /// PostgreSQL instance its Job starts in its own volume (no `target`), and
+    /// proves it with pg_verifybackup, WAL checksums and amcheck. In a schedule's
+    /// drill policy the schedule's `backupTemplate.method` decides.
+    #[serde(default)]
+    pub method: BackupMethod,
+    /// Physical only: how far the WAL is replayed — `latest` (default: the end
+    /// of the archive), a time (RFC 3339) or an LSN (`16/B374D848`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_target: Option<String>,
+    /// Logical only (and required there): the scratch database restored into.
+    /// The drill creates it (and marks it as its scratch database), or drops and
+    /// recreates one it created earlier; any other existing database is refused
+    /// (`TargetNotScratch`), as is the backup's source and any installation's database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<DrillTarget>,
     /// Recovery point objective: the restore point may be at most this old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<DurationString>,
@@ -195,6 +213,9 @@ pub struct RecoveryDrillStatus {
     /// Current step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DrillPhase>,
+    /// How the concluded drill restored: `Logical` or `Physical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<BackupMethod>,
     /// `Passed` or `Failed` once finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<DrillResult>,
@@ -406,6 +427,10 @@ impl From<verdict::Verdict> for RecoveryDrillStatus {
                 verdict::FinalPhase::Failed => DrillPhase::Failed,
             }),
             result: Some(v.result.into()),
+            method: Some(match v.mode {
+                verdict::DrillMode::Logical => BackupMethod::Logical,
+                verdict::DrillMode::Physical => BackupMethod::Physical,
+            }),
             reason: v.reason,
             failures: v.failures,
             warnings: v.warnings,

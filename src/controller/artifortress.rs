@@ -122,6 +122,9 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     record_history(&ctx, &af, &mut conditions.status, &backups, &drills);
     record_recoverability(&ctx, &af, &mut conditions, &versioning, &backups);
     resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
+    if let Err(problem) = super::wal_archiver::apply(&ctx, &af).await? {
+        conditions.set("WalArchiving", false, "ArchiverNotDeployed", problem);
+    }
 
     let (ready, reason, message) = readiness(db_ok, storage_ok);
     conditions.set("Ready", ready, reason, message);
@@ -367,6 +370,13 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
             // No archiver ever ran: the age is unknown (NaN, which no alert
             // threshold compares true with), not missing.
             ctx.metrics.wal_status_age.get_or_create(&labels).set(f64::NAN);
+            if af.spec.wal_archive.is_some() {
+                let deployment = jobs::job_name(super::wal_archiver::STEP, &name);
+                let message = format!(
+                    "the WAL archiver (Deployment {deployment}) has stored no status yet: it is starting, or cannot reach the source or the backup store (kubectl logs deployment/{deployment})"
+                );
+                conditions.set("WalArchiving", false, "NoStatusYet", message);
+            }
             return;
         }
         Err(e) => {

@@ -20,13 +20,15 @@ use serde_json::json;
 use super::jobs::{self, EngineJob};
 use super::{Context, Error, claims, job_result};
 use crate::api::artifortress::Artifortress;
-use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
+use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy, SourceIdentity};
 use crate::api::backup_schedule::BackupTemplate;
-use crate::api::common::{ArtifortressRef, ConditionStatus, SecretKeyRef};
+use crate::api::common::{ArtifortressRef, BackupMethod, ConditionStatus, SecretKeyRef};
 use crate::engine::manifest::{self, Manifest};
+use crate::engine::physical::base;
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::BackupStore;
+use artifortress_formats::physical::BaseManifest;
 
 /// Set on `Backup`s recreated from the bucket: their status comes from the
 /// stored manifest, never from a new Job.
@@ -53,6 +55,8 @@ pub fn backup_resource(meta: ObjectMeta, installation: &str, template: BackupTem
         metadata: meta,
         spec: BackupSpec {
             artifortress_ref: ArtifortressRef { name: installation.to_string() },
+            method: template.method,
+            checkpoint: template.checkpoint,
             verify: template.verify,
             tables: template.tables,
             deletion_policy: Default::default(),
@@ -76,10 +80,17 @@ pub fn catalog_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, Str
 /// bucket are gone.
 pub const DATA_FINALIZER: &str = "artifortress.io/delete-backup-data";
 
+/// Whether an archiver streams the installation's WAL into its backup store:
+/// the operator's (`spec.walArchive`), or one run by hand whose status it reads.
+pub fn wal_archived(af: &Artifortress) -> bool {
+    af.spec.wal_archive.is_some() || af.status.as_ref().is_some_and(|s| s.wal.is_some())
+}
+
 /// Removes a backup from its store; the manifest goes first, so a half-deleted
 /// backup is never listed as complete.
 pub async fn delete_backup_data(store: &dyn BackupStore, backup: &str) -> Result<(), Error> {
     store.delete(&manifest::key(backup)).await?;
+    store.delete(&base::manifest_key(backup)).await?;
     for object in store.list(&format!("{backup}/")).await? {
         store.delete(&object.key).await?;
     }
@@ -109,6 +120,14 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     let store_url = jobs::backup_store_url(&af.spec, installation);
     if backup.annotations().contains_key(FROM_CATALOG) {
         return mirror_catalog(&ctx, &backups, &backup, &af, &store_url).await;
+    }
+    if backup.spec.method == BackupMethod::Physical && !wal_archived(&af) {
+        // A base backup restores only with the WAL written while it was taken.
+        let message = format!(
+            "a Physical backup needs the WAL archived, and no archiver streams for Artifortress {installation}: set its spec.walArchive (or run `artifortress-operator wal` into its backup store)"
+        );
+        write_status(&ctx, &backups, &backup, pending, "WalNotArchived", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
     }
     let secrets: Vec<SecretKeyRef> = jobs::backup_secret_env(&af.spec).into_iter().map(|(_, key)| key).collect();
     if let Some(missing) = super::missing_secrets(&ctx.client, &ns, &secrets.iter().collect::<Vec<_>>()).await? {
@@ -236,13 +255,16 @@ async fn start_job(
         namespace: &ns,
         installation,
         image: &ctx.image,
-        args: jobs::backup_args(
-            store_url,
-            &name,
-            backup.spec.verify,
-            &backup.spec.tables,
-            &catalog_labels(backup.labels()),
-        ),
+        args: match backup.spec.method {
+            BackupMethod::Logical => jobs::backup_args(
+                store_url,
+                &name,
+                backup.spec.verify,
+                &backup.spec.tables,
+                &catalog_labels(backup.labels()),
+            ),
+            BackupMethod::Physical => jobs::base_backup_args(store_url, &name, backup.spec.checkpoint),
+        },
         secret_env: jobs::backup_secret_env(&af.spec),
         staging_bytes: None,
         template: &template,
@@ -305,6 +327,24 @@ async fn finish(
             m.backup_failures.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(0);
         }
+        Ok(()) if backup.spec.method == BackupMethod::Physical => {
+            let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
+            let base = base::load(store.as_ref(), &name).await?;
+            let seconds = seconds_between(base.started_at, base.completed_at);
+            let message = format!(
+                "physical base backup of PostgreSQL {} stored: {} (tar {}) in {}; restores need the WAL from {}",
+                base.source.server_version,
+                human_bytes(base.base.size_bytes),
+                human_bytes(base.base.tar_bytes),
+                human_duration(seconds),
+                base.start_lsn
+            );
+            write_status(ctx, backups, backup, base_status(status, store_url, &base), "Completed", message).await?;
+            m.backup_successes.get_or_create(&labels).inc();
+            m.backup_last_status.get_or_create(&labels).set(1);
+            m.backup_last_size.get_or_create(&labels).set(base.base.size_bytes as i64);
+            m.backup_last_duration.get_or_create(&labels).set(seconds);
+        }
         Ok(()) => {
             let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
             let manifest = manifest::load(store.as_ref(), &name).await?;
@@ -351,6 +391,29 @@ fn completed_status(status: BackupStatus, store_url: &str, m: &Manifest) -> Back
         source: Some(m.source.clone().into()),
         pg_dump_version: Some(m.pg_dump_version.clone()),
         tables: m.tables.iter().cloned().map(Into::into).collect(),
+        ..status
+    }
+}
+
+/// Status mirroring a stored base backup. Its restore point alone is its end;
+/// with the archived WAL any later point.
+fn base_status(status: BackupStatus, store_url: &str, m: &BaseManifest) -> BackupStatus {
+    BackupStatus {
+        phase: Some(BackupPhase::Completed),
+        message: None,
+        location: Some(backup_location(store_url, &m.backup_name)),
+        started_at: Some(m.started_at),
+        completed_at: Some(m.completed_at),
+        duration: Some(human_duration(seconds_between(m.started_at, m.completed_at))),
+        snapshot_time: Some(m.completed_at),
+        size: Some(human_bytes(m.base.size_bytes)),
+        size_bytes: Some(m.base.size_bytes),
+        sha256: Some(m.base.sha256.clone()),
+        source: Some(SourceIdentity {
+            system_identifier: m.source.system_identifier.clone(),
+            database: m.source.database.clone(),
+            server_version: m.source.server_version.clone(),
+        }),
         ..status
     }
 }

@@ -26,7 +26,9 @@ use crate::api::artifortress::{Artifortress, ObjectRefWithTime};
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, ScheduleFailure};
 use crate::api::common::{ConditionStatus, DurationString};
-use crate::api::recovery_drill::{DrillBackup, DrillBackupMode, DrillPhase, RecoveryDrill, RecoveryDrillSpec};
+use crate::api::recovery_drill::{
+    DrillBackup, DrillBackupMode, DrillPhase, DrillTemplate, RecoveryDrill, RecoveryDrillSpec,
+};
 
 /// Label on the backups and drills a schedule creates.
 pub const LABEL_SCHEDULE: &str = "artifortress.io/schedule";
@@ -315,8 +317,9 @@ fn plan_drill(
         metadata: schedule_child(schedule, &format!("{backup}-drill"), "drill"),
         spec: RecoveryDrillSpec {
             artifortress_ref: schedule.spec.artifortress_ref.clone(),
-            backup: DrillBackup { mode: DrillBackupMode::Named, name: Some(backup.to_string()) },
-            template: policy.template.clone(),
+            backup: DrillBackup { mode: DrillBackupMode::Named, name: Some(backup.to_string()), ..Default::default() },
+            // The drill restores the schedule's backup: by that backup's method.
+            template: DrillTemplate { method: schedule.spec.backup_template.method, ..policy.template.clone() },
         },
         status: None,
     };

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, EphemeralVolumeSource,
@@ -13,13 +14,13 @@ use k8s_openapi::api::core::v1::{
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec};
+use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec, WalArchiveSpec};
 use chrono::{DateTime, Utc};
 
-use crate::api::common::{SecretKeyRef, VerifyMode};
+use crate::api::common::{CheckpointMode, SecretKeyRef, VerifyMode};
 use crate::api::job_template::{JobTemplate, StagingVolumeKind};
 use crate::api::recovery_drill::{BlobFindingPolicy, CleanupPolicy, DrillTemplate, RtoBasis};
 
@@ -252,15 +253,39 @@ pub fn blob_store_url(spec: &ArtifortressSpec) -> String {
 /// bounded resources and run time, credentials only through `secretKeyRef`;
 /// placement and the rest from the template.
 pub fn engine_job(j: EngineJob<'_>) -> Job {
-    let name = job_name(j.step, j.owner_name);
     let labels = child_labels(j.installation, j.owner_name, j.step);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(j.step, j.owner_name)),
+            namespace: Some(j.namespace.to_string()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![j.owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            // A failed step is reported with its reason, not retried blindly.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(
+                j.template.active_deadline_seconds.unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
+            ),
+            template: engine_pod(&j, &labels, "Never"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod of an engine Job or of the WAL archiver's Deployment: non-root,
+/// read-only root file system, no service-account token, one volume (staging,
+/// or the archiver's spool) at [`STAGING_DIR`].
+fn engine_pod(j: &EngineJob<'_>, labels: &BTreeMap<String, String>, restart_policy: &str) -> PodTemplateSpec {
     let t = j.template;
     let mut env: Vec<EnvVar> = j.secret_env.iter().map(|(var, key)| secret_env(var, key)).collect();
     env.push(EnvVar { name: "ARTIFORTRESS_LOG_FORMAT".into(), value: Some("json".into()), ..Default::default() });
     // A failing step writes its redacted error here; the kubelet puts it into
     // the pod's status, where the operator reads why the step failed.
     env.push(EnvVar { name: TERMINATION_LOG_ENV.into(), value: Some(TERMINATION_LOG.into()), ..Default::default() });
-    let (staging, ephemeral_request) = staging_volume(&j, &labels);
+    let (staging, ephemeral_request) = staging_volume(j, labels);
     let mut resources = t.resources.clone().unwrap_or_else(default_resources);
     if let Some(request) = ephemeral_request {
         resources.requests.get_or_insert_default().entry("ephemeral-storage".into()).or_insert(request);
@@ -269,63 +294,80 @@ pub fn engine_job(j: EngineJob<'_>) -> Job {
     let mut pod_labels = t.pod_labels.clone();
     pod_labels.extend(labels.clone());
     let annotations = (!t.pod_annotations.is_empty()).then(|| t.pod_annotations.clone());
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(j.namespace.to_string()),
-            labels: Some(labels),
-            owner_references: Some(vec![j.owner]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            // A failed step is reported with its reason, not retried blindly.
-            backoff_limit: Some(0),
-            active_deadline_seconds: Some(t.active_deadline_seconds.unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels), annotations, ..Default::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
-                        fs_group: Some(65532),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-                        ..Default::default()
-                    }),
-                    image_pull_secrets: t.image_pull_secrets.clone(),
-                    node_selector: t.node_selector.clone(),
-                    tolerations: t.tolerations.clone(),
-                    affinity: t.affinity.clone(),
-                    priority_class_name: t.priority_class_name.clone(),
-                    containers: vec![Container {
-                        name: j.step.to_string(),
-                        image: Some(j.image.to_string()),
-                        args: Some(j.args),
-                        env: Some(env),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-                            ..Default::default()
-                        }),
-                        resources: Some(resources),
-                        termination_message_path: Some(TERMINATION_LOG.into()),
-                        termination_message_policy: Some("File".into()),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "staging".into(),
-                            mount_path: STAGING_DIR.into(),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
-                    volumes: Some(vec![staging]),
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta { labels: Some(pod_labels), annotations, ..Default::default() }),
+        spec: Some(PodSpec {
+            restart_policy: Some(restart_policy.into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                fs_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            image_pull_secrets: t.image_pull_secrets.clone(),
+            node_selector: t.node_selector.clone(),
+            tolerations: t.tolerations.clone(),
+            affinity: t.affinity.clone(),
+            priority_class_name: t.priority_class_name.clone(),
+            containers: vec![Container {
+                name: j.step.to_string(),
+                image: Some(j.image.to_string()),
+                args: Some(j.args.clone()),
+                env: Some(env),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
                     ..Default::default()
                 }),
-            },
+                resources: Some(resources),
+                termination_message_path: Some(TERMINATION_LOG.into()),
+                termination_message_policy: Some("File".into()),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "staging".into(),
+                    mount_path: STAGING_DIR.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![staging]),
             ..Default::default()
         }),
+    }
+}
+
+/// Set on the WAL archiver's Deployment: a digest of what the operator asked
+/// for, so a changed spec replaces it and an unchanged one is left alone (the
+/// API server fills in defaults, so the objects themselves never compare equal).
+pub const SPEC_DIGEST: &str = "artifortress.io/spec-digest";
+
+/// The WAL archiver of an installation: a Deployment of one pod running `wal`
+/// (`j.args`), replaced, never rolled (`Recreate`): two archivers must not
+/// stream through one slot. Its spool is the pod's volume of `spool_bytes`.
+pub fn wal_deployment(j: EngineJob<'_>) -> Deployment {
+    let labels = child_labels(j.installation, j.owner_name, j.step);
+    let template = engine_pod(&j, &labels, "Always");
+    let digest = hex::encode(Sha256::digest(serde_json::to_vec(&template).expect("serializable")));
+    let spec = DeploymentSpec {
+        replicas: Some(1),
+        selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+        strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), ..Default::default() }),
+        template,
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(job_name(j.step, j.owner_name)),
+            namespace: Some(j.namespace.to_string()),
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([(SPEC_DIGEST.to_string(), digest)])),
+            owner_references: Some(vec![j.owner.clone()]),
+            ..Default::default()
+        },
+        spec,
         ..Default::default()
     }
 }
@@ -347,6 +389,77 @@ pub fn backup_args(
         args.extend(["--label".into(), format!("{key}={value}")]);
     }
     args
+}
+
+/// Arguments of a physical backup (`base-backup`; the source from SOURCE_DATABASE_URL).
+pub fn base_backup_args(store_url: &str, backup: &str, checkpoint: CheckpointMode) -> Vec<String> {
+    let mut args = vec!["base-backup".into(), "--store".into(), store_url.into(), "--name".into(), backup.into()];
+    if checkpoint == CheckpointMode::Fast {
+        args.push("--fast-checkpoint".into());
+    }
+    args
+}
+
+/// Where a physical drill's Job starts its scratch instance: in its own volume.
+pub const SCRATCH_INSTANCE_DIR: &str = "/staging/instance";
+
+/// Arguments of a physical drill's one step: `pitr` of `backup` into a scratch
+/// instance in the Job's volume, with the drill's objectives and blob check.
+pub fn pitr_args(store_url: &str, backup: &str, drill: &str, t: &DrillTemplate, blob_store_url: &str) -> Vec<String> {
+    let mut args: Vec<String> =
+        vec!["pitr".into(), "--store".into(), store_url.into(), "--backup".into(), backup.into()];
+    args.extend(["--drill".into(), drill.into(), "--dir".into(), SCRATCH_INSTANCE_DIR.into()]);
+    args.extend(["--target".into(), t.recovery_target.clone().unwrap_or_else(|| "latest".into())]);
+    for (flag, objective) in [("--rpo", &t.rpo), ("--rto", &t.rto)] {
+        if let Some(d) = objective {
+            args.extend([flag.into(), d.0.clone()]);
+        }
+    }
+    args.extend(blob_args(t, blob_store_url));
+    args
+}
+
+fn blob_args(t: &DrillTemplate, blob_store_url: &str) -> Vec<String> {
+    let mut args = vec!["--blob-store".into(), blob_store_url.into()];
+    if t.blobs.sample > 0 {
+        args.extend(["--blob-sample".into(), t.blobs.sample.to_string()]);
+    }
+    if t.blobs.policy == BlobFindingPolicy::Warn {
+        args.extend(["--blob-policy".into(), "warn".into()]);
+    }
+    args
+}
+
+/// The replication slot of an installation's WAL archiver: `spec.slot`, else
+/// `artifortress_<installation>` in the characters a slot name allows.
+pub fn wal_slot(installation: &str, spec: &WalArchiveSpec) -> String {
+    spec.slot.clone().unwrap_or_else(|| {
+        let name: String = installation
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        format!("artifortress_{name}").chars().take(63).collect()
+    })
+}
+
+/// Arguments of the WAL archiver (`wal`), its spool in the pod's volume.
+pub fn wal_args(store_url: &str, installation: &str, spec: &WalArchiveSpec) -> Vec<String> {
+    let mut args: Vec<String> = vec!["wal".into(), "--store".into(), store_url.into()];
+    args.extend(["--slot".into(), wal_slot(installation, spec), "--spool".into(), format!("{STAGING_DIR}/spool")]);
+    args.extend(["--partial-every".into(), spec.partial_every.0.clone()]);
+    args.extend(["--max-retained".into(), spec.max_retained.clone()]);
+    args.extend(["--spool-segments".into(), spec.spool_segments.to_string()]);
+    if let Some(every) = &spec.heartbeat {
+        args.extend(["--heartbeat".into(), every.0.clone()]);
+    }
+    args
+}
+
+/// Room the archiver's spool needs: its completed segments and the growing
+/// one, at PostgreSQL's largest usual segment size (16 MiB default; a source
+/// initialized with larger segments needs a larger `spoolSegments` bound).
+pub fn wal_spool_bytes(spec: &WalArchiveSpec) -> u64 {
+    (u64::from(spec.spool_segments) + 2) * (16 << 20)
 }
 
 /// What a drill step's arguments are made of.
@@ -377,7 +490,7 @@ pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
     if a.fresh {
         args.push("--fresh".into());
     }
-    if let Some(db) = &t.target.database {
+    if let Some(db) = t.target.as_ref().and_then(|t| t.database.as_ref()) {
         args.extend(["--target-database".into(), db.clone()]);
     }
     if a.step == "restore" {
@@ -401,13 +514,7 @@ pub fn drill_step_args(a: DrillStepArgs<'_>) -> Vec<String> {
         args.push("--no-create-roles".into());
     }
     if a.step == "verify" {
-        args.extend(["--blob-store".into(), a.blob_store_url.into()]);
-        if t.blobs.sample > 0 {
-            args.extend(["--blob-sample".into(), t.blobs.sample.to_string()]);
-        }
-        if t.blobs.policy == BlobFindingPolicy::Warn {
-            args.extend(["--blob-policy".into(), "warn".into()]);
-        }
+        args.extend(blob_args(t, a.blob_store_url));
     }
     args
 }
@@ -441,6 +548,7 @@ mod tests {
             probe_interval: "30s".into(),
             gc_grace_period: "24h".into(),
             job_template: None,
+            wal_archive: None,
         }
     }
 
@@ -635,5 +743,74 @@ mod tests {
         let strict = args(&template(serde_json::json!({"rtoBasis": "Verified", "createMissingRoles": false})));
         assert!(strict.contains("--rto-basis verified") && strict.contains("--no-create-roles"), "{strict}");
         assert!(!strict.contains("--blob-store"), "only the verify step checks blobs");
+    }
+
+    #[test]
+    fn physical_steps_carry_their_target_objectives_and_blob_check() {
+        assert_eq!(
+            base_backup_args("s3://b/p", "base-1", CheckpointMode::Fast).join(" "),
+            "base-backup --store s3://b/p --name base-1 --fast-checkpoint"
+        );
+        assert!(!base_backup_args("s3://b/p", "base-1", CheckpointMode::Spread).contains(&"--fast-checkpoint".into()));
+        let t: DrillTemplate = serde_json::from_value(serde_json::json!({
+            "method": "Physical", "recoveryTarget": "2026-12-01T10:00:00Z", "rpo": "30s",
+            "blobs": {"sample": 5, "policy": "Warn"}}))
+        .unwrap();
+        let args = pitr_args("s3://b/p", "base-1", "d-1", &t, "s3://blobs/a").join(" ");
+        assert_eq!(
+            args,
+            "pitr --store s3://b/p --backup base-1 --drill d-1 --dir /staging/instance \
+             --target 2026-12-01T10:00:00Z --rpo 30s --blob-store s3://blobs/a --blob-sample 5 --blob-policy warn"
+        );
+        assert!(SCRATCH_INSTANCE_DIR.starts_with(STAGING_DIR), "the instance lives in the Job's own volume");
+        let latest: DrillTemplate = serde_json::from_value(serde_json::json!({"method": "Physical"})).unwrap();
+        assert!(pitr_args("s", "b", "d", &latest, "u").join(" ").contains("--target latest"));
+    }
+
+    #[test]
+    fn the_wal_archiver_is_one_locked_down_pod_replaced_only_when_its_spec_changes() {
+        let spec = spec(None);
+        let wal: WalArchiveSpec = serde_json::from_value(serde_json::json!({"heartbeat": "2s"})).unwrap();
+        assert_eq!(wal_slot("prod-eu.1", &wal), "artifortress_prod_eu_1");
+        let named: WalArchiveSpec = serde_json::from_value(serde_json::json!({"slot": "mine"})).unwrap();
+        assert_eq!(wal_slot("prod", &named), "mine");
+        assert_eq!(wal_slot(&"x".repeat(80), &wal).len(), 63, "a slot name has at most 63 characters");
+        let deployment = |wal: &WalArchiveSpec| {
+            wal_deployment(EngineJob {
+                step: "wal",
+                owner_name: "production",
+                owner: OwnerReference { kind: "Artifortress".into(), name: "production".into(), ..Default::default() },
+                namespace: "af",
+                installation: "production",
+                image: "artifortress-operator:0.1.0",
+                args: wal_args(&backup_store_url(&spec, "production"), "production", wal),
+                secret_env: backup_secret_env(&spec),
+                staging_bytes: Some(wal_spool_bytes(wal)),
+                template: &JobTemplate::default(),
+            })
+        };
+        let a = deployment(&wal);
+        assert_eq!(a, deployment(&wal), "same inputs, same Deployment");
+        let digest = |d: &Deployment| d.metadata.annotations.as_ref().unwrap()[SPEC_DIGEST].clone();
+        let faster: WalArchiveSpec = serde_json::from_value(serde_json::json!({"heartbeat": "1s"})).unwrap();
+        assert_ne!(digest(&a), digest(&deployment(&faster)), "a changed spec has another digest");
+        assert_eq!(a.metadata.name.as_deref(), Some("wal-production"));
+        assert_eq!(a.spec.replicas, Some(1));
+        assert_eq!(a.spec.strategy.as_ref().unwrap().type_.as_deref(), Some("Recreate"), "never two archivers");
+        let pod = a.spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let c = &pod.containers[0];
+        assert_eq!(c.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+        let args = c.args.as_ref().unwrap().join(" ");
+        assert!(args.starts_with("wal --store s3://blobs/artifortress-backups/production?"), "{args}");
+        assert!(args.contains("--slot artifortress_production --spool /staging/spool --partial-every 5s"), "{args}");
+        assert!(args.contains("--max-retained 4GiB --spool-segments 8 --heartbeat 2s"), "{args}");
+        let spool = pod.volumes.as_ref().unwrap()[0].empty_dir.as_ref().unwrap().size_limit.clone().unwrap();
+        assert!(spool.0.parse::<u64>().unwrap() >= 10 * (16 << 20), "room for the spooled segments: {spool:?}");
+        let env = c.env.as_ref().unwrap();
+        assert!(
+            env.iter().filter(|e| e.name.ends_with("_URL") || e.name.starts_with("AWS_")).all(|e| e.value.is_none())
+        );
     }
 }

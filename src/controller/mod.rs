@@ -14,6 +14,7 @@ pub mod recovery_drill;
 pub mod registry;
 pub mod retention;
 pub mod schedule;
+pub mod wal_archiver;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

@@ -25,13 +25,14 @@ use super::{Context, Error, StepFailure, claims, job_result};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
-use crate::api::common::ConditionStatus;
+use crate::api::common::{BackupMethod, ConditionStatus};
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
 use crate::db::DatabaseUrl;
 use crate::engine::drill::result_key;
-use crate::engine::manifest::{self, Manifest};
+use crate::engine::manifest;
+use crate::engine::physical::base;
 use crate::engine::record::RestoreRecord;
 use crate::engine::verdict::Verdict;
 use crate::metrics::InstallationLabels;
@@ -66,6 +67,8 @@ pub enum StepState {
 pub struct Steps {
     /// The drill takes its own backup.
     pub fresh: bool,
+    /// A physical drill is one step: its restore Job verifies and stores the verdict.
+    pub physical: bool,
     pub backup: Option<StepState>,
     pub restore: Option<StepState>,
     pub verify: Option<StepState>,
@@ -95,6 +98,9 @@ pub fn decide(s: &Steps) -> (DrillPhase, Next) {
             return (DrillPhase::Verifying, Next::Conclude { failure: Some(why.in_step("verify")) });
         }
         (None, Some(StepState::Running)) => return (DrillPhase::Restoring, Next::Wait),
+        (None, Some(StepState::Succeeded)) if s.physical => {
+            return (DrillPhase::Verifying, Next::Conclude { failure: None });
+        }
         (None, Some(StepState::Succeeded)) => return (DrillPhase::Verifying, Next::CreateVerifyJob),
         (None, Some(StepState::Failed(why))) => {
             return (DrillPhase::Restoring, Next::Conclude { failure: Some(why.in_step("restore")) });
@@ -230,6 +236,10 @@ async fn choose_backup(
         DrillBackupMode::Named => drill.spec.backup.name.clone().expect("validated"),
         DrillBackupMode::Latest => match &status.backup {
             Some(chosen) => chosen.name.clone(),
+            None if drill.spec.template.method == BackupMethod::Physical => match base::latest(store).await {
+                Ok(m) => m.backup_name,
+                Err(e) => return Ok(Err(e.to_string())),
+            },
             None => match manifest::list(store).await?.latest() {
                 Some(m) => m.backup_name.clone(),
                 None => {
@@ -262,6 +272,10 @@ impl DrillRun<'_> {
         self.drill.spec.backup.mode == DrillBackupMode::Fresh
     }
 
+    fn physical(&self) -> bool {
+        self.drill.spec.template.method == BackupMethod::Physical
+    }
+
     fn job_name(&self, step: &str) -> String {
         jobs::job_name(step, &self.name())
     }
@@ -279,32 +293,34 @@ impl DrillRun<'_> {
         let jobs = self.jobs();
         Ok(Steps {
             fresh: self.fresh(),
+            physical: self.physical(),
             backup: if self.fresh() { backup_state(backups.get_opt(&self.backup).await?.as_ref()) } else { None },
             restore: job_state(&self.ctx.client, jobs.get_opt(&self.job_name("restore")).await?).await,
             verify: job_state(&self.ctx.client, jobs.get_opt(&self.job_name("verify")).await?).await,
         })
     }
 
-    /// The engine Job of a step (`drill-step restore|verify`).
-    fn job(&self, step: &'static str, manifest: Option<&Manifest>) -> Job {
+    /// The engine Job of a step: `drill-step restore|verify` of a logical
+    /// drill, or the one `pitr` step of a physical drill. `staging_bytes`: what
+    /// the step stages (the archive, or the base's tar).
+    fn job(&self, step: &'static str, staging_bytes: Option<u64>) -> Job {
         let name = self.name();
         let ns = self.namespace();
         let template = &self.drill.spec.template;
-        let mut secret_env = vec![("TARGET_DATABASE_URL", template.target.connection_secret_ref.clone())];
+        let mut secret_env = Vec::new();
+        if let Some(target) = template.target.as_ref().filter(|_| !self.physical()) {
+            secret_env.push(("TARGET_DATABASE_URL", target.connection_secret_ref.clone()));
+        }
         secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
-        if step == "verify" {
+        if step == "verify" || self.physical() {
             secret_env.extend(jobs::blob_credentials(&self.af.spec.object_storage));
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
         let job_template = self.ctx.job_template(self.af, template.job_template.as_ref());
-        jobs::engine_job(EngineJob {
-            step,
-            owner_name: &name,
-            owner: self.drill.controller_owner_ref(&()).expect("a stored drill has a uid"),
-            namespace: &ns,
-            installation: &self.drill.spec.artifortress_ref.name,
-            image: &self.ctx.image,
-            args: jobs::drill_step_args(jobs::DrillStepArgs {
+        let args = if self.physical() {
+            jobs::pitr_args(&self.store_url, &self.backup, &drill_id(self.drill), template, &blob_store_url)
+        } else {
+            jobs::drill_step_args(jobs::DrillStepArgs {
                 step,
                 store_url: &self.store_url,
                 backup: &self.backup,
@@ -314,9 +330,18 @@ impl DrillRun<'_> {
                 template,
                 blob_store_url: &blob_store_url,
                 restore_jobs: jobs::restore_jobs(template.restore_jobs, &job_template),
-            }),
+            })
+        };
+        jobs::engine_job(EngineJob {
+            step,
+            owner_name: &name,
+            owner: self.drill.controller_owner_ref(&()).expect("a stored drill has a uid"),
+            namespace: &ns,
+            installation: &self.drill.spec.artifortress_ref.name,
+            image: &self.ctx.image,
+            args,
             secret_env,
-            staging_bytes: manifest.map(|m| m.dump.archive_bytes),
+            staging_bytes,
             template: &job_template,
         })
     }
@@ -345,6 +370,8 @@ impl DrillRun<'_> {
             meta,
             installation,
             BackupTemplate {
+                method: template.method,
+                checkpoint: self.drill.spec.backup.checkpoint,
                 verify: template.verify,
                 tables: template.tables.clone(),
                 job_template: template.job_template.clone(),
@@ -355,7 +382,40 @@ impl DrillRun<'_> {
         self.write(status, "BackingUp", format!("Backup {} created for this drill", self.backup)).await
     }
 
+    /// A physical drill's one Job: `pitr` of the base into a scratch instance.
+    async fn start_physical(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
+        let m = match base::load(self.store.as_ref(), &self.backup).await {
+            Ok(m) => m,
+            Err(e) => {
+                let message = format!("backup {} cannot be restored physically: {e}", self.backup);
+                let failure = StepFailure { reason: "BackupUnreadable".into(), message };
+                return conclude_failed(self.ctx, &self.drills, self.drill, status, failure).await;
+            }
+        };
+        status.backup = Some(DrillBackupInfo {
+            name: self.backup.clone(),
+            location: super::backup::backup_location(&self.store_url, &self.backup),
+            snapshot_time: m.completed_at,
+            completed_at: m.completed_at,
+            fresh: self.fresh(),
+        });
+        // The unpacked base; the WAL replayed into it is not known in advance
+        // (the staging size's margin, or a jobTemplate.staging volume, covers it).
+        if let Err(message) = super::create_job(&self.jobs(), &self.job("restore", Some(m.base.tar_bytes))).await? {
+            return self.write(status, "InvalidJobTemplate", message).await;
+        }
+        let job = self.job_name("restore");
+        status.job_name = Some(job.clone());
+        let target = self.drill.spec.template.recovery_target.as_deref().unwrap_or("latest");
+        let message =
+            format!("Job {job} is restoring base {} and its WAL to {target} into a scratch instance", self.backup);
+        self.write(status, "Restoring", message).await
+    }
+
     async fn start_restore(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
+        if self.physical() {
+            return self.start_physical(status).await;
+        }
         let manifest = match manifest::load(self.store.as_ref(), &self.backup).await {
             Ok(m) => m,
             Err(e) => {
@@ -371,7 +431,9 @@ impl DrillRun<'_> {
             completed_at: manifest.completed_at,
             fresh: self.fresh(),
         });
-        if let Err(message) = super::create_job(&self.jobs(), &self.job("restore", Some(&manifest))).await? {
+        if let Err(message) =
+            super::create_job(&self.jobs(), &self.job("restore", Some(manifest.dump.archive_bytes))).await?
+        {
             return self.write(status, "InvalidJobTemplate", message).await;
         }
         let job = self.job_name("restore");
@@ -464,7 +526,10 @@ async fn admit(
 /// The database a drill restores into (its Secret's URL with `spec.target.database`);
 /// None while the Secret or its URL is missing or bad (validation says which).
 async fn drill_target(ctx: &Context, ns: &str, drill: &RecoveryDrill) -> Result<Option<DatabaseUrl>, Error> {
-    let target = &drill.spec.template.target;
+    let template = &drill.spec.template;
+    let Some(target) = template.target.as_ref().filter(|_| template.method == BackupMethod::Logical) else {
+        return Ok(None);
+    };
     let secrets = Api::namespaced(ctx.client.clone(), ns);
     let Some(url) = super::secret_value(&secrets, &target.connection_secret_ref).await? else { return Ok(None) };
     let Ok(url) = DatabaseUrl::parse(&url) else { return Ok(None) };
@@ -510,7 +575,31 @@ async fn validate(
             "spec.backup.mode is Named but spec.backup.name is empty; name the backup".into(),
         )));
     }
-    let mut keys = vec![&template.target.connection_secret_ref];
+    let mut keys = Vec::new();
+    match (template.method, &template.target) {
+        (BackupMethod::Logical, None) => {
+            let message = "spec.target is missing: a Logical drill restores into a scratch database it names (spec.target.connectionSecretRef)";
+            return Ok(Some(("InvalidSpec", message.into())));
+        }
+        (BackupMethod::Logical, Some(target)) => keys.push(&target.connection_secret_ref),
+        (BackupMethod::Physical, Some(_)) => {
+            let message = "spec.target is for Logical drills: a Physical drill restores into a scratch instance it starts in its own Job; remove spec.target";
+            return Ok(Some(("InvalidSpec", message.into())));
+        }
+        (BackupMethod::Physical, None) => {
+            let wanted = template.recovery_target.as_deref().unwrap_or("latest");
+            if let Err(e) = wanted.parse::<crate::engine::physical::pitr::Target>() {
+                return Ok(Some(("InvalidSpec", format!("spec.recoveryTarget: {e}"))));
+            }
+            if !super::backup::wal_archived(af) {
+                let message = format!(
+                    "a Physical drill replays archived WAL, and no archiver streams for Artifortress {}: set its spec.walArchive",
+                    af.name_any()
+                );
+                return Ok(Some(("WalNotArchived", message)));
+            }
+        }
+    }
     if drill.spec.backup.mode == DrillBackupMode::Fresh {
         keys.push(&af.spec.database.connection_secret_ref);
     }
@@ -698,6 +787,18 @@ mod tests {
         assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Wait));
         s.verify = Some(StepState::Succeeded);
         assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Conclude { failure: None }));
+    }
+
+    #[test]
+    fn a_physical_drill_concludes_after_its_one_restore_step() {
+        let mut s = Steps { fresh: true, physical: true, ..Default::default() };
+        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::CreateBackup));
+        s.backup = Some(StepState::Succeeded);
+        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::CreateRestoreJob));
+        s.restore = Some(StepState::Succeeded);
+        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Conclude { failure: None }), "no verify Job");
+        s.restore = failed("exit 1");
+        assert_eq!(decide(&s).1, concluded("JobFailed", "restore: exit 1"));
     }
 
     #[test]

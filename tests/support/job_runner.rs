@@ -115,8 +115,13 @@ async fn run_job(jobs: Api<Job>, secrets: Api<Secret>, pods: Api<Pod>, job: Job,
         job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].args.clone().unwrap_or_default();
     let staging = tempfile::tempdir().unwrap();
     // The pod's emptyDir at /staging is a temporary directory here.
-    let args: Vec<String> =
-        args.into_iter().map(|a| if a == "/staging" { staging.path().display().to_string() } else { a }).collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| match a.strip_prefix("/staging") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", staging.path().display()),
+            _ => a,
+        })
+        .collect();
     let termination_log = staging.path().join("termination-log");
     let outcome = match resolve_env(&secrets, &job).await {
         Err(e) => Err(("BackoffLimitExceeded", format!("CreateContainerConfigError: {e}"))),

@@ -74,6 +74,10 @@ The Lease for leader election is granted separately, in the release namespace.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# An installation's WAL archiver (spec.walArchive) is a Deployment of its own.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "update", "delete"]
 # A failed Job's pod says why it failed (its termination message).
 - apiGroups: [""]
   resources: ["pods"]

@@ -186,6 +186,17 @@ impl Instance {
             .application_name("artifortress-operator")
     }
 
+    /// The instance as a connection URL (its socket directory as `host`), for
+    /// checks shared with logical drills that take one.
+    pub fn database_url(&self, database: &str) -> Result<crate::db::DatabaseUrl, crate::db::DbError> {
+        let mut url = url::Url::parse("postgres://localhost/").expect("a valid URL");
+        let _ = url.set_username(&self.superuser);
+        let _ = url.set_port(Some(self.port));
+        url.path_segments_mut().expect("a base URL").pop().push(database);
+        url.query_pairs_mut().append_pair("host", &self.dir.display().to_string());
+        crate::db::DatabaseUrl::parse(url.as_str())
+    }
+
     pub async fn connect(&self, database: &str) -> Result<PgConnection, sqlx::Error> {
         PgConnection::connect_with(&self.connect_options(database)).await
     }

@@ -415,6 +415,17 @@ pub struct PhysicalDrill {
     pub keep: bool,
     /// Names the verdict in the store: `<base>/drills/<drill>.json`.
     pub drill: String,
+    /// The installation's blob store, when the blob references of the restored
+    /// database are to be checked (as in logical drills).
+    pub blobs: Option<BlobCheckRequest>,
+}
+
+/// The blob check of a drill: where the blobs are, how many to hash, and
+/// whether a finding fails the drill or only warns.
+pub struct BlobCheckRequest {
+    pub store: Box<dyn BackupStore>,
+    pub sample: u64,
+    pub warn_only: bool,
 }
 
 /// What a physical drill leaves: its verdict (stored beside the base) and,
@@ -446,6 +457,7 @@ pub async fn drill(
         failures.push(message);
     };
     let (mut rpo, mut rto, mut timings, mut restored) = (None, None, Timings::default(), None);
+    let mut blob_check = None;
     let mut recovery_point = manifest.completed_at;
     match restore(store, &request.restore, progress).await {
         Err(e) if e.is_usage() => return Err(e),
@@ -485,6 +497,26 @@ pub async fn drill(
                         _ => warnings
                             .push(format!("RPO not measured: no {} rows in the restored database", heartbeat::TABLE)),
                     }
+                    if let Some(b) = &request.blobs {
+                        let checked = match r.instance.database_url(&manifest.source.database) {
+                            Ok(url) => super::super::blobs::check(&url, b.store.as_ref(), b.sample, progress).await,
+                            Err(e) => Err(e.into()),
+                        };
+                        match checked {
+                            Ok(Some(check)) => {
+                                for (why, message) in super::super::blobs::findings(&check) {
+                                    if b.warn_only {
+                                        warnings.push(message);
+                                    } else {
+                                        fail(why, message, &mut reason);
+                                    }
+                                }
+                                blob_check = Some(check);
+                            }
+                            Ok(None) => {}
+                            Err(e) => fail("VerificationFailed", format!("blobs: {e}"), &mut reason),
+                        }
+                    }
                     restored = Some((r, found));
                 }
             }
@@ -522,7 +554,7 @@ pub async fn drill(
         rto,
         timings: Some(timings),
         parity: Vec::new(),
-        blobs: None,
+        blobs: blob_check,
         report: None,
         started_at: Some(started),
         completed_at: Some(completed_at),
