@@ -67,7 +67,9 @@ start_postgres() { # name [bindir] -> prints URL
   # Durability settings off: these servers are thrown away after the run.
   echo "$bindir" > "$dir/bindir"
   # Pods of the node cluster connect through its bridge.
-  [ -n "${NODE_IP:-}" ] && echo "host all all ${NODE_IP%.*}.0/24 scram-sha-256" >> "$dir/data/pg_hba.conf"
+  # (replication too: the WAL archiver and base backups run as pods).
+  [ -n "${NODE_IP:-}" ] && printf 'host all all %s scram-sha-256\nhost replication all %s scram-sha-256\n' \
+    "${NODE_IP%.*}.0/24" "${NODE_IP%.*}.0/24" >> "$dir/data/pg_hba.conf"
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
     "-p $port -c listen_addresses=127.0.0.1${NODE_IP:+,$NODE_IP} -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
     >/dev/null || { cat "$dir/server.log" >&2; return 1; }
@@ -267,6 +269,7 @@ case "${1:-}" in
   start) start "${2:?state dir}" ;;
   postgres)
     extra_setup "${2:?state dir}"; PG_BINDIR=$(pg_bindir); PG_USER=$(pg_user)
+    NODE_IP=${NODE_IP:-${AF_TEST_NODE_IP:-}}  # reachable from the node's pods too, when there is one
     bindir=$PG_BINDIR
     if [ -n "${3:-}" ] && [ "$3" != 15 ]; then
       bindir=$("$HACK/install-postgres-majors.sh" | awk -v m="$3" '$1 == m {print $2}')
