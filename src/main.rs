@@ -923,7 +923,13 @@ async fn backups_command(command: BackupsCommand) -> Result<(), Failure> {
             let store = store::open(&store.store).await.map_err(usage)?;
             let deleted = catalog::delete(store.as_ref(), &name, force).await.map_err(engine_failure)?;
             print_as(output, &deleted, |d| {
-                format!("deleted {}: {} objects, {}\n", d.name, d.objects, engine::progress::human_bytes(d.bytes))
+                let mut out =
+                    format!("deleted {}: {} objects, {}\n", d.name, d.objects, engine::progress::human_bytes(d.bytes));
+                if let Some(wal) = &d.wal {
+                    let bytes = engine::progress::human_bytes(wal.bytes);
+                    out += &format!("WAL no remaining base backup needs: {} segments, {bytes}\n", wal.segments);
+                }
+                out
             });
         }
     }

@@ -17,6 +17,7 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::cluster::{backup_storage, create, provision, secret, storage, wait_until};
@@ -531,7 +532,24 @@ async fn the_wal_archiver_runs_as_a_pod_and_a_physical_drill_passes() {
     for line in ["pg_verifybackup: every file", "promoted after"] {
         assert!(log.contains(line), "{line:?} in the restore log:\n{log}");
     }
-    println!("{}", kubectl_ok(&["-n", &r.ns, "get", "pods,jobs,deployments,recoverydrills", "-o", "wide"]));
+    // A second base; deleting the first then deletes the WAL only it needed.
+    let base = json!({"metadata": {"name": "base-2"},
+                      "spec": {"artifortressRef": {"name": "physical"}, "method": "Physical", "checkpoint": "Fast"}});
+    create(&r.client, &r.ns, "Backup", base).await;
+    let completed = |b: &Backup| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed);
+    wait_until(&r.api::<Backup>(), "base-2", 3 * MINUTE, completed).await;
+    let first = status.backup.clone().unwrap().name;
+    let delete_data = Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}}));
+    r.api::<Backup>().patch(&first, &PatchParams::default(), &delete_data).await.unwrap();
+    let data_finalizer = artifortress_operator::controller::backup::DATA_FINALIZER;
+    wait_until(&r.api::<Backup>(), &first, MINUTE, |b| b.finalizers().iter().any(|f| f == data_finalizer)).await;
+    r.api::<Backup>().delete(&first, &DeleteParams::default()).await.unwrap();
+    let pruned = |e: &k8s_openapi::api::events::v1::Event| {
+        e.reason.as_deref() == Some("WalPruned") && e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(&first)
+    };
+    let events = support::cluster::event_matching(&r.api(), 2 * MINUTE, pruned).await;
+    assert!(events.iter().any(pruned), "a WalPruned event for {first}: {events:#?}");
+    println!("{}", kubectl_ok(&["-n", &r.ns, "get", "pods,jobs,deployments,backups,recoverydrills", "-o", "wide"]));
 
     // Without walArchive the archiver's Deployment goes; its slot stays on the
     // source (the WAL since the newest base is still wanted; dropping it is the

@@ -242,6 +242,89 @@ async fn point_in_time_drills_on_postgresql_18() {
     point_in_time_drills(18).await;
 }
 
+/// The completed segments stored for `system`, by name.
+fn stored_segments(store_dir: &Path, system: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store_dir.join(format!("_wal/{system}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".zst") && !n.contains(".partial."))
+        .map(|n| n[..24].to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes and switches WAL segments until `n` more are complete in the store.
+async fn complete_segments(source: &PgPool, store_dir: &Path, system: &str, n: usize) {
+    let wanted = stored_segments(store_dir, system).len() + n;
+    for _ in 0..100 {
+        if stored_segments(store_dir, system).len() >= wanted {
+            return;
+        }
+        sqlx::query("INSERT INTO ledger SELECT coalesce(max(id), 0) + 1, 'filler' FROM ledger")
+            .execute(source)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_switch_wal()").execute(source).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("{n} more segments were not stored");
+}
+
+/// Retention keeps every WAL segment a stored base backup needs: deleting the
+/// older of two bases deletes the segments before the newer one's start (and
+/// the newer still restores); with no base left, no WAL is deleted.
+#[tokio::test]
+async fn deleting_a_base_backup_prunes_only_the_wal_no_remaining_base_needs() {
+    let pg = ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, logs) = wal_archiver(&pg.url, &store, spool.path(), "af_retention", &[]);
+    await_slot(store_dir.path(), &system, "af_retention").await;
+    for base in ["base-1", "base-2"] {
+        complete_segments(&source, store_dir.path(), &system, 3).await;
+        let out =
+            operator(&["base-backup", "--source", &pg.url, "--store", &store, "--name", base, "--fast-checkpoint"]);
+        assert_exit(&out, 0);
+    }
+    complete_segments(&source, store_dir.path(), &system, 2).await;
+    let manifest = std::fs::read(store_dir.path().join("base-2/base.json")).unwrap();
+    let manifest = artifortress_formats::physical::BaseManifest::parse(&manifest).unwrap();
+    let needed = manifest.segment_of(manifest.start_lsn).name();
+    let before = stored_segments(store_dir.path(), &system);
+    let older = before.iter().filter(|s| **s < needed).count();
+    assert!(older >= 3, "segments from before base-2: {before:?} (base-2 starts in {needed})");
+
+    let out = operator(&["backups", "delete", "base-1", "--store", &store, "--output", "json"]);
+    assert_exit(&out, 0);
+    let deleted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(deleted["wal"]["segments"].as_u64(), Some(older as u64), "{deleted}");
+    assert_eq!(deleted["wal"]["keptFrom"][&system].as_str(), Some(needed.as_str()));
+    let after = stored_segments(store_dir.path(), &system);
+    assert_eq!(after, before.iter().filter(|s| **s >= needed).cloned().collect::<Vec<_>>());
+
+    // What is left is all base-2 needs: it restores.
+    terminate(&archiver);
+    let status = archiver.wait_with_output().await.unwrap().status;
+    assert!(status.success(), "{}", logs.lock().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let out = pitr(&store, &dir.path().join("instance"), free_port(), &[]);
+    assert_exit(&out, 0);
+
+    // The last base goes only with --force, and then no WAL is deleted: a
+    // source without a base may have its first one running.
+    let out = operator(&["backups", "delete", "base-2", "--store", &store]);
+    assert_exit(&out, 2);
+    let out = operator(&["backups", "delete", "base-2", "--store", &store, "--force", "--output", "json"]);
+    assert_exit(&out, 0);
+    let deleted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(deleted["wal"]["segments"].as_u64(), Some(0), "{deleted}");
+    assert_eq!(stored_segments(store_dir.path(), &system), after);
+}
+
 #[tokio::test]
 async fn past_its_bound_the_slot_is_dropped_so_the_source_disk_cannot_fill() {
     let pg = ExtraPostgres::start();

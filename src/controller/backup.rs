@@ -24,8 +24,8 @@ use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, Deletion
 use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::{ArtifortressRef, BackupMethod, ConditionStatus, SecretKeyRef};
 use crate::engine::manifest::{self, Manifest};
-use crate::engine::physical::base;
-use crate::engine::progress::{human_bytes, human_duration};
+use crate::engine::physical::{base, retention};
+use crate::engine::progress::{Progress, human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::BackupStore;
 use artifortress_formats::physical::BaseManifest;
@@ -172,6 +172,9 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             let store = ctx.backup_store(&ns, &af.spec, &url).await?;
             if finalizer == DATA_FINALIZER {
                 delete_backup_data(store.as_ref(), &name).await?;
+                if backup.spec.method == BackupMethod::Physical {
+                    prune_wal(ctx, backups, backup, store.as_ref()).await?;
+                }
             } else {
                 manifest::mark_deleted(store.as_ref(), &name, ctx.now()).await?;
             }
@@ -188,6 +191,38 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
     let rest: Vec<&String> = finalizers.iter().filter(|f| !ours(f)).collect();
     backups.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": rest}}))).await?;
     Ok(Action::await_change())
+}
+
+/// After a base backup's data is gone: the WAL no remaining base needs goes
+/// too, unless a base backup of the installation is being taken (one that began
+/// before the oldest stored base would still need older WAL); the next deletion
+/// prunes then.
+async fn prune_wal(
+    ctx: &Context,
+    backups: &Api<Backup>,
+    deleted: &Backup,
+    store: &dyn BackupStore,
+) -> Result<(), Error> {
+    let installation = &deleted.spec.artifortress_ref.name;
+    let running = backups.list(&Default::default()).await?.items.into_iter().any(|b| {
+        b.spec.method == BackupMethod::Physical
+            && b.spec.artifortress_ref.name == *installation
+            && !matches!(b.status.and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
+            && b.metadata.deletion_timestamp.is_none()
+    });
+    if running {
+        return Ok(());
+    }
+    let pruned = retention::prune(store, &Progress::quiet()).await?;
+    if pruned.segments > 0 {
+        let note = format!(
+            "deleted {} WAL segments ({}) that no remaining base backup needs",
+            pruned.segments,
+            human_bytes(pruned.bytes)
+        );
+        ctx.event(deleted, false, "WalPruned", note).await;
+    }
+    Ok(())
 }
 
 /// Holds the finalizer of the Backup's deletion policy (and only that one: the

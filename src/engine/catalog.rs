@@ -216,6 +216,9 @@ pub struct Deleted {
     pub name: String,
     pub objects: usize,
     pub bytes: u64,
+    /// A base backup's deletion prunes the WAL no remaining base needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<super::physical::retention::Pruned>,
 }
 
 /// Deletes a backup: the manifest first (from then on it is never offered as
@@ -249,7 +252,11 @@ pub async fn delete(store: &dyn BackupStore, name: &str, force: bool) -> Result<
         store.delete(&object.key).await?;
         objects += 1;
     }
-    Ok(Deleted { name: name.to_string(), objects, bytes: entry.stored_bytes })
+    let wal = match entry.is_physical() {
+        true => Some(super::physical::retention::prune(store, &super::progress::Progress::quiet()).await?),
+        false => None,
+    };
+    Ok(Deleted { name: name.to_string(), objects, bytes: entry.stored_bytes, wal })
 }
 
 /// Columns padded to their widest cell, two spaces apart.

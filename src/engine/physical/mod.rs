@@ -13,6 +13,7 @@ pub mod base;
 pub mod heartbeat;
 pub mod instance;
 pub mod pitr;
+pub mod retention;
 pub mod tools;
 pub mod wal;
 

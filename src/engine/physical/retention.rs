@@ -1,0 +1,73 @@
+//! WAL retention: the archive keeps every segment a stored base backup needs
+//! to restore, and nothing older.
+//!
+//! A base backup restores from its start LSN onwards, so the oldest complete
+//! base of a source bounds what is still needed: segments of its timeline
+//! before the one holding its start are deleted. A source without a complete
+//! base keeps all its WAL (its first base may be running now; where it starts
+//! is written only when it completes). Segments of other timelines are left
+//! alone: a source that changed timelines is not supported, and what it left
+//! is for a person to judge.
+//!
+//! One race is the caller's to avoid: a base that began *before* the oldest
+//! complete one and is still running needs WAL older than that one's start.
+//! The operator prunes only when no physical Backup of the installation runs.
+
+use std::collections::BTreeMap;
+
+use artifortress_formats::physical::{BASE_MANIFEST_FILE, Segment, WalObject};
+
+use crate::engine::EngineError;
+use crate::engine::progress::{Progress, human_bytes};
+use crate::store::BackupStore;
+
+/// What a pruning pass deleted, and from which segment on each source's WAL is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pruned {
+    pub segments: u64,
+    pub bytes: u64,
+    /// Source (system identifier) → the first segment kept.
+    pub kept_from: BTreeMap<String, String>,
+}
+
+/// The first segment the oldest complete base of each source needs.
+async fn needed_from(store: &dyn BackupStore) -> Result<BTreeMap<String, Segment>, EngineError> {
+    let mut oldest: BTreeMap<String, Segment> = BTreeMap::new();
+    for object in store.list("").await? {
+        let Some((backup, BASE_MANIFEST_FILE)) = object.key.split_once('/') else { continue };
+        let Ok(manifest) = super::base::load(store, backup).await else { continue };
+        let start = manifest.segment_of(manifest.start_lsn);
+        let system = manifest.source.system_identifier.clone();
+        if oldest.get(&system).is_none_or(|s| start < *s) {
+            oldest.insert(system, start);
+        }
+    }
+    Ok(oldest)
+}
+
+/// Deletes the stored WAL no complete base backup needs.
+pub async fn prune(store: &dyn BackupStore, progress: &Progress) -> Result<Pruned, EngineError> {
+    let mut pruned = Pruned::default();
+    for (system, first) in needed_from(store).await? {
+        let prefix = WalObject::prefix(&system);
+        for object in store.list(&prefix).await? {
+            let Some(wal) = object.key.strip_prefix(&prefix).and_then(WalObject::parse) else { continue };
+            let Some(segment) = Segment::parse(&wal.segment, first.segment_bytes) else { continue };
+            if segment.timeline == first.timeline && segment.number < first.number {
+                store.delete(&object.key).await?;
+                pruned.segments += 1;
+                pruned.bytes += object.size;
+            }
+        }
+        pruned.kept_from.insert(system, first.name());
+    }
+    if pruned.segments > 0 {
+        progress.step(format!(
+            "WAL retention: deleted {} segments ({}) no stored base backup needs",
+            pruned.segments,
+            human_bytes(pruned.bytes)
+        ));
+    }
+    Ok(pruned)
+}
