@@ -443,3 +443,79 @@ async fn the_installation_reports_its_wal_archiver_and_when_it_stops() {
     let pool = pool(&source).await;
     sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&slot).execute(&pool).await.unwrap();
 }
+
+/// An archiver that dies without a word (SIGKILL: no final status) falls
+/// silent: `WalArchiving` says so after a minute, and the status age the alert
+/// watches crosses its warning, then its critical threshold.
+#[tokio::test]
+async fn a_killed_archiver_falls_silent_and_crosses_the_alert_thresholds() {
+    use artifortress_operator::alerts;
+    use artifortress_operator::api::artifortress::Artifortress;
+    use artifortress_operator::api::common::ConditionStatus;
+    use support::cluster::{Installation, ManualClock, wait_until};
+    // The operator's clock runs with the real one, `ahead` minutes ahead (the
+    // probes are due by that clock).
+    let clock = ManualClock::at(&Utc::now().to_rfc3339());
+    let ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let ticking = {
+        let (clock, ahead) = (clock.clone(), ahead.clone());
+        tokio::spawn(async move {
+            loop {
+                let minutes = ahead.load(std::sync::atomic::Ordering::Relaxed);
+                clock.set(&(Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let installation = Installation::start("walsilent", Some(clock)).await;
+    let store = format!(
+        "s3://{}/prod/production?endpoint={}&region=us-east-1&path_style=true",
+        installation.bucket,
+        support::env("AF_TEST_S3_ENDPOINT")
+    );
+    let slot = support::unique_name("af_silent").replace('-', "_");
+    let spool = tempfile::tempdir().unwrap();
+    let source = installation.db.url.expose().to_string();
+    let (_archiver, _logs) = wal_archiver(&source, &store, spool.path(), &slot, &[]);
+    let reason = |af: &Artifortress| {
+        let conditions = af.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.into_iter().find(|c| c.type_ == "WalArchiving").map(|c| (c.status, c.reason))
+    };
+    let api = installation.api::<Artifortress>();
+    let streaming = Some((ConditionStatus::True, "Streaming".to_string()));
+    wait_until(&api, "production", Duration::from_secs(60), |af| reason(af) == streaming).await;
+
+    // The archiver and its pg_receivewal die at once, as in a node crash.
+    std::process::Command::new("pkill").args(["-KILL", "-f", &slot]).status().unwrap();
+    let thresholds = alerts::parse(&std::fs::read_to_string(alerts::THRESHOLDS_FILE).unwrap()).unwrap();
+    let alert = thresholds.alerts.iter().find(|a| a.alert == "ArtifortressWalArchiverSilent").unwrap();
+    let age = || {
+        let metrics = installation.ctx.metrics.encode();
+        let sample = format!("{}{{installation=\"production\"}} ", alert.expr);
+        let line = metrics.lines().find(|l| l.starts_with(&sample)).unwrap_or_else(|| panic!("{sample} in {metrics}"));
+        line[sample.len()..].parse::<f64>().unwrap()
+    };
+    let silent = Some((ConditionStatus::False, "ArchiverSilent".to_string()));
+    for (minutes, threshold) in [(3, alert.warning), (11, alert.critical)] {
+        ahead.store(minutes, std::sync::atomic::Ordering::Relaxed);
+        let af = wait_until(&api, "production", Duration::from_secs(60), |af| reason(af) == silent).await;
+        let message = af.status.unwrap().conditions.into_iter().find(|c| c.type_ == "WalArchiving").unwrap().message;
+        assert!(message.contains(&slot) && message.contains("no status from the WAL archiver"), "{message}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while age() <= threshold {
+            assert!(tokio::time::Instant::now() < deadline, "age {} never crossed {threshold}", age());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    ticking.abort();
+    // The slot was the test's, on the shared server: its walsender may take a
+    // moment to notice the dead receiver.
+    let pool = pool(&source).await;
+    for _ in 0..50 {
+        if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&slot).execute(&pool).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("slot {slot} could not be dropped");
+}
