@@ -172,8 +172,10 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             let store = ctx.backup_store(&ns, &af.spec, &url).await?;
             if finalizer == DATA_FINALIZER {
                 delete_backup_data(store.as_ref(), &name).await?;
-                if backup.spec.method == BackupMethod::Physical {
-                    prune_wal(ctx, backups, backup, store.as_ref()).await?;
+                if backup.spec.method == BackupMethod::Physical
+                    && let Some(note) = prune_wal(backups, installation, store.as_ref()).await?
+                {
+                    ctx.event(backup, false, "WalPruned", note).await;
                 }
             } else {
                 manifest::mark_deleted(store.as_ref(), &name, ctx.now()).await?;
@@ -193,36 +195,32 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
     Ok(Action::await_change())
 }
 
-/// After a base backup's data is gone: the WAL no remaining base needs goes
-/// too, unless a base backup of the installation is being taken (one that began
-/// before the oldest stored base would still need older WAL); the next deletion
-/// prunes then.
-async fn prune_wal(
-    ctx: &Context,
+/// After base backups' data is gone: deletes the WAL no remaining base needs,
+/// unless a base backup of the installation is being taken (one that began
+/// before the oldest stored base would still need older WAL; the next
+/// deletion prunes then). Says what it deleted, if anything.
+pub async fn prune_wal(
     backups: &Api<Backup>,
-    deleted: &Backup,
+    installation: &str,
     store: &dyn BackupStore,
-) -> Result<(), Error> {
-    let installation = &deleted.spec.artifortress_ref.name;
+) -> Result<Option<String>, Error> {
     let running = backups.list(&Default::default()).await?.items.into_iter().any(|b| {
         b.spec.method == BackupMethod::Physical
-            && b.spec.artifortress_ref.name == *installation
+            && b.spec.artifortress_ref.name == installation
             && !matches!(b.status.and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
             && b.metadata.deletion_timestamp.is_none()
     });
     if running {
-        return Ok(());
+        return Ok(None);
     }
     let pruned = retention::prune(store, &Progress::quiet()).await?;
-    if pruned.segments > 0 {
-        let note = format!(
+    Ok((pruned.segments > 0).then(|| {
+        format!(
             "deleted {} WAL segments ({}) that no remaining base backup needs",
             pruned.segments,
             human_bytes(pruned.bytes)
-        );
-        ctx.event(deleted, false, "WalPruned", note).await;
-    }
-    Ok(())
+        )
+    }))
 }
 
 /// Holds the finalizer of the Backup's deletion policy (and only that one: the

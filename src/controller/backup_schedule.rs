@@ -25,7 +25,7 @@ use super::{Context, Error, jobs};
 use crate::api::artifortress::{Artifortress, ObjectRefWithTime};
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, ScheduleFailure};
-use crate::api::common::{ConditionStatus, DurationString};
+use crate::api::common::{BackupMethod, ConditionStatus, DurationString};
 use crate::api::recovery_drill::{
     DrillBackup, DrillBackupMode, DrillPhase, DrillTemplate, RecoveryDrill, RecoveryDrillSpec,
 };
@@ -397,6 +397,12 @@ async fn apply(ctx: &Context, schedule: &BackupSchedule, af: &Artifortress, plan
             super::delete_child(&backups, backup).await?;
             let note = format!("deleted {backup} (objects and resource) by retention");
             ctx.event(schedule, false, "BackupPruned", note).await;
+        }
+        // The schedule's base backups: the WAL only they needed goes with them.
+        if schedule.spec.backup_template.method == BackupMethod::Physical
+            && let Some(note) = super::backup::prune_wal(&backups, installation, store.as_ref()).await?
+        {
+            ctx.event(schedule, false, "WalPruned", note).await;
         }
     }
     for name in &plan.forget_backups {
