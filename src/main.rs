@@ -171,7 +171,7 @@ enum Command {
         /// The scratch instance's port (its Unix socket only; must be free).
         #[arg(long, default_value_t = 54329)]
         port: u16,
-        /// latest, a time (RFC 3339) or an LSN.
+        /// latest, a time (RFC 3339), an LSN, or random:<window> (a time drawn in that window before now, e.g. random:24h).
         #[arg(long, default_value = "latest")]
         target: String,
         /// Recovery point objective: the heartbeat recovered must be this recent.

@@ -179,6 +179,14 @@ async fn point_in_time_drills(major: u32) {
         let drills: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         drills.as_array().unwrap().last().unwrap().clone()
     };
+    // A moment nobody chose: drawn at random in the last minute, between the
+    // base's completion and the archive's newest heartbeat; the RPO is the gap
+    // to the newest heartbeat before it (one a second here).
+    let out = pitr(&store, &instance, port, &["--target", "random:1m", "--rpo", "10s"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("recovery target drawn at random"), "{}", stderr(&out));
+    let rpo = rpo_of(&out);
+    assert!(rpo < 3.0, "RPO {rpo} s at a random time, heartbeats every second");
     let drill = last_drill();
     assert_eq!((drill["backup"].as_str(), drill["verdict"]["mode"].as_str()), (Some("base-1"), Some("Physical")));
     assert_eq!(drill["verdict"]["result"], "Passed");

@@ -80,7 +80,10 @@ pub struct DrillTemplate {
     #[serde(default)]
     pub method: BackupMethod,
     /// Physical only: how far the WAL is replayed — `latest` (default: the end
-    /// of the archive), a time (RFC 3339) or an LSN (`16/B374D848`).
+    /// of the archive), a time (RFC 3339), an LSN (`16/B374D848`), or
+    /// `random:<window>` (e.g. `random:24h`): a time drawn at random in that
+    /// window before the drill, between the oldest base and the archive's
+    /// newest heartbeat (needs `walArchive.heartbeat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_target: Option<String>,
     /// Logical only (and required there): the scratch database restored into.

@@ -41,6 +41,10 @@ pub enum Target {
     Latest,
     Time(DateTime<Utc>),
     Lsn(Lsn),
+    /// A time drawn at random within this window before the drill (as AWS
+    /// restore testing does): a drill of a moment nobody chose. Resolved to
+    /// a `Time` when the drill starts ([`draw_time`]).
+    Random(Duration),
 }
 
 impl std::str::FromStr for Target {
@@ -52,8 +56,14 @@ impl std::str::FromStr for Target {
         if let Ok(lsn) = s.parse::<Lsn>() {
             return Ok(Target::Lsn(lsn));
         }
+        if let Some(window) = s.strip_prefix("random:") {
+            return match humantime::parse_duration(window) {
+                Ok(w) if !w.is_zero() => Ok(Target::Random(w)),
+                _ => Err(format!("{s:?}: the window of a random target is a duration, e.g. random:24h")),
+            };
+        }
         DateTime::parse_from_rfc3339(s).map(|t| Target::Time(t.with_timezone(&Utc))).map_err(|_| {
-            format!("{s:?} is not a recovery target: use latest, a time (RFC 3339, e.g. 2026-12-01T10:00:00Z) or an LSN (e.g. 16/B374D848)")
+            format!("{s:?} is not a recovery target: use latest, a time (RFC 3339, e.g. 2026-12-01T10:00:00Z), an LSN (e.g. 16/B374D848) or random:<window> (e.g. random:24h)")
         })
     }
 }
@@ -84,9 +94,13 @@ pub async fn restore(
     request: &PitrRequest,
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
+    let target = match request.target {
+        Target::Random(window) => Target::Time(draw_time(store, window, Utc::now()).await?),
+        target => target,
+    };
     let manifest = match &request.backup {
         Some(name) => base::load(store, name).await?,
-        None => choose_base(store, request.target).await?,
+        None => choose_base(store, target).await?,
     };
     let tools = PhysicalTools::for_server(manifest.source.major).await?;
     instance::claim(&request.dir, request.port, &tools).await?;
@@ -115,14 +129,10 @@ pub async fn restore(
         "pg_verifybackup: every file and the WAL range match PostgreSQL's manifest ({verify_seconds:.2} s)"
     ));
 
-    configure(&instance, &manifest, request.target)?;
+    configure(&instance, &manifest, target)?;
     instance.hand_over().await?;
     let replaying = Instant::now();
-    progress.step(format!(
-        "replaying {segments} WAL segments ({}) to {}",
-        human_bytes(wal_bytes),
-        describe(request.target)
-    ));
+    progress.step(format!("replaying {segments} WAL segments ({}) to {}", human_bytes(wal_bytes), describe(target)));
     if let Err(e) = instance.start_and_await_promotion(request.timeout).await {
         // Nothing is left running; the directory stays, with its server.log.
         instance.stop().await;
@@ -138,7 +148,50 @@ fn describe(target: Target) -> String {
         Target::Latest => "the end of the archive".into(),
         Target::Time(t) => format!("time {}", t.to_rfc3339()),
         Target::Lsn(l) => format!("LSN {l}"),
+        Target::Random(w) => format!("a random time in the last {}", human_duration(w.as_secs_f64())),
     }
+}
+
+/// A random recovery target in the last `window` before `now` that the store
+/// can restore: after the oldest base backup's completion, and before the
+/// newest heartbeat the archiver had stored with a later upload (a time target
+/// past the archive's last commit cannot be reached: PostgreSQL stops with an
+/// error). Needs the archiver's heartbeat for that bound.
+pub async fn draw_time(
+    store: &dyn BackupStore,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, EngineError> {
+    let status = super::wal::newest_status(store).await?;
+    let archived = status.as_ref().and_then(|s| Some(s.last_heartbeat_at?.min(s.last_upload_at?)));
+    let Some(archived) = archived else {
+        return Err(EngineError::Config(format!(
+            "a random recovery target needs the WAL archiver's heartbeat (wal --heartbeat, or walArchive.heartbeat) in {}: it bounds where the archive ends",
+            store.url()
+        )));
+    };
+    let mut oldest_base: Option<DateTime<Utc>> = None;
+    for object in store.list("").await? {
+        if let Some((backup, artifortress_formats::physical::BASE_MANIFEST_FILE)) = object.key.split_once('/')
+            && let Ok(m) = base::load(store, backup).await
+        {
+            oldest_base = Some(oldest_base.map_or(m.completed_at, |o| o.min(m.completed_at)));
+        }
+    }
+    let oldest_base =
+        oldest_base.ok_or_else(|| EngineError::Config(format!("no complete base backup in {}", store.url())))?;
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let from = (now.checked_sub_signed(window).unwrap_or(oldest_base)).max(oldest_base) + chrono::Duration::seconds(1);
+    let to = archived - chrono::Duration::seconds(1);
+    if from >= to {
+        return Err(EngineError::Config(format!(
+            "no restorable moment in the window: the oldest base backup completed at {}, the archive's newest heartbeat is at {}",
+            oldest_base.to_rfc3339(),
+            archived.to_rfc3339()
+        )));
+    }
+    let span = (to - from).num_milliseconds().max(1) as u64;
+    Ok(from + chrono::Duration::milliseconds(fastrand::u64(0..span) as i64))
 }
 
 /// The newest base backup that ended before a time target (any for the others).
@@ -348,6 +401,7 @@ fn configure(instance: &Instance, manifest: &BaseManifest, target: Target) -> Re
             settings.push(("recovery_target_time".into(), t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()))
         }
         Target::Lsn(l) => settings.push(("recovery_target_lsn".into(), l.to_string())),
+        Target::Random(_) => unreachable!("restore() draws a random target's time before configuring"),
     }
     let mut auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
     auto.push_str("\n# artifortress-operator: the scratch instance's own settings, over the source's\n");
@@ -444,6 +498,11 @@ pub async fn drill(
     progress: &Progress,
 ) -> Result<PhysicalOutcome, EngineError> {
     let started = Utc::now();
+    if let Target::Random(window) = request.restore.target {
+        let at = draw_time(store, window, started).await?;
+        progress.step(format!("recovery target drawn at random: {}", at.to_rfc3339()));
+        request.restore.target = Target::Time(at);
+    }
     let manifest = match &request.restore.backup {
         Some(name) => base::load(store, name).await?,
         None => choose_base(store, request.restore.target).await?,
@@ -563,4 +622,24 @@ pub async fn drill(
     let key = super::super::drill::result_key(&manifest.backup_name, &request.drill);
     store.put_bytes(&key, verdict.to_json()).await?;
     Ok(PhysicalOutcome { verdict, restored })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_targets_read_as_written() {
+        assert_eq!("latest".parse::<Target>(), Ok(Target::Latest));
+        assert_eq!("16/B374D848".parse::<Target>(), Ok(Target::Lsn(Lsn(0x16_B374_D848))));
+        assert_eq!(
+            "2026-12-01T10:00:00+01:00".parse::<Target>(),
+            Ok(Target::Time("2026-12-01T09:00:00Z".parse().unwrap()))
+        );
+        assert_eq!("random:24h".parse::<Target>(), Ok(Target::Random(Duration::from_secs(86_400))));
+        for bad in ["random:", "random:0s", "random:soon", "yesterday", "16/"] {
+            let err = bad.parse::<Target>().unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+    }
 }
