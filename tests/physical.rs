@@ -191,6 +191,13 @@ async fn point_in_time_drills(major: u32) {
     assert_eq!((drill["backup"].as_str(), drill["verdict"]["mode"].as_str()), (Some("base-1"), Some("Physical")));
     assert_eq!(drill["verdict"]["result"], "Passed");
     assert_eq!(drill["verdict"]["rpo"]["measuredSeconds"].as_f64(), Some(rpo));
+    // Its report is stored beside the verdict, as a logical drill's.
+    let report = drill["verdict"]["report"].as_str().expect("a report location");
+    let report = std::fs::read_to_string(report.strip_prefix("file://").unwrap_or(report)).unwrap();
+    for line in ["PASSED", "Base backup: `base-1`", "Physical drill:", "| amcheck |", "RPO (age of the restore point)"]
+    {
+        assert!(report.contains(line), "{line:?} in the report:\n{report}");
+    }
     let out = operator(&["backups", "list", "--store", &store]);
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

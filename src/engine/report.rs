@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::progress::human_duration;
-use super::verdict::{ObjectiveResult, RtoBasis, Verdict};
+use super::verdict::{DrillMode, ObjectiveResult, RtoBasis, Verdict};
 
 /// Where the drill ran, for the report header (URLs already without secrets).
 pub struct ReportContext<'a> {
@@ -27,14 +27,25 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
         let _ = writeln!(md, "- Source: `{source}`");
     }
     let _ = writeln!(md, "- Target (scratch): `{}`\n- Store: `{}`", ctx.target, ctx.store);
+    let physical = verdict.mode == DrillMode::Physical;
     if let Some(b) = &verdict.backup {
         let _ = writeln!(
             md,
-            "- Backup: `{}` ({}), snapshot {}, completed {}",
+            "- {}: `{}` ({}), {} {}, completed {}",
+            if physical { "Base backup" } else { "Backup" },
             b.name,
             if b.fresh { "taken by this drill" } else { "existing" },
+            if physical { "recovery point (newest heartbeat recovered, else the base's end)" } else { "snapshot" },
             b.snapshot_time.to_rfc3339(),
             b.completed_at.to_rfc3339()
+        );
+    }
+    if physical {
+        md.push_str(
+            "- Physical drill: the base and every WAL segment checked against their SHA-256, `pg_verifybackup` \
+             against PostgreSQL's backup manifest, WAL CRCs during replay, promotion, then amcheck \
+             (`bt_index_check`) of every valid B-tree index. No per-table counts: none are exact for an arbitrary \
+             recovery point of a source that kept writing (docs/backup-format.md).\n",
         );
     }
 
@@ -91,16 +102,29 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
 
     if let Some(t) = &verdict.timings {
         md.push_str("\n## Timings\n\n| step | duration |\n|---|---|\n");
-        for (step, value) in [
-            ("backup", t.backup_seconds),
-            ("download, verify checksum, index archive", t.download_seconds),
-            ("recreate database and pg_restore", t.restore_seconds),
-            ("database settings and ANALYZE", t.analyze_seconds),
-            ("parity", t.parity_seconds),
-            ("restore start to usable (restored, analyzed)", t.usable_seconds),
-            ("restore start to verified (usable, parity passed)", t.verified_seconds),
-            ("whole drill", t.total_seconds),
-        ] {
+        let steps: Vec<(&str, Option<f64>)> = if physical {
+            vec![
+                ("base backup", t.backup_seconds),
+                ("download base and WAL, verify SHA-256", t.download_seconds),
+                ("pg_verifybackup, WAL replay, promotion", t.restore_seconds),
+                ("amcheck", t.parity_seconds),
+                ("restore start to usable (promoted)", t.usable_seconds),
+                ("restore start to verified (amcheck passed)", t.verified_seconds),
+                ("whole drill", t.total_seconds),
+            ]
+        } else {
+            vec![
+                ("backup", t.backup_seconds),
+                ("download, verify checksum, index archive", t.download_seconds),
+                ("recreate database and pg_restore", t.restore_seconds),
+                ("database settings and ANALYZE", t.analyze_seconds),
+                ("parity", t.parity_seconds),
+                ("restore start to usable (restored, analyzed)", t.usable_seconds),
+                ("restore start to verified (usable, parity passed)", t.verified_seconds),
+                ("whole drill", t.total_seconds),
+            ]
+        };
+        for (step, value) in steps {
             if let Some(v) = value {
                 let _ = writeln!(md, "| {step} | {} ({v:.3} s) |", human_duration(v));
             }

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use super::super::EngineError;
 use super::super::objectives;
 use super::super::progress::{Progress, human_bytes, human_duration};
+use super::super::report::{self, ReportContext};
 use super::super::verdict::{BackupInfo, DrillMode, DrillResult, FinalPhase, RtoBasis, ServerMajors, Timings, Verdict};
 use super::instance::{self, Instance};
 use super::tools::PhysicalTools;
@@ -592,7 +593,7 @@ pub async fn drill(
     let passed = failures.is_empty();
     let completed_at = Utc::now();
     timings.total_seconds = Some((completed_at - started).num_milliseconds() as f64 / 1000.0);
-    let verdict = Verdict {
+    let mut verdict = Verdict {
         verdict_version: super::super::verdict::VERDICT_VERSION,
         phase: if passed { FinalPhase::Succeeded } else { FinalPhase::Failed },
         result: if passed { DrillResult::Passed } else { DrillResult::Failed },
@@ -619,6 +620,27 @@ pub async fn drill(
         completed_at: Some(completed_at),
         mode: DrillMode::Physical,
     };
+    // The report beside the verdict, as for logical drills; the verdict is
+    // what counts, so a report that cannot be stored is only a warning.
+    let report_key = super::super::drill::report_key(&manifest.backup_name, &request.drill);
+    let scratch =
+        format!("instance in {} (port {}, Unix socket only)", request.restore.dir.display(), request.restore.port);
+    let source = format!(
+        "PostgreSQL {} (system {}), database {}",
+        manifest.source.server_version, manifest.source.system_identifier, manifest.source.database
+    );
+    let context = ReportContext {
+        drill_name: &request.drill,
+        source: Some(&source),
+        target: &scratch,
+        store: &store.url(),
+        history_chart: None,
+    };
+    verdict.report = Some(store.location(&report_key));
+    if let Err(e) = store.put_bytes(&report_key, report::render(&verdict, &context).into_bytes()).await {
+        progress.step(format!("warning: could not store the report: {e}"));
+        verdict.report = None;
+    }
     let key = super::super::drill::result_key(&manifest.backup_name, &request.drill);
     store.put_bytes(&key, verdict.to_json()).await?;
     Ok(PhysicalOutcome { verdict, restored })
