@@ -435,6 +435,7 @@ fn schedule_child(schedule: &BackupSchedule, name: &str, step: &str) -> ObjectMe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::common::CheckpointMode;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -486,6 +487,29 @@ mod tests {
         assert_eq!(plan.status.last_successful_backup.map(|b| b.name).as_deref(), Some("nightly-202611280100"));
         assert_eq!(plan.status.next_schedule_time, Some(at("2026-11-28T03:00:00Z")));
         assert_eq!(plan.requeue, Duration::from_secs(300), "never longer than the longest wait");
+    }
+
+    #[test]
+    fn a_schedule_of_base_backups_creates_physical_backups_and_physical_drills() {
+        let schedule: BackupSchedule = object(serde_json::json!({
+            "apiVersion": "artifortress.io/v1alpha1", "kind": "BackupSchedule",
+            "metadata": {"name": "base", "namespace": "prod", "uid": "u-2", "creationTimestamp": "2026-11-01T00:00:00Z"},
+            "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 * * * *",
+                     "backupTemplate": {"method": "Physical", "checkpoint": "Fast"},
+                     "drill": {"minInterval": "0s", "template": {"rpo": "30s", "recoveryTarget": "random:1h"}}},
+            "status": {"lastScheduleTime": "2026-11-28T01:00:00Z"},
+        }));
+        let mut base = completed("base-202611280100", "2026-11-28T01:05:00Z");
+        base.spec.method = BackupMethod::Physical;
+        let children = Children { backups: vec![base], drills: Vec::new(), in_use: BTreeSet::new() };
+        let rules = Rules::parse(&schedule.spec).unwrap();
+        let plan = plan(&schedule, &rules, &children, at("2026-11-28T02:00:30Z"), Duration::from_secs(300));
+        let created = plan.create.expect("the 02:00 run is due");
+        assert_eq!((created.spec.method, created.spec.checkpoint), (BackupMethod::Physical, CheckpointMode::Fast));
+        let drill = plan.drill.expect("a drill of the completed base");
+        assert_eq!(drill.spec.backup.name.as_deref(), Some("base-202611280100"));
+        assert_eq!(drill.spec.template.method, BackupMethod::Physical, "the schedule's method decides");
+        assert_eq!(drill.spec.template.recovery_target.as_deref(), Some("random:1h"));
     }
 
     #[test]
