@@ -1023,3 +1023,58 @@ async fn a_restore_that_fails_on_a_unique_key_names_the_constraint_and_only_the_
     let log = i.runner.log("restore-dup");
     assert!(log.contains("is duplicated") && log.contains("alice"), "{log}");
 }
+
+/// The WAL archiver's Deployment follows `spec.walArchive`; a Deployment of
+/// its name that the operator did not create is refused and left as it was.
+#[tokio::test]
+async fn the_wal_archiver_deployment_follows_the_spec_and_a_foreign_one_is_left_alone() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let i = Installation::start("ctlwal", None).await;
+    let deployments = i.api::<Deployment>();
+    let theirs: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "wal-production", "labels": {"app": "theirs"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "theirs"}},
+                 "template": {"metadata": {"labels": {"app": "theirs"}},
+                              "spec": {"containers": [{"name": "c", "image": "theirs:1"}]}}}}))
+    .unwrap();
+    deployments.create(&Default::default(), &theirs).await.unwrap();
+    let installations = i.api::<Artifortress>();
+    let wal = |af: &Artifortress| {
+        let conditions = af.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.into_iter().find(|c| c.type_ == "WalArchiving").map(|c| (c.reason, c.message))
+    };
+    let archive = Patch::Merge(json!({"spec": {"walArchive": {"heartbeat": "2s"}}}));
+    installations.patch("production", &PatchParams::default(), &archive).await.unwrap();
+    let af = wait_until(&installations, "production", MINUTE, |af| {
+        wal(af).is_some_and(|(reason, _)| reason == "ArchiverNotDeployed")
+    })
+    .await;
+    assert!(wal(&af).unwrap().1.contains("is left alone"), "{:?}", wal(&af));
+    let image = |d: &Deployment| d.spec.template.spec.as_ref().unwrap().containers[0].image.clone();
+    assert_eq!(image(&deployments.get("wal-production").await.unwrap()).as_deref(), Some("theirs:1"));
+
+    // Theirs gone, the operator's own: `wal` with the slot and heartbeat, owned
+    // by the installation; until its pod writes a status, NoStatusYet.
+    deployments.delete("wal-production", &Default::default()).await.unwrap();
+    wait_until(&installations, "production", MINUTE, |af| wal(af).is_some_and(|(reason, _)| reason == "NoStatusYet"))
+        .await;
+    let ours = wait_until(&deployments, "wal-production", MINUTE, |d| !d.owner_references().is_empty()).await;
+    assert_eq!(ours.owner_references()[0].kind, "Artifortress");
+    let args = ours.spec.template.spec.as_ref().unwrap().containers[0].args.clone().unwrap().join(" ");
+    assert!(
+        args.starts_with("wal --store ")
+            && args.contains("--slot artifortress_production ")
+            && args.contains("--heartbeat 2s"),
+        "{args}"
+    );
+
+    let stop = Patch::Merge(json!({"spec": {"walArchive": null}}));
+    installations.patch("production", &PatchParams::default(), &stop).await.unwrap();
+    let gone = async {
+        while deployments.get_opt("wal-production").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, gone).await.expect("the archiver's Deployment is deleted without walArchive");
+}

@@ -382,6 +382,17 @@ impl DrillRun<'_> {
         self.write(status, "BackingUp", format!("Backup {} created for this drill", self.backup)).await
     }
 
+    /// The backup the drill restores, as its status shows it.
+    fn backup_info(&self, snapshot_time: DateTime<Utc>, completed_at: DateTime<Utc>) -> DrillBackupInfo {
+        DrillBackupInfo {
+            name: self.backup.clone(),
+            location: super::backup::backup_location(&self.store_url, &self.backup),
+            snapshot_time,
+            completed_at,
+            fresh: self.fresh(),
+        }
+    }
+
     /// A physical drill's one Job: `pitr` of the base into a scratch instance.
     async fn start_physical(&self, mut status: RecoveryDrillStatus) -> Result<Action, Error> {
         let m = match base::load(self.store.as_ref(), &self.backup).await {
@@ -392,13 +403,7 @@ impl DrillRun<'_> {
                 return conclude_failed(self.ctx, &self.drills, self.drill, status, failure).await;
             }
         };
-        status.backup = Some(DrillBackupInfo {
-            name: self.backup.clone(),
-            location: super::backup::backup_location(&self.store_url, &self.backup),
-            snapshot_time: m.completed_at,
-            completed_at: m.completed_at,
-            fresh: self.fresh(),
-        });
+        status.backup = Some(self.backup_info(m.completed_at, m.completed_at));
         // The unpacked base; the WAL replayed into it is not known in advance
         // (the staging size's margin, or a jobTemplate.staging volume, covers it).
         if let Err(message) = super::create_job(&self.jobs(), &self.job("restore", Some(m.base.tar_bytes))).await? {
@@ -424,13 +429,7 @@ impl DrillRun<'_> {
                 return conclude_failed(self.ctx, &self.drills, self.drill, status, failure).await;
             }
         };
-        status.backup = Some(DrillBackupInfo {
-            name: self.backup.clone(),
-            location: super::backup::backup_location(&self.store_url, &self.backup),
-            snapshot_time: manifest.snapshot_time,
-            completed_at: manifest.completed_at,
-            fresh: self.fresh(),
-        });
+        status.backup = Some(self.backup_info(manifest.snapshot_time, manifest.completed_at));
         if let Err(message) =
             super::create_job(&self.jobs(), &self.job("restore", Some(manifest.dump.archive_bytes))).await?
         {
