@@ -326,10 +326,6 @@ enum BlobPolicyFlag {
 }
 
 impl DrillArgs {
-    async fn blob_store(&self) -> Result<Option<Box<dyn store::BackupStore>>, Failure> {
-        self.blobs.store().await
-    }
-
     fn request(
         self,
         source: Option<DatabaseUrl>,
@@ -1275,7 +1271,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     expected_size: None,
                 }),
             };
-            let blob_store = objectives.blob_store().await?;
+            let blob_store = objectives.blobs.store().await?;
             let request =
                 objectives.request(source, target.target_url()?, choice, target.request(String::new(), &verify))?;
             let outcome = engine::drill::run(store.as_ref(), &request, blob_store.as_deref(), &Progress::new("drill"))
@@ -1301,7 +1297,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             drill_verdict(&outcome)
         }
         Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, objectives } => {
-            let blob_store = objectives.blob_store().await?;
+            let blob_store = objectives.blobs.store().await?;
             let request = objectives.request(
                 None,
                 target.target_url()?,

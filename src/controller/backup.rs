@@ -360,45 +360,42 @@ async fn finish(
             m.backup_failures.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(0);
         }
-        Ok(()) if backup.spec.method == BackupMethod::Physical => {
-            let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
-            let base = base::load(store.as_ref(), &name).await?;
-            let seconds = seconds_between(base.started_at, base.completed_at);
-            let message = format!(
-                "physical base backup of PostgreSQL {} stored: {} (tar {}) in {}; restores need the WAL from {}",
-                base.source.server_version,
-                human_bytes(base.base.size_bytes),
-                human_bytes(base.base.tar_bytes),
-                human_duration(seconds),
-                base.start_lsn
-            );
-            write_status(ctx, backups, backup, base_status(status, store_url, &base), "Completed", message).await?;
-            m.backup_successes.get_or_create(&labels).inc();
-            m.backup_last_status.get_or_create(&labels).set(1);
-            m.backup_last_size.get_or_create(&labels).set(base.base.size_bytes as i64);
-            m.backup_last_duration.get_or_create(&labels).set(seconds);
-        }
         Ok(()) => {
             let store = ctx.backup_store(&backup.namespace().unwrap_or_default(), &af.spec, store_url).await?;
-            let manifest = manifest::load(store.as_ref(), &name).await?;
             // The step's figures, once, in the Completed Event (`kubectl describe`).
-            let seconds = seconds_between(manifest.started_at, manifest.completed_at);
-            let message = format!(
-                "{} stored in {} ({}/s; archive {}), {} tables recorded",
-                human_bytes(manifest.dump.size_bytes),
-                crate::engine::progress::human_duration(seconds),
-                human_bytes((manifest.dump.size_bytes as f64 / seconds.max(0.001)) as u64),
-                human_bytes(manifest.dump.archive_bytes),
-                manifest.tables.len()
-            );
-            let completed = completed_status(status, store_url, &manifest);
+            let (completed, message, size_bytes, seconds) = match backup.spec.method {
+                BackupMethod::Physical => {
+                    let base = base::load(store.as_ref(), &name).await?;
+                    let seconds = seconds_between(base.started_at, base.completed_at);
+                    let message = format!(
+                        "physical base backup of PostgreSQL {} stored: {} (tar {}) in {}; restores need the WAL from {}",
+                        base.source.server_version,
+                        human_bytes(base.base.size_bytes),
+                        human_bytes(base.base.tar_bytes),
+                        human_duration(seconds),
+                        base.start_lsn
+                    );
+                    (base_status(status, store_url, &base), message, base.base.size_bytes, seconds)
+                }
+                BackupMethod::Logical => {
+                    let manifest = manifest::load(store.as_ref(), &name).await?;
+                    let seconds = seconds_between(manifest.started_at, manifest.completed_at);
+                    let message = format!(
+                        "{} stored in {} ({}/s; archive {}), {} tables recorded",
+                        human_bytes(manifest.dump.size_bytes),
+                        human_duration(seconds),
+                        human_bytes((manifest.dump.size_bytes as f64 / seconds.max(0.001)) as u64),
+                        human_bytes(manifest.dump.archive_bytes),
+                        manifest.tables.len()
+                    );
+                    (completed_status(status, store_url, &manifest), message, manifest.dump.size_bytes, seconds)
+                }
+            };
             write_status(ctx, backups, backup, completed, "Completed", message).await?;
             m.backup_successes.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(1);
-            m.backup_last_size.get_or_create(&labels).set(manifest.dump.size_bytes as i64);
-            m.backup_last_duration
-                .get_or_create(&labels)
-                .set(seconds_between(manifest.started_at, manifest.completed_at));
+            m.backup_last_size.get_or_create(&labels).set(size_bytes as i64);
+            m.backup_last_duration.get_or_create(&labels).set(seconds);
         }
     }
     Ok(Action::await_change())
