@@ -57,18 +57,26 @@ pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<BaseManifest,
     BaseManifest::parse(&bytes).map_err(|e| EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() })
 }
 
-/// The newest complete base backup of the store (by completion time).
-pub async fn latest(store: &dyn BackupStore) -> Result<BaseManifest, EngineError> {
-    let mut newest: Option<BaseManifest> = None;
+/// Every complete base backup of the store (one whose manifest reads).
+pub async fn all(store: &dyn BackupStore) -> Result<Vec<BaseManifest>, EngineError> {
+    let mut bases = Vec::new();
     for object in store.list("").await? {
         if let Some((backup, BASE_MANIFEST_FILE)) = object.key.split_once('/')
             && let Ok(m) = load(store, backup).await
-            && newest.as_ref().is_none_or(|n| m.completed_at > n.completed_at)
         {
-            newest = Some(m);
+            bases.push(m);
         }
     }
-    newest.ok_or_else(|| EngineError::Config(format!("no complete base backup in {}", store.url())))
+    Ok(bases)
+}
+
+/// The newest complete base backup of the store (by completion time).
+pub async fn latest(store: &dyn BackupStore) -> Result<BaseManifest, EngineError> {
+    all(store)
+        .await?
+        .into_iter()
+        .reduce(|newest, m| if m.completed_at > newest.completed_at { m } else { newest })
+        .ok_or_else(|| EngineError::Config(format!("no complete base backup in {}", store.url())))
 }
 
 /// What the source is, read over an ordinary connection before the backup.

@@ -171,14 +171,7 @@ pub async fn draw_time(
             store.url()
         )));
     };
-    let mut oldest_base: Option<DateTime<Utc>> = None;
-    for object in store.list("").await? {
-        if let Some((backup, artifortress_formats::physical::BASE_MANIFEST_FILE)) = object.key.split_once('/')
-            && let Ok(m) = base::load(store, backup).await
-        {
-            oldest_base = Some(oldest_base.map_or(m.completed_at, |o| o.min(m.completed_at)));
-        }
-    }
+    let oldest_base = base::all(store).await?.into_iter().map(|m| m.completed_at).min();
     let oldest_base =
         oldest_base.ok_or_else(|| EngineError::Config(format!("no complete base backup in {}", store.url())))?;
     let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
@@ -198,16 +191,11 @@ pub async fn draw_time(
 /// The newest base backup that ended before a time target (any for the others).
 async fn choose_base(store: &dyn BackupStore, target: Target) -> Result<BaseManifest, EngineError> {
     let Target::Time(at) = target else { return base::latest(store).await };
-    let mut best: Option<BaseManifest> = None;
-    for object in store.list("").await? {
-        if let Some((backup, artifortress_formats::physical::BASE_MANIFEST_FILE)) = object.key.split_once('/')
-            && let Ok(m) = base::load(store, backup).await
-            && m.completed_at < at
-            && best.as_ref().is_none_or(|b| m.completed_at > b.completed_at)
-        {
-            best = Some(m);
-        }
-    }
+    let best = base::all(store)
+        .await?
+        .into_iter()
+        .filter(|m| m.completed_at < at)
+        .reduce(|best, m| if m.completed_at > best.completed_at { m } else { best });
     best.ok_or_else(|| {
         EngineError::Config(format!("no base backup in {} completed before {}", store.url(), at.to_rfc3339()))
     })

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use artifortress_formats::physical::{BASE_MANIFEST_FILE, Segment, WalObject};
+use artifortress_formats::physical::{Segment, WalObject};
 
 use crate::engine::EngineError;
 use crate::engine::progress::{Progress, human_bytes};
@@ -34,9 +34,7 @@ pub struct Pruned {
 /// The first segment the oldest complete base of each source needs.
 async fn needed_from(store: &dyn BackupStore) -> Result<BTreeMap<String, Segment>, EngineError> {
     let mut oldest: BTreeMap<String, Segment> = BTreeMap::new();
-    for object in store.list("").await? {
-        let Some((backup, BASE_MANIFEST_FILE)) = object.key.split_once('/') else { continue };
-        let Ok(manifest) = super::base::load(store, backup).await else { continue };
+    for manifest in super::base::all(store).await? {
         let start = manifest.segment_of(manifest.start_lsn);
         let system = manifest.source.system_identifier.clone();
         if oldest.get(&system).is_none_or(|s| start < *s) {
