@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod artifortress;
 pub mod controller;
 pub mod crdgen;
 pub mod dashboard;
@@ -12,7 +13,6 @@ pub mod installations;
 pub mod metrics;
 pub mod redact;
 pub mod server;
-pub mod slo;
 pub mod store;
 pub mod telemetry;
 

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 use artifortress_operator::api::common::DurationString;
 use artifortress_operator::api::job_template::JobTemplate;
-use artifortress_operator::db::{self, DatabaseUrl, seed::Scale};
+use artifortress_operator::artifortress::blobs::DigestCheck;
+use artifortress_operator::artifortress::drill::ArtifortressCheck;
+use artifortress_operator::artifortress::seed::Scale;
+use artifortress_operator::db::{self, DatabaseUrl};
 use artifortress_operator::engine::backup::BackupRequest;
 use artifortress_operator::engine::drill::{BackupChoice, DrillRequest, RestoreRecord};
 use artifortress_operator::engine::manifest::VerifyMode;
@@ -45,29 +48,40 @@ enum Command {
         #[arg(long)]
         dashboard: bool,
     },
-    /// Apply the Artifortress schema (migrations/) to a database; safe to repeat.
+    /// Apply our model of the Artifortress schema (migrations/, upstream's levels
+    /// 0001–0015) to an empty demo or test database, recording each level in
+    /// schema_migrations as upstream's db-migrate.sh does. A database that already
+    /// has a schema is refused (one that is the complete model is left as it is).
     Migrate {
-        /// postgres://user:password@host:port/dbname
+        /// postgres://user:password@host:port/dbname or an Npgsql string (Host=…;Database=…)
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database: String,
     },
-    /// Fill a migrated database with realistic demo data.
-    Seed {
-        /// postgres://user:password@host:port/dbname
+    /// What an Artifortress database is: its schema level, what the operator's
+    /// figures, audit and blob check need and it lacks, its tenants.
+    Inspect {
+        /// postgres://user:password@host:port/dbname or an Npgsql string
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database: String,
-        /// small (a few MB), medium (~100 MB) or large (~1 GB).
+    },
+    /// Fill a migrated, empty database like a live Artifortress installation.
+    Seed {
+        /// postgres://user:password@host:port/dbname or an Npgsql string
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database: String,
+        /// small (a few MB), medium (~150 MB), large (~1.5 GB) or xlarge (~12 GB).
         #[arg(long, value_enum, default_value = "small")]
         scale: Scale,
+        /// Tenants: 1 (`default`, as upstream deploys it) or several.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        tenants: i64,
         /// Truncate every Artifortress table first (destroys existing data).
         #[arg(long)]
         reset: bool,
-        /// Number of blob rows instead of the scale's.
-        #[arg(long)]
-        blobs: Option<i64>,
-        /// Also write every seeded blob's object (content whose SHA-256 is its
-        /// digest) under its storage_key into this store: file:///path or
-        /// s3://bucket/prefix?… (credentials from BLOB_AWS_ACCESS_KEY_ID /
+        /// Also write every seeded object into this bucket (each blob row's
+        /// object under its storage_key, its SHA-256 the row's digest; what
+        /// duplicate, aborted and uncommitted uploads left): file:///path or
+        /// s3://bucket?… (credentials from BLOB_AWS_ACCESS_KEY_ID /
         /// BLOB_AWS_SECRET_ACCESS_KEY, else the AWS chain).
         #[arg(long)]
         blob_store: Option<String>,
@@ -105,6 +119,14 @@ enum Command {
         target: RestoreArgs,
         #[command(flatten)]
         verify: VerifyArgs,
+        /// After a verified restore of an Artifortress database, put back the
+        /// security decisions made since its restore point: the token
+        /// revocations and legal holds of this live database (only read), and
+        /// close the GC runs the restore point caught mid-run. `none` when the
+        /// live database is gone: the runs are closed and the restored audit
+        /// log's newest security decisions listed for a person to decide.
+        #[arg(long, value_name = "LIVE_DATABASE|none")]
+        reapply_from: Option<String>,
     },
     /// A physical base backup of the whole cluster over the replication protocol
     /// (pg_basebackup; the role needs REPLICATION), streamed into a store. A
@@ -289,33 +311,48 @@ struct DrillArgs {
     blobs: BlobArgs,
 }
 
-/// The blob check of a drill (logical or physical).
+/// What a drill checks of Artifortress in the restored database (logical or physical).
 #[derive(clap::Args)]
 struct BlobArgs {
-    /// The installation's blob store (file:///path or s3://bucket/prefix?…):
-    /// every blob the restored database references must exist there with its
-    /// size. Credentials: BLOB_AWS_ACCESS_KEY_ID / BLOB_AWS_SECRET_ACCESS_KEY,
-    /// else the AWS chain.
+    /// The installation's blob bucket (file:///path or s3://bucket?…, keys from
+    /// the bucket root): every blob row of the restored database must have its
+    /// object there with its size. Credentials: BLOB_AWS_ACCESS_KEY_ID /
+    /// BLOB_AWS_SECRET_ACCESS_KEY, else the AWS chain.
     #[arg(long)]
     blob_store: Option<String>,
-    /// Referenced blobs to fetch and hash against their digest (random; 0: none).
-    #[arg(long, default_value_t = 0)]
+    /// Blobs to fetch and hash against their digest (random).
+    #[arg(long, default_value_t = 100)]
     blob_sample: u64,
+    /// Hash every blob instead of a sample.
+    #[arg(long)]
+    verify_blob_digests: bool,
     /// `fail`: a missing or corrupt blob fails the drill; `warn`: it is a warning.
     #[arg(long, value_enum, default_value = "fail")]
     blob_policy: BlobPolicyFlag,
+    /// The live database (default: --source when given), to say which missing
+    /// blobs were deleted since the restore point and what restoring would
+    /// take back (token revocations, legal holds, GC runs). Only read.
+    #[arg(long, env = "LIVE_DATABASE_URL", hide_env_values = true)]
+    live: Option<String>,
 }
 
 impl BlobArgs {
-    async fn store(&self) -> Result<Option<Box<dyn store::BackupStore>>, Failure> {
-        match &self.blob_store {
-            Some(url) => Ok(Some(open_blob_store(url).await?)),
-            None => Ok(None),
-        }
-    }
-
-    fn warn_only(&self) -> bool {
-        self.blob_policy == BlobPolicyFlag::Warn
+    /// The Artifortress checks of a drill; `source` is the live database unless `--live` names another.
+    async fn check(&self, source: Option<&DatabaseUrl>) -> Result<ArtifortressCheck, Failure> {
+        let blob_store = match &self.blob_store {
+            Some(url) => Some(open_blob_store(url).await?),
+            None => None,
+        };
+        let live = match &self.live {
+            Some(raw) => Some(database(raw).await?),
+            None => source.cloned(),
+        };
+        Ok(ArtifortressCheck {
+            blob_store,
+            digests: DigestCheck { sample: self.blob_sample, all: self.verify_blob_digests },
+            blob_warn_only: self.blob_policy == BlobPolicyFlag::Warn,
+            live,
+        })
     }
 }
 
@@ -327,7 +364,7 @@ enum BlobPolicyFlag {
 
 impl DrillArgs {
     fn request(
-        self,
+        &self,
         source: Option<DatabaseUrl>,
         target: DatabaseUrl,
         backup: BackupChoice,
@@ -338,15 +375,13 @@ impl DrillArgs {
             target,
             backup,
             restore,
-            rpo: parse_objective("rpo", self.rpo)?,
-            rto: parse_objective("rto", self.rto)?,
+            rpo: parse_objective("rpo", self.rpo.clone())?,
+            rto: parse_objective("rto", self.rto.clone())?,
             rto_basis: match self.rto_basis {
                 RtoBasisFlag::Usable => RtoBasis::Usable,
                 RtoBasisFlag::Verified => RtoBasis::Verified,
             },
             keep_target: self.keep_target,
-            blob_sample: self.blobs.blob_sample,
-            blob_warn_only: self.blobs.warn_only(),
         })
     }
 }
@@ -609,8 +644,8 @@ struct RestoreArgs {
 }
 
 impl RestoreArgs {
-    fn target_url(&self) -> Result<DatabaseUrl, Failure> {
-        let url = DatabaseUrl::parse(&self.target).map_err(usage)?;
+    async fn target_url(&self) -> Result<DatabaseUrl, Failure> {
+        let url = database(&self.target).await?;
         Ok(match &self.target_database {
             Some(db) => url.with_database(db),
             None => url,
@@ -667,7 +702,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     use artifortress_operator::server::{self, AppState, ServerConfig, auth};
     use std::sync::Arc;
 
-    let database_url = DatabaseUrl::parse(&args.database).map_err(usage)?;
+    let database_url = database(&args.database).await?;
     let object_store = store::open(&args.object_store).await.map_err(usage)?;
     let config = ServerConfig {
         check_timeout: duration_flag("check-timeout", &args.check_timeout)?,
@@ -712,8 +747,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         let mut tick = tokio::time::interval(refresh);
         loop {
             tick.tick().await;
-            match db::ops_summary::read(&installation.pool, &installation.database_url).await {
-                Ok(signals) => metrics.record_ops(&installation.name, &signals),
+            match artifortress_operator::artifortress::ops::probe(&installation.database_url).await {
+                Ok(probe) => metrics.record_ops(&installation.name, &probe.summary),
                 Err(e) => tracing::warn!(error = %e, "refreshing ops-summary metrics failed"),
             }
         }
@@ -846,6 +881,12 @@ async fn open_blob_store(url: &str) -> Result<Box<dyn store::BackupStore>, Failu
     store::open_with_credentials(url, credentials).await.map_err(usage)
 }
 
+/// A database address from a flag (a libpq URL or an Npgsql string), with
+/// several hosts resolved to the one its session attributes ask for.
+async fn database(raw: &str) -> Result<DatabaseUrl, Failure> {
+    DatabaseUrl::parse(raw).map_err(usage)?.resolve().await.map_err(failed)
+}
+
 fn engine_failure(e: EngineError) -> Failure {
     if e.is_usage() { usage(e) } else { failed(e) }
 }
@@ -957,39 +998,80 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Migrate { database } => {
-            let url = DatabaseUrl::parse(&database).map_err(usage)?;
-            let pool = db::connect(&url, 1).await.map_err(failed)?;
-            db::migrate(&pool, &url).await.map_err(failed)?;
-            eprintln!(
-                "migrate: {url} is at schema version {}",
-                db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
-            );
+        Command::Migrate { database: raw } => {
+            use artifortress_operator::artifortress::schema::{self, MigrateError, Migrated};
+            let url = database(&raw).await?;
+            match schema::migrate(&url).await {
+                Ok(Migrated::Applied { level, versions }) => {
+                    eprintln!("migrate: {url} is at level {level} ({versions} versions applied)")
+                }
+                Ok(Migrated::AlreadyCurrent) => {
+                    eprintln!("migrate: {url} is already at level {}: nothing to do", schema::model_level())
+                }
+                Err(e @ MigrateError::NotEmpty { .. }) => return Err(usage(e)),
+                Err(e) => return Err(failed(e)),
+            }
             Ok(())
         }
-        Command::Seed { database, scale, reset, blobs, blob_store } => {
-            let url = DatabaseUrl::parse(&database).map_err(usage)?;
+        Command::Inspect { database: raw } => {
+            use artifortress_operator::artifortress::{ops, schema};
+            let url = database(&raw).await?;
+            let ops::Probe { schema: shape, summary, gc } = ops::probe(&url).await.map_err(failed)?;
+            println!("database   {url}");
+            println!("level      {}", shape.level.as_deref().unwrap_or("none recorded (no schema_migrations)"));
+            println!("versions   {} recorded; this operator knows up to {}", shape.versions, schema::model_level());
+            for v in &shape.unknown_versions {
+                println!("           newer than this operator: {v}");
+            }
+            println!("supported  {}", if shape.is_supported() { "yes: every figure and the audit" } else { "no" });
+            for m in &shape.missing {
+                println!("missing    {m}");
+            }
+            println!(
+                "audit      correlation_id {}",
+                if shape.audit_correlation { "recorded" } else { "not in this schema" }
+            );
+            if let Some(gc) = &gc {
+                println!(
+                    "gc         {} run(s) may have deleted blobs, the newest started {}; {} tombstoned version(s) past retention",
+                    gc.deleting_runs.len(),
+                    gc.deleting_runs.first().map_or("never".to_string(), |t| t.to_rfc3339()),
+                    gc.expired_tombstones
+                );
+            }
+            println!("tenants    {}", summary.tenants.len());
+            for t in &summary.tenants {
+                let figures: Vec<String> = t
+                    .figures
+                    .named()
+                    .iter()
+                    .map(|(n, v)| format!("{n}={}", v.map_or("n/a".into(), |v| v.to_string())))
+                    .collect();
+                println!("  {:<20} {}", t.name(), figures.join(" "));
+            }
+            Ok(())
+        }
+        Command::Seed { database: raw, scale, tenants, reset, blob_store } => {
+            use artifortress_operator::artifortress::{blobs, seed};
+            let url = database(&raw).await?;
             let blob_store = match &blob_store {
                 Some(u) => Some(open_blob_store(u).await?),
                 None => None,
             };
             let pool = db::connect(&url, 2).await.map_err(failed)?;
-            eprintln!("seed: filling {url} at scale {scale:?}");
-            let mut sizes = scale.sizes();
-            if let Some(n) = blobs {
-                sizes.blobs = n.max(1);
-            }
-            let report = db::seed::seed(&pool, &url, sizes, reset).await.map_err(failed)?;
+            eprintln!("seed: filling {url} at scale {scale:?}, {tenants} tenant(s)");
+            let sizes = scale.sizes(tenants);
+            let report = seed::seed(&pool, &url, sizes, reset).await.map_err(failed)?;
             if let Some(store) = &blob_store {
                 let progress = Progress::new("seed");
                 progress.step(format!("writing blob objects into {}", store.url()));
-                let n = engine::blobs::write_seed_objects(&url, store.as_ref(), 32, &progress)
+                let n = blobs::write_seed_objects(&url, &sizes, store.as_ref(), 32, &progress)
                     .await
                     .map_err(engine_failure)?;
                 progress.step(format!("{n} blob objects written"));
             }
             for (table, rows) in &report.rows {
-                eprintln!("seed: {table:<18} {rows:>9} rows");
+                eprintln!("seed: {table:<26} {rows:>9} rows");
             }
             eprintln!(
                 "seed: done in {:.1} s, database size {:.1} MiB",
@@ -999,7 +1081,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Backup { source, store, name, labels, expected_size, verify } => {
-            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let source = database(&source).await?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let name = match name {
                 Some(name) => name,
@@ -1034,7 +1116,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::BaseBackup { source, store, name, fast_checkpoint } => {
             use engine::physical::base;
-            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let source = database(&source).await?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let name = name.unwrap_or_else(|| chrono::Utc::now().format("base-%Y%m%d-%H%M%S").to_string());
             let checkpoint = if fast_checkpoint { base::Checkpoint::Fast } else { base::Checkpoint::Spread };
@@ -1069,7 +1151,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             status_every,
         } => {
             use engine::physical::wal;
-            let source = DatabaseUrl::parse(&source).map_err(usage)?;
+            let source = database(&source).await?;
             let store = store::open(&store.store).await.map_err(usage)?;
             let duration = |flag: &str, v: String| parse_objective(flag, Some(v)).map(Option::unwrap);
             let options = wal::WalOptions {
@@ -1101,12 +1183,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 rto: parse_objective("rto", rto)?,
                 keep,
                 drill: drill.unwrap_or_else(|| chrono::Utc::now().format("pitr-%Y%m%d-%H%M%S-%3f").to_string()),
-                blobs: match blobs.store().await? {
-                    Some(store) => {
-                        Some(pitr::BlobCheckRequest { store, sample: blobs.blob_sample, warn_only: blobs.warn_only() })
-                    }
-                    None => None,
-                },
+                check: Some(Box::new(blobs.check(None).await?)),
             };
             let drill = request.drill.clone();
             let outcome = pitr::drill(store.as_ref(), request, &Progress::new("pitr")).await.map_err(engine_failure)?;
@@ -1167,8 +1244,12 @@ async fn run(command: Command) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Restore { store, backup, target, verify } => {
-            let target_url = target.target_url()?;
+        Command::Restore { store, backup, target, verify, reapply_from } => {
+            let target_url = target.target_url().await?;
+            let live = match reapply_from.as_deref() {
+                None | Some("none") => None,
+                Some(raw) => Some(database(raw).await?),
+            };
             let store = store::open(&store.store).await.map_err(usage)?;
             let outcome = engine::restore::run(
                 store.as_ref(),
@@ -1213,12 +1294,14 @@ async fn run(command: Command) -> Result<(), Failure> {
             for warning in &restored.warnings {
                 println!("warning    {warning}");
             }
-            if outcome.failures.is_empty() {
-                println!("restored {} into {target_url}: every table matches", restored.manifest.backup_name);
-                Ok(())
-            } else {
-                Err(failed(outcome.failures.join("\n")))
+            if !outcome.failures.is_empty() {
+                return Err(failed(outcome.failures.join("\n")));
             }
+            println!("restored {} into {target_url}: every table matches", restored.manifest.backup_name);
+            if reapply_from.is_some() {
+                reapply(&target_url, live.as_ref()).await?;
+            }
+            Ok(())
         }
         Command::Backups { command } => backups_command(command).await,
         Command::Drills { command: DrillsCommand::List { store, backup, output } } => {
@@ -1256,7 +1339,10 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Serve(args) => serve(args).await,
         Command::Run(args) => run_operator(*args).await,
         Command::Drill { source, store, backup, latest, target, verify, objectives, report, json } => {
-            let source = source.map(|s| DatabaseUrl::parse(&s)).transpose().map_err(usage)?;
+            let source = match &source {
+                Some(raw) => Some(database(raw).await?),
+                None => None,
+            };
             let store = store::open(&store.store).await.map_err(usage)?;
             let choice = match (backup, latest) {
                 (Some(name), _) => BackupChoice::Named(name),
@@ -1271,10 +1357,14 @@ async fn run(command: Command) -> Result<(), Failure> {
                     expected_size: None,
                 }),
             };
-            let blob_store = objectives.blobs.store().await?;
-            let request =
-                objectives.request(source, target.target_url()?, choice, target.request(String::new(), &verify))?;
-            let outcome = engine::drill::run(store.as_ref(), &request, blob_store.as_deref(), &Progress::new("drill"))
+            let check = objectives.blobs.check(source.as_ref()).await?;
+            let request = objectives.request(
+                source,
+                target.target_url().await?,
+                choice,
+                target.request(String::new(), &verify),
+            )?;
+            let outcome = engine::drill::run(store.as_ref(), &request, Some(&check), &Progress::new("drill"))
                 .await
                 .map_err(engine_failure)?;
             if let Some(path) = &report {
@@ -1297,10 +1387,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             drill_verdict(&outcome)
         }
         Command::DrillStep { step, store, backup, drill, started_at, fresh, target, verify, objectives } => {
-            let blob_store = objectives.blobs.store().await?;
+            let check = objectives.blobs.check(None).await?;
             let request = objectives.request(
                 None,
-                target.target_url()?,
+                target.target_url().await?,
                 BackupChoice::Named(backup.clone()),
                 target.request(backup.clone(), &verify),
             )?;
@@ -1333,12 +1423,36 @@ async fn run(command: Command) -> Result<(), Failure> {
                     RestoreRecord::parse(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?
                 }
             };
-            let outcome = engine::drill::conclude(store.as_ref(), &request, record, blob_store.as_deref(), &progress)
+            let outcome = engine::drill::conclude(store.as_ref(), &request, record, Some(&check), &progress)
                 .await
                 .map_err(engine_failure)?;
             drill_verdict(&outcome)
         }
     }
+}
+
+/// Puts the security decisions made since the restore point back into the
+/// restored database, and says what it did (or, without a live database, what
+/// a person has to decide).
+async fn reapply(restored: &DatabaseUrl, live: Option<&DatabaseUrl>) -> Result<(), Failure> {
+    use artifortress_operator::artifortress::takeback;
+    let done = takeback::reapply(restored, live).await.map_err(failed)?;
+    match live {
+        Some(live) => println!(
+            "reapplied  from {live}: {} token revocation(s), {} hold(s) ({} on versions this restore point does not have), {} GC run(s) closed",
+            done.revocations, done.holds, done.holds_without_version, done.gc_runs_closed
+        ),
+        None => {
+            println!("reapplied  no live database: {} GC run(s) closed; nothing else re-applied", done.gc_runs_closed);
+            println!(
+                "decide     revocations and holds made after the restore point are unknown here; the restored audit log's newest security decisions:"
+            );
+            for line in &done.last_recorded {
+                println!("           {line}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn drill_verdict(outcome: &engine::drill::DrillOutcome) -> Result<(), Failure> {

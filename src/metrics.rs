@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::db::ops_summary::OpsSignals;
+use crate::artifortress::ops::{Figures, OpsSummary};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DependencyLabels {
@@ -21,6 +21,25 @@ pub struct DependencyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstallationLabels {
     pub installation: String,
+}
+
+/// An ops figure of one tenant. At most [`TENANT_SERIES`] tenants of an
+/// installation get series of their own (the first by slug); the others share
+/// `tenant="_other"`, which holds the highest value among them, so that a
+/// per-tenant threshold still fires for any of them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub installation: String,
+    pub tenant: String,
+}
+
+pub const TENANT_SERIES: usize = 20;
+pub const OTHER_TENANTS: &str = "_other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectedLabels {
+    pub installation: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +60,20 @@ pub struct ControllerLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// The ops-figure metrics (name after the prefix, help), in upstream's order of the figures.
+pub const OPS_METRICS: [(&str, &str); 7] = [
+    ("ops_pending_outbox_events", "Undelivered outbox events (upstream's pendingOutboxEvents)"),
+    ("ops_available_outbox_events", "Undelivered outbox events available now (availableOutboxEvents)"),
+    (
+        "ops_oldest_pending_outbox_age_seconds",
+        "Age of the oldest undelivered outbox event, 0 when none (oldestPendingOutboxAgeSeconds)",
+    ),
+    ("ops_failed_search_jobs", "Failed search-index jobs (failedSearchJobs)"),
+    ("ops_pending_search_jobs", "Pending or processing search-index jobs (pendingSearchJobs)"),
+    ("ops_incomplete_gc_runs", "Garbage-collection runs without completion (incompleteGcRuns)"),
+    ("ops_recent_policy_timeouts_24h", "policy.timeout audit rows in the last 24 hours (recentPolicyTimeouts24h)"),
+];
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -49,13 +82,11 @@ pub struct Metrics {
     registry: Registry,
     pub dependency_up: Family<DependencyLabels, Gauge>,
     pub dependency_latency: Family<DependencyLabels, FloatGauge>,
-    pub outbox_pending: Family<InstallationLabels, Gauge>,
-    pub outbox_available: Family<InstallationLabels, Gauge>,
-    pub outbox_oldest_pending_age: Family<InstallationLabels, FloatGauge>,
-    pub search_jobs_failed: Family<InstallationLabels, Gauge>,
-    pub search_jobs_pending: Family<InstallationLabels, Gauge>,
-    pub incomplete_gc_runs: Family<InstallationLabels, Gauge>,
-    pub policy_timeouts_24h: Family<InstallationLabels, Gauge>,
+    /// The seven ops figures, in upstream's order (see [`Figures::named`]).
+    pub ops: [Family<TenantLabels, FloatGauge>; 7],
+    /// The tenants each installation has series for, to drop those of tenants gone.
+    ops_tenants: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    pub ops_rejected: Family<RejectedLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub backup_attempts: Family<InstallationLabels, Counter>,
@@ -101,13 +132,9 @@ impl Metrics {
         let m = Metrics {
             dependency_up: Family::default(),
             dependency_latency: Family::default(),
-            outbox_pending: Family::default(),
-            outbox_available: Family::default(),
-            outbox_oldest_pending_age: Family::default(),
-            search_jobs_failed: Family::default(),
-            search_jobs_pending: Family::default(),
-            incomplete_gc_runs: Family::default(),
-            policy_timeouts_24h: Family::default(),
+            ops: Default::default(),
+            ops_tenants: Default::default(),
+            ops_rejected: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             backup_attempts: Family::default(),
@@ -151,28 +178,13 @@ impl Metrics {
             "Duration of the last dependency probe",
             m.dependency_latency.clone(),
         );
-        registry.register("ops_outbox_pending", "Pending outbox events", m.outbox_pending.clone());
+        for (family, (name, help)) in m.ops.iter().zip(OPS_METRICS) {
+            registry.register(name, help, family.clone());
+        }
         registry.register(
-            "ops_outbox_available",
-            "Pending outbox events available for delivery now",
-            m.outbox_available.clone(),
-        );
-        registry.register(
-            "ops_outbox_oldest_pending_age_seconds",
-            "Age of the oldest pending outbox event (0 when none)",
-            m.outbox_oldest_pending_age.clone(),
-        );
-        registry.register("ops_search_jobs_failed", "Failed search-index jobs", m.search_jobs_failed.clone());
-        registry.register("ops_search_jobs_pending", "Pending search-index jobs", m.search_jobs_pending.clone());
-        registry.register(
-            "ops_incomplete_gc_runs",
-            "Garbage-collection runs without completion",
-            m.incomplete_gc_runs.clone(),
-        );
-        registry.register(
-            "ops_policy_timeouts_24h",
-            "policy.timeout audit events in the last 24 hours",
-            m.policy_timeouts_24h.clone(),
+            "ops_summary_rejected",
+            "Ops-summary requests refused (unauthenticated, denied, authorisation unavailable), by outcome",
+            m.ops_rejected.clone(),
         );
         registry.register("http_requests", "HTTP requests served, by route and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", m.http_duration.clone());
@@ -290,15 +302,42 @@ impl Metrics {
         self.dependency_latency.get_or_create(&labels).set(seconds);
     }
 
-    pub fn record_ops(&self, installation: &str, s: &OpsSignals) {
-        let l = InstallationLabels { installation: installation.to_string() };
-        self.outbox_pending.get_or_create(&l).set(s.outbox_pending);
-        self.outbox_available.get_or_create(&l).set(s.outbox_available);
-        self.outbox_oldest_pending_age.get_or_create(&l).set(s.outbox_oldest_pending_age_seconds.unwrap_or(0.0));
-        self.search_jobs_failed.get_or_create(&l).set(s.search_jobs_failed);
-        self.search_jobs_pending.get_or_create(&l).set(s.search_jobs_pending);
-        self.incomplete_gc_runs.get_or_create(&l).set(s.incomplete_gc_runs);
-        self.policy_timeouts_24h.get_or_create(&l).set(s.policy_timeouts_24h);
+    /// Every tenant's figures (bounded: see [`TenantLabels`]); a figure the
+    /// schema lacks is NaN, which no threshold compares true with.
+    pub fn record_ops(&self, installation: &str, summary: &OpsSummary) {
+        let mut tenants: Vec<(String, &Figures)> =
+            summary.tenants.iter().map(|t| (t.name().to_string(), &t.figures)).collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        let others = tenants.split_off(tenants.len().min(TENANT_SERIES));
+        let mut series: Vec<(String, [Option<i64>; 7])> =
+            tenants.into_iter().map(|(t, f)| (t, f.named().map(|(_, v)| v))).collect();
+        if !others.is_empty() {
+            let mut worst = [None; 7];
+            for (_, f) in &others {
+                for (w, (_, v)) in worst.iter_mut().zip(f.named()) {
+                    *w = (*w).max(v);
+                }
+            }
+            series.push((OTHER_TENANTS.to_string(), worst));
+        }
+        let labels = |tenant: &str| TenantLabels { installation: installation.to_string(), tenant: tenant.to_string() };
+        let names: Vec<String> = series.iter().map(|(t, _)| t.clone()).collect();
+        let gone = self.ops_tenants.lock().expect("not poisoned").insert(installation.to_string(), names.clone());
+        for tenant in gone.unwrap_or_default().iter().filter(|t| !names.contains(t)) {
+            for family in &self.ops {
+                family.remove(&labels(tenant));
+            }
+        }
+        for (tenant, values) in &series {
+            for (family, value) in self.ops.iter().zip(values) {
+                family.get_or_create(&labels(tenant)).set(value.map_or(f64::NAN, |v| v as f64));
+            }
+        }
+    }
+
+    pub fn count_rejected(&self, installation: &str, outcome: &str) {
+        let labels = RejectedLabels { installation: installation.to_string(), outcome: outcome.to_string() };
+        self.ops_rejected.get_or_create(&labels).inc();
     }
 
     /// Starts an installation's backup and drill counters at 0, so that a

@@ -36,8 +36,9 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
 
     support::create_installation_secrets(&client, &ns, db.url.expose()).await;
     let spec = ArtifortressSpec {
-        database: DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } },
-        object_storage: ObjectStorageSpec {
+        kublai: None,
+        database: Some(DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } }),
+        object_storage: Some(ObjectStorageSpec {
             bucket: bucket.clone(),
             prefix: Some("prod".into()),
             endpoint: Some(env("AF_TEST_S3_ENDPOINT")),
@@ -48,11 +49,10 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
                 access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
                 secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
             }),
-        },
+        }),
         backup_storage: None,
         slo: Default::default(),
         probe_interval: "30s".into(),
-        gc_grace_period: "24h".into(),
         job_template: None,
         wal_archive: None,
     };

@@ -60,7 +60,8 @@ async fn examples_are_accepted_and_shown_with_printer_columns() {
     // Read back through the typed API: the server kept every field our types know.
     let af = Api::<Artifortress>::namespaced(client.clone(), &ns).get("production").await.unwrap();
     assert_eq!(af.spec.backup_storage.as_ref().unwrap().bucket, "artifortress-backups");
-    assert_eq!(af.spec.slo.outbox_pending.critical, 10_000);
+    assert_eq!(af.spec.slo.pending_outbox_events.critical, Some(200));
+    assert_eq!(af.spec.kublai.as_ref().unwrap().secret_name, "kublai-secrets");
     let bs = Api::<BackupSchedule>::namespaced(client.clone(), &ns).get("production-every-15m").await.unwrap();
     assert_eq!(bs.spec.schedule, "*/15 * * * *");
     assert_eq!(bs.spec.retention.keep_last, Some(96));

@@ -52,11 +52,14 @@ pub struct Verdict {
     /// One row per table the manifest recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parity: Vec<TableParity>,
-    /// The restored database's blob references checked against the blob
-    /// store (absent when no blob store was given, or the database has no
-    /// `blobs` table).
+    /// The restored database's blob rows checked against the blob store
+    /// (absent when no blob store was given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blobs: Option<BlobCheck>,
+    /// What the checks of the application in the database found (absent
+    /// when none ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationCheck>,
     /// Location of the Markdown report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -191,27 +194,127 @@ pub struct BlobCheck {
     pub store: String,
     /// `blobs` rows in the restored database.
     pub referenced: u64,
-    /// Referenced objects found in the store.
+    /// Rows whose object was found in the store.
     pub present: u64,
-    /// Referenced objects not in the store, and the first of their keys.
+    /// Rows whose object is not in the store, and the first of their keys.
     pub missing: u64,
     #[serde(rename = "missingKeys", default, skip_serializing_if = "Vec::is_empty")]
     pub missing_keys: Vec<String>,
-    /// Objects whose size differs from `size_bytes`, and the first of them.
+    /// Objects whose size differs from the row's, and the first of them.
     #[serde(rename = "sizeMismatches")]
     pub size_mismatches: u64,
     #[serde(rename = "sizeMismatchKeys", default, skip_serializing_if = "Vec::is_empty")]
     pub size_mismatch_keys: Vec<String>,
-    /// Objects nobody references (informational), and the first of them.
+    /// Objects without a row (informational), and the first of them.
     pub orphans: u64,
     #[serde(rename = "orphanKeys", default, skip_serializing_if = "Vec::is_empty")]
     pub orphan_keys: Vec<String>,
-    /// Referenced blobs fetched and hashed, and those whose SHA-256 differs from their digest.
+    /// Blobs fetched and hashed, and those whose SHA-256 differs from their digest.
     pub sampled: u64,
     pub corrupt: u64,
     #[serde(rename = "corruptKeys", default, skip_serializing_if = "Vec::is_empty")]
     pub corrupt_keys: Vec<String>,
     pub seconds: f64,
+    /// Every present blob was hashed, not a sample.
+    #[serde(rename = "allDigestsVerified", default, skip_serializing_if = "is_false")]
+    pub all_digests_verified: bool,
+    /// The rows by what references them (absent in verdicts of older versions).
+    #[serde(rename = "rowClasses", default, skip_serializing_if = "Option::is_none")]
+    pub row_classes: Option<BlobClasses>,
+    /// The missing objects by the class of their row.
+    #[serde(rename = "missingClasses", default, skip_serializing_if = "Option::is_none")]
+    pub missing_classes: Option<BlobClasses>,
+    /// The missing objects of referenced rows, by what the live database says of them.
+    #[serde(rename = "missingSince", default, skip_serializing_if = "Option::is_none")]
+    pub missing_since: Option<MissingSince>,
+    /// The objects without a row, by kind.
+    #[serde(rename = "withoutRow", default, skip_serializing_if = "Option::is_none")]
+    pub without_row: Option<ObjectsWithoutRow>,
+    /// Multipart uploads started and not finished (not objects yet).
+    #[serde(rename = "multipartInProgress", default, skip_serializing_if = "is_zero")]
+    pub multipart_in_progress: u64,
+    /// References of the database itself to blob rows it lacks (artifact entries, manifests).
+    #[serde(rename = "danglingReferences", default, skip_serializing_if = "is_zero")]
+    pub dangling_references: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Blob rows (or their missing objects) by what references them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobClasses {
+    /// Referenced by an artifact entry or a manifest.
+    pub referenced: u64,
+    /// Referenced only by a committed upload session (downloadable through it).
+    #[serde(rename = "committedOnly")]
+    pub committed_only: u64,
+    /// Referenced by nothing: what the application's garbage collection may delete.
+    pub unreferenced: u64,
+}
+
+/// Missing objects of referenced rows, compared with the live database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MissingSince {
+    /// No longer referenced live: deleted since the restore point (e.g. by garbage collection).
+    #[serde(rename = "deletedSinceSnapshot")]
+    pub deleted_since_snapshot: u64,
+    /// Still referenced live: missing for the live installation too, and the first of their keys.
+    #[serde(rename = "missingLive")]
+    pub missing_live: u64,
+    #[serde(rename = "missingLiveKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_live_keys: Vec<String>,
+    /// Not compared (no live database was given, or too many to compare).
+    pub unknown: u64,
+}
+
+/// Objects in the blob store that no blob row names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectsWithoutRow {
+    /// Under the staging key of an upload still open (initiated, uploading, waiting for commit).
+    #[serde(rename = "inFlight")]
+    pub in_flight: u64,
+    #[serde(rename = "inFlightBytes")]
+    pub in_flight_bytes: u64,
+    /// Left by aborted, duplicate or abandoned uploads (the application never collects them).
+    pub leftovers: u64,
+    #[serde(rename = "leftoverBytes")]
+    pub leftover_bytes: u64,
+}
+
+/// What the checks of the application in the database found beyond parity
+/// (for Artifortress: its schema level, what restoring would take back).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplicationCheck {
+    /// The application, e.g. `artifortress`.
+    pub name: String,
+    /// The schema level the restored database records.
+    #[serde(rename = "schemaLevel", default, skip_serializing_if = "Option::is_none")]
+    pub schema_level: Option<String>,
+    /// One sentence each: the schema's shape, what was compared with the live database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// What restoring this backup would undo compared with the live database.
+    #[serde(rename = "takeBack", default, skip_serializing_if = "Vec::is_empty")]
+    pub take_back: Vec<TakeBackItem>,
+}
+
+/// One decision made after the restore point that a restore would undo.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TakeBackItem {
+    /// e.g. `tokenRevocation`, `legalHold`, `gcRunIncomplete`.
+    pub kind: String,
+    /// The tenant (slug or id).
+    pub tenant: String,
+    /// The object's id (token, version, GC run).
+    pub id: String,
+    /// What a person reads: who did what, when.
+    pub detail: String,
 }
 
 /// One table's restored numbers against the manifest.

@@ -29,10 +29,20 @@ use super::job_template::JobTemplate;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifortressSpec {
-    /// The installation's PostgreSQL database.
-    pub database: DatabaseSpec,
-    /// The installation's blob store (S3-compatible). Probed for readiness.
-    pub object_storage: ObjectStorageSpec,
+    /// Read the database and the blob store the way the Kublai Helm chart
+    /// configures Artifortress: `ConnectionStrings__Postgres` (an Npgsql
+    /// connection string) and `ObjectStorage__AccessKey`/`SecretKey` from its
+    /// Secret, `ObjectStorage__Endpoint`/`Bucket` and the `Lifecycle__*` settings
+    /// from its ConfigMap (upstream's S3 settings: path-style, region
+    /// us-east-1). `database` and `objectStorage`, when given, take precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kublai: Option<KublaiRelease>,
+    /// The installation's PostgreSQL database (required without `kublai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+    /// The installation's blob store (S3-compatible; required without `kublai`). Probed for readiness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ObjectStorageSpec>,
     /// Where backups, their manifests and drill reports are written. Defaults to
     /// `objectStorage` with the prefix `artifortress-backups`. Use a separate bucket
     /// (ideally another account or region) so one incident cannot take both.
@@ -44,11 +54,6 @@ pub struct ArtifortressSpec {
     /// How often dependencies are probed and the ops summary recomputed.
     #[serde(default = "default_probe_interval")]
     pub probe_interval: DurationString,
-    /// How long Artifortress's garbage collection keeps a blob after it became
-    /// unreferenced. With bucket versioning off, a backup older than this may
-    /// reference blobs GC has deleted since (condition `BlobsRecoverable`).
-    #[serde(default = "default_gc_grace_period")]
-    pub gc_grace_period: DurationString,
     /// Defaults for every engine Job of this installation (backup, restore,
     /// verify); a Backup, RecoveryDrill or BackupSchedule overrides them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,12 +111,41 @@ fn default_spool_segments() -> u32 {
     8
 }
 
-fn default_gc_grace_period() -> DurationString {
-    DurationString::from("24h")
-}
-
 fn default_probe_interval() -> DurationString {
     DurationString::from("30s")
+}
+
+impl ArtifortressSpec {
+    /// The database, once the controller resolved the spec (`controller::resolve_installation`).
+    pub fn db(&self) -> &DatabaseSpec {
+        self.database.as_ref().expect("the controller resolves spec.database before using it")
+    }
+
+    /// The blob store, once the controller resolved the spec.
+    pub fn blobs(&self) -> &ObjectStorageSpec {
+        self.object_storage.as_ref().expect("the controller resolves spec.objectStorage before using it")
+    }
+}
+
+/// The Secret and ConfigMap of a Kublai Helm release.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KublaiRelease {
+    /// The release's Secret: the chart's `<fullname>-secrets` (default
+    /// `kublai-secrets`), or its `secrets.existingSecretName`.
+    #[serde(default = "default_kublai_secret")]
+    pub secret_name: String,
+    /// The release's ConfigMap, `<fullname>-config` (default `kublai-config`).
+    #[serde(default = "default_kublai_config_map")]
+    pub config_map_name: String,
+}
+
+fn default_kublai_secret() -> String {
+    crate::artifortress::config::DEFAULT_SECRET.into()
+}
+
+fn default_kublai_config_map() -> String {
+    crate::artifortress::config::DEFAULT_CONFIG_MAP.into()
 }
 
 /// How to reach the installation's PostgreSQL database.
@@ -119,8 +153,10 @@ fn default_probe_interval() -> DurationString {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// Secret key holding a libpq connection URL,
-    /// `postgres://user:password@host:5432/dbname?sslmode=require`. The user needs
-    /// read access to every table (pg_dump) and, for drills, `CREATEDB` on the target.
+    /// `postgres://user:password@host:5432/dbname?sslmode=require`, or an Npgsql
+    /// connection string (`Host=…;Port=…;Username=…;Password=…;Database=…`; several
+    /// hosts with `Target Session Attributes=primary`). The role needs read access
+    /// to every table and INSERT on `audit_log` (docs/runbooks/security-review.md#the-database-role).
     pub connection_secret_ref: SecretKeyRef,
 }
 
@@ -179,69 +215,95 @@ fn default_secret_access_key_key() -> String {
     "AWS_SECRET_ACCESS_KEY".to_string()
 }
 
-/// Warning and critical levels for one ops-summary signal; a value at or above a
-/// level reaches that severity.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+/// Levels for one ops-summary figure, compared as upstream's threshold files
+/// (`deploy/phase6-alert-thresholds.yaml`, `deploy/enterprise-ops-alert-thresholds.yaml`)
+/// compare them: a value strictly greater than a level reaches it. An absent
+/// level is not checked.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Threshold {
-    /// Level at which the signal is reported as `Warning`.
+    /// A value above this is `Warning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub warning: i64,
-    /// Level at which the signal is reported as `Critical`.
+    pub warning: Option<i64>,
+    /// A value above this is `Critical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub critical: i64,
+    pub critical: Option<i64>,
 }
 
-const fn threshold(warning: i64, critical: i64) -> Threshold {
-    Threshold { warning, critical }
+const fn levels(warning: i64, critical: Option<i64>) -> Threshold {
+    Threshold { warning: Some(warning), critical }
 }
 
-/// SLO thresholds for the ops summary signals.
+/// SLO thresholds for the ops-summary figures, per tenant, with upstream's
+/// figure names; the defaults are upstream's.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloThresholds {
-    /// Age in seconds of the oldest pending outbox event (event delivery lag).
+    /// Undelivered outbox events (default: warning above 50, critical above 200).
+    #[serde(default = "default_pending_outbox")]
+    pub pending_outbox_events: Threshold,
+    /// Age in seconds of the oldest undelivered outbox event (default: above 300, above 900).
     #[serde(default = "default_outbox_age")]
-    pub outbox_oldest_pending_age_seconds: Threshold,
-    /// Number of pending outbox events (backlog size).
-    #[serde(default = "default_outbox_pending")]
-    pub outbox_pending: Threshold,
-    /// Number of failed search-index jobs.
-    #[serde(default = "default_search_failed")]
-    pub search_jobs_failed: Threshold,
-    /// Number of garbage-collection runs that started and never completed.
+    pub oldest_pending_outbox_age_seconds: Threshold,
+    /// Failed search-index jobs (default: above 5, above 20).
+    #[serde(default = "default_failed_search")]
+    pub failed_search_jobs: Threshold,
+    /// Pending or processing search-index jobs (default: warning above 100, upstream's enterprise threshold).
+    #[serde(default = "default_pending_search")]
+    pub pending_search_jobs: Threshold,
+    /// Garbage-collection runs without completion (default: warning above 0).
     #[serde(default = "default_incomplete_gc")]
     pub incomplete_gc_runs: Threshold,
-    /// Policy-engine timeouts (`policy.timeout` audit events) in the last 24 hours.
-    #[serde(default = "default_policy_timeouts")]
-    pub policy_timeouts_24h: Threshold,
+    /// `policy.timeout` audit rows in the last 24 hours (default: warning above 0).
+    #[serde(rename = "recentPolicyTimeouts24h", default = "default_policy_timeouts")]
+    pub recent_policy_timeouts_24h: Threshold,
 }
 
+fn default_pending_outbox() -> Threshold {
+    levels(50, Some(200))
+}
 fn default_outbox_age() -> Threshold {
-    threshold(300, 900)
+    levels(300, Some(900))
 }
-fn default_outbox_pending() -> Threshold {
-    threshold(1_000, 10_000)
+fn default_failed_search() -> Threshold {
+    levels(5, Some(20))
 }
-fn default_search_failed() -> Threshold {
-    threshold(10, 100)
+fn default_pending_search() -> Threshold {
+    levels(100, None)
 }
 fn default_incomplete_gc() -> Threshold {
-    threshold(1, 3)
+    levels(0, None)
 }
 fn default_policy_timeouts() -> Threshold {
-    threshold(5, 50)
+    levels(0, None)
 }
 
 impl Default for SloThresholds {
     fn default() -> Self {
         SloThresholds {
-            outbox_oldest_pending_age_seconds: default_outbox_age(),
-            outbox_pending: default_outbox_pending(),
-            search_jobs_failed: default_search_failed(),
+            pending_outbox_events: default_pending_outbox(),
+            oldest_pending_outbox_age_seconds: default_outbox_age(),
+            failed_search_jobs: default_failed_search(),
+            pending_search_jobs: default_pending_search(),
             incomplete_gc_runs: default_incomplete_gc(),
-            policy_timeouts_24h: default_policy_timeouts(),
+            recent_policy_timeouts_24h: default_policy_timeouts(),
         }
+    }
+}
+
+impl SloThresholds {
+    /// Every threshold with its figure's upstream name.
+    pub fn named(&self) -> [(&'static str, Threshold); 6] {
+        [
+            ("pendingOutboxEvents", self.pending_outbox_events),
+            ("oldestPendingOutboxAgeSeconds", self.oldest_pending_outbox_age_seconds),
+            ("failedSearchJobs", self.failed_search_jobs),
+            ("pendingSearchJobs", self.pending_search_jobs),
+            ("incompleteGcRuns", self.incomplete_gc_runs),
+            ("recentPolicyTimeouts24h", self.recent_policy_timeouts_24h),
+        ]
     }
 }
 
@@ -249,7 +311,9 @@ impl Default for SloThresholds {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifortressStatus {
-    /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SLOHealthy`, `BlobsRecoverable`
+    /// `Ready`, `DatabaseReady`, `ObjectStorageReady`, `SchemaSupported` (the
+    /// database's Artifortress schema has every table the figures and the audit
+    /// need), `SLOHealthy`, `BlobsRecoverable`
     /// (can blobs of older restore points still be recovered: bucket versioning
     /// against garbage collection), `BackupStorageSeparate` (backups not inside
     /// the blob store), `CatalogReadable` (every stored manifest can be read)
@@ -265,6 +329,10 @@ pub struct ArtifortressStatus {
     /// Result of the last object-storage probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_storage: Option<DependencyStatus>,
+    /// The Artifortress schema the installation's database is at (condition
+    /// `SchemaSupported` judges it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaStatus>,
     /// Ops summary at the last probe and its SLO evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloStatus>,
@@ -305,6 +373,25 @@ pub struct WalArchiveStatus {
     pub stopped: Option<String>,
 }
 
+/// The level and shape of the installation's Artifortress schema.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaStatus {
+    /// The newest version its `schema_migrations` records (upstream's migration file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// How many versions it records.
+    pub versions: u32,
+    /// Every figure and the audit can be served.
+    pub supported: bool,
+    /// What the operator uses and the schema lacks, with the level that brings it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Recorded versions newer than this operator knows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_versions: Vec<String>,
+}
+
 /// Whether a dependency answered its probe.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DependencyState {
@@ -335,32 +422,44 @@ pub enum Severity {
     Critical,
 }
 
-/// SLO evaluation of the latest ops summary.
+/// SLO evaluation of the latest ops summary, per tenant.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloStatus {
-    /// Worst severity over all signals.
+    /// Worst severity over every tenant and figure.
     pub severity: Severity,
-    /// Every signal with its value and thresholds.
+    /// For each figure, the tenant with the worst value, and how many tenants
+    /// reach a severity on it.
     pub signals: Vec<SloSignal>,
-    /// When the ops summary was computed.
+    /// How many tenants were evaluated.
+    #[serde(default)]
+    pub tenants: u32,
+    /// When the ops summary was read.
     pub evaluated_at: DateTime<Utc>,
 }
 
-/// One evaluated signal.
+/// One figure of one tenant against its thresholds.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloSignal {
-    /// Signal name, e.g. `outboxOldestPendingAgeSeconds`.
+    /// The figure's upstream name, e.g. `pendingOutboxEvents`.
     pub signal: String,
+    /// The tenant (slug, or id when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Observed value.
     pub value: f64,
-    /// Warning level.
-    pub warning: i64,
+    /// Warning level (exceeded when the value is above it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<i64>,
     /// Critical level.
-    pub critical: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<i64>,
     /// Severity reached.
     pub severity: Severity,
+    /// Tenants at Warning or Critical on this figure (in status: over all tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants_breaching: Option<u32>,
 }
 
 /// A related object and when it finished.

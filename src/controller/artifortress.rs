@@ -19,14 +19,17 @@ use serde_json::json;
 use super::conditions::{self, Observed};
 use super::{Context, Error, jobs, recoverability};
 use crate::api::artifortress::{
-    Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, Severity, WalArchiveStatus,
+    Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, SchemaStatus, Severity,
+    WalArchiveStatus,
 };
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
 use crate::api::common::ConditionStatus;
 use crate::api::recovery_drill::{DrillResult, RecoveryDrill};
+use crate::artifortress::ops::Probe;
+use crate::artifortress::recoverability::{self as blob_recoverability, GcHistory, Retention};
+use crate::artifortress::schema::SchemaReport;
 use crate::db::DatabaseUrl;
-use crate::db::ops_summary::OpsSignals;
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
@@ -91,6 +94,14 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<Artifortress> = Api::namespaced(ctx.client.clone(), &ns);
     let mut conditions =
         Conditions { status: af.status.clone().unwrap_or_default(), generation: af.meta().generation, now: ctx.now() };
+    let (af, lifecycle) = match super::resolve_installation(&ctx.client, &af).await? {
+        Ok(resolved) => (Arc::new(resolved.artifortress), resolved.lifecycle),
+        Err(problem) => {
+            conditions.set("Ready", false, "InvalidSpec", problem);
+            write_status(&ctx, &api, &af, conditions.status).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
     let interval = match af.spec.probe_interval.parse() {
         Ok(i) => i,
         Err(e) => {
@@ -108,19 +119,16 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     let db_ok = record_database(&ctx, &af, &mut conditions, &database);
     let storage = probe_object_storage(&ctx, &af).await;
     let storage_ok = record_object_storage(&ctx, &af, &mut conditions, &storage);
-    let versioning = match &storage.store {
-        Some(store) if storage_ok => match tokio::time::timeout(PROBE_TIMEOUT, store.versioning()).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => Versioning::Unknown(e.to_string()),
-            Err(_) => Versioning::Unknown(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
-        },
-        _ => Versioning::Unknown("object storage is not reachable".into()),
-    };
+    let retention = bucket_retention(&storage, storage_ok).await;
     // The newest backup and drill; backups in the bucket but not in the cluster come back.
     let backups = Api::<Backup>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     let drills = Api::<RecoveryDrill>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     record_history(&ctx, &af, &mut conditions.status, &backups, &drills);
-    record_recoverability(&ctx, &af, &mut conditions, &versioning, &backups);
+    let gc = database.outcome.as_ref().ok().and_then(|p| p.gc.clone());
+    record_recoverability(&ctx, &af, &mut conditions, &retention, gc.as_ref(), &backups);
+    if let Some(hours) = lifecycle.and_then(|l| l.gc_retention_grace_hours) {
+        note_grace_setting(&mut conditions, hours);
+    }
     resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
     if let Err(problem) = super::wal_archiver::apply(&ctx, &af).await? {
         conditions.set("WalArchiving", false, "ArchiverNotDeployed", problem);
@@ -146,22 +154,23 @@ impl Conditions {
         conditions::set(&mut self.status.conditions, observed, self.generation, self.now);
     }
 
-    fn set_status(&mut self, type_: &str, finding: recoverability::Finding) {
-        let observed = Observed { type_, status: finding.status, reason: finding.reason, message: finding.message };
+    fn set_observed(&mut self, type_: &str, status: ConditionStatus, reason: &str, message: String) {
+        let observed = Observed { type_, status, reason, message };
         conditions::set(&mut self.status.conditions, observed, self.generation, self.now);
     }
 }
 
-/// What the database probe found: the ops signals, or why there are none.
+/// What the database probe found: the schema, the ops figures and the GC
+/// history, or why there are none.
 struct DatabaseProbe {
-    outcome: Result<OpsSignals, (&'static str, String)>,
+    outcome: Result<Probe, (&'static str, String)>,
     started: Instant,
 }
 
 async fn probe_database(ctx: &Context, af: &Artifortress) -> Result<DatabaseProbe, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &af.namespace().unwrap_or_default());
     let started = Instant::now();
-    let db_ref = &af.spec.database.connection_secret_ref;
+    let db_ref = &af.spec.db().connection_secret_ref;
     let url = super::secret_value(&secrets, db_ref).await?.map(|raw| DatabaseUrl::parse(&raw));
     let outcome = match &url {
         None => Err((
@@ -174,29 +183,42 @@ async fn probe_database(ctx: &Context, af: &Artifortress) -> Result<DatabaseProb
     Ok(DatabaseProbe { outcome, started })
 }
 
-/// `DatabaseReady`, the SLO evaluation (`SLOHealthy`) and their metrics; true when reachable.
+/// `DatabaseReady`, `SchemaSupported`, the SLO evaluation (`SLOHealthy`) and
+/// their metrics; true when reachable.
 fn record_database(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, probe: &DatabaseProbe) -> bool {
     let name = af.name_any();
     let ok = probe.outcome.is_ok();
     let (reason, message) = match &probe.outcome {
-        Ok(_) => ("Reachable", "SELECT 1 and the ops summary answered".to_string()),
+        Ok(_) => ("Reachable", "the schema and the ops summary were read".to_string()),
         Err((reason, message)) => (*reason, message.clone()),
     };
     let result = probe.outcome.as_ref().map(drop).map_err(|(_, m)| m.clone());
     conditions.status.database = Some(dependency(result, probe.started, ctx));
     ctx.metrics.record_dependency(&name, "postgresql", ok, probe.started.elapsed().as_secs_f64());
     conditions.set("DatabaseReady", ok, reason, message);
-    if let Ok(signals) = &probe.outcome {
-        ctx.metrics.record_ops(&name, signals);
-        let slo = crate::slo::evaluate(signals, &af.spec.slo, conditions.now);
+    if let Ok(Probe { schema, summary, .. }) = &probe.outcome {
+        record_schema(conditions, schema);
+        ctx.metrics.record_ops(&name, summary);
+        let evaluated = crate::artifortress::slo::evaluate(summary, &af.spec.slo);
+        let slo = crate::artifortress::slo::status(&evaluated, summary.tenants.len(), conditions.now);
         let breached: Vec<String> = slo
             .signals
             .iter()
             .filter(|s| s.severity != Severity::Ok)
-            .map(|s| format!("{} = {} ({:?})", s.signal, s.value, s.severity))
+            .map(|s| {
+                let others = s.tenants_breaching.unwrap_or(1).saturating_sub(1);
+                format!(
+                    "{} = {} for tenant {} ({:?}){}",
+                    s.signal,
+                    s.value,
+                    s.tenant.as_deref().unwrap_or("?"),
+                    s.severity,
+                    if others > 0 { format!(" and {others} other tenant(s)") } else { String::new() }
+                )
+            })
             .collect();
         let (reason, message) = match slo.severity {
-            Severity::Ok => ("WithinThresholds", "every signal is below its warning threshold".to_string()),
+            Severity::Ok => ("WithinThresholds", "every tenant's figures are within their thresholds".to_string()),
             Severity::Warning => ("Warning", breached.join(", ")),
             Severity::Critical => ("Critical", breached.join(", ")),
         };
@@ -204,6 +226,26 @@ fn record_database(ctx: &Context, af: &Artifortress, conditions: &mut Conditions
         conditions.status.slo = Some(slo);
     }
     ok
+}
+
+/// `SchemaSupported` and `status.schema`: which level the database is at and,
+/// when it lacks what a figure or the audit needs, what and since which level.
+fn record_schema(conditions: &mut Conditions, schema: &SchemaReport) {
+    let (ok, reason) = if schema.is_foreign() {
+        (false, "NotArtifortress")
+    } else if schema.is_supported() {
+        (true, "Supported")
+    } else {
+        (false, "SchemaIncomplete")
+    };
+    conditions.set("SchemaSupported", ok, reason, schema.summary());
+    conditions.status.schema = Some(SchemaStatus {
+        level: schema.level.clone(),
+        versions: u32::try_from(schema.versions).unwrap_or(u32::MAX),
+        supported: ok,
+        missing: schema.missing.clone(),
+        unknown_versions: schema.unknown_versions.clone(),
+    });
 }
 
 /// What the object-storage probe found: the store (when it could be opened)
@@ -216,7 +258,7 @@ struct StorageProbe {
 
 async fn probe_object_storage(ctx: &Context, af: &Artifortress) -> StorageProbe {
     let started = Instant::now();
-    let storage = &af.spec.object_storage;
+    let storage = af.spec.blobs();
     let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
     match ctx.store(&af.namespace().unwrap_or_default(), storage, &url).await {
         Ok(store) => {
@@ -232,7 +274,7 @@ fn record_object_storage(ctx: &Context, af: &Artifortress, conditions: &mut Cond
     let ok = probe.outcome.is_ok();
     ctx.metrics.record_dependency(&af.name_any(), "objectStorage", ok, probe.started.elapsed().as_secs_f64());
     let (reason, message) = match &probe.outcome {
-        Ok(()) => ("Reachable", format!("bucket {} answered", af.spec.object_storage.bucket)),
+        Ok(()) => ("Reachable", format!("bucket {} answered", af.spec.blobs().bucket)),
         Err(e) => ("Unreachable", e.clone()),
     };
     conditions.set("ObjectStorageReady", ok, reason, message);
@@ -431,17 +473,44 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
     });
 }
 
-/// `BlobsRecoverable` (bucket versioning against GC, and which backups that puts
-/// at risk) and `BackupStorageSeparate` (backups not inside the blob store).
+/// What the blob bucket keeps of deleted objects: versioning, and with it the
+/// noncurrent-version expiry of its lifecycle rules.
+async fn bucket_retention(storage: &StorageProbe, reachable: bool) -> Retention {
+    let unknown =
+        |why: String| Retention { versioning: Versioning::Unknown(why.clone()), noncurrent_expiry_days: Err(why) };
+    let Some(store) = storage.store.as_ref().filter(|_| reachable) else {
+        return unknown("object storage is not reachable".into());
+    };
+    let silent = || format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
+    let versioning = match tokio::time::timeout(PROBE_TIMEOUT, store.versioning()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => Versioning::Unknown(e.to_string()),
+        Err(_) => Versioning::Unknown(silent()),
+    };
+    let noncurrent_expiry_days = match &versioning {
+        Versioning::Enabled { .. } => {
+            match tokio::time::timeout(PROBE_TIMEOUT, store.noncurrent_version_expiry()).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(silent()),
+            }
+        }
+        _ => Ok(None),
+    };
+    Retention { versioning, noncurrent_expiry_days }
+}
+
+/// `BlobsRecoverable` (how far back restore points are complete: the GC runs
+/// the installation recorded against what the bucket keeps, and which backups
+/// that puts at risk) and `BackupStorageSeparate` (backups not inside the blob store).
 fn record_recoverability(
     ctx: &Context,
     af: &Artifortress,
     conditions: &mut Conditions,
-    versioning: &Versioning,
+    retention: &Retention,
+    gc: Option<&GcHistory>,
     backups: &[Backup],
 ) {
     let name = af.name_any();
-    let grace = af.spec.gc_grace_period.parse().unwrap_or(Duration::from_secs(86_400));
     let restore_points: Vec<(String, DateTime<Utc>)> = backups
         .iter()
         .filter(|b| b.spec.artifortress_ref.name == name)
@@ -450,20 +519,37 @@ fn record_recoverability(
             Some((b.name_any(), s.snapshot_time?))
         })
         .collect();
-    let blobs = recoverability::blobs_recoverable(versioning, grace, &restore_points, conditions.now);
+    let blobs = match gc {
+        Some(gc) => blob_recoverability::blobs_recoverable(retention, gc, &restore_points, conditions.now),
+        None => blob_recoverability::Finding {
+            status: ConditionStatus::Unknown,
+            reason: "GcHistoryUnknown",
+            message: "the installation's GC runs could not be read (database down, or a schema before 0008): how far back restore points are complete is unknown".into(),
+        },
+    };
     let gauge = match blobs.status {
         ConditionStatus::True => 1,
         ConditionStatus::False => 0,
         ConditionStatus::Unknown => -1,
     };
     ctx.metrics.blobs_recoverable.get_or_create(&InstallationLabels { installation: name.clone() }).set(gauge);
-    conditions.set_status("BlobsRecoverable", blobs);
+    conditions.set_observed("BlobsRecoverable", blobs.status, blobs.reason, blobs.message);
     let backup_path = url::Url::parse(&jobs::backup_store_url(&af.spec, &name))
         .map(|u| u.path().trim_start_matches('/').to_string())
         .unwrap_or_default();
-    let isolation =
-        recoverability::backup_isolation(&af.spec.object_storage, jobs::backup_storage(&af.spec), &backup_path);
-    conditions.set_status("BackupStorageSeparate", isolation);
+    let isolation = recoverability::backup_isolation(af.spec.blobs(), jobs::backup_storage(&af.spec), &backup_path);
+    conditions.set_observed("BackupStorageSeparate", isolation.status, isolation.reason, isolation.message);
+}
+
+/// The release's default GC grace is a default for new runs, not what a run
+/// used: said beside the window the recorded runs give.
+fn note_grace_setting(conditions: &mut Conditions, hours: u32) {
+    if let Some(c) = conditions.status.conditions.iter_mut().find(|c| c.type_ == "BlobsRecoverable") {
+        c.message.push_str(&format!(
+            " (the release's {}={hours} is only the default of new GC runs; each run records its own grace, and the admin CLI sends 0)",
+            crate::artifortress::config::GC_RETENTION_GRACE_HOURS
+        ));
+    }
 }
 
 /// The `Ready` condition from the two dependencies.
@@ -476,16 +562,10 @@ fn readiness(db_ok: bool, storage_ok: bool) -> (bool, &'static str, String) {
     }
 }
 
-/// The ops summary over a connection of its own, closed after (a probe, not a pool).
-pub(super) async fn read_ops_summary(url: &DatabaseUrl) -> Result<OpsSignals, String> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(url.connect_options())
-        .await
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
-    let signals = crate::db::ops_summary::read(&pool, url).await.map_err(|e| e.to_string());
-    pool.close().await;
-    signals
+/// The schema, ops figures and GC history over a connection of its own, closed after (a probe, not a pool).
+pub(super) async fn read_ops_summary(url: &DatabaseUrl) -> Result<Probe, String> {
+    let url = url.resolve().await.map_err(|e| e.to_string())?;
+    crate::artifortress::ops::probe(&url).await.map_err(|e| e.to_string())
 }
 
 async fn recreate_from_catalog(

@@ -112,10 +112,18 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     // Validate: a missing installation or Secret keeps the backup Pending.
     let installation = &backup.spec.artifortress_ref.name;
     let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status.clone() };
-    let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
-        let message = super::installation_not_found(installation, &ns);
-        write_status(&ctx, &backups, &backup, pending, "ArtifortressNotFound", message).await?;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let af = match super::installation(&ctx.client, &ns, installation).await? {
+        Some(Ok(af)) => af,
+        Some(Err(problem)) => {
+            let message = format!("Artifortress {installation:?}: {problem}");
+            write_status(&ctx, &backups, &backup, pending, "ArtifortressInvalid", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        None => {
+            let message = super::installation_not_found(installation, &ns);
+            write_status(&ctx, &backups, &backup, pending, "ArtifortressNotFound", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     };
     let store_url = jobs::backup_store_url(&af.spec, installation);
     if backup.annotations().contains_key(FROM_CATALOG) {
@@ -167,7 +175,7 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
     let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
     let installation = &backup.spec.artifortress_ref.name;
     match super::installation(&ctx.client, &ns, installation).await? {
-        Some(af) => {
+        Some(Ok(af)) => {
             let url = jobs::backup_store_url(&af.spec, installation);
             let store = ctx.backup_store(&ns, &af.spec, &url).await?;
             if finalizer == DATA_FINALIZER {
@@ -182,11 +190,12 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             }
         }
         // Nothing to reach the bucket with; blocking the deletion forever would not help.
-        None => {
-            let note = format!(
-                "{}; the stored backup {name} was left in place",
-                super::installation_not_found(installation, &ns)
-            );
+        found => {
+            let why = match found {
+                Some(Err(problem)) => format!("Artifortress {installation:?}: {problem}"),
+                _ => super::installation_not_found(installation, &ns),
+            };
+            let note = format!("{why}; the stored backup {name} was left in place");
             ctx.event(backup, true, "DataNotDeleted", note).await;
         }
     }

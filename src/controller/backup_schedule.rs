@@ -143,9 +143,16 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
         }
     };
     let installation = &schedule.spec.artifortress_ref.name;
-    let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
-        not_ready(status, "ArtifortressNotFound", super::installation_not_found(installation, &ns)).await?;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let af = match super::installation(&ctx.client, &ns, installation).await? {
+        Some(Ok(af)) => af,
+        Some(Err(problem)) => {
+            not_ready(status, "ArtifortressInvalid", format!("Artifortress {installation:?}: {problem}")).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        None => {
+            not_ready(status, "ArtifortressNotFound", super::installation_not_found(installation, &ns)).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     };
     let children = fetch_children(&ctx, &schedule).await?;
 

@@ -66,13 +66,13 @@ pub fn store_url(storage: &ObjectStorageSpec, path: &str) -> String {
 
 /// Where an installation's backups go: `backupStorage`, else `objectStorage`.
 pub fn backup_storage(spec: &ArtifortressSpec) -> &ObjectStorageSpec {
-    spec.backup_storage.as_ref().unwrap_or(&spec.object_storage)
+    spec.backup_storage.as_ref().unwrap_or_else(|| spec.blobs())
 }
 
 /// The Secrets a backup Job reads: the source database URL and the backup
 /// storage's access keys.
 pub fn backup_secret_env(spec: &ArtifortressSpec) -> Vec<(&'static str, SecretKeyRef)> {
-    let mut env = vec![("SOURCE_DATABASE_URL", spec.database.connection_secret_ref.clone())];
+    let mut env = vec![("SOURCE_DATABASE_URL", spec.db().connection_secret_ref.clone())];
     env.extend(s3_credentials(backup_storage(spec)));
     env
 }
@@ -246,7 +246,7 @@ pub fn blob_credentials(storage: &ObjectStorageSpec) -> Vec<(&'static str, Secre
 
 /// The URL of an installation's blob store (`objectStorage` and its prefix).
 pub fn blob_store_url(spec: &ArtifortressSpec) -> String {
-    store_url(&spec.object_storage, spec.object_storage.prefix.as_deref().unwrap_or("").trim_matches('/'))
+    store_url(spec.blobs(), spec.blobs().prefix.as_deref().unwrap_or("").trim_matches('/'))
 }
 
 /// The Job: one attempt, no service-account token, restricted security context,
@@ -541,12 +541,14 @@ mod tests {
 
     fn spec(backup_storage: Option<ObjectStorageSpec>) -> ArtifortressSpec {
         ArtifortressSpec {
-            database: DatabaseSpec { connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() } },
-            object_storage: storage("blobs", None),
+            kublai: None,
+            database: Some(DatabaseSpec {
+                connection_secret_ref: SecretKeyRef { name: "db".into(), key: "uri".into() },
+            }),
+            object_storage: Some(storage("blobs", None)),
             backup_storage,
             slo: Default::default(),
             probe_interval: "30s".into(),
-            gc_grace_period: "24h".into(),
             job_template: None,
             wal_archive: None,
         }

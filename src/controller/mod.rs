@@ -188,9 +188,82 @@ pub async fn missing_secrets(client: &kube::Client, ns: &str, keys: &[&SecretKey
     Ok((!missing.is_empty()).then(|| format!("{}; create it or fix the reference", missing.join("; "))))
 }
 
-/// The installation a resource refers to, if it exists.
-pub async fn installation(client: &kube::Client, ns: &str, name: &str) -> Result<Option<Artifortress>, Error> {
-    Ok(Api::<Artifortress>::namespaced(client.clone(), ns).get_opt(name).await?)
+/// The installation a resource refers to, if it exists, resolved (see
+/// [`resolve_installation`]), or why it cannot be.
+pub async fn installation(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Result<Artifortress, String>>, Error> {
+    match Api::<Artifortress>::namespaced(client.clone(), ns).get_opt(name).await? {
+        Some(af) => Ok(Some(resolve_installation(client, &af).await?.map(|r| r.artifortress))),
+        None => Ok(None),
+    }
+}
+
+/// An installation whose database and blob store are known.
+pub struct Resolved {
+    /// `spec.database` and `spec.objectStorage` are set.
+    pub artifortress: Artifortress,
+    /// The Kublai release's `Lifecycle__*` settings, when it names one.
+    pub lifecycle: Option<crate::artifortress::config::Lifecycle>,
+}
+
+/// Fills `spec.database` and `spec.objectStorage` from the Kublai release's
+/// Secret and ConfigMap (`spec.kublai`) where they are not given; the error is
+/// what a person must fix.
+pub async fn resolve_installation(client: &kube::Client, af: &Artifortress) -> Result<Result<Resolved, String>, Error> {
+    use crate::api::artifortress::{DatabaseSpec, S3CredentialsRef};
+    use crate::artifortress::config;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut resolved = af.clone();
+    let spec = &mut resolved.spec;
+    let Some(kublai) = spec.kublai.clone() else {
+        return Ok(match (&spec.database, &spec.object_storage) {
+            (Some(_), Some(_)) => Ok(Resolved { artifortress: resolved, lifecycle: None }),
+            (None, _) => {
+                Err("spec.database is not set: give it, or spec.kublai to read the Kublai release's Secret".into())
+            }
+            (_, None) => {
+                Err("spec.objectStorage is not set: give it, or spec.kublai to read the Kublai release's ConfigMap"
+                    .into())
+            }
+        });
+    };
+    spec.database.get_or_insert_with(|| DatabaseSpec {
+        connection_secret_ref: SecretKeyRef { name: kublai.secret_name.clone(), key: config::CONNECTION_STRING.into() },
+    });
+    let ns = kube::ResourceExt::namespace(af).unwrap_or_default();
+    let Some(map) = Api::<ConfigMap>::namespaced(client.clone(), &ns).get_opt(&kublai.config_map_name).await? else {
+        return Ok(Err(format!(
+            "ConfigMap {:?} (spec.kublai.configMapName) does not exist in namespace {ns}: name the Kublai release's ConfigMap (<fullname>-config)",
+            kublai.config_map_name
+        )));
+    };
+    let data = map.data.unwrap_or_default();
+    let lifecycle = match config::lifecycle(&data, &kublai.config_map_name) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
+    if spec.object_storage.is_none() {
+        let storage = match config::storage(&data, &kublai.config_map_name) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        spec.object_storage = Some(ObjectStorageSpec {
+            bucket: storage.bucket,
+            prefix: None,
+            endpoint: storage.endpoint,
+            region: config::REGION.into(),
+            force_path_style: config::PATH_STYLE,
+            credentials_secret_ref: Some(S3CredentialsRef {
+                name: kublai.secret_name.clone(),
+                access_key_id_key: config::ACCESS_KEY.into(),
+                secret_access_key_key: config::SECRET_KEY.into(),
+            }),
+        });
+    }
+    Ok(Ok(Resolved { artifortress: resolved, lifecycle: Some(lifecycle) }))
 }
 
 pub fn installation_not_found(name: &str, ns: &str) -> String {

@@ -176,10 +176,18 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
     let pending = RecoveryDrillStatus { phase: Some(DrillPhase::Pending), ..status.clone() };
 
     // Validate: problems a person must fix keep the drill Pending with a reason.
-    let Some(af) = super::installation(&ctx.client, &ns, installation).await? else {
-        let message = super::installation_not_found(installation, &ns);
-        write_status(&ctx, &drills, &drill, pending, "ArtifortressNotFound", message).await?;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let af = match super::installation(&ctx.client, &ns, installation).await? {
+        Some(Ok(af)) => af,
+        Some(Err(problem)) => {
+            let message = format!("Artifortress {installation:?}: {problem}");
+            write_status(&ctx, &drills, &drill, pending, "ArtifortressInvalid", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        None => {
+            let message = super::installation_not_found(installation, &ns);
+            write_status(&ctx, &drills, &drill, pending, "ArtifortressNotFound", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     };
     // Checked before the drill starts; once it runs, its Jobs hold what was checked.
     if matches!(status.phase, None | Some(DrillPhase::Pending))
@@ -313,7 +321,7 @@ impl DrillRun<'_> {
         }
         secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
         if step == "verify" || self.physical() {
-            secret_env.extend(jobs::blob_credentials(&self.af.spec.object_storage));
+            secret_env.extend(jobs::blob_credentials(self.af.spec.blobs()));
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
         let job_template = self.ctx.job_template(self.af, template.job_template.as_ref());
@@ -600,11 +608,11 @@ async fn validate(
         }
     }
     if drill.spec.backup.mode == DrillBackupMode::Fresh {
-        keys.push(&af.spec.database.connection_secret_ref);
+        keys.push(&af.spec.db().connection_secret_ref);
     }
     let s3 = jobs::s3_credentials(jobs::backup_storage(&af.spec));
     keys.extend(s3.iter().map(|(_, k)| k));
-    let blob_keys = jobs::blob_credentials(&af.spec.object_storage);
+    let blob_keys = jobs::blob_credentials(af.spec.blobs());
     keys.extend(blob_keys.iter().map(|(_, k)| k));
     if let Some(missing) = super::missing_secrets(&ctx.client, ns, &keys).await? {
         return Ok(Some(("SecretNotFound", missing)));
@@ -613,15 +621,19 @@ async fn validate(
     // restores; this catches the obvious cases before a backup is taken for nothing.
     let Some(target) = target else { return Ok(None) };
     for installation in visible_installations(ctx, ns).await? {
+        // One that does not resolve has no database to compare with.
+        let Ok(Ok(resolved)) = super::resolve_installation(&ctx.client, &installation).await else { continue };
+        let installation = resolved.artifortress;
         let own = installation.namespace().as_deref() == Some(ns) && installation.name_any() == af.name_any();
         let their_secrets = Api::namespaced(ctx.client.clone(), &installation.namespace().unwrap_or_default());
-        let database =
-            match super::secret_value(&their_secrets, &installation.spec.database.connection_secret_ref).await {
-                Ok(Some(url)) => url,
-                // A Secret this operator may not read is a database it cannot compare with.
-                Ok(None) | Err(_) => continue,
-            };
-        if !DatabaseUrl::parse(&database).is_ok_and(|db| db.same_database(target)) {
+        let database = match super::secret_value(&their_secrets, &installation.spec.db().connection_secret_ref).await {
+            Ok(Some(url)) => url,
+            // A Secret this operator may not read is a database it cannot compare with.
+            Ok(None) | Err(_) => continue,
+        };
+        // Any host of a multi-host installation counts.
+        let same = |db: DatabaseUrl| db.hosts().contains(&target.hosts()[0]) && db.database() == target.database();
+        if !DatabaseUrl::parse(&database).is_ok_and(same) {
             continue;
         }
         let message = if own {

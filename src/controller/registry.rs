@@ -60,10 +60,22 @@ pub async fn keep_current(ctx: Arc<Context>, namespace: Option<String>) {
 /// resolve keeps what was registered (a probe then reports what is wrong).
 async fn register(ctx: &Context, af: &Artifortress) {
     let ns = af.namespace().unwrap_or_default();
+    let af = match super::resolve_installation(&ctx.client, af).await {
+        Ok(Ok(resolved)) => resolved.artifortress,
+        // The Artifortress controller reports what is wrong with it.
+        Ok(Err(_)) => return,
+        Err(e) => {
+            tracing::warn!(installation = %af.name_any(), namespace = %ns, error = %e, "resolving the installation failed");
+            return;
+        }
+    };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let database_url = match super::secret_value(&secrets, &af.spec.database.connection_secret_ref).await {
+    let database_url = match super::secret_value(&secrets, &af.spec.db().connection_secret_ref).await {
         Ok(Some(raw)) => match DatabaseUrl::parse(&raw) {
-            Ok(url) => url,
+            Ok(url) => match url.resolve().await {
+                Ok(url) => url,
+                Err(_) => return,
+            },
             Err(_) => return,
         },
         Ok(None) => return,
@@ -72,7 +84,7 @@ async fn register(ctx: &Context, af: &Artifortress) {
             return;
         }
     };
-    let storage = &af.spec.object_storage;
+    let storage = af.spec.blobs();
     let url = jobs::store_url(storage, storage.prefix.as_deref().unwrap_or(""));
     if ctx.installations.is_current(&ns, &af.name_any(), &database_url, &url, &af.spec.slo) {
         return;
@@ -101,8 +113,8 @@ async fn refresh_metrics(ctx: &Context) {
         let read =
             tokio::time::timeout(CONNECT_TIMEOUT, super::artifortress::read_ops_summary(&installation.database_url));
         let ok = match read.await {
-            Ok(Ok(signals)) => {
-                ctx.metrics.record_ops(&installation.name, &signals);
+            Ok(Ok(probe)) => {
+                ctx.metrics.record_ops(&installation.name, &probe.summary);
                 true
             }
             Ok(Err(_)) | Err(_) => false,

@@ -15,7 +15,7 @@ use crate::store::BackupStore;
 
 use super::EngineError;
 use super::backup::{self, BackupRequest};
-use super::blobs;
+use super::checks::RestoredCheck;
 use super::history;
 use super::manifest::{self, Manifest};
 use super::objectives;
@@ -25,8 +25,8 @@ use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
 use super::scratch;
 use super::verdict::{
-    BackupInfo, BlobCheck, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors, TableParity, Timings,
-    Verdict,
+    ApplicationCheck, BackupInfo, BlobCheck, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors,
+    TableParity, Timings, Verdict,
 };
 
 /// Which backup a drill restores.
@@ -52,10 +52,6 @@ pub struct DrillRequest {
     pub rto: Option<Duration>,
     /// Which recovery time the RTO objective judges.
     pub rto_basis: RtoBasis,
-    /// Referenced blobs to fetch and hash in the blob check.
-    pub blob_sample: u64,
-    /// Missing or corrupt blobs are warnings instead of failures.
-    pub blob_warn_only: bool,
     /// Keep the scratch database for inspection.
     pub keep_target: bool,
 }
@@ -103,7 +99,7 @@ pub fn report_key(backup: &str, drill: &str) -> String {
 pub async fn run(
     store: &dyn BackupStore,
     request: &DrillRequest,
-    blob_store: Option<&dyn BackupStore>,
+    check: Option<&dyn RestoredCheck>,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let started_at = Utc::now();
@@ -158,7 +154,7 @@ pub async fn run(
 
     // 2. Restore, verify, measure.
     restore_step(store, request, &mut record, progress).await?;
-    conclude(store, request, record, blob_store, progress).await
+    conclude(store, request, record, check, progress).await
 }
 
 /// Restores the record's backup into the scratch database. Operational
@@ -208,6 +204,7 @@ struct Findings {
     rto: Option<ObjectiveResult>,
     timings: Timings,
     blobs: Option<BlobCheck>,
+    application: Option<ApplicationCheck>,
 }
 
 impl Findings {
@@ -218,14 +215,14 @@ impl Findings {
     }
 }
 
-/// Parity and the blob check (when the restore succeeded), RPO/RTO, verdict,
-/// report, cleanup. Everything measured is reported, also for a failed drill;
-/// mistakes in the request are returned. Without `blob_store` there is no blob check.
+/// Parity and the application's checks (when the restore succeeded), RPO/RTO,
+/// verdict, report, cleanup. Everything measured is reported, also for a failed
+/// drill; mistakes in the request are returned.
 pub async fn conclude(
     store: &dyn BackupStore,
     request: &DrillRequest,
     record: RestoreRecord,
-    blob_store: Option<&dyn BackupStore>,
+    check: Option<&dyn RestoredCheck>,
     progress: &Progress,
 ) -> Result<DrillOutcome, EngineError> {
     let mut found = Findings {
@@ -267,18 +264,18 @@ pub async fn conclude(
         });
     }
     if let (Some(m), true) = (&manifest, found.failures.is_empty()) {
-        verify_and_measure(request, &record, m, blob_store, &mut found, progress).await?;
+        verify_and_measure(request, &record, m, check, &mut found, progress).await?;
     }
     Ok(finish(found, store, request, &record, progress).await)
 }
 
-/// Parity against the manifest, the blob references against the blob store,
-/// then RPO and RTO against their objectives.
+/// Parity against the manifest, the application's checks, then RPO and RTO
+/// against their objectives.
 async fn verify_and_measure(
     request: &DrillRequest,
     record: &RestoreRecord,
     m: &Manifest,
-    blob_store: Option<&dyn BackupStore>,
+    check: Option<&dyn RestoredCheck>,
     found: &mut Findings,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -298,20 +295,17 @@ async fn verify_and_measure(
     for failure in verified.failures {
         found.fail("ParityMismatch", failure);
     }
-    if let Some(blob_store) = blob_store {
-        match blobs::check(&request.target, blob_store, request.blob_sample, progress).await {
-            Ok(Some(check)) => {
-                for (reason, message) in blobs::findings(&check) {
-                    if request.blob_warn_only {
-                        found.warnings.push(message);
-                    } else {
-                        found.fail(reason, message);
-                    }
+    if let Some(check) = check {
+        match check.check(&request.target, progress).await {
+            Ok(result) => {
+                for (reason, message) in result.failures {
+                    found.fail(&reason, message);
                 }
-                found.blobs = Some(check);
+                found.warnings.extend(result.warnings);
+                found.blobs = result.blobs;
+                found.application = result.application;
             }
-            Ok(None) => {}
-            Err(e) => found.fail("VerifyFailed", format!("blobs: {e}")),
+            Err(e) => found.fail("VerifyFailed", format!("application check: {e}")),
         }
     }
     let verified_at = Utc::now();
@@ -378,6 +372,7 @@ async fn finish(
         }),
         parity: found.parity,
         blobs: found.blobs,
+        application: found.application,
         report: None,
         started_at: Some(record.drill_started_at),
         completed_at: Some(completed_at),

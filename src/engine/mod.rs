@@ -4,8 +4,8 @@
 
 pub mod archive_index;
 pub mod backup;
-pub mod blobs;
 pub mod catalog;
+pub mod checks;
 pub mod drill;
 pub mod history;
 mod inspect;

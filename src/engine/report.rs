@@ -132,29 +132,87 @@ pub fn render(verdict: &Verdict, ctx: &ReportContext<'_>) -> String {
     }
 
     if let Some(b) = &verdict.blobs {
-        let _ = writeln!(md, "\n## Blobs\n\nThe restored database's blob references against `{}`:\n", b.store);
-        md.push_str("| referenced | present | missing | size mismatches | sampled | corrupt | orphans (informational) | took |\n");
+        let _ = writeln!(md, "\n## Blobs\n\nThe restored database's blob rows against `{}`:\n", b.store);
+        md.push_str(
+            "| rows | present | missing | size mismatches | hashed | corrupt | objects without a row | took |\n",
+        );
         md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let hashed = if b.all_digests_verified { format!("{} (all)", b.sampled) } else { b.sampled.to_string() };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {hashed} | {} | {} | {} |",
             b.referenced,
             b.present,
             b.missing,
             b.size_mismatches,
-            b.sampled,
             b.corrupt,
             b.orphans,
             human_duration(b.seconds)
         );
+        if let (Some(rows), Some(missing)) = (&b.row_classes, &b.missing_classes) {
+            md.push_str("\n| rows referenced by | rows | missing objects |\n|---|---:|---:|\n");
+            for (what, n, m) in [
+                ("artifact entries or manifests", rows.referenced, missing.referenced),
+                ("only a committed upload (downloadable through it)", rows.committed_only, missing.committed_only),
+                ("nothing (garbage collection may delete them)", rows.unreferenced, missing.unreferenced),
+            ] {
+                let _ = writeln!(md, "| {what} | {n} | {m} |");
+            }
+        }
+        if let Some(since) = &b.missing_since {
+            let _ = writeln!(
+                md,
+                "\nMissing objects of referenced rows: {} deleted since the restore point (no longer referenced live), {} missing for the live installation too, {} not compared.",
+                since.deleted_since_snapshot, since.missing_live, since.unknown
+            );
+            for key in &since.missing_live_keys {
+                let _ = writeln!(md, "- missing live too: `{key}`");
+            }
+        }
+        if let Some(w) = &b.without_row {
+            let _ = writeln!(
+                md,
+                "\nObjects without a row (never a failure): {} in flight under an open upload ({}), {} left by aborted, duplicate or abandoned uploads ({}); {} multipart uploads in progress.",
+                w.in_flight,
+                crate::engine::progress::human_bytes(w.in_flight_bytes),
+                w.leftovers,
+                crate::engine::progress::human_bytes(w.leftover_bytes),
+                b.multipart_in_progress
+            );
+        }
+        if b.dangling_references > 0 {
+            let _ = writeln!(
+                md,
+                "\n**{} references to blob rows the database lacks** (artifact entries, manifests).",
+                b.dangling_references
+            );
+        }
         for (what, keys) in [
             ("missing", &b.missing_keys),
             ("size mismatch", &b.size_mismatch_keys),
             ("corrupt", &b.corrupt_keys),
-            ("orphan", &b.orphan_keys),
+            ("without a row", &b.orphan_keys),
         ] {
             for key in keys {
                 let _ = writeln!(md, "- {what}: `{key}`");
+            }
+        }
+    }
+
+    if let Some(a) = &verdict.application {
+        let _ = writeln!(
+            md,
+            "\n## {} schema and what a restore would take back\n\nSchema level: {}\n",
+            a.name,
+            a.schema_level.as_deref().unwrap_or("not recorded")
+        );
+        for note in &a.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !a.take_back.is_empty() {
+            md.push_str("\n| decision since the restore point | tenant | id | detail |\n|---|---|---|---|\n");
+            for t in &a.take_back {
+                let _ = writeln!(md, "| {} | {} | `{}` | {} |", t.kind, t.tenant, t.id, t.detail);
             }
         }
     }
@@ -235,6 +293,7 @@ mod tests {
             }],
             backup: None,
             blobs: None,
+            application: None,
             rpo: None,
             report: None,
             started_at: None,

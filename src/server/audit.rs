@@ -1,33 +1,40 @@
-//! The ops summary's audit trail in the installation's own `audit_log`.
+//! The ops summary's audit trail in the installation's own `audit_log`
+//! (rows shaped as upstream writes them: `artifortress::audit`).
 //!
-//! A read that returns data is audited before the response, one row per
-//! request (no unaudited reads). Concurrent requests' rows are group-committed:
-//! while one batch commits, the next ones queue, and each batch is one
-//! multi-row INSERT per installation, one commit (one WAL flush) for all of
-//! them; a request is answered only once its batch has committed. Rejected requests (unauthenticated, denied,
-//! authorisation unavailable) cost the customer's database no write each:
-//! they are counted in memory and written as one row per (installation, actor,
-//! outcome, reason) every flush interval, with `details.count`, so a flood of
-//! bad tokens is a handful of rows that still count every request.
+//! A read that returns data is audited before the response: one row per tenant
+//! read (no unaudited reads). Concurrent requests' rows are group-committed:
+//! while one batch commits, the next ones queue, and each batch is one INSERT
+//! per installation, one commit (one WAL flush) for all of them; a request is
+//! answered only once its batch has committed.
+//!
+//! Rejected requests (unauthenticated, denied, authorisation unavailable) cost
+//! the database no write each: they are counted in memory (and in the metric
+//! `artifortress_ops_summary_rejected`), and written every flush interval as one
+//! `ops.summary.denied` row per (tenant, actor, outcome, reason) with
+//! `details.count`. `audit_log.tenant_id` is a real tenant's: a rejected
+//! request is written for the tenant it named when that tenant exists, or for
+//! the installation's only tenant; a request that names no tenant of an
+//! installation with several is logged and counted, never given an invented
+//! tenant id.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use chrono::{DateTime, Utc};
-
+use crate::artifortress::audit::{self as rows, AuditRow};
+use crate::artifortress::ops;
 use crate::installations::Installation;
-
-pub const AUDIT_ACTION: &str = "ops.summary.read";
+use crate::metrics::Metrics;
 
 /// Bound on the distinct groups held between flushes; beyond it, rejected
 /// requests are counted under the actor [`OTHER_ACTORS`].
 const MAX_GROUPS: usize = 1000;
 const OTHER_ACTORS: &str = "(other actors)";
 
-/// One audited outcome.
-pub struct Entry<'a> {
+/// A rejected request.
+pub struct Rejected<'a> {
     pub actor: &'a str,
     pub outcome: &'static str,
     pub status: u16,
@@ -37,6 +44,7 @@ pub struct Entry<'a> {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct GroupKey {
     installation: String,
+    tenant: Option<String>,
     actor: String,
     outcome: &'static str,
     status: u16,
@@ -50,19 +58,18 @@ struct Group {
     last: DateTime<Utc>,
 }
 
-#[derive(Default)]
 pub struct AuditLog {
     pending: Mutex<HashMap<GroupKey, Group>>,
     /// The group committer, started by the first write.
     writes: OnceLock<mpsc::UnboundedSender<Write>>,
+    metrics: Arc<Metrics>,
 }
 
-/// A row waiting for its batch, and who waits for its commit.
+/// Rows waiting for their batch, and who waits for their commit.
 struct Write {
     installation: Arc<Installation>,
-    actor: String,
-    outcome: &'static str,
-    details: serde_json::Value,
+    rows: Vec<AuditRow>,
+    correlation: bool,
     committed: oneshot::Sender<Result<(), String>>,
 }
 
@@ -70,41 +77,49 @@ struct Write {
 const MAX_BATCH: usize = 512;
 
 impl AuditLog {
-    /// Writes the row of a request that is about to be answered with data (or
-    /// with the failure of reading it) and returns once it is committed; an
-    /// error means it must not be answered.
-    pub async fn write_now(&self, installation: &Arc<Installation>, entry: Entry<'_>) -> Result<(), String> {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        AuditLog { pending: Mutex::new(HashMap::new()), writes: OnceLock::new(), metrics }
+    }
+
+    /// Writes the rows of a request about to be answered with data and
+    /// returns once they are committed; an error means it must not be answered.
+    /// `correlation`: the installation's `audit_log` has `correlation_id`.
+    pub async fn write_now(
+        &self,
+        installation: &Arc<Installation>,
+        rows: Vec<AuditRow>,
+        correlation: bool,
+    ) -> Result<(), String> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let writes = self.writes.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             tokio::spawn(group_commit(receiver));
             sender
         });
         let (committed, done) = oneshot::channel();
-        let details = serde_json::json!({"status": entry.status, "reason": entry.reason});
-        let write = Write {
-            installation: installation.clone(),
-            actor: entry.actor.into(),
-            outcome: entry.outcome,
-            details,
-            committed,
-        };
+        let write = Write { installation: installation.clone(), rows, correlation, committed };
         writes.send(write).map_err(|_| "the audit writer has stopped".to_string())?;
         done.await.map_err(|_| "the audit writer has stopped".to_string())?
     }
 
-    /// Counts a rejected request; [`AuditLog::flush`] writes it.
-    pub fn count_rejected(&self, installation: &Arc<Installation>, entry: Entry<'_>) {
+    /// Counts a rejected request (`tenant`: what `?tenant=` named); [`AuditLog::flush`] writes it.
+    pub fn count_rejected(&self, installation: &Arc<Installation>, tenant: Option<&str>, rejected: Rejected<'_>) {
+        self.metrics.count_rejected(&installation.name, rejected.outcome);
         let now = Utc::now();
         let mut pending = self.pending.lock().expect("not poisoned");
         let mut key = GroupKey {
             installation: installation.qualified_name(),
-            actor: entry.actor.to_string(),
-            outcome: entry.outcome,
-            status: entry.status,
-            reason: entry.reason.to_string(),
+            tenant: tenant.map(str::to_string),
+            actor: rejected.actor.to_string(),
+            outcome: rejected.outcome,
+            status: rejected.status,
+            reason: rejected.reason.to_string(),
         };
         if pending.len() >= MAX_GROUPS && !pending.contains_key(&key) {
             key.actor = OTHER_ACTORS.to_string();
+            key.tenant = None;
         }
         let group = pending.entry(key).or_insert_with(|| Group {
             installation: installation.clone(),
@@ -121,25 +136,66 @@ impl AuditLog {
     pub async fn flush(&self) {
         let groups: Vec<(GroupKey, Group)> = self.pending.lock().expect("not poisoned").drain().collect();
         for (key, group) in groups {
-            let details = serde_json::json!({
-                "status": key.status, "reason": key.reason, "count": group.count,
-                "firstAt": group.first, "lastAt": group.last,
-            });
-            if let Err(e) = insert(&group.installation, &key.actor, key.outcome, &details).await {
-                tracing::warn!(installation = key.installation, error = %e, count = group.count,
-                    "writing rejected ops-summary requests to the audit log failed; retrying at the next flush");
-                let (count, first) = (group.count, group.first);
-                let mut pending = self.pending.lock().expect("not poisoned");
-                let kept = pending.entry(key).or_insert(Group { count: 0, ..group });
-                kept.count += count;
-                kept.first = kept.first.min(first);
+            match write_rejected(&key, &group).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(installation = key.installation, error = %e, count = group.count,
+                        "writing rejected ops-summary requests to the audit log failed; retrying at the next flush");
+                    let (count, first) = (group.count, group.first);
+                    let mut pending = self.pending.lock().expect("not poisoned");
+                    let kept = pending.entry(key).or_insert(Group { count: 0, ..group });
+                    kept.count += count;
+                    kept.first = kept.first.min(first);
+                }
             }
         }
     }
 }
 
+/// One `ops.summary.denied` row for a group, for the tenant it can honestly
+/// name; none (a log line) when there is no such tenant.
+async fn write_rejected(key: &GroupKey, group: &Group) -> Result<(), sqlx::Error> {
+    let pool = &group.installation.pool;
+    let mut conn = pool.acquire().await?;
+    let tenant = match &key.tenant {
+        Some(wanted) => ops::find_tenant(&mut conn, wanted).await?.map(|(id, _)| id),
+        None => {
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT tenant_id::text FROM tenants LIMIT 2").fetch_all(&mut *conn).await?;
+            (ids.len() == 1).then(|| ids[0].clone())
+        }
+    };
+    drop(conn);
+    let Some(tenant_id) = tenant else {
+        tracing::warn!(
+            installation = key.installation,
+            actor = key.actor,
+            outcome = key.outcome,
+            reason = key.reason,
+            tenant = key.tenant.as_deref(),
+            count = group.count,
+            "rejected ops-summary requests naming no tenant of this installation: not written to audit_log (its rows need a real tenant), counted in artifortress_ops_summary_rejected"
+        );
+        return Ok(());
+    };
+    let details = serde_json::json!({
+        "status": key.status.to_string(), "outcome": key.outcome, "reason": key.reason,
+        "count": group.count.to_string(), "firstAt": group.first.to_rfc3339(), "lastAt": group.last.to_rfc3339(),
+        "servedBy": "artifortress-operator", "installation": group.installation.name,
+    });
+    let row = AuditRow {
+        resource_id: tenant_id.clone(),
+        tenant_id,
+        actor_subject: key.actor.clone(),
+        action: rows::DENIED,
+        details,
+        correlation_id: String::new(),
+    };
+    rows::insert(pool, &[row], false).await
+}
+
 /// Commits queued rows in batches, one INSERT per installation in a batch,
-/// and tells each request whether its row is durable.
+/// and tells each request whether its rows are durable.
 async fn group_commit(mut queue: mpsc::UnboundedReceiver<Write>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -157,48 +213,13 @@ async fn group_commit(mut queue: mpsc::UnboundedReceiver<Write>) {
             }
         }
         futures::future::join_all(by_installation.into_iter().map(|writes| async move {
-            let result = insert_many(&writes).await.map_err(|e| e.to_string());
+            let all: Vec<AuditRow> = writes.iter().flat_map(|w| w.rows.iter().cloned()).collect();
+            let correlation = writes.iter().all(|w| w.correlation);
+            let result = rows::insert(&writes[0].installation.pool, &all, correlation).await.map_err(|e| e.to_string());
             for write in writes {
                 let _ = write.committed.send(result.clone()); // a request that gave up no longer listens
             }
         }))
         .await;
     }
-}
-
-/// One statement, one commit, for rows of the same installation.
-async fn insert_many(writes: &[Write]) -> Result<(), sqlx::Error> {
-    let installation = &writes[0].installation;
-    let actors: Vec<&str> = writes.iter().map(|w| w.actor.as_str()).collect();
-    let outcomes: Vec<&str> = writes.iter().map(|w| w.outcome).collect();
-    let details: Vec<String> = writes.iter().map(|w| w.details.to_string()).collect();
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, resource, outcome, details) \
-         SELECT a, $4, $5, o, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, o, d)",
-    )
-    .bind(actors)
-    .bind(outcomes)
-    .bind(details)
-    .bind(AUDIT_ACTION)
-    .bind(format!("installation/{}", installation.name))
-    .execute(&installation.pool)
-    .await
-    .map(drop)
-}
-
-async fn insert(
-    installation: &Installation,
-    actor: &str,
-    outcome: &str,
-    details: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_log (actor, action, resource, outcome, details) VALUES ($1, $2, $3, $4, $5::jsonb)")
-        .bind(actor)
-        .bind(AUDIT_ACTION)
-        .bind(format!("installation/{}", installation.name))
-        .bind(outcome)
-        .bind(details)
-        .execute(&installation.pool)
-        .await
-        .map(drop)
 }

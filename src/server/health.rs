@@ -65,22 +65,83 @@ pub async fn ready(
             return Err((StatusCode::BAD_REQUEST, format!("unknown scope {other:?}: use scope=operator or scope=all")));
         }
     };
-    let mut cache = state.ready_cache.lock().await;
-    let report = match cache.as_ref() {
-        Some((at, report)) if at.elapsed() < state.config.ready_cache => report.clone(),
-        _ => {
-            let report = check_all(&state).await;
-            *cache = Some((Instant::now(), report.clone()));
-            report
-        }
-    };
-    drop(cache);
+    let report = cached_report(&state).await;
     let report = if operator_only { report.only("kubernetes") } else { report };
     let code = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok((code, Json(report)))
 }
 
+/// The readiness checks, run at most once per `ready_cache` however many ask.
+pub async fn cached_report(state: &AppState) -> ReadinessReport {
+    let mut cache = state.ready_cache.lock().await;
+    match cache.as_ref() {
+        Some((at, report)) if at.elapsed() < state.config.ready_cache => report.clone(),
+        _ => {
+            let report = check_all(state).await;
+            *cache = Some((Instant::now(), report.clone()));
+            report
+        }
+    }
+}
+
+/// One dependency as upstream's readiness lists it.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamDependency {
+    pub name: &'static str,
+    pub healthy: bool,
+    pub essential: bool,
+    /// `ready`, `not_ready` or `degraded`.
+    pub status: &'static str,
+    pub detail: Option<String>,
+}
+
+/// Readiness in upstream's shape for one installation: `ready` when every
+/// dependency is, `not_ready` when an essential one is not (its database or
+/// object storage), `degraded` when only a non-essential one is not (the
+/// Kubernetes API the operator reaches).
+#[derive(Serialize, Clone, Debug)]
+pub struct UpstreamReadiness {
+    pub status: &'static str,
+    pub dependencies: Vec<UpstreamDependency>,
+}
+
 impl ReadinessReport {
+    pub fn for_installation(&self, installation: &Installation) -> UpstreamReadiness {
+        let qualified = installation.name.as_str();
+        let dependencies: Vec<UpstreamDependency> = self
+            .dependencies
+            .iter()
+            .filter(|d| d.installation.as_deref().is_none_or(|i| i == qualified))
+            .map(|d| {
+                let (name, essential) = match d.name.as_str() {
+                    "postgresql" => ("postgres", true),
+                    "objectStorage" => ("object_storage", true),
+                    _ => ("kubernetes", false),
+                };
+                UpstreamDependency {
+                    name,
+                    healthy: d.ok,
+                    essential,
+                    status: match (d.ok, essential) {
+                        (true, _) => "ready",
+                        (false, true) => "not_ready",
+                        (false, false) => "degraded",
+                    },
+                    detail: d.error.clone(),
+                }
+            })
+            .collect();
+        let status = if dependencies.iter().any(|d| d.essential && !d.healthy) {
+            "not_ready"
+        } else if dependencies.iter().any(|d| !d.healthy) {
+            "degraded"
+        } else {
+            "ready"
+        };
+        UpstreamReadiness { status, dependencies }
+    }
+
     fn only(mut self, dependency: &str) -> Self {
         self.dependencies.retain(|d| d.name == dependency);
         self.status = if self.dependencies.iter().all(|d| d.ok) { "ready" } else { "unavailable" };

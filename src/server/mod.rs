@@ -1,5 +1,5 @@
 //! The embedded HTTP server: health probes, the admin ops summary and metrics.
-//! Handlers stay thin: parse, authorise, call `db/` or `store/`, audit, answer.
+//! Handlers stay thin: parse, authorise, call `artifortress/` or `store/`, audit, answer.
 
 mod audit;
 pub mod auth;
@@ -30,7 +30,7 @@ pub struct ServerConfig {
     pub audit_flush: Duration,
     /// Bound on every request; a slower one is answered 503.
     pub request_timeout: Duration,
-    /// How long one read of an installation's ops signals answers the
+    /// How long one read of an installation's ops figures answers the
     /// requests that follow (each still audited); zero reads for every request.
     pub summary_max_age: Duration,
 }
@@ -55,7 +55,7 @@ pub struct AppState {
     /// The Kubernetes API, checked by readiness when running in the cluster.
     pub kube: Option<kube::Client>,
     audit: audit::AuditLog,
-    summaries: ops::SignalsCache,
+    summaries: ops::SummaryCache,
     ready_cache: tokio::sync::Mutex<Option<(Instant, health::ReadinessReport)>>,
 }
 
@@ -70,11 +70,11 @@ impl AppState {
         AppState {
             installations,
             auth,
+            audit: audit::AuditLog::new(metrics.clone()),
             metrics,
             config,
             kube,
-            audit: audit::AuditLog::default(),
-            summaries: ops::SignalsCache::default(),
+            summaries: ops::SummaryCache::default(),
             ready_cache: tokio::sync::Mutex::new(None),
         }
     }

@@ -1,4 +1,8 @@
-//! `GET /v1/admin/ops/summary`: admin only, and every request audited.
+//! `GET /v1/admin/ops/summary`: upstream's seven figures for one tenant
+//! (`?tenant=` slug or id) or the whole installation with a per-tenant
+//! breakdown, readiness in upstream's shape, the schema the figures come from,
+//! and the SLO evaluation. Admin only, and every read audited in the
+//! installation's own `audit_log`, one row per tenant read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,73 +10,145 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::audit::Entry;
+use super::audit::Rejected;
 use super::auth::AuthError;
-use crate::api::artifortress::SloStatus;
-use crate::db::DbError;
-use crate::db::ops_summary::{self, OpsSignals};
+use super::health::{self, UpstreamReadiness};
+use crate::api::artifortress::SloSignal;
+use crate::artifortress::audit::{self as rows, AuditRow};
+use crate::artifortress::ops::{self, Figures, OpsSummary, TenantFigures, Tenants};
+use crate::artifortress::schema::{self, SchemaReport, Use};
 use crate::installations::Installation;
 
 #[derive(Deserialize)]
 pub struct SummaryQuery {
     installation: Option<String>,
+    tenant: Option<String>,
 }
 
-/// The documented response: the signals, the installation and the SLO evaluation.
+/// The tenant a one-tenant read is about.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+struct TenantRef {
+    tenant_id: String,
+    slug: String,
+}
+
+/// The documented response.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SummaryResponse {
     installation: String,
+    checked_at_utc: DateTime<Utc>,
+    /// The tenant asked for; absent for an installation-wide read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<TenantRef>,
+    /// The tenant's figures, or the installation's (counts summed over its
+    /// tenants, the oldest age the oldest of theirs).
     #[serde(flatten)]
-    signals: OpsSignals,
-    slo: SloStatus,
+    figures: Figures,
+    tenants: Vec<TenantFigures>,
+    readiness: UpstreamReadiness,
+    schema: SchemaReport,
+    slo: SloAnswer,
 }
 
-/// One read of an installation's signals answers the requests of the next
-/// `max_age`: concurrent requests wait for the read in flight instead of each
-/// running their own seven counts. The signals say when they were read
-/// (`generatedAt`); a failed read is not kept.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SloAnswer {
+    severity: crate::api::artifortress::Severity,
+    /// Every tenant's every thresholded figure.
+    signals: Vec<SloSignal>,
+}
+
+/// How long a detected schema is trusted: an upgrade of Artifortress shows
+/// within this long.
+const SCHEMA_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// One read of an installation's figures answers the requests of the next
+/// `max_age` for the same tenants: concurrent requests wait for the read in
+/// flight instead of each running their own. A failed read is not kept.
 #[derive(Default)]
-pub struct SignalsCache {
-    slots: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
+pub struct SummaryCache {
+    slots: std::sync::Mutex<HashMap<(String, Tenants), Arc<Slot>>>,
+    schemas: tokio::sync::Mutex<HashMap<String, (Instant, SchemaReport)>>,
 }
 
-/// The last read of one installation and when it started; locked while a read runs.
-type Slot = tokio::sync::Mutex<Option<(Instant, OpsSignals)>>;
+/// The last read and when it started; locked while a read runs.
+type Slot = tokio::sync::Mutex<Option<(Instant, OpsSummary)>>;
 
-impl SignalsCache {
-    pub async fn read(&self, installation: &Installation, max_age: Duration) -> Result<OpsSignals, DbError> {
-        if max_age.is_zero() {
-            return read_to_the_end(installation).await;
+/// Why there is no answer.
+enum Unavailable {
+    Db(String),
+    NoTenant(String),
+}
+
+impl SummaryCache {
+    async fn schema(&self, installation: &Installation) -> Result<SchemaReport, Unavailable> {
+        let key = installation.qualified_name();
+        if let Some((at, report)) = self.schemas.lock().await.get(&key)
+            && at.elapsed() < SCHEMA_MAX_AGE
+        {
+            return Ok(report.clone());
         }
-        let slot = self.slots.lock().expect("not poisoned").entry(installation.qualified_name()).or_default().clone();
+        let report = in_own_task(installation, |mut conn| async move { schema::detect(&mut conn).await }).await?;
+        self.schemas.lock().await.insert(key, (Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    async fn read(
+        &self,
+        installation: &Installation,
+        schema: &SchemaReport,
+        tenants: Tenants,
+        max_age: Duration,
+    ) -> Result<OpsSummary, Unavailable> {
+        let slot = self
+            .slots
+            .lock()
+            .expect("not poisoned")
+            .entry((installation.qualified_name(), tenants.clone()))
+            .or_default()
+            .clone();
         let mut slot = slot.lock().await;
-        if let Some((read_at, signals)) = &*slot
+        if let Some((read_at, summary)) = &*slot
             && read_at.elapsed() < max_age
         {
-            return Ok(signals.clone());
+            return Ok(summary.clone());
         }
         let read_at = Instant::now();
-        let signals = read_to_the_end(installation).await?;
-        *slot = Some((read_at, signals.clone()));
-        Ok(signals)
+        let schema = schema.clone();
+        let summary =
+            in_own_task(installation, |mut conn| async move { ops::read(&mut conn, &schema, &tenants).await }).await?;
+        if !max_age.is_zero() {
+            *slot = Some((read_at, summary.clone()));
+        }
+        Ok(summary)
     }
 }
 
-/// Reads the signals in a task of its own: a request dropped halfway (its
-/// client went away) must not leave the read's transaction open on a pooled
+/// Runs `read` on a pooled connection in a task of its own: a request dropped
+/// halfway (its client went away) must not leave a transaction open on a pooled
 /// connection, holding locks that block the installation's own DDL.
-async fn read_to_the_end(installation: &Installation) -> Result<OpsSignals, DbError> {
-    let (pool, url) = (installation.pool.clone(), installation.database_url.clone());
-    tokio::spawn(async move { ops_summary::read(&pool, &url).await })
-        .await
-        .unwrap_or_else(|e| panic!("the ops summary read panicked: {e}"))
+async fn in_own_task<T, F, Fut>(installation: &Installation, read: F) -> Result<T, Unavailable>
+where
+    T: Send + 'static,
+    F: FnOnce(sqlx::pool::PoolConnection<sqlx::Postgres>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>> + Send,
+{
+    let (pool, url) = (installation.pool.clone(), installation.database_url.to_string());
+    tokio::spawn(async move {
+        let conn = pool.acquire().await.map_err(|e| Unavailable::Db(format!("{url}: {e}")))?;
+        read(conn).await.map_err(|e| Unavailable::Db(format!("reading the ops summary of {url}: {e}")))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the ops summary read panicked: {e}"))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -85,6 +161,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Upstream's correlation header: a valid UUID is kept, anything else replaced.
+fn correlation_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid_like(v.trim()).then(|| v.trim().to_lowercase()))
+        .unwrap_or_else(random_uuid)
+}
+
+fn uuid_like(s: &str) -> bool {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    s.len() == 36 && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn random_uuid() -> String {
+    let mut b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 /// Authenticates first (a 401 names nothing that exists), then finds the
 /// installation, authorises in its namespace, reads, audits, answers.
 pub async fn summary(
@@ -92,24 +190,34 @@ pub async fn summary(
     Query(query): Query<SummaryQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let identity = match state.auth.authenticate(bearer(&headers)).await {
+    let correlation = correlation_id(&headers);
+    let mut response = answer(&state, &query, &headers, &correlation).await;
+    if let Ok(value) = HeaderValue::from_str(&correlation) {
+        response.headers_mut().insert("x-correlation-id", value);
+    }
+    response
+}
+
+async fn answer(state: &AppState, query: &SummaryQuery, headers: &HeaderMap, correlation: &str) -> Response {
+    let wanted_tenant = query.tenant.as_deref();
+    let identity = match state.auth.authenticate(bearer(headers)).await {
         Ok(identity) => identity,
-        Err(e) => return authorisation_unavailable(&state, query.installation.as_deref(), "unknown", &e),
+        Err(e) => return authorisation_unavailable(state, query, "unknown", &e),
     };
     let who = match identity {
         Ok(who) => who,
         Err(reason) => {
-            if let Ok(installation) = pick(&state, query.installation.as_deref()) {
-                let entry = Entry { actor: "anonymous", outcome: "unauthenticated", status: 401, reason };
-                state.audit.count_rejected(&installation, entry);
+            if let Ok(installation) = pick(state, query.installation.as_deref()) {
+                let rejected = Rejected { actor: "anonymous", outcome: "unauthenticated", status: 401, reason };
+                state.audit.count_rejected(&installation, wanted_tenant, rejected);
             }
             let mut response =
                 error(StatusCode::UNAUTHORIZED, format!("{reason}: send Authorization: Bearer <admin token>"));
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     };
-    let installation = match pick(&state, query.installation.as_deref()) {
+    let installation = match pick(state, query.installation.as_deref()) {
         Ok(i) => i,
         Err((status, message)) => return error(status, message),
     };
@@ -117,44 +225,109 @@ pub async fn summary(
         Ok(true) => {}
         Ok(false) => {
             let reason = "not an admin of this installation";
-            let entry = Entry { actor: who.actor(), outcome: "denied", status: 403, reason };
-            state.audit.count_rejected(&installation, entry);
+            let rejected = Rejected { actor: who.actor(), outcome: "denied", status: 403, reason };
+            state.audit.count_rejected(&installation, wanted_tenant, rejected);
             let message = format!("{} may not read the ops summary of {}", who.actor(), installation.name);
             return error(StatusCode::FORBIDDEN, message);
         }
-        Err(e) => return authorisation_unavailable(&state, Some(&installation.qualified_name()), who.actor(), &e),
+        Err(e) => return authorisation_unavailable(state, query, who.actor(), &e),
     }
-    let read = state.summaries.read(&installation, state.config.summary_max_age).await;
-    // No unaudited reads: the row, with what the read gave, is written before
-    // any answer; if it cannot be, nothing is served.
-    let entry = match &read {
-        Ok(_) => Entry { actor: who.actor(), outcome: "allowed", status: 200, reason: "admin" },
-        Err(_) => {
-            Entry { actor: who.actor(), outcome: "failed", status: 503, reason: "reading the ops summary failed" }
+    let read = read_summary(state, &installation, wanted_tenant).await;
+    let (schema, summary, tenant) = match read {
+        Ok(read) => read,
+        Err(Unavailable::NoTenant(message)) => return error(StatusCode::NOT_FOUND, message),
+        Err(Unavailable::Db(message)) => {
+            tracing::error!(installation = installation.name, error = message, "ops summary failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, message);
         }
     };
-    if let Err(e) = state.audit.write_now(&installation, entry).await {
+    let readiness = health::cached_report(state).await.for_installation(&installation);
+    // No unaudited reads: a row for every tenant read, before any answer.
+    let audit: Vec<AuditRow> = summary
+        .tenants
+        .iter()
+        .filter(|t| t.slug.is_some())
+        .map(|t| AuditRow {
+            tenant_id: t.tenant_id.clone(),
+            actor_subject: who.actor().to_string(),
+            action: rows::READ,
+            resource_id: t.tenant_id.clone(),
+            details: rows::read_details(&t.figures, readiness.status, &installation.name),
+            correlation_id: correlation.to_string(),
+        })
+        .collect();
+    if let Err(e) = state.audit.write_now(&installation, audit, schema.audit_correlation).await {
         tracing::error!(error = %e, installation = installation.name, "audit write failed; refusing the request");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the audit log cannot be written; refusing to serve unaudited");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the audit log cannot be written ({e}); refusing to serve unaudited"),
+        );
     }
-    match read {
-        Ok(signals) => {
-            state.metrics.record_ops(&installation.name, &signals);
-            let slo = crate::slo::evaluate(&signals, &installation.slo, signals.generated_at);
-            Json(SummaryResponse { installation: installation.name.clone(), signals, slo }).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "ops summary failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
+    if tenant.is_none() {
+        state.metrics.record_ops(&installation.name, &summary);
     }
+    let signals = crate::artifortress::slo::evaluate(&summary, &installation.slo);
+    let severity = signals.iter().map(|s| s.severity).max().unwrap_or(crate::api::artifortress::Severity::Ok);
+    let figures = match &tenant {
+        Some(_) => summary.tenants.first().map(|t| t.figures.clone()).unwrap_or_default(),
+        None => summary.totals.clone(),
+    };
+    Json(SummaryResponse {
+        installation: installation.name.clone(),
+        checked_at_utc: summary.checked_at,
+        tenant,
+        figures,
+        tenants: summary.tenants,
+        readiness,
+        schema,
+        slo: SloAnswer { severity, signals },
+    })
+    .into_response()
 }
 
-fn authorisation_unavailable(state: &AppState, wanted: Option<&str>, actor: &str, e: &AuthError) -> Response {
+/// The schema, the tenant asked for and its (or every tenant's) figures.
+async fn read_summary(
+    state: &AppState,
+    installation: &Installation,
+    wanted: Option<&str>,
+) -> Result<(SchemaReport, OpsSummary, Option<TenantRef>), Unavailable> {
+    let schema = state.summaries.schema(installation).await?;
+    if schema.is_foreign() || !schema.supports(Use::Audit) {
+        return Err(Unavailable::Db(format!(
+            "the ops summary of {} cannot be served: {}",
+            installation.name,
+            schema.summary()
+        )));
+    }
+    let (tenants, tenant) =
+        match wanted {
+            None => (Tenants::All, None),
+            Some(wanted) => {
+                let wanted_owned = wanted.to_string();
+                let found = in_own_task(installation, move |mut conn| async move {
+                    ops::find_tenant(&mut conn, &wanted_owned).await
+                })
+                .await?;
+                match found {
+                    Some((tenant_id, slug)) => (Tenants::One(tenant_id.clone()), Some(TenantRef { tenant_id, slug })),
+                    None => {
+                        return Err(Unavailable::NoTenant(format!(
+                            "installation {} has no tenant {wanted:?} (give its slug or id)",
+                            installation.name
+                        )));
+                    }
+                }
+            }
+        };
+    let summary = state.summaries.read(installation, &schema, tenants, state.config.summary_max_age).await?;
+    Ok((schema, summary, tenant))
+}
+
+fn authorisation_unavailable(state: &AppState, query: &SummaryQuery, actor: &str, e: &AuthError) -> Response {
     tracing::error!(error = %e, "authorisation unavailable");
-    if let Ok(installation) = pick(state, wanted) {
-        let entry = Entry { actor, outcome: "error", status: 503, reason: "authorisation unavailable" };
-        state.audit.count_rejected(&installation, entry);
+    if let Ok(installation) = pick(state, query.installation.as_deref()) {
+        let rejected = Rejected { actor, outcome: "error", status: 503, reason: "authorisation unavailable" };
+        state.audit.count_rejected(&installation, query.tenant.as_deref(), rejected);
     }
     error(StatusCode::SERVICE_UNAVAILABLE, "authorisation is unavailable; try again later")
 }
@@ -176,5 +349,20 @@ fn pick(state: &AppState, wanted: Option<&str>) -> Result<Arc<Installation>, (St
             StatusCode::BAD_REQUEST,
             "several installations match: choose one with ?installation=NAME or NAMESPACE/NAME".to_string(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_correlation_id_is_kept_when_it_is_a_uuid() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-correlation-id", HeaderValue::from_static("0E8A1C2D-3F4B-4A5C-8D6E-7F8091A2B3C4"));
+        assert_eq!(correlation_id(&headers), "0e8a1c2d-3f4b-4a5c-8d6e-7f8091a2b3c4");
+        headers.insert("x-correlation-id", HeaderValue::from_static("not-a-uuid'; drop table"));
+        let made = correlation_id(&headers);
+        assert!(uuid_like(&made) && made.as_bytes()[14] == b'4', "{made}");
     }
 }

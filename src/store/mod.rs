@@ -133,6 +133,21 @@ pub trait BackupStore: Send + Sync {
         Ok(Versioning::Off { suspended: false })
     }
 
+    /// How many days a lifecycle rule of the bucket keeps noncurrent versions
+    /// (the shortest of the rules covering the whole bucket); `None`: no rule,
+    /// they are kept until deleted by hand.
+    async fn noncurrent_version_expiry(&self) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
+
+    /// Multipart uploads under `prefix` that were started and neither completed
+    /// nor aborted (not objects yet; S3's ListMultipartUploads): their keys.
+    /// Stores without multipart uploads have none.
+    async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 

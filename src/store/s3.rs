@@ -598,6 +598,50 @@ impl BackupStore for S3Store {
             .map_err(|e| self.err("checking bucket", "", e))
     }
 
+    async fn noncurrent_version_expiry(&self) -> Result<Option<u32>, StoreError> {
+        let rules = match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            Ok(c) => c.rules().to_vec(),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchLifecycleConfiguration") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.err("reading the lifecycle configuration of", "", e)),
+        };
+        // The shortest expiry of an enabled rule that covers the whole bucket.
+        Ok(rules
+            .iter()
+            .filter(|r| r.status().as_str() == "Enabled")
+            .filter(|r| r.filter().and_then(|f| f.prefix()).unwrap_or("").is_empty())
+            .filter_map(|r| r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()))
+            .filter_map(|days| u32::try_from(days).ok())
+            .min())
+    }
+
+    async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.full_key(prefix))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
+            let own = self.full_key("");
+            keys.extend(
+                listed.uploads().iter().filter_map(|u| u.key()).map(|k| k.strip_prefix(&own).unwrap_or(k).to_string()),
+            );
+            key_marker = listed.next_key_marker().map(str::to_string);
+            id_marker = listed.next_upload_id_marker().map(str::to_string);
+            if listed.is_truncated() != Some(true) || key_marker.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
     /// Aborts every unfinished multipart upload under `prefix`.
     async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now() - older_than);

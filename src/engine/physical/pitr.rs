@@ -27,6 +27,7 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use super::super::EngineError;
+use super::super::checks::{CheckResult, RestoredCheck};
 use super::super::objectives;
 use super::super::progress::{Progress, human_bytes, human_duration};
 use super::super::report::{self, ReportContext};
@@ -458,17 +459,8 @@ pub struct PhysicalDrill {
     pub keep: bool,
     /// Names the verdict in the store: `<base>/drills/<drill>.json`.
     pub drill: String,
-    /// The installation's blob store, when the blob references of the restored
-    /// database are to be checked (as in logical drills).
-    pub blobs: Option<BlobCheckRequest>,
-}
-
-/// The blob check of a drill: where the blobs are, how many to hash, and
-/// whether a finding fails the drill or only warns.
-pub struct BlobCheckRequest {
-    pub store: Box<dyn BackupStore>,
-    pub sample: u64,
-    pub warn_only: bool,
+    /// The application's checks of the restored database (as in logical drills).
+    pub check: Option<Box<dyn RestoredCheck>>,
 }
 
 /// What a physical drill leaves: its verdict (stored beside the base) and,
@@ -500,12 +492,12 @@ pub async fn drill(
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
     let mut reason = None;
-    let mut fail = |why: &'static str, message: String, reason: &mut Option<String>| {
+    let mut fail = |why: &str, message: String, reason: &mut Option<String>| {
         reason.get_or_insert_with(|| why.to_string());
         failures.push(message);
     };
     let (mut rpo, mut rto, mut timings, mut restored) = (None, None, Timings::default(), None);
-    let mut blob_check = None;
+    let mut checked = CheckResult::default();
     let mut recovery_point = manifest.completed_at;
     match restore(store, &request.restore, progress).await {
         Err(e) if e.is_usage() => return Err(e),
@@ -545,24 +537,20 @@ pub async fn drill(
                         _ => warnings
                             .push(format!("RPO not measured: no {} rows in the restored database", heartbeat::TABLE)),
                     }
-                    if let Some(b) = &request.blobs {
-                        let checked = match r.instance.database_url(&manifest.source.database) {
-                            Ok(url) => super::super::blobs::check(&url, b.store.as_ref(), b.sample, progress).await,
+                    if let Some(check) = &request.check {
+                        let result = match r.instance.database_url(&manifest.source.database) {
+                            Ok(url) => check.check(&url, progress).await,
                             Err(e) => Err(e.into()),
                         };
-                        match checked {
-                            Ok(Some(check)) => {
-                                for (why, message) in super::super::blobs::findings(&check) {
-                                    if b.warn_only {
-                                        warnings.push(message);
-                                    } else {
-                                        fail(why, message, &mut reason);
-                                    }
+                        match result {
+                            Ok(mut result) => {
+                                for (why, message) in std::mem::take(&mut result.failures) {
+                                    fail(&why, message, &mut reason);
                                 }
-                                blob_check = Some(check);
+                                warnings.append(&mut result.warnings);
+                                checked = result;
                             }
-                            Ok(None) => {}
-                            Err(e) => fail("VerificationFailed", format!("blobs: {e}"), &mut reason),
+                            Err(e) => fail("VerificationFailed", format!("application check: {e}"), &mut reason),
                         }
                     }
                     restored = Some((r, found));
@@ -602,7 +590,8 @@ pub async fn drill(
         rto,
         timings: Some(timings),
         parity: Vec::new(),
-        blobs: blob_check,
+        blobs: checked.blobs,
+        application: checked.application,
         report: None,
         started_at: Some(started),
         completed_at: Some(completed_at),

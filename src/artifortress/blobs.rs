@@ -1,0 +1,617 @@
+//! Artifortress's blobs as upstream stores them, and the check of a restored
+//! database's blob rows against the bucket.
+//!
+//! Upstream keeps one `blobs` row per distinct content: `digest` the bare
+//! lowercase hex SHA-256 of the object, `length_bytes` its size, `storage_key`
+//! its key from the bucket root (`staging/<tenant>/<repo>/<upload>`, treated as
+//! opaque: repository keys may hold `/`). A row is referenced by artifact
+//! entries and manifests, or only by a committed upload session (downloads are
+//! authorised through `upload_sessions.committed_blob_digest`), or by nothing
+//! (what upstream's GC may delete). Objects without a row are normal: an open
+//! upload's staging object, or what aborted, duplicate and abandoned uploads
+//! left (upstream never collects them). Multipart uploads in progress are not
+//! objects at all.
+//!
+//! The rows (ordered by key in the database, byte order) and the bucket's
+//! listing (byte order, listed in key-range slices at once) are merged like two
+//! sorted files, so memory stays bounded whatever their number.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+
+use super::schema::{self, Use};
+use crate::db::{DatabaseUrl, DbError};
+use crate::engine::EngineError;
+use crate::engine::progress::{Progress, human_duration};
+use crate::engine::verdict::{BlobCheck, BlobClasses, MissingSince, ObjectsWithoutRow};
+use crate::store::{BackupStore, ObjectInfo};
+
+/// How many keys of each finding a report names.
+const NAMED: usize = 10;
+/// The bucket is listed in slices of about this many rows, this many slices
+/// at once (in order): one listing request returns at most 1 000 keys, and one
+/// request after the other is what takes the time.
+const SLICE: i64 = 10_000;
+const SLICES_AT_ONCE: usize = 8;
+/// Missing referenced objects compared with the live database at most; more
+/// are counted as not compared (a lost bucket is already the finding).
+const COMPARED_AT_MOST: usize = 100_000;
+/// Objects fetched and hashed at once when every digest is verified.
+const HASHED_AT_ONCE: usize = 16;
+
+/// What references a blob row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowClass {
+    /// An artifact entry or a manifest.
+    Referenced,
+    /// Only a committed upload session.
+    CommittedOnly,
+    /// Nothing.
+    Unreferenced,
+}
+
+/// A blob row of the restored database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRow {
+    pub key: String,
+    pub length: i64,
+    pub digest: String,
+    pub class: RowClass,
+}
+
+/// How much of the content to hash.
+#[derive(Clone, Copy, Debug)]
+pub struct DigestCheck {
+    /// Random present blobs to fetch and hash.
+    pub sample: u64,
+    /// Hash every present blob instead (`--verify-blob-digests`).
+    pub all: bool,
+}
+
+fn note(keys: &mut Vec<String>, key: &str) {
+    if keys.len() < NAMED {
+        keys.push(key.to_string());
+    }
+}
+
+fn count(classes: &mut BlobClasses, class: RowClass) {
+    match class {
+        RowClass::Referenced => classes.referenced += 1,
+        RowClass::CommittedOnly => classes.committed_only += 1,
+        RowClass::Unreferenced => classes.unreferenced += 1,
+    }
+}
+
+/// A missing object of a referenced row, kept for the comparison with the live database.
+pub struct Missing {
+    pub key: String,
+    pub digest: String,
+}
+
+/// What the merge found besides the counts.
+#[derive(Default)]
+pub struct Merged {
+    pub check: BlobCheck,
+    /// Missing objects of referenced and committed-only rows (up to [`COMPARED_AT_MOST`]).
+    pub missing: Vec<Missing>,
+    pub missing_beyond: u64,
+}
+
+/// Merges rows and objects (both in key order) into the counts of a
+/// [`BlobCheck`]; `in_flight` are the staging keys of open uploads; every
+/// present row of the right size is offered to `sample`.
+pub async fn merge<R, O>(
+    mut rows: R,
+    mut objects: O,
+    in_flight: &HashSet<String>,
+    mut sample: impl FnMut(&BlobRow),
+) -> Result<Merged, EngineError>
+where
+    R: futures::Stream<Item = Result<BlobRow, EngineError>> + Unpin,
+    O: futures::Stream<Item = Result<ObjectInfo, EngineError>> + Unpin,
+{
+    let mut m = Merged::default();
+    let (mut classes, mut missing_classes, mut without) =
+        (BlobClasses::default(), BlobClasses::default(), ObjectsWithoutRow::default());
+    let mut unmatched = |o: &ObjectInfo, check: &mut BlobCheck| {
+        check.orphans += 1;
+        note(&mut check.orphan_keys, &o.key);
+        if in_flight.contains(&o.key) {
+            without.in_flight += 1;
+            without.in_flight_bytes += o.size;
+        } else {
+            without.leftovers += 1;
+            without.leftover_bytes += o.size;
+        }
+    };
+    let mut object = objects.next().await.transpose()?;
+    // Whether the current object has a row (keys are unique in `blobs`).
+    let mut matched = false;
+    while let Some(r) = rows.next().await.transpose()? {
+        m.check.referenced += 1;
+        count(&mut classes, r.class);
+        while let Some(o) = object.as_ref().filter(|o| o.key < r.key) {
+            if !matched {
+                unmatched(o, &mut m.check);
+            }
+            object = objects.next().await.transpose()?;
+            matched = false;
+        }
+        match &object {
+            Some(o) if o.key == r.key => {
+                matched = true;
+                m.check.present += 1;
+                if i64::try_from(o.size).ok() != Some(r.length) {
+                    m.check.size_mismatches += 1;
+                    let finding = format!("{} (database {} bytes, store {} bytes)", r.key, r.length, o.size);
+                    note(&mut m.check.size_mismatch_keys, &finding);
+                } else {
+                    sample(&r);
+                }
+            }
+            _ => {
+                m.check.missing += 1;
+                count(&mut missing_classes, r.class);
+                if r.class != RowClass::Unreferenced {
+                    note(&mut m.check.missing_keys, &r.key);
+                    if m.missing.len() < COMPARED_AT_MOST {
+                        m.missing.push(Missing { key: r.key.clone(), digest: r.digest.clone() });
+                    } else {
+                        m.missing_beyond += 1;
+                    }
+                }
+            }
+        }
+    }
+    while let Some(o) = object {
+        if !matched {
+            unmatched(&o, &mut m.check);
+        }
+        object = objects.next().await.transpose()?;
+        matched = false;
+    }
+    m.check.row_classes = Some(classes);
+    m.check.missing_classes = Some(missing_classes);
+    m.check.without_row = Some(without);
+    Ok(m)
+}
+
+/// A uniform random sample of up to `k` rows (reservoir sampling).
+struct Reservoir {
+    k: usize,
+    seen: u64,
+    kept: Vec<BlobRow>,
+}
+
+impl Reservoir {
+    fn offer(&mut self, r: &BlobRow) {
+        self.seen += 1;
+        if self.kept.len() < self.k {
+            self.kept.push(r.clone());
+        } else if self.k > 0 {
+            let slot = fastrand::u64(0..self.seen) as usize;
+            if slot < self.k {
+                self.kept[slot] = r.clone();
+            }
+        }
+    }
+}
+
+const ROWS: &str = "SELECT b.storage_key, b.length_bytes, b.digest::text,
+        CASE WHEN e.d IS NOT NULL OR m.d IS NOT NULL THEN 'r' WHEN u.d IS NOT NULL THEN 'c' ELSE 'u' END
+ FROM blobs b
+ LEFT JOIN (SELECT DISTINCT blob_digest AS d FROM artifact_entries) e ON e.d = b.digest
+ LEFT JOIN (SELECT DISTINCT manifest_blob_digest AS d FROM manifests WHERE manifest_blob_digest IS NOT NULL) m ON m.d = b.digest
+ LEFT JOIN (SELECT DISTINCT committed_blob_digest AS d FROM upload_sessions
+            WHERE state = 'committed' AND committed_blob_digest IS NOT NULL) u ON u.d = b.digest
+ ORDER BY b.storage_key COLLATE \"C\"";
+
+/// Checks the restored database's blob rows against `store`; with `live`,
+/// each missing object of a referenced row is classified as deleted since the
+/// restore point or missing for the live installation too. A `blobs` table
+/// that cannot be read is an error, never a skipped check.
+pub async fn check(
+    restored: &DatabaseUrl,
+    store: &dyn BackupStore,
+    live: Option<&DatabaseUrl>,
+    digests: DigestCheck,
+    progress: &Progress,
+) -> Result<BlobCheck, EngineError> {
+    let started = Instant::now();
+    let db_err = |context: &'static str| {
+        let url = restored.to_string();
+        move |source| EngineError::Db(DbError::Query { context: context.into(), url, source })
+    };
+    let mut conn = PgConnection::connect_with(&restored.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: restored.to_string(), source })?;
+    let shape = schema::detect(&mut conn).await.map_err(db_err("reading the schema"))?;
+    if !shape.supports(Use::BlobCheck) {
+        return Err(EngineError::Config(format!("the blob rows of {restored} cannot be checked: {}", shape.summary())));
+    }
+    progress.step(format!("checking blob rows against {}", store.url()));
+    let in_flight: HashSet<String> = sqlx::query_scalar(
+        "SELECT object_staging_key FROM upload_sessions
+         WHERE state IN ('initiated', 'parts_uploading', 'pending_commit') AND object_staging_key IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(db_err("reading the open upload sessions"))?
+    .into_iter()
+    .collect();
+    // The database's own references, as upstream's blob reconcile counts them.
+    let dangling: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM artifact_entries e WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = e.blob_digest))
+              + (SELECT count(*) FROM manifests m WHERE m.manifest_blob_digest IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = m.manifest_blob_digest))",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(db_err("counting references to missing blob rows"))?;
+    // Every SLICE-th key splits the listing into slices.
+    let splits: Vec<String> = sqlx::query_scalar(
+        "SELECT storage_key FROM (SELECT storage_key, row_number() OVER (ORDER BY storage_key COLLATE \"C\") AS n
+         FROM blobs) AS k WHERE n % $1 = 0 ORDER BY storage_key COLLATE \"C\"",
+    )
+    .bind(SLICE)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(db_err("splitting the blob rows"))?;
+    let multipart = store.incomplete_uploads("").await?.len() as u64;
+    let rows = sqlx::query_as::<_, (String, i64, String, String)>(ROWS).fetch(&mut conn).map(|row| {
+        row.map(|(key, length, digest, class)| BlobRow {
+            key,
+            length,
+            digest,
+            class: match class.as_str() {
+                "r" => RowClass::Referenced,
+                "c" => RowClass::CommittedOnly,
+                _ => RowClass::Unreferenced,
+            },
+        })
+        .map_err(db_err("reading the blob rows"))
+    });
+    let objects = sliced_listing(store, &splits);
+    let k = if digests.all { 0 } else { usize::try_from(digests.sample).unwrap_or(usize::MAX) };
+    let mut reservoir = Reservoir { k, seen: 0, kept: Vec::new() };
+    let merged = merge(Box::pin(rows), objects, &in_flight, |r| {
+        if r.class != RowClass::Unreferenced {
+            reservoir.offer(r)
+        }
+    })
+    .await?;
+    let mut check = merged.check;
+    check.store = store.url();
+    check.multipart_in_progress = multipart;
+    check.dangling_references = u64::try_from(dangling).unwrap_or(0);
+    if digests.all {
+        let (hashed, corrupt) = hash_every_row(&mut conn, store, restored).await?;
+        check.all_digests_verified = true;
+        check.sampled = hashed;
+        check.corrupt = corrupt.len() as u64;
+        check.corrupt_keys = corrupt.into_iter().take(NAMED).collect();
+    } else {
+        for r in &reservoir.kept {
+            check.sampled += 1;
+            if hash_of(store, &r.key).await?.as_deref().is_some_and(|h| h != r.digest) {
+                check.corrupt += 1;
+                note(&mut check.corrupt_keys, &r.key);
+            }
+        }
+    }
+    drop(conn);
+    if !merged.missing.is_empty() || merged.missing_beyond > 0 {
+        check.missing_since = Some(match live {
+            Some(live) => compare_with_live(live, &merged.missing, merged.missing_beyond).await?,
+            None => MissingSince { unknown: merged.missing.len() as u64 + merged.missing_beyond, ..Default::default() },
+        });
+    }
+    check.seconds = started.elapsed().as_secs_f64();
+    progress.step(format!(
+        "blobs: {} rows, {} present, {} missing, {} size mismatches, {} of {} hashed corrupt, {} objects without a row ({})",
+        check.referenced,
+        check.present,
+        check.missing,
+        check.size_mismatches,
+        check.corrupt,
+        check.sampled,
+        check.orphans,
+        human_duration(check.seconds)
+    ));
+    Ok(check)
+}
+
+/// Hashes the object of every row (a second pass over the rows, many objects
+/// at once); rows whose object is missing were counted by the merge.
+async fn hash_every_row(
+    conn: &mut PgConnection,
+    store: &dyn BackupStore,
+    restored: &DatabaseUrl,
+) -> Result<(u64, Vec<String>), EngineError> {
+    let url = restored.to_string();
+    let hashed = sqlx::query_as::<_, (String, String)>("SELECT storage_key, digest::text FROM blobs")
+        .fetch(conn)
+        .map(|row| async {
+            let (key, digest) = row.map_err(|source| DbError::Query {
+                context: "reading the blob rows to hash".into(),
+                url: url.clone(),
+                source,
+            })?;
+            let found = hash_of(store, &key).await?;
+            Ok::<_, EngineError>(found.map(|h| (h == digest, key)))
+        })
+        .buffer_unordered(HASHED_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    let (mut count, mut corrupt) = (0, Vec::new());
+    for result in hashed {
+        if let Some((matches, key)) = result? {
+            count += 1;
+            if !matches {
+                corrupt.push(key);
+            }
+        }
+    }
+    Ok((count, corrupt))
+}
+
+/// The bare hex SHA-256 of an object's bytes; `None` when it is gone.
+async fn hash_of(store: &dyn BackupStore, key: &str) -> Result<Option<String>, EngineError> {
+    let mut body = match store.get_stream(key).await {
+        Ok(body) => body,
+        Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| EngineError::Io { context: format!("reading blob {key}"), source: e })?;
+        hasher.update(&chunk);
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
+}
+
+/// Which missing objects the live installation still references (missing
+/// live too) and which it no longer does (deleted since the restore point).
+async fn compare_with_live(live: &DatabaseUrl, missing: &[Missing], beyond: u64) -> Result<MissingSince, EngineError> {
+    let mut conn = PgConnection::connect_with(&live.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: live.to_string(), source })?;
+    let mut since = MissingSince { unknown: beyond, ..Default::default() };
+    for chunk in missing.chunks(1_000) {
+        let digests: Vec<&str> = chunk.iter().map(|m| m.digest.as_str()).collect();
+        let still: HashSet<String> = sqlx::query_scalar(
+            "SELECT b.digest::text FROM blobs b WHERE b.digest = ANY($1::text[]::bpchar[])
+               AND (EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest)
+                    OR EXISTS (SELECT 1 FROM manifests m WHERE m.manifest_blob_digest = b.digest)
+                    OR EXISTS (SELECT 1 FROM upload_sessions u WHERE u.committed_blob_digest = b.digest AND u.state = 'committed'))",
+        )
+        .bind(&digests)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|source| DbError::Query {
+            context: "comparing missing blobs with the live database".into(),
+            url: live.to_string(),
+            source,
+        })?
+        .into_iter()
+        .collect();
+        for m in chunk {
+            if still.contains(&m.digest) {
+                since.missing_live += 1;
+                note(&mut since.missing_live_keys, &m.key);
+            } else {
+                since.deleted_since_snapshot += 1;
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// The whole listing, in order, from slices listed [`SLICES_AT_ONCE`] at a
+/// time; memory holds at most that many slices.
+fn sliced_listing<'a>(
+    store: &'a dyn BackupStore,
+    splits: &'a [String],
+) -> impl futures::Stream<Item = Result<ObjectInfo, EngineError>> + Unpin + 'a {
+    let bounds: Vec<(Option<&str>, Option<&str>)> = (0..=splits.len())
+        .map(|i| (i.checked_sub(1).map(|p| splits[p].as_str()), splits.get(i).map(String::as_str)))
+        .collect();
+    let slices = futures::stream::iter(bounds)
+        .map(move |(after, up_to)| async move { store.list_range("", after, up_to).collect::<Vec<_>>().await })
+        .buffered(SLICES_AT_ONCE);
+    Box::pin(slices.flat_map(|slice| futures::stream::iter(slice.into_iter().map(|o| o.map_err(EngineError::from)))))
+}
+
+/// What a blob check means for a drill: failures (reason, message) and warnings.
+pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut failures, mut warnings) = (Vec::new(), Vec::new());
+    let first = |keys: &[String]| keys.join(", ");
+    let missing = check.missing_classes.unwrap_or_default();
+    let since = match &check.missing_since {
+        Some(s) if s.unknown == 0 => format!(
+            "; {} deleted since the restore point, {} missing for the live installation too{}",
+            s.deleted_since_snapshot,
+            s.missing_live,
+            if s.missing_live_keys.is_empty() { String::new() } else { format!(" ({})", first(&s.missing_live_keys)) }
+        ),
+        Some(s) => format!("; {} not compared with the live database (give the live database to compare)", s.unknown),
+        None => String::new(),
+    };
+    if missing.referenced > 0 {
+        failures.push((
+            "BlobsMissing".to_string(),
+            format!(
+                "blobs: {} objects of blobs that artifact entries or manifests reference are missing from {} (first: {}){since}; restored as of this backup, the installation would fail to serve them",
+                missing.referenced,
+                check.store,
+                first(&check.missing_keys)
+            ),
+        ));
+    }
+    if missing.committed_only > 0 {
+        warnings.push(format!(
+            "blobs: {} objects of blobs only a committed upload references are missing from {} (downloads through those uploads would fail; upstream's garbage collection may delete such blobs){}",
+            missing.committed_only,
+            check.store,
+            if missing.referenced == 0 { format!(" (first: {})", first(&check.missing_keys)) } else { String::new() }
+        ));
+    }
+    if check.size_mismatches > 0 {
+        failures.push((
+            "BlobCorrupt".to_string(),
+            format!(
+                "blobs: {} objects in {} have another size than their row records (first: {})",
+                check.size_mismatches,
+                check.store,
+                first(&check.size_mismatch_keys)
+            ),
+        ));
+    }
+    if check.corrupt > 0 {
+        failures.push((
+            "BlobCorrupt".to_string(),
+            format!(
+                "blobs: {} of {} hashed objects do not match their SHA-256 digest (first: {})",
+                check.corrupt,
+                check.sampled,
+                first(&check.corrupt_keys)
+            ),
+        ));
+    }
+    if check.dangling_references > 0 {
+        failures.push((
+            "BlobReferencesDangling".to_string(),
+            format!(
+                "blobs: {} artifact entries or manifests reference blob rows the restored database lacks",
+                check.dangling_references
+            ),
+        ));
+    }
+    (failures, warnings)
+}
+
+/// Writes every object of a seed of `sizes` into `store`, `parallel` at a
+/// time (see `seed::objects_sql`); returns how many.
+pub async fn write_seed_objects(
+    database: &DatabaseUrl,
+    sizes: &super::seed::Sizes,
+    store: &dyn BackupStore,
+    parallel: usize,
+    progress: &Progress,
+) -> Result<u64, EngineError> {
+    let mut conn = PgConnection::connect_with(&database.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: database.to_string(), source })?;
+    let sql = super::seed::objects_sql(sizes);
+    let rows = sqlx::query_as::<_, (String, Option<i64>)>(&sql).fetch(&mut conn);
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    rows.map(|row| async {
+        let (key, blob) = row.map_err(|source| DbError::Query {
+            context: "listing the seed's objects".into(),
+            url: database.to_string(),
+            source,
+        })?;
+        let content = match blob {
+            Some(j) => super::seed::blob_content(j),
+            None => super::seed::leftover_content(&key),
+        };
+        store.put_bytes(&key, content).await?;
+        let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_multiple_of(50_000) {
+            progress.step(format!("{n} blob objects written ({})", human_duration(started.elapsed().as_secs_f64())));
+        }
+        Ok::<_, EngineError>(())
+    })
+    .buffer_unordered(parallel.max(1))
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<Vec<()>, _>>()?;
+    Ok(written.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(key: &str, length: i64, class: RowClass) -> Result<BlobRow, EngineError> {
+        Ok(BlobRow { key: key.into(), length, digest: format!("d-{key}"), class })
+    }
+
+    fn o(key: &str, size: u64) -> Result<ObjectInfo, EngineError> {
+        Ok(ObjectInfo { key: key.into(), size })
+    }
+
+    async fn run(
+        rows: Vec<Result<BlobRow, EngineError>>,
+        objects: Vec<Result<ObjectInfo, EngineError>>,
+    ) -> (Merged, Vec<String>) {
+        let in_flight: HashSet<String> = ["x-open".to_string()].into();
+        let mut offered = Vec::new();
+        let merged = merge(futures::stream::iter(rows), futures::stream::iter(objects), &in_flight, |r| {
+            offered.push(r.key.clone())
+        })
+        .await
+        .unwrap();
+        (merged, offered)
+    }
+
+    #[tokio::test]
+    async fn rows_and_objects_are_classified_and_named() {
+        use RowClass::*;
+        let (m, offered) = run(
+            vec![
+                r("a", 1, Referenced),
+                r("b", 2, Referenced),
+                r("c", 3, CommittedOnly),
+                r("e", 5, Unreferenced),
+                r("g", 1, Referenced),
+            ],
+            vec![o("a", 1), o("b", 20), o("d", 4), o("e", 5), o("f", 6), o("x-open", 7)],
+        )
+        .await;
+        let c = &m.check;
+        assert_eq!((c.referenced, c.present, c.missing, c.size_mismatches, c.orphans), (5, 3, 2, 1, 3));
+        assert_eq!(c.missing_keys, ["c", "g"], "missing objects of rows something references");
+        assert_eq!(c.size_mismatch_keys, ["b (database 2 bytes, store 20 bytes)"]);
+        assert_eq!(c.row_classes, Some(BlobClasses { referenced: 3, committed_only: 1, unreferenced: 1 }));
+        assert_eq!(c.missing_classes, Some(BlobClasses { referenced: 1, committed_only: 1, unreferenced: 0 }));
+        let w = c.without_row.unwrap();
+        assert_eq!((w.in_flight, w.in_flight_bytes, w.leftovers, w.leftover_bytes), (1, 7, 2, 10));
+        assert_eq!(m.missing.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(), ["c", "g"]);
+        assert_eq!(offered, ["a", "e"], "present rows of the right size are offered to the sample");
+    }
+
+    #[tokio::test]
+    async fn only_missing_referenced_blobs_fail_a_drill() {
+        use RowClass::*;
+        let (m, _) = run(vec![r("a", 1, Unreferenced), r("b", 1, CommittedOnly)], vec![]).await;
+        let (failures, warnings) = findings(&m.check);
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(warnings.len(), 1, "a missing committed-only blob is a warning: {warnings:?}");
+        let (m, _) = run(vec![r("a", 1, Referenced)], vec![o("a-leftover", 3)]).await;
+        let (failures, _) = findings(&m.check);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, "BlobsMissing");
+        assert!(failures[0].1.contains("first: a)"), "{}", failures[0].1);
+    }
+
+    #[test]
+    fn a_reservoir_keeps_k_of_what_it_saw() {
+        let mut reservoir = Reservoir { k: 5, seen: 0, kept: Vec::new() };
+        for i in 0..1000 {
+            reservoir.offer(&BlobRow {
+                key: i.to_string(),
+                length: 1,
+                digest: String::new(),
+                class: RowClass::Referenced,
+            });
+        }
+        assert_eq!((reservoir.kept.len(), reservoir.seen), (5, 1000));
+    }
+}
