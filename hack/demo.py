@@ -130,7 +130,8 @@ def main():
             run("psql", "-q", context["source_server"], "-c", "CREATE DATABASE artifortress")
             run(BIN, "migrate", "--database", source, env=env)
             run(BIN, "migrate", "--database", source, env=env)
-            return "applied, then re-applied as a no-op"
+            level = run("psql", "-At", source, "-c", "SELECT max(version) FROM schema_migrations").strip()
+            return f"our model of upstream's schema applied up to {level}; run again: nothing to do"
 
         checks.run("migrate the source database", migrate, required=True)
         blobs = OUT / "blobs"
@@ -197,10 +198,12 @@ def main():
             expected = ["allowed|1", "denied|1", "unauthenticated|1"]
             for _ in range(50):
                 rows = run("psql", "-At", source, "-c",
-                           "SELECT outcome, sum(coalesce((details->>'count')::int, 1)) FROM audit_log "
-                           "WHERE action = 'ops.summary.read' GROUP BY outcome ORDER BY outcome").split()
+                           "SELECT coalesce(details->>'outcome', 'allowed'), sum(coalesce((details->>'count')::int, 1)) "
+                           "FROM audit_log WHERE action IN ('ops.summary.read', 'ops.summary.denied') "
+                           "GROUP BY 1 ORDER BY 1").split()
                 if rows == expected:
-                    return "every request audited: allowed (before the answer), denied and unauthenticated (counted)"
+                    return ("every request audited in the installation's audit_log (tenant default): the read "
+                            "(ops.summary.read, before the answer), the denied and the unauthenticated one (counted)")
                 time.sleep(0.1)
             raise RuntimeError(f"audit rows {rows}, expected {expected}")
 
@@ -208,7 +211,7 @@ def main():
 
         def metrics():
             body = expect_status(f"{base}/metrics", 200)
-            wanted = ["artifortress_ops_outbox_pending", "artifortress_dependency_up"]
+            wanted = ["artifortress_ops_pending_outbox_events", "artifortress_dependency_up"]
             missing = [m for m in wanted if m not in body]
             if missing:
                 raise RuntimeError(f"missing metrics: {missing}")
@@ -218,7 +221,9 @@ def main():
 
         if DELETE_BLOB:
             def delete_blob():
-                key = run("psql", "-At", source, "-c", "SELECT storage_key FROM blobs ORDER BY id LIMIT 1").strip()
+                key = run("psql", "-At", source, "-c",
+                          "SELECT storage_key FROM blobs b WHERE EXISTS (SELECT 1 FROM artifact_entries e "
+                          "WHERE e.blob_digest = b.digest) ORDER BY storage_key LIMIT 1").strip()
                 (blobs / key).unlink()
                 context["deleted_blob"] = key
                 return f"deleted {key} from the blob store (DEMO_DELETE_BLOB=1)"
@@ -260,8 +265,8 @@ def main():
             b = (context.get("drill") or {}).get("blobs")
             if not b:
                 raise RuntimeError("the drill did not check blobs")
-            summary = (f"{b['referenced']} referenced, {b['present']} present, {b['missing']} missing, "
-                       f"{b['sizeMismatches']} size mismatches, {b['corrupt']} of {b['sampled']} sampled corrupt")
+            summary = (f"{b['referenced']} blob rows, {b['present']} present, {b['missing']} missing, "
+                       f"{b['sizeMismatches']} size mismatches, {b['corrupt']} of {b['sampled']} hashed corrupt")
             if b["missing"] or b["sizeMismatches"] or b["corrupt"]:
                 first = (b.get("missingKeys") or b.get("sizeMismatchKeys") or b.get("corruptKeys") or [""])[0]
                 raise RuntimeError(f"{summary}; first: {first}")
@@ -301,12 +306,16 @@ def render(checks, context):
         lines.append(f"| {name} | {'pass' if ok else '**FAIL**'}{(': ' + detail) if detail else ''} | {took} |")
     summary = context.get("summary")
     if summary:
-        lines += ["", "## Ops summary", "", "| signal | value | warning | critical | severity |", "|---|---|---|---|---|"]
+        lines += ["", "## Ops summary", "",
+                  f"Upstream's figures per tenant, schema level `{summary['schema'].get('level')}`, "
+                  f"readiness `{summary['readiness']['status']}`; thresholds as upstream compares them (strictly above).",
+                  "", "| figure | tenant | value | warning above | critical above | severity |", "|---|---|---|---|---|---|"]
         for s in summary["slo"]["signals"]:
-            lines.append(f"| {s['signal']} | {s['value']:g} | {s['warning']} | {s['critical']} | {s['severity']} |")
+            lines.append(f"| {s['signal']} | {s.get('tenant', '')} | {s['value']:g} | {s.get('warning', '–')} | "
+                         f"{s.get('critical', '–')} | {s['severity']} |")
         lines += ["", f"Worst severity: **{summary['slo']['severity']}**; also "
-                  f"{summary['outboxAvailable']} outbox events deliverable now and "
-                  f"{summary['searchJobsPending']} search jobs pending. (The demo data carries a backlog on purpose.)"]
+                  f"{summary['availableOutboxEvents']} outbox events deliverable now. "
+                  "(The demo data carries a backlog on purpose.)"]
     drill = context.get("drill")
     if drill:
         lines += ["", "## Drill verdict", "",
@@ -325,11 +334,17 @@ def render(checks, context):
             store = b["store"].replace(f"file://{OUT}", "file://<demo output>")
             reason = f" (failed: `{drill['reason']}`)" if drill.get("reason") else ""
             lines += ["", "## Blobs", "",
-                      f"The restored database's blob references against `{store}`{reason}:", "",
-                      "| referenced | present | missing | size mismatches | sampled | corrupt | orphans |",
+                      f"The restored database's blob rows against `{store}`{reason}:", "",
+                      "| rows | present | missing | size mismatches | hashed | corrupt | objects without a row |",
                       "|---:|---:|---:|---:|---:|---:|---:|",
                       f"| {b['referenced']} | {b['present']} | {b['missing']} | {b['sizeMismatches']} | "
                       f"{b['sampled']} | {b['corrupt']} | {b['orphans']} |"]
+            classes, without = b.get("rowClasses"), b.get("withoutRow")
+            if classes and without:
+                lines += ["", f"Rows referenced by artifact entries or manifests: {classes['referenced']}; only by a "
+                          f"committed upload: {classes['committedOnly']}; by nothing (GC may delete them): "
+                          f"{classes['unreferenced']}. Objects without a row: {without['inFlight']} in flight, "
+                          f"{without['leftovers']} left by aborted or duplicate uploads (never a failure)."]
             for key in b.get("missingKeys") or []:
                 lines.append(f"\nMissing: `{key}`")
         lines += ["", "| table | expected rows | restored rows | match |", "|---|---|---|---|"]

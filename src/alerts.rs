@@ -20,10 +20,12 @@ pub struct Thresholds {
 pub struct Alert {
     pub alert: String,
     pub summary: String,
-    /// PromQL; the alert fires when `expr >= threshold` has held for `for`.
+    /// PromQL; the alert fires when `expr > threshold` has held for `for`.
     pub expr: String,
     pub warning: f64,
-    pub critical: f64,
+    /// Absent: the alert has a warning level only (as several of upstream's).
+    #[serde(default)]
+    pub critical: Option<f64>,
     #[serde(rename = "for")]
     pub for_: String,
     /// `for` of the critical rule, when it differs.
@@ -55,9 +57,61 @@ pub fn metric_names(t: &Thresholds) -> Vec<String> {
     names
 }
 
+/// One rule of the PrometheusRule: an alert at one severity.
+pub struct Rule<'a> {
+    pub alert: &'a Alert,
+    pub severity: &'static str,
+    pub threshold: f64,
+    pub for_: &'a str,
+}
+
+impl Rule<'_> {
+    /// The rule's PromQL: strictly above its threshold.
+    pub fn expr(&self) -> String {
+        format!("({}) > {}", self.alert.expr, self.threshold)
+    }
+}
+
+/// Every rule: each alert at warning and, when it has one, at critical.
+pub fn rules(t: &Thresholds) -> Vec<Rule<'_>> {
+    let mut out = Vec::new();
+    for a in &t.alerts {
+        out.push(Rule { alert: a, severity: "warning", threshold: a.warning, for_: &a.for_ });
+        if let Some(critical) = a.critical {
+            let for_ = a.critical_for.as_deref().unwrap_or(&a.for_);
+            out.push(Rule { alert: a, severity: "critical", threshold: critical, for_ });
+        }
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+/// The rules as a plain Prometheus rule file (what `promtool` reads), with the
+/// runbook links relative to `runbook_base`.
+pub fn rule_file(t: &Thresholds, runbook_base: &str) -> String {
+    let mut out = String::from("groups:\n  - name: artifortress\n    rules:\n");
+    for r in rules(t) {
+        out.push_str(&rule_yaml(&r, "      ", &format!("{runbook_base}/{}", r.alert.runbook)));
+    }
+    out
+}
+
+fn rule_yaml(r: &Rule<'_>, indent: &str, runbook_url: &str) -> String {
+    format!(
+        "{indent}- alert: {}\n{indent}  expr: {}\n{indent}  for: {}\n{indent}  labels:\n{indent}    severity: {}\n{indent}  annotations:\n{indent}    summary: {}\n{indent}    runbook_url: {runbook_url}\n",
+        r.alert.alert,
+        quote(&r.expr()),
+        r.for_,
+        r.severity,
+        quote(&r.alert.summary),
+    )
+}
+
 /// The Helm template of the PrometheusRule (rendered when `prometheusRule.enabled`).
 pub fn render(t: &Thresholds) -> String {
-    let quote = |s: &str| serde_json::to_string(s).expect("strings serialise");
     let mut out = String::from(
         "# Generated from deploy/alert-thresholds.yaml by `make alerts`; do not edit.\n\
          {{- if .Values.prometheusRule.enabled }}\n\
@@ -76,18 +130,9 @@ pub fn render(t: &Thresholds) -> String {
              - name: artifortress\n      \
                rules:\n",
     );
-    for a in &t.alerts {
-        for (severity, threshold, for_) in
-            [("warning", a.warning, &a.for_), ("critical", a.critical, a.critical_for.as_ref().unwrap_or(&a.for_))]
-        {
-            out.push_str(&format!(
-                "        - alert: {}\n          expr: {}\n          for: {for_}\n          labels:\n            severity: {severity}\n          annotations:\n            summary: {}\n            runbook_url: {{{{ .Values.prometheusRule.runbookBaseUrl }}}}/{}\n",
-                a.alert,
-                quote(&format!("({}) >= {threshold}", a.expr)),
-                quote(&a.summary),
-                a.runbook
-            ));
-        }
+    for r in rules(t) {
+        let url = format!("{{{{ .Values.prometheusRule.runbookBaseUrl }}}}/{}", r.alert.runbook);
+        out.push_str(&rule_yaml(&r, "        ", &url));
     }
     out.push_str("{{- end }}\n");
     out

@@ -118,7 +118,7 @@ fn panels() -> Vec<Panel> {
     ]
 }
 
-fn panel_json(id: usize, panel: &Panel, thresholds: Option<(f64, f64)>, x: usize, y: usize) -> Value {
+fn panel_json(id: usize, panel: &Panel, thresholds: Option<(f64, Option<f64>)>, x: usize, y: usize) -> Value {
     let targets: Vec<Value> = panel
         .queries
         .iter()
@@ -129,9 +129,10 @@ fn panel_json(id: usize, panel: &Panel, thresholds: Option<(f64, f64)>, x: usize
         })
         .collect();
     let steps = match thresholds {
-        Some((warning, critical)) => json!([
+        Some((warning, Some(critical))) => json!([
             {"color": "green", "value": null}, {"color": "orange", "value": warning}, {"color": "red", "value": critical}
         ]),
+        Some((warning, None)) => json!([{"color": "green", "value": null}, {"color": "orange", "value": warning}]),
         None => json!([{"color": "green", "value": null}]),
     };
     let mode = if thresholds.is_some() { "line" } else { "off" };
@@ -152,6 +153,11 @@ fn panel_json(id: usize, panel: &Panel, thresholds: Option<(f64, f64)>, x: usize
     })
 }
 
+/// Per-tenant figures are told apart by their tenant too.
+fn legend(expr: &str) -> &'static str {
+    if expr.contains("artifortress_ops_") { "{{installation}} {{tenant}}" } else { "{{installation}}" }
+}
+
 /// The dashboard JSON for Grafana (schema 39), pretty-printed with a final newline.
 pub fn render(t: &Thresholds) -> String {
     let mut out: Vec<Value> = Vec::new();
@@ -169,7 +175,7 @@ pub fn render(t: &Thresholds) -> String {
             title: format!("{} (alert thresholds)", a.alert),
             description: a.summary.clone(),
             unit: "short",
-            queries: vec![("{{installation}}", filtered(&a.expr))],
+            queries: vec![(legend(&a.expr), filtered(&a.expr))],
         };
         next(&mut out, &panel, Some((a.warning, a.critical)));
     }

@@ -2,7 +2,10 @@
 //! the source: the engine, the stores and the database code know nothing of
 //! Kubernetes, the CRDs, the controllers or the HTTP server; the stores do not
 //! need the database code; controllers and server meet only in the registry of
-//! installations; the formats crate depends on no Kubernetes crate.
+//! installations; the formats crate depends on no Kubernetes crate; the
+//! engine, the stores and the database code know nothing of Artifortress
+//! (`src/artifortress/` is where that knowledge lives: the command line, the
+//! server and the controllers bring the two together).
 
 use std::path::{Path, PathBuf};
 
@@ -19,14 +22,15 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Every line of `dir`'s sources naming one of `forbidden`, as `file:line: text`.
+/// Every line of code (comments aside) of `dir`'s sources naming one of
+/// `forbidden`, as `file:line: text`.
 fn uses(dir: &str, forbidden: &[&str]) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut found = Vec::new();
     for file in rust_files(&root.join(dir)) {
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
-            if forbidden.iter().any(|f| line.contains(f)) {
+            if !line.trim_start().starts_with("//") && forbidden.iter().any(|f| line.contains(f)) {
                 found.push(format!("{}:{}: {}", file.strip_prefix(root).unwrap().display(), n + 1, line.trim()));
             }
         }
@@ -49,6 +53,18 @@ const KUBERNETES: [&str; 8] = [
 fn engine_stores_and_database_code_know_no_kubernetes() {
     for dir in ["src/engine", "src/store", "src/db"] {
         assert_eq!(uses(dir, &KUBERNETES), Vec::<String>::new(), "{dir} must not depend on these");
+    }
+}
+
+#[test]
+fn engine_stores_and_database_code_know_nothing_of_artifortress() {
+    for dir in ["src/engine", "src/store", "src/db"] {
+        assert_eq!(uses(dir, &["crate::artifortress"]), Vec::<String>::new(), "{dir} stays generic");
+    }
+    // Artifortress's tables are named in its own module only.
+    let tables = ["audit_log", "outbox_events", "search_index_jobs", "gc_runs", "upload_sessions", "artifact_entries"];
+    for dir in ["src/engine", "src/store", "src/db", "src/server", "src/controller"] {
+        assert_eq!(uses(dir, &tables), Vec::<String>::new(), "{dir} names Artifortress's tables");
     }
 }
 

@@ -1,7 +1,10 @@
-//! The blob check of a drill against a real S3 server (Garage): the restored
-//! database's blob references must exist in the blob store with their size
-//! (and, sampled, their SHA-256), whatever happened to the bucket since the
-//! backup. Real PostgreSQL, objects really deleted, overwritten, resized.
+//! The blob check of a drill against a real S3 server (Garage), on the upstream
+//! schema as the seed fills it: every blob row of the restored database must
+//! have its object (keys from the bucket root) with its size and, hashed, its
+//! SHA-256 (the bare hex digest); rows are classified by what references them,
+//! objects without a row as in flight or leftovers, missing objects as deleted
+//! since the restore point or missing live too. Objects really deleted,
+//! overwritten, resized; GC really simulated on the live database.
 
 mod support;
 
@@ -9,8 +12,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 use support::{TestDatabase, assert_exit, env, operator, s3_client, s3_store_url, unique_name, with_database};
 
-/// A seeded installation database whose blobs are in a Garage bucket
-/// (`blobs/` prefix), and a backup of it in a file store.
+/// A seeded installation database whose objects are in a Garage bucket, and
+/// a backup of it in a file store.
 struct Installation {
     db: TestDatabase,
     bucket: String,
@@ -25,13 +28,19 @@ impl Installation {
         let s3 = s3_client().await;
         let bucket = unique_name("blobs");
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        let blob_store = s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "blobs");
+        let blob_store = s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "");
         let out = operator(&["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store]);
         assert_exit(&out, 0);
-        assert!(String::from_utf8_lossy(&out.stderr).contains("4500 blob objects written"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("2590 blob objects written"),
+            "{}",
+            support::stderr(&out)
+        );
         let store_dir = tempfile::tempdir().unwrap();
         let i = Installation { db, bucket, s3, blob_store, store_dir };
-        assert_exit(&operator(&["backup", "--source", i.db.url.expose(), "--store", &i.store(), "--name", "b1"]), 0);
+        let backup =
+            ["backup", "--source", i.db.url.expose(), "--store", &i.store(), "--name", "b1", "--verify", "checksums"];
+        assert_exit(&operator(&backup), 0);
         i
     }
 
@@ -59,92 +68,156 @@ impl Installation {
         ];
         args.extend_from_slice(extra);
         let out = operator(&args);
-        let verdict = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let verdict = serde_json::from_slice(&std::fs::read(&json).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", support::stderr(&out)));
         (verdict, out.status.code())
     }
 
-    /// The key (under the bucket) of the `n`-th seeded blob, and its size.
-    async fn blob(&self, n: i64) -> (String, i64) {
-        let pool = self.db.pool().await;
-        let (key, size): (String, i64) =
-            sqlx::query_as("SELECT storage_key, size_bytes FROM blobs ORDER BY id OFFSET $1 LIMIT 1")
-                .bind(n)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        (format!("blobs/{key}"), size)
+    /// The key, size and digest of a blob row of a class (`entries`, `manifests`,
+    /// `committed`: only a committed upload references it, `none`).
+    async fn blob(&self, class: &str) -> (String, i64, String) {
+        let referenced = match class {
+            "entries" => "EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest)",
+            "manifests" => "EXISTS (SELECT 1 FROM manifests m WHERE m.manifest_blob_digest = b.digest)",
+            "committed" => {
+                "NOT EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest)
+                 AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.manifest_blob_digest = b.digest)
+                 AND EXISTS (SELECT 1 FROM upload_sessions u WHERE u.committed_blob_digest = b.digest)"
+            }
+            _ => {
+                "NOT EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest)
+                 AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.manifest_blob_digest = b.digest)
+                 AND NOT EXISTS (SELECT 1 FROM upload_sessions u WHERE u.committed_blob_digest = b.digest)"
+            }
+        };
+        sqlx::query_as(&format!(
+            "SELECT storage_key, length_bytes, digest::text FROM blobs b WHERE {referenced} ORDER BY storage_key LIMIT 1"
+        ))
+        .fetch_one(&self.db.pool().await)
+        .await
+        .unwrap()
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) {
         self.s3.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(body)).send().await.unwrap();
     }
+
+    async fn delete(&self, key: &str) {
+        self.s3.delete_object().bucket(&self.bucket).key(key).send().await.unwrap();
+    }
 }
 
 #[tokio::test]
-async fn every_referenced_blob_present_passes_and_an_orphan_is_only_reported() {
+async fn a_checksum_drill_passes_and_objects_without_a_row_are_reported_not_failed() {
     let i = Installation::new().await;
-    i.put("blobs/nobody/references/this", b"stray".to_vec()).await;
-    let (verdict, code) = i.drill(&["--blob-sample", "50"]);
+    // An upload in progress: a multipart upload started, one part sent, never completed.
+    let started =
+        i.s3.create_multipart_upload().bucket(&i.bucket).key("staging/t/repo/in-progress").send().await.unwrap();
+    i.s3.upload_part()
+        .bucket(&i.bucket)
+        .key("staging/t/repo/in-progress")
+        .upload_id(started.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from(vec![b'p'; 1024]))
+        .send()
+        .await
+        .unwrap();
+    let (verdict, code) = i.drill(&["--verify", "checksums", "--verify-blob-digests"]);
     assert_eq!(code, Some(0), "{verdict:#}");
+    assert!(
+        verdict["parity"].as_array().unwrap().iter().all(|p| p["match"] == true && p["expectedChecksum"].is_string())
+    );
+    assert_eq!(verdict["parity"].as_array().unwrap().len(), 30, "every table of the upstream schema");
     let blobs = &verdict["blobs"];
-    assert_eq!(blobs["referenced"], 4500);
-    assert_eq!(blobs["present"], 4500);
+    assert_eq!((blobs["referenced"].as_u64(), blobs["present"].as_u64()), (Some(2560), Some(2560)));
     assert_eq!((blobs["missing"].as_u64(), blobs["sizeMismatches"].as_u64()), (Some(0), Some(0)));
-    assert_eq!((blobs["sampled"].as_u64(), blobs["corrupt"].as_u64()), (Some(50), Some(0)));
-    assert_eq!(blobs["orphans"], 1);
-    assert_eq!(blobs["orphanKeys"], serde_json::json!(["nobody/references/this"]));
+    assert_eq!((blobs["sampled"].as_u64(), blobs["allDigestsVerified"].as_bool()), (Some(2560), Some(true)));
+    assert_eq!(blobs["rowClasses"], serde_json::json!({"referenced": 2500, "committedOnly": 20, "unreferenced": 40}));
+    // 20 duplicate uploads and 8 aborted ones left objects; 2 uploads wait for their commit.
+    let without = &blobs["withoutRow"];
+    assert_eq!((without["leftovers"].as_u64(), without["inFlight"].as_u64()), (Some(28), Some(2)), "{blobs:#}");
+    assert_eq!(blobs["multipartInProgress"], 1);
+    assert!(verdict["failures"].as_array().is_none_or(|f| f.is_empty()), "{verdict:#}");
 }
 
 #[tokio::test]
-async fn a_deleted_blob_fails_the_drill_naming_its_key() {
+async fn a_deleted_blob_fails_the_drill_naming_its_key_and_whether_it_went_since_the_restore_point() {
     let i = Installation::new().await;
-    let (key, _) = i.blob(1234).await;
-    i.s3.delete_object().bucket(&i.bucket).key(&key).send().await.unwrap();
-    let (verdict, code) = i.drill(&[]);
-    assert_eq!(code, Some(1));
-    assert_eq!(verdict["result"], "Failed");
-    assert_eq!(verdict["reason"], "BlobsMissing");
-    let stored_key = key.strip_prefix("blobs/").unwrap();
-    assert_eq!(verdict["blobs"]["missing"], 1);
-    assert_eq!(verdict["blobs"]["missingKeys"], serde_json::json!([stored_key]));
+    let pool = i.db.pool().await;
+    // Missing for the live installation too: its row still references it.
+    let (lost, _, _) = i.blob("entries").await;
+    i.delete(&lost).await;
+    // Deleted since the restore point: a GC of the live database removed the
+    // manifest referencing it, then its row and its object.
+    let (collected, _, digest) = i.blob("manifests").await;
+    sqlx::raw_sql(&format!(
+        "UPDATE manifests SET manifest_blob_digest = NULL WHERE manifest_blob_digest = '{digest}';
+         DELETE FROM blobs WHERE digest = '{digest}';"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    i.delete(&collected).await;
+    // Unreferenced and committed-only rows whose objects are gone.
+    let (unreferenced, _, _) = i.blob("none").await;
+    i.delete(&unreferenced).await;
+    let (committed, _, _) = i.blob("committed").await;
+    i.delete(&committed).await;
+
+    let (verdict, code) = i.drill(&["--live", i.db.url.expose()]);
+    assert_eq!(code, Some(1), "{verdict:#}");
+    assert_eq!((verdict["result"].as_str(), verdict["reason"].as_str()), (Some("Failed"), Some("BlobsMissing")));
+    let blobs = &verdict["blobs"];
+    assert_eq!(blobs["missing"], 4);
+    assert_eq!(blobs["missingClasses"], serde_json::json!({"referenced": 2, "committedOnly": 1, "unreferenced": 1}));
+    // The committed-only row is still referenced live (through its upload) too.
+    assert_eq!(blobs["missingSince"]["deletedSinceSnapshot"], 1, "{blobs:#}");
+    assert_eq!(blobs["missingSince"]["missingLive"], 2);
+    let live_keys = blobs["missingSince"]["missingLiveKeys"].to_string();
+    assert!(
+        live_keys.contains(&lost) && live_keys.contains(&committed) && !live_keys.contains(&collected),
+        "{live_keys}"
+    );
     let failures = verdict["failures"].to_string();
-    assert!(failures.contains("1 of 4500 referenced blobs are missing") && failures.contains(stored_key), "{failures}");
+    assert!(
+        failures.contains("2 objects of blobs that artifact entries or manifests reference are missing"),
+        "{failures}"
+    );
+    assert!(failures.contains(&lost) && failures.contains(&collected), "{failures}");
+    assert!(!failures.contains(&unreferenced), "an unreferenced blob GC may delete is no failure: {failures}");
+    assert!(verdict["warnings"].to_string().contains("only a committed upload references"), "{verdict:#}");
 
     // With the Warn policy the same finding is a warning.
     let (verdict, code) = i.drill(&["--blob-policy", "warn"]);
     assert_eq!(code, Some(0), "{verdict:#}");
-    assert!(verdict["warnings"].to_string().contains("missing"), "{verdict:#}");
+    assert!(verdict["warnings"].to_string().contains("are missing"), "{verdict:#}");
+    assert_eq!(verdict["blobs"]["missingSince"]["unknown"], 3, "not compared without a live database");
 }
 
 #[tokio::test]
-async fn other_bytes_of_the_same_size_are_corrupt_when_sampled_and_another_size_is_a_mismatch() {
+async fn other_bytes_of_the_same_size_are_corrupt_when_hashed_and_another_size_is_a_mismatch() {
     let i = Installation::new().await;
-    let (key, size) = i.blob(77).await;
+    let (key, size, _) = i.blob("entries").await;
     i.put(&key, vec![b'x'; size as usize]).await;
-    // Same size: only the content check can tell, and it samples every blob here.
-    let (verdict, code) = i.drill(&[]);
-    assert_eq!(code, Some(0), "unsampled, a same-size overwrite is not seen: {verdict:#}");
-    let (verdict, code) = i.drill(&["--blob-sample", "100000"]);
-    assert_eq!(code, Some(1));
+    // Same size: only hashing can tell; the default sample of 100 of 2 520 may miss it.
+    let (verdict, code) = i.drill(&["--verify-blob-digests"]);
+    assert_eq!(code, Some(1), "{verdict:#}");
     assert_eq!(verdict["reason"], "BlobCorrupt");
-    assert_eq!((verdict["blobs"]["sampled"].as_u64(), verdict["blobs"]["corrupt"].as_u64()), (Some(4500), Some(1)));
-    assert_eq!(verdict["blobs"]["corruptKeys"], serde_json::json!([key.strip_prefix("blobs/").unwrap()]));
+    assert_eq!((verdict["blobs"]["sampled"].as_u64(), verdict["blobs"]["corrupt"].as_u64()), (Some(2560), Some(1)));
+    assert_eq!(verdict["blobs"]["corruptKeys"], serde_json::json!([key]));
 
-    let (other, _) = i.blob(78).await;
+    let (other, _, _) = i.blob("manifests").await;
     i.put(&other, b"shorter".to_vec()).await;
-    let (verdict, code) = i.drill(&[]);
+    let (verdict, code) = i.drill(&["--blob-sample", "0"]);
     assert_eq!(code, Some(1));
     assert_eq!(verdict["reason"], "BlobCorrupt");
     assert_eq!(verdict["blobs"]["sizeMismatches"], 1);
     let mismatch = verdict["blobs"]["sizeMismatchKeys"][0].as_str().unwrap();
-    assert!(
-        mismatch.contains(other.strip_prefix("blobs/").unwrap()) && mismatch.contains("store 7 bytes"),
-        "{mismatch}"
-    );
+    assert!(mismatch.contains(&other) && mismatch.contains("store 7 bytes"), "{mismatch}");
 }
 
 #[tokio::test]
-async fn a_database_without_a_blobs_table_is_not_checked() {
+async fn blob_rows_that_cannot_be_read_fail_the_check_never_skip_it() {
     let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "noblobs").await;
     sqlx::raw_sql("CREATE TABLE t AS SELECT 1 AS x").execute(&db.pool().await).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -163,8 +236,9 @@ async fn a_database_without_a_blobs_table_is_not_checked() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert_exit(&out, 0);
+    assert_exit(&out, 1);
     let verdict: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert!(verdict["blobs"].is_null());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no blobs table"));
+    assert_eq!(verdict["reason"], "BlobsUnreadable", "{verdict:#}");
+    let failures = verdict["failures"].to_string();
+    assert!(failures.contains("cannot be checked") && failures.contains("not an Artifortress database"), "{failures}");
 }

@@ -82,13 +82,13 @@ async fn drill_round_trip_on_two_servers_through_s3_with_checksums() {
     ]);
     assert_exit(&out, 0);
     let progress = stderr(&out);
-    // "archive indexed": the pipe-written archive got its data offsets (all 16 tables).
+    // "archive indexed": the pipe-written archive got its data offsets (all 34 tables).
     for step in [
         "snapshot",
         "stored",
         "downloading",
         "dump verified",
-        "archive indexed: data offsets for 16 tables",
+        "archive indexed: data offsets for 34 tables",
         "pg_restore -j",
         "verifying",
         "verdict PASSED",
@@ -231,10 +231,14 @@ async fn rows_written_during_the_backup_are_in_neither_manifest_nor_restore() {
         }
     };
     tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("backup reaches the lock");
-    sqlx::query("INSERT INTO audit_log (actor, action, outcome) SELECT 'late', 'package.download', 'allowed' FROM generate_series(1, 777)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor_subject, action, resource_type, resource_id)
+         SELECT (SELECT tenant_id FROM tenants LIMIT 1), 'late', 'package.download', 'package_version', 'v'
+         FROM generate_series(1, 777)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     blocker.rollback().await.unwrap();
     let out = child.wait_with_output().await.unwrap();
     assert_exit(&out, 0);
@@ -253,8 +257,10 @@ async fn rows_written_during_the_backup_are_in_neither_manifest_nor_restore() {
     assert_exit(&out, 0);
     let restored = PgPool::connect(&target).await.unwrap();
     assert_eq!(count(&restored, "public.audit_log").await, before);
-    let late: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor = 'late'").fetch_one(&restored).await.unwrap();
+    let late: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor_subject = 'late'")
+        .fetch_one(&restored)
+        .await
+        .unwrap();
     assert_eq!(late, 0);
 }
 

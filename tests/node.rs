@@ -426,7 +426,8 @@ async fn with_two_replicas_a_standby_takes_the_lease_and_the_service_serves_toke
     let pool = r.db.pool().await;
     for (account, outcome) in [("reader", "allowed"), ("stranger", "denied")] {
         let actor = format!("system:serviceaccount:{}:{account}", r.ns);
-        let query = "SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read' AND actor = $1 AND outcome = $2";
+        let query = "SELECT count(*) FROM audit_log WHERE action IN ('ops.summary.read', 'ops.summary.denied')
+                     AND actor_subject = $1 AND coalesce(details->>'outcome', 'allowed') = $2";
         wait_for(MINUTE, &format!("the audit row of {account}"), || async {
             let rows: i64 =
                 sqlx::query_scalar(query).bind(&actor).bind(outcome).fetch_one(&pool).await.unwrap_or_default();

@@ -176,7 +176,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     assert_eq!(status, 200, "{body}");
     let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(summary["installation"], "production");
-    assert!(summary["outboxPending"].as_i64().unwrap() > 0, "{summary}");
+    assert!(summary["pendingOutboxEvents"].as_i64().unwrap() > 0, "{summary}");
     let (_, metrics) = support::http_get(&a.addr(), "/metrics", None).await;
     assert!(metrics.contains("artifortress_backup_successes_total{installation=\"production\"} 1"), "{metrics}");
 
@@ -186,22 +186,23 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     assert_eq!(status, 200, "the standby's readiness: {body}");
     assert!(body.contains("\"installation\":\"production\""), "{body}");
     let pool = i.db.pool().await;
-    let allowed = "SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read' AND outcome = 'allowed'";
+    let allowed = "SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read'";
     let audited_before: i64 = sqlx::query_scalar(allowed).fetch_one(&pool).await.unwrap();
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status = 'pending'")
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE delivered_at IS NULL")
         .fetch_one(&pool)
         .await
         .unwrap();
     // Its metrics cover the installation before anyone asked it for the summary.
     let (_, metrics) = support::http_get(&b.addr(), "/metrics", None).await;
-    let gauge = format!("artifortress_ops_outbox_pending{{installation=\"production\"}} {pending}");
+    let gauge =
+        format!("artifortress_ops_pending_outbox_events{{installation=\"production\",tenant=\"default\"}} {pending}");
     assert!(metrics.contains(&gauge), "the standby's metrics: {gauge} in\n{metrics}");
     let admin = support::env("AF_TEST_KUBE_TOKEN_ADMIN");
     let (status, body) =
         support::http_get(&b.addr(), "/v1/admin/ops/summary?installation=production", Some(&admin)).await;
     assert_eq!(status, 200, "the standby's ops summary: {body}");
     let from_standby: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(from_standby["outboxPending"].as_i64(), Some(pending));
+    assert_eq!(from_standby["pendingOutboxEvents"].as_i64(), Some(pending));
     let audited_after: i64 = sqlx::query_scalar(allowed).fetch_one(&pool).await.unwrap();
     assert_eq!(audited_after, audited_before + 1, "the standby's read is audited");
 

@@ -511,7 +511,8 @@ async fn a_killed_archiver_falls_silent_and_crosses_the_alert_thresholds() {
         line[sample.len()..].parse::<f64>().unwrap()
     };
     let silent = Some((ConditionStatus::False, "ArchiverSilent".to_string()));
-    for (minutes, threshold) in [(3, alert.warning), (11, alert.critical)] {
+    let critical = alert.critical.expect("the silent-archiver alert has a critical level");
+    for (minutes, threshold) in [(3, alert.warning), (11, critical)] {
         ahead.store(minutes, std::sync::atomic::Ordering::Relaxed);
         let af = wait_until(&api, "production", Duration::from_secs(60), |af| reason(af) == silent).await;
         let message = af.status.unwrap().conditions.into_iter().find(|c| c.type_ == "WalArchiving").unwrap().message;

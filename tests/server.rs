@@ -136,12 +136,15 @@ async fn not_ready_naming_object_storage_when_s3_accepts_but_never_answers() {
 
 /// The ops-summary audit rows as (actor, outcome, status, count), sorted, once
 /// `expected` requests are accounted for (rejected ones are written in batches).
+/// Reads are `ops.summary.read` rows; rejected requests `ops.summary.denied`
+/// rows with their outcome, status and count in `details`.
 async fn audit_rows(pool: &PgPool, expected: i64) -> Vec<(String, String, i32, i64)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
-            "SELECT actor, outcome, (details->>'status')::int, coalesce((details->>'count')::bigint, 1)
-             FROM audit_log WHERE action = 'ops.summary.read' ORDER BY 1, 2, 3, 4",
+            "SELECT actor_subject, coalesce(details->>'outcome', 'allowed'), coalesce((details->>'status')::int, 200),
+                    coalesce((details->>'count')::bigint, 1)
+             FROM audit_log WHERE action IN ('ops.summary.read', 'ops.summary.denied') ORDER BY 1, 2, 3, 4",
         )
         .fetch_all(pool)
         .await
@@ -157,9 +160,22 @@ fn row(actor: &str, outcome: &str, status: i32, count: i64) -> (String, String, 
     (actor.to_string(), outcome.to_string(), status, count)
 }
 
+/// A migrated database with these tenants (the first is `default`, as upstream deploys one).
+async fn with_tenants(prefix: &str, slugs: &[&str]) -> TestDatabase {
+    let db = TestDatabase::migrated(prefix).await;
+    for slug in slugs {
+        sqlx::query("INSERT INTO tenants (slug, name) VALUES ($1, $1)")
+            .bind(slug)
+            .execute(&db.pool().await)
+            .await
+            .unwrap();
+    }
+    db
+}
+
 #[tokio::test]
 async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
-    let db = TestDatabase::migrated("authz").await;
+    let db = with_tenants("authz", &["default"]).await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &["--audit-flush", "200ms"]).await;
     let path = "/v1/admin/ops/summary";
     assert_eq!(server.get(path, None).await.0, 401);
@@ -181,7 +197,7 @@ async fn admin_matrix_with_the_tokens_file_and_every_request_audited() {
 
 #[tokio::test]
 async fn anonymous_callers_learn_no_names_and_a_flood_of_bad_tokens_is_a_few_counted_rows() {
-    let db = TestDatabase::migrated("flood").await;
+    let db = with_tenants("flood", &["default"]).await;
     let args = ["--installation", "acme-payments", "--namespace", "acme-prod", "--audit-flush", "1s"];
     let (server, _dir) = serve_with_tokens(db.url.expose(), &args).await;
     let path = "/v1/admin/ops/summary";
@@ -211,15 +227,48 @@ async fn anonymous_callers_learn_no_names_and_a_flood_of_bad_tokens_is_a_few_cou
 }
 
 #[tokio::test]
-async fn a_summary_read_that_fails_is_audited_as_failed() {
-    let db = TestDatabase::migrated("readfail").await;
-    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+async fn a_read_the_database_cannot_answer_is_refused_unaudited_as_upstream_does() {
+    let db = with_tenants("readfail", &["default"]).await;
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &["--summary-max-age", "0s"]).await;
     let pool = db.pool().await;
-    // The ops summary reads outbox_events; the audit row goes to audit_log.
-    sqlx::query("ALTER TABLE outbox_events RENAME TO outbox_events_gone").execute(&pool).await.unwrap();
+    assert_eq!(server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await.0, 200);
+    // The schema was read (and is trusted for a minute); the column goes under it.
+    sqlx::query("ALTER TABLE outbox_events RENAME COLUMN occurred_at TO occurred").execute(&pool).await.unwrap();
     let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(audit_rows(&pool, 1).await, [row("ops-admin", "failed", 503, 1)]);
+    assert!(body.contains("occurred_at"), "the server's message: {body}");
+    assert_eq!(audit_rows(&pool, 1).await, [row("ops-admin", "allowed", 200, 1)], "only the answered read");
+}
+
+#[tokio::test]
+async fn an_older_level_answers_the_figures_it_has_and_names_what_it_lacks() {
+    let db = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "level5").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/db-migrate.sh");
+    let out = std::process::Command::new(script)
+        .args([db.url.expose(), "0005_phase3_published_immutability_hardening.sql"])
+        .env("PSQL", std::path::Path::new(&env("AF_TEST_PG_BINDIR")).join("psql"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sqlx::query("INSERT INTO tenants (slug, name) VALUES ('default', 'Default')")
+        .execute(&db.pool().await)
+        .await
+        .unwrap();
+    let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
+    let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+    assert_eq!(status, 200, "{body}");
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["pendingOutboxEvents"], 0);
+    assert!(s["failedSearchJobs"].is_null() && s["incompleteGcRuns"].is_null(), "never a guessed number: {s}");
+    assert_eq!(s["schema"]["level"], "0005_phase3_published_immutability_hardening.sql");
+    let missing = s["schema"]["missing"].to_string();
+    assert!(missing.contains("search_index_jobs (since 0006") && missing.contains("gc_runs (since 0008"), "{missing}");
+    // Audited without correlation_id (it arrives at 0012).
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read'")
+        .fetch_one(&db.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
 }
 
 #[tokio::test]
@@ -242,7 +291,7 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
     .unwrap();
     Api::<RoleBinding>::namespaced(client.clone(), &ns).create(&PostParams::default(), &binding).await.unwrap();
 
-    let db = TestDatabase::migrated("kauthz").await;
+    let db = with_tenants("kauthz", &["default"]).await;
     let store = bucket_store().await;
     let kubeconfig = env("KUBECONFIG");
     let args = ["--database", db.url.expose(), "--object-store", &store, "--kubeconfig", &kubeconfig];
@@ -270,24 +319,23 @@ async fn admin_matrix_decided_by_kubernetes_rbac() {
 
 #[tokio::test]
 async fn concurrent_readers_share_a_read_and_each_is_answered_after_its_own_audit_row_commits() {
-    let db = TestDatabase::migrated("concurrent").await;
+    let db = with_tenants("concurrent", &["default"]).await;
     let pool = db.pool().await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let requests = (0..64).map(|_| server.get("/v1/admin/ops/summary", Some("admin-secret-token")));
     let answers = futures::future::join_all(requests).await;
     assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
     // Every answer was given after its row committed: all 64 are there at once.
-    let allowed = "SELECT count(*), count(DISTINCT occurred_at) FROM audit_log \
-                   WHERE action = 'ops.summary.read' AND outcome = 'allowed'";
+    let allowed = "SELECT count(*), count(DISTINCT occurred_at) FROM audit_log WHERE action = 'ops.summary.read'";
     let (rows, commits): (i64, i64) = sqlx::query_as(allowed).fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 64);
     // A row's occurred_at is its transaction's start: rows sharing one were
     // committed together, so fewer commits than requests.
     assert!(commits < 64, "{commits} commits for 64 rows: no group commit");
-    // The read itself was shared: one generatedAt for requests within a second.
+    // The read itself was shared: one checkedAtUtc for requests within a second.
     let generated: std::collections::HashSet<String> = answers
         .iter()
-        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["generatedAt"].to_string())
+        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["checkedAtUtc"].to_string())
         .collect();
     assert!(generated.len() <= 2, "{generated:?}");
 
@@ -307,66 +355,155 @@ async fn concurrent_readers_share_a_read_and_each_is_answered_after_its_own_audi
     assert!(answers.iter().all(|(status, body)| *status == 503 && body.contains("unaudited")), "{answers:?}");
 }
 
-#[tokio::test]
-async fn summary_numbers_equal_hand_computed_values() {
-    let db = TestDatabase::migrated("numbers").await;
-    let pool = db.pool().await;
-    sqlx::raw_sql(
-        "INSERT INTO outbox_events (event_type, status, available_at, created_at) VALUES
-           ('a', 'pending', now() - interval '1 minute', now() - interval '120 seconds'),
-           ('a', 'pending', now(), now() - interval '30 seconds'),
-           ('a', 'pending', now() + interval '5 minutes', now() - interval '10 seconds'),
-           ('a', 'published', now(), now() - interval '1 day'),
-           ('a', 'dead', now(), now() - interval '2 days');
-         INSERT INTO search_index_jobs (status) VALUES ('failed'), ('failed'), ('pending'), ('running'), ('done');
-         INSERT INTO gc_runs (started_at, completed_at) VALUES (now() - interval '2 hours', now() - interval '1 hour'), (now(), NULL);
-         INSERT INTO audit_log (occurred_at, actor, action, outcome) VALUES
-           (now() - interval '23 hours 59 minutes', 'policy', 'policy.timeout', 'error'),
-           (now() - interval '24 hours 1 minute', 'policy', 'policy.timeout', 'error'),
-           (now() - interval '1 hour', 'policy', 'policy.timeout', 'error'),
-           (now() - interval '1 hour', 'policy', 'policy.evaluate', 'allowed');",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let (server, _dir) = serve_with_tokens(db.url.expose(), &["--summary-max-age", "500ms"]).await;
-    let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
-    assert_eq!(status, 200, "{body}");
-    let s: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(s["installation"], "default");
-    assert_eq!(s["outboxPending"], 3);
-    assert_eq!(s["outboxAvailable"], 2, "the event available in 5 minutes is not available");
-    let age = s["outboxOldestPendingAgeSeconds"].as_f64().unwrap();
-    assert!((120.0..125.0).contains(&age), "{age}");
-    assert_eq!(s["searchJobsFailed"], 2);
-    assert_eq!(s["searchJobsPending"], 1);
-    assert_eq!(s["incompleteGcRuns"], 1);
-    assert_eq!(s["policyTimeouts24h"], 2, "the row 24 h 1 min old is outside the window");
-    assert!(s["generatedAt"].is_string());
-    // Default thresholds: incomplete GC 1 is a warning; nothing critical.
-    assert_eq!(s["slo"]["severity"], "Warning");
-    let gc = s["slo"]["signals"].as_array().unwrap().iter().find(|x| x["signal"] == "incompleteGcRuns").unwrap();
-    assert_eq!((gc["value"].as_f64(), gc["warning"].as_i64(), gc["critical"].as_i64()), (Some(1.0), Some(1), Some(3)));
+/// Upstream's seven queries (`readOpsSummary` of Kublai's API, one tenant per
+/// call), written here as upstream runs them, for one tenant.
+async fn upstream_figures(pool: &PgPool, tenant_id: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for sql in [
+        "select count(*) from outbox_events where tenant_id = $1::uuid and delivered_at is null",
+        "select count(*) from outbox_events where tenant_id = $1::uuid and delivered_at is null and available_at <= now()",
+        "select coalesce(max(extract(epoch from (now() - occurred_at))), 0)::bigint from outbox_events where tenant_id = $1::uuid and delivered_at is null",
+        "select count(*) from search_index_jobs where tenant_id = $1::uuid and status = 'failed'",
+        "select count(*) from search_index_jobs where tenant_id = $1::uuid and status in ('pending', 'processing')",
+        "select count(*) from gc_runs where tenant_id = $1::uuid and completed_at is null",
+        "select count(*) from audit_log where tenant_id = $1::uuid and action = 'policy.timeout' and occurred_at >= now() - interval '24 hours'",
+    ] {
+        out.push(sqlx::query_scalar::<_, i64>(sql).bind(tenant_id).fetch_one(pool).await.unwrap());
+    }
+    out
+}
 
-    // Within --summary-max-age the next request is answered from the same
-    // read (its generatedAt says so); after it, from a new one: with nothing
-    // pending, the oldest pending age is null.
-    sqlx::query("UPDATE outbox_events SET status = 'published'").execute(&pool).await.unwrap();
-    let (_, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
-    let again: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((&again["generatedAt"], &again["outboxPending"]), (&s["generatedAt"], &s["outboxPending"]));
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let (_, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
-    let s: Value = serde_json::from_str(&body).unwrap();
-    assert!(s["outboxOldestPendingAgeSeconds"].is_null(), "{s}");
-    assert_eq!(audit_rows(&pool, 3).await, vec![row("ops-admin", "allowed", 200, 1); 3], "every request audited");
-    let (_, metrics) = server.get("/metrics", None).await;
-    assert!(metrics.contains(r#"artifortress_ops_policy_timeouts_24h{installation="default"} 2"#), "{metrics}");
+const FIGURES: [&str; 7] = [
+    "pendingOutboxEvents",
+    "availableOutboxEvents",
+    "oldestPendingOutboxAgeSeconds",
+    "failedSearchJobs",
+    "pendingSearchJobs",
+    "incompleteGcRuns",
+    "recentPolicyTimeouts24h",
+];
+
+fn figures_of(v: &Value) -> Vec<i64> {
+    FIGURES.iter().map(|f| v[*f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"))).collect()
+}
+
+/// One tenant, as upstream deploys it, and three: every tenant's figures and
+/// the installation's equal upstream's own queries; every tenant read is one
+/// audit row its auditors see, with the figures as upstream writes them.
+#[tokio::test]
+async fn the_figures_are_upstreams_for_every_tenant_and_for_all_and_each_tenant_read_is_audited() {
+    for tenants in [1, 3] {
+        let db = TestDatabase::migrated(&format!("figures{tenants}")).await;
+        let seeded = support::operator(&[
+            "seed",
+            "--database",
+            db.url.expose(),
+            "--scale",
+            "small",
+            "--tenants",
+            &tenants.to_string(),
+        ]);
+        support::assert_exit(&seeded, 0);
+        let pool = db.pool().await;
+        // Edges of each figure: an event available in 5 minutes, one 24 h 1 min
+        // old policy timeout, a GC run of tenant 2 that never completed.
+        sqlx::raw_sql(
+            "INSERT INTO outbox_events (tenant_id, aggregate_type, aggregate_id, event_type, payload, occurred_at, available_at)
+             SELECT tenant_id, 'package_version', 'v', 'version.published', '{}', now() - interval '7 minutes', now() + interval '5 minutes'
+             FROM tenants;
+             INSERT INTO audit_log (tenant_id, actor_subject, action, resource_type, resource_id, occurred_at)
+             SELECT tenant_id, 'policy', 'policy.timeout', 'package_version', 'v', now() - interval '24 hours 1 minute' FROM tenants;
+             INSERT INTO gc_runs (tenant_id, initiated_by_subject, mode, retention_grace_hours, batch_size)
+             SELECT tenant_id, 'ops', 'execute', 0, 200 FROM tenants WHERE slug = 'tenant-2';",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (server, _dir) = serve_with_tokens(db.url.expose(), &["--summary-max-age", "0s"]).await;
+        let ids: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant_id::text, slug::text FROM tenants ORDER BY slug")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(ids.len(), tenants);
+        let correlation = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let mut total = vec![0i64; 7];
+        for (id, slug) in &ids {
+            let expected = upstream_figures(&pool, id).await;
+            for (k, (t, e)) in total.iter_mut().zip(&expected).enumerate() {
+                // The oldest age is the oldest of the tenants'; counts add up.
+                *t = if k == 2 { (*t).max(*e) } else { *t + e };
+            }
+            for wanted in [slug.as_str(), id.as_str()] {
+                let (status, body) = server
+                    .get_with(
+                        &format!("/v1/admin/ops/summary?tenant={wanted}"),
+                        Some("admin-secret-token"),
+                        &[("X-Correlation-Id", correlation)],
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                let s: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(figures_of(&s), expected, "tenant {slug} asked as {wanted}: {s}");
+                assert_eq!(s["tenant"]["slug"], slug.as_str());
+                assert!(s["checkedAtUtc"].is_string());
+                assert_eq!(s["readiness"]["status"], "ready", "{s}");
+            }
+        }
+        let (status, body) = server.get("/v1/admin/ops/summary", Some("admin-secret-token")).await;
+        assert_eq!(status, 200, "{body}");
+        let all: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(figures_of(&all), total, "the installation: counts summed, the oldest age the oldest");
+        let breakdown = all["tenants"].as_array().unwrap();
+        assert_eq!(breakdown.len(), tenants);
+        for (entry, (id, _)) in breakdown.iter().zip(&ids) {
+            assert_eq!(figures_of(entry), upstream_figures(&pool, id).await, "{entry}");
+        }
+        if tenants == 3 {
+            let gc = all["slo"]["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["signal"] == "incompleteGcRuns" && x["tenant"] == "tenant-2")
+                .unwrap();
+            let runs = upstream_figures(&pool, &ids[1].0).await[5] as f64;
+            assert_eq!((gc["value"].as_f64(), gc["severity"].as_str()), (Some(runs), Some("Warning")), "{gc}");
+        }
+        // Rows upstream's auditors see: two reads per tenant asked, one per tenant for the installation-wide read.
+        let rows: Vec<(String, String, String, String, String, Value, String)> = sqlx::query_as(
+            "SELECT a.tenant_id::text, a.actor_subject, a.action, a.resource_type, a.resource_id, a.details, a.correlation_id::text
+             FROM audit_log a WHERE a.action = 'ops.summary.read' ORDER BY a.audit_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3 * tenants, "{rows:?}");
+        for (id, _) in &ids {
+            let mine: Vec<_> = rows.iter().filter(|r| &r.0 == id).collect();
+            assert_eq!(mine.len(), 3);
+            let expected = upstream_figures(&pool, id).await;
+            for r in &mine {
+                assert_eq!((r.1.as_str(), r.3.as_str(), r.4.as_str()), ("ops-admin", "operations", id.as_str()));
+                let written: Vec<i64> = FIGURES.iter().map(|f| r.5[*f].as_str().unwrap().parse().unwrap()).collect();
+                assert_eq!(written[..2], expected[..2], "details are strings of the figures: {}", r.5);
+                assert_eq!(r.5["readinessStatus"], "ready");
+            }
+            assert_eq!(mine.iter().filter(|r| r.6 == correlation).count(), 2, "X-Correlation-Id is recorded");
+        }
+        // An unknown tenant is a 404, and no row.
+        assert_eq!(server.get("/v1/admin/ops/summary?tenant=nobody", Some("admin-secret-token")).await.0, 404);
+        let (_, metrics) = server.get("/metrics", None).await;
+        let expected = upstream_figures(&pool, &ids[0].0).await[6];
+        let line = format!(
+            r#"artifortress_ops_recent_policy_timeouts_24h{{installation="default",tenant="default"}} {expected}"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 }
 
 #[tokio::test]
 async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
-    let db = TestDatabase::migrated("secrets").await;
+    let db = with_tenants("secrets", &["default"]).await;
     let (server, _dir) = serve_with_tokens(db.url.expose(), &[]).await;
     let mut bodies = String::new();
     for token in [None, Some("admin-secret-token"), Some("viewer-secret-token"), Some("wrong-secret-token")] {
@@ -393,7 +530,7 @@ async fn no_token_password_or_credential_url_reaches_a_body_or_a_log_line() {
 
 #[tokio::test]
 async fn https_serves_readiness_and_the_summary_refuses_plain_http_and_serves_a_rotated_certificate() {
-    let db = TestDatabase::migrated("tls").await;
+    let db = with_tenants("tls", &["default"]).await;
     let certs = tempfile::tempdir().unwrap();
     support::write_self_signed(certs.path(), "first");
     let (crt, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
@@ -406,7 +543,7 @@ async fn https_serves_readiness_and_the_summary_refuses_plain_http_and_serves_a_
     assert_eq!(presented, first, "the configured certificate is served");
     let (status, body, _) = support::https_get(&server.addr, "/v1/admin/ops/summary", Some("admin-secret-token")).await;
     assert_eq!(status, 200, "{body}");
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE outcome = 'allowed'")
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read'")
         .fetch_one(&db.pool().await)
         .await
         .unwrap();

@@ -97,6 +97,11 @@ pub struct DatabaseProperties {
     /// Database-level settings (`ALTER DATABASE … SET`) as `name=value`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<String>,
+    /// The role that owned the database (absent in manifests that predate it):
+    /// the restored database gets the same owner, so that the application's own
+    /// migrations, run as that role, still apply to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A role the database needs on the server it is restored to.

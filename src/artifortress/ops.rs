@@ -120,6 +120,12 @@ pub async fn find_tenant(conn: &mut PgConnection, wanted: &str) -> Result<Option
     .await
 }
 
+/// The installation's tenant when it has exactly one (as upstream deploys it).
+pub async fn only_tenant(conn: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id::text FROM tenants LIMIT 2").fetch_all(conn).await?;
+    Ok((ids.len() == 1).then(|| ids[0].clone()))
+}
+
 /// The statement [`read`] runs for `schema` (`$1`: the tenant id when
 /// `one_tenant`): a figure whose table is missing reads as NULL.
 pub fn statement(schema: &SchemaReport, one_tenant: bool) -> String {

@@ -141,6 +141,16 @@ pub const TABLES: &[&str] = &[
 /// Rows per INSERT statement: big enough to be efficient, small enough to report progress.
 const CHUNK: i64 = 100_000;
 
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(
+        "refusing to seed {url}: it already holds data ({rows} rows in tenants and audit_log); pass --reset to truncate every Artifortress table first"
+    )]
+    NotEmpty { url: String, rows: i64 },
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
 /// What a finished seed reports.
 #[derive(Debug)]
 pub struct SeedReport {
@@ -152,7 +162,7 @@ pub struct SeedReport {
 /// Fills an empty database at the model's level. With `reset`, every table is
 /// truncated first; without it a database that already holds data is refused,
 /// so a seed never silently mixes with real data.
-pub async fn seed(pool: &PgPool, url: &DatabaseUrl, sizes: Sizes, reset: bool) -> Result<SeedReport, DbError> {
+pub async fn seed(pool: &PgPool, url: &DatabaseUrl, sizes: Sizes, reset: bool) -> Result<SeedReport, SeedError> {
     let q = |context: &str| {
         let context = context.to_string();
         let url = url.to_string();
@@ -171,7 +181,7 @@ pub async fn seed(pool: &PgPool, url: &DatabaseUrl, sizes: Sizes, reset: bool) -
                 .await
                 .map_err(q("checking that the database is empty (is it migrated? run `migrate` first)"))?;
         if existing > 0 {
-            return Err(DbError::NotEmpty { url: url.to_string(), rows: existing });
+            return Err(SeedError::NotEmpty { url: url.to_string(), rows: existing });
         }
     }
     let g = Generators { s: sizes, b: BlobLayout::of(&sizes) };

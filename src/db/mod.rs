@@ -22,10 +22,6 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("{url}: {reason}")]
     NoSuitableHost { url: String, reason: String },
-    #[error(
-        "refusing to seed {url}: it already holds data ({rows} rows in tenants and audit_log); pass --reset to truncate every Artifortress table first"
-    )]
-    NotEmpty { url: String, rows: i64 },
     #[error("{context} on {url}: {source}")]
     Query { context: String, url: String, source: sqlx::Error },
 }
@@ -114,6 +110,10 @@ impl DatabaseUrl {
             let parts = npgsql::parse(raw)
                 .map_err(|e| DbError::InvalidUrl { url: "<Npgsql connection string>".into(), reason: e.to_string() })?;
             return Self::parse_url(&url_from_npgsql(&parts));
+        }
+        if let Ok(parsed) = url::Url::parse(raw) {
+            let reason = format!("scheme {:?} is not postgres", parsed.scheme());
+            return Err(DbError::InvalidUrl { url: crate::redact::redact_url(&parsed), reason });
         }
         let shown = if raw.contains('@') { "<not shown: it may hold a password>" } else { raw };
         Err(DbError::InvalidUrl {
@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn bad_urls_are_explained_without_secrets() {
         let err = DatabaseUrl::parse("mysql://root:hunter2@db/af").err().unwrap().to_string();
-        assert!(err.contains("neither a postgres:// URL") && !err.contains("hunter2"), "{err}");
+        assert!(err.contains("not postgres") && !err.contains("hunter2"), "{err}");
         let err = DatabaseUrl::parse("Host=db;Password=hunter2;Nonsense=1").err().unwrap().to_string();
         assert!(err.contains("\"Nonsense\" is not an Npgsql keyword") && !err.contains("hunter2"), "{err}");
         let err = DatabaseUrl::parse("not a url").err().unwrap().to_string();

@@ -38,7 +38,8 @@ pub async fn database_properties(conn: &mut PgConnection) -> Result<DatabaseProp
         "SELECT pg_catalog.pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text, to_jsonb(d), \
                 coalesce((SELECT array_agg(c ORDER BY n) FROM pg_catalog.pg_db_role_setting s, \
                           unnest(s.setconfig) WITH ORDINALITY AS u(c, n) \
-                          WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}') \
+                          WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}'), \
+                pg_catalog.pg_get_userbyid(d.datdba)::text \
          FROM pg_catalog.pg_database d WHERE d.datname = current_database()",
     )
     .fetch_one(conn)
@@ -58,6 +59,7 @@ pub async fn database_properties(conn: &mut PgConnection) -> Result<DatabaseProp
         locale: if locale_provider == "libc" { None } else { text("datlocale").or_else(|| text("daticulocale")) },
         icu_rules: text("daticurules"),
         settings: row.get(4),
+        owner: Some(row.get(5)),
     })
 }
 

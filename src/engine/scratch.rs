@@ -307,7 +307,7 @@ pub async fn recreate(
     Ok(())
 }
 
-/// `CREATE DATABASE` options that give the source's encoding and locale.
+/// `CREATE DATABASE` options that give the source's owner, encoding and locale.
 fn create_options(properties: Option<&DatabaseProperties>, server_major: u32) -> String {
     let Some(p) = properties else { return String::new() };
     let mut options = format!(
@@ -316,6 +316,9 @@ fn create_options(properties: Option<&DatabaseProperties>, server_major: u32) ->
         quote_literal(&p.collate),
         quote_literal(&p.ctype)
     );
+    if let Some(owner) = &p.owner {
+        options.push_str(&format!(" OWNER {}", quote_ident(owner)));
+    }
     // Servers before 15 know only libc locales.
     if server_major >= 15 && p.locale_provider != "libc" {
         options.push_str(&format!(" LOCALE_PROVIDER {}", p.locale_provider));
@@ -426,6 +429,7 @@ mod tests {
             locale: locale.map(str::to_string),
             icu_rules: None,
             settings: Vec::new(),
+            owner: None,
         }
     }
 
@@ -444,6 +448,8 @@ mod tests {
             create_options(Some(&props("builtin", Some("C.UTF-8"))), 17)
                 .ends_with("LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
         );
+        let owned = DatabaseProperties { owner: Some("kublai".into()), ..props("libc", None) };
+        assert!(create_options(Some(&owned), 15).ends_with(" OWNER kublai"), "the source's owner owns the restore");
     }
 
     #[test]

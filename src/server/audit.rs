@@ -159,11 +159,7 @@ async fn write_rejected(key: &GroupKey, group: &Group) -> Result<(), sqlx::Error
     let mut conn = pool.acquire().await?;
     let tenant = match &key.tenant {
         Some(wanted) => ops::find_tenant(&mut conn, wanted).await?.map(|(id, _)| id),
-        None => {
-            let ids: Vec<String> =
-                sqlx::query_scalar("SELECT tenant_id::text FROM tenants LIMIT 2").fetch_all(&mut *conn).await?;
-            (ids.len() == 1).then(|| ids[0].clone())
-        }
+        None => ops::only_tenant(&mut conn).await?,
     };
     drop(conn);
     let Some(tenant_id) = tenant else {
@@ -174,7 +170,7 @@ async fn write_rejected(key: &GroupKey, group: &Group) -> Result<(), sqlx::Error
             reason = key.reason,
             tenant = key.tenant.as_deref(),
             count = group.count,
-            "rejected ops-summary requests naming no tenant of this installation: not written to audit_log (its rows need a real tenant), counted in artifortress_ops_summary_rejected"
+            "rejected ops-summary requests naming no tenant of this installation: not written to its audit log (its rows need a real tenant), counted in artifortress_ops_summary_rejected"
         );
         return Ok(());
     };

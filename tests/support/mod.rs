@@ -253,9 +253,17 @@ pub fn s3_store_url(endpoint: &str, bucket: &str, prefix: &str) -> String {
 
 /// A minimal HTTP/1.1 GET (the tests need nothing more): status and body.
 pub async fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+    http_get_with(addr, path, bearer, &[]).await
+}
+
+/// A GET with extra request headers.
+pub async fn http_get_with(addr: &str, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to server");
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    for (name, value) in headers {
+        auth.push_str(&format!("{name}: {value}\r\n"));
+    }
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -298,6 +306,10 @@ impl Server {
 
     pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
         http_get(&self.addr, path, bearer).await
+    }
+
+    pub async fn get_with(&self, path: &str, bearer: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+        http_get_with(&self.addr, path, bearer, headers).await
     }
 }
 
