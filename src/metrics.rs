@@ -363,3 +363,44 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifortress::ops::TenantFigures;
+
+    fn summary(tenants: usize) -> OpsSummary {
+        OpsSummary {
+            checked_at: chrono::Utc::now(),
+            totals: Figures::default(),
+            tenants: (0..tenants)
+                .map(|i| TenantFigures {
+                    tenant_id: format!("id-{i}"),
+                    slug: Some(format!("t{i:03}")),
+                    figures: Figures {
+                        pending_outbox_events: Some(i as i64),
+                        incomplete_gc_runs: None,
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tenant_series_are_bounded_and_the_others_carry_their_worst_value() {
+        let m = Metrics::new();
+        m.record_ops("prod", &summary(50));
+        let text = m.encode();
+        let series = text.lines().filter(|l| l.starts_with("artifortress_ops_pending_outbox_events{")).count();
+        assert_eq!(series, TENANT_SERIES + 1, "{text}");
+        assert!(text.contains(r#"artifortress_ops_pending_outbox_events{installation="prod",tenant="t000"} 0"#));
+        assert!(text.contains(r#"artifortress_ops_pending_outbox_events{installation="prod",tenant="_other"} 49"#));
+        assert!(text.contains(r#"artifortress_ops_incomplete_gc_runs{installation="prod",tenant="t000"} NaN"#));
+        // Tenants that went away lose their series.
+        m.record_ops("prod", &summary(2));
+        let text = m.encode();
+        assert_eq!(text.lines().filter(|l| l.starts_with("artifortress_ops_pending_outbox_events{")).count(), 2);
+        assert!(!text.contains("_other"), "{text}");
+    }
+}

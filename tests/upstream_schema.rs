@@ -348,3 +348,30 @@ async fn the_ops_summary_reads_through_upstreams_indexes() {
         }
     }
 }
+
+/// An Npgsql string with several hosts: the operator connects to the first
+/// that is the session it asks for, and says which hosts were what when none is.
+#[tokio::test]
+async fn several_hosts_resolve_to_the_session_their_attributes_ask_for() {
+    let db = TestDatabase::migrated("hosts").await;
+    let u = url::Url::parse(db.url.expose()).unwrap();
+    let password = u.password().unwrap();
+    let npgsql = |attributes: &str| {
+        format!(
+            "Host=127.0.0.1:1,{}:{};Username={};Password={password};Database={};Target Session Attributes={attributes};Timeout=5",
+            u.host_str().unwrap(),
+            u.port().unwrap(),
+            u.username(),
+            &u.path()[1..]
+        )
+    };
+    // The first host refuses connections; the second is a primary.
+    let out = operator(&["inspect", "--database", &npgsql("primary")]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0015_worker_claim_path_indexes.sql"));
+    let out = operator(&["inspect", "--database", &npgsql("standby")]);
+    assert_exit(&out, 1);
+    let said = stderr(&out);
+    assert!(said.contains(r#"no host is a session of kind "standby""#) && said.contains("a primary"), "{said}");
+    assert!(said.contains("127.0.0.1:1:") && !said.contains(password), "{said}");
+}
