@@ -136,16 +136,29 @@ pub struct DrillTemplate {
 }
 
 /// How a drill checks blobs.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillBlobPolicy {
     /// `Fail` (default): a missing or corrupt referenced blob fails the drill
     /// (`BlobsMissing`, `BlobCorrupt`); `Warn`: it is reported as a warning.
     #[serde(default)]
     pub policy: BlobFindingPolicy,
-    /// Referenced blobs fetched at random and hashed against their digest (0: none).
-    #[serde(default)]
+    /// Blobs fetched at random and hashed against their digest (0: none).
+    #[serde(default = "default_blob_sample")]
     pub sample: u32,
+    /// Hash every blob instead of a sample.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_digests: bool,
+}
+
+fn default_blob_sample() -> u32 {
+    100
+}
+
+impl Default for DrillBlobPolicy {
+    fn default() -> Self {
+        DrillBlobPolicy { policy: BlobFindingPolicy::default(), sample: default_blob_sample(), verify_digests: false }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

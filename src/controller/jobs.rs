@@ -421,8 +421,9 @@ pub fn pitr_args(store_url: &str, backup: &str, drill: &str, t: &DrillTemplate, 
 
 fn blob_args(t: &DrillTemplate, blob_store_url: &str) -> Vec<String> {
     let mut args = vec!["--blob-store".into(), blob_store_url.into()];
-    if t.blobs.sample > 0 {
-        args.extend(["--blob-sample".into(), t.blobs.sample.to_string()]);
+    args.extend(["--blob-sample".into(), t.blobs.sample.to_string()]);
+    if t.blobs.verify_digests {
+        args.push("--verify-blob-digests".into());
     }
     if t.blobs.policy == BlobFindingPolicy::Warn {
         args.extend(["--blob-policy".into(), "warn".into()]);

@@ -322,6 +322,8 @@ impl DrillRun<'_> {
         secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
         if step == "verify" || self.physical() {
             secret_env.extend(jobs::blob_credentials(self.af.spec.blobs()));
+            // Read only: which missing blobs went since the restore point, what a restore takes back.
+            secret_env.push(("LIVE_DATABASE_URL", self.af.spec.db().connection_secret_ref.clone()));
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
         let job_template = self.ctx.job_template(self.af, template.job_template.as_ref());
