@@ -213,48 +213,24 @@ fn every_alert_fires_above_its_threshold_and_stays_quiet_at_it() {
             }
             tests
                 .push_str(&format!("    alert_rule_test:\n      - eval_time: {at}s\n        alertname: {}\n", a.alert));
-            if fires {
-                // An alert at critical is also above its warning level: both rules fire.
-                tests.push_str("        exp_alerts:\n");
-                for other in alerts::rules(&thresholds).iter().filter(|r| r.alert.alert == a.alert) {
-                    if value > other.threshold && seconds(other.for_) + 60 <= at {
-                        tests.push_str("          - exp_labels:\n");
-                        tests.push_str(&format!("              severity: {}\n", other.severity));
-                        for (k, v) in &labels {
-                            tests.push_str(&format!("              {k}: {v}\n"));
-                        }
-                        tests.push_str(&format!(
-                            "            exp_annotations:\n              summary: {}\n              runbook_url: https://runbooks/{}\n",
-                            serde_json::to_string(&a.summary).unwrap(),
-                            a.runbook
-                        ));
-                    }
+            // Every rule of this alert whose threshold the value is above fires
+            // (at critical, the warning rule too); at a rule's own threshold, it does not.
+            let firing: Vec<_> = alerts::rules(&thresholds)
+                .into_iter()
+                .filter(|r| r.alert.alert == a.alert && value > r.threshold && seconds(r.for_) + 60 <= at)
+                .collect();
+            assert_eq!(firing.iter().any(|r| r.severity == rule.severity), fires, "{} {}", a.alert, rule.severity);
+            tests.push_str(if firing.is_empty() { "        exp_alerts: []\n" } else { "        exp_alerts:\n" });
+            for other in firing {
+                tests.push_str(&format!("          - exp_labels:\n              severity: {}\n", other.severity));
+                for (k, v) in &labels {
+                    tests.push_str(&format!("              {k}: {v}\n"));
                 }
-            } else {
-                // At a rule's threshold that rule is quiet; a lower one of the same alert may fire.
-                let lower: Vec<_> = alerts::rules(&thresholds)
-                    .into_iter()
-                    .filter(|r| r.alert.alert == a.alert && value > r.threshold && seconds(r.for_) + 60 <= at)
-                    .collect();
-                if lower.is_empty() {
-                    tests.push_str("        exp_alerts: []\n");
-                } else {
-                    tests.push_str("        exp_alerts:\n");
-                    for other in lower {
-                        tests.push_str(&format!(
-                            "          - exp_labels:\n              severity: {}\n",
-                            other.severity
-                        ));
-                        for (k, v) in &labels {
-                            tests.push_str(&format!("              {k}: {v}\n"));
-                        }
-                        tests.push_str(&format!(
-                            "            exp_annotations:\n              summary: {}\n              runbook_url: https://runbooks/{}\n",
-                            serde_json::to_string(&a.summary).unwrap(),
-                            a.runbook
-                        ));
-                    }
-                }
+                tests.push_str(&format!(
+                    "            exp_annotations:\n              summary: {}\n              runbook_url: https://runbooks/{}\n",
+                    serde_json::to_string(&a.summary).unwrap(),
+                    a.runbook
+                ));
             }
             cases += 1;
         }

@@ -449,7 +449,10 @@ mod tests {
                 .ends_with("LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
         );
         let owned = DatabaseProperties { owner: Some("kublai".into()), ..props("libc", None) };
-        assert!(create_options(Some(&owned), 15).ends_with(r#" OWNER "kublai""#), "the source's owner owns the restore");
+        assert!(
+            create_options(Some(&owned), 15).ends_with(r#" OWNER "kublai""#),
+            "the source's owner owns the restore"
+        );
     }
 
     #[test]

@@ -222,6 +222,31 @@ impl S3Store {
         self
     }
 
+    /// Every multipart upload under `prefix` started and neither completed nor
+    /// aborted, over all pages of ListMultipartUploads.
+    async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<aws_sdk_s3::types::MultipartUpload>, StoreError> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.full_key(prefix))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
+            uploads.extend(listed.uploads().iter().cloned());
+            key_marker = listed.next_key_marker().map(str::to_string);
+            id_marker = listed.next_upload_id_marker().map(str::to_string);
+            if listed.is_truncated() != Some(true) || key_marker.is_none() {
+                return Ok(uploads);
+            }
+        }
+    }
+
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
     }
@@ -617,70 +642,30 @@ impl BackupStore for S3Store {
     }
 
     async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let (mut key_marker, mut id_marker) = (None, None);
-        loop {
-            let listed = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(self.full_key(prefix))
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
-            let own = self.full_key("");
-            keys.extend(
-                listed.uploads().iter().filter_map(|u| u.key()).map(|k| k.strip_prefix(&own).unwrap_or(k).to_string()),
-            );
-            key_marker = listed.next_key_marker().map(str::to_string);
-            id_marker = listed.next_upload_id_marker().map(str::to_string);
-            if listed.is_truncated() != Some(true) || key_marker.is_none() {
-                return Ok(keys);
-            }
-        }
+        let own = self.full_key("");
+        let uploads = self.multipart_uploads(prefix).await?;
+        Ok(uploads.iter().filter_map(|u| u.key()).map(|k| k.strip_prefix(&own).unwrap_or(k).to_string()).collect())
     }
 
     /// Aborts every unfinished multipart upload under `prefix`.
     async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now() - older_than);
         let mut aborted = 0;
-        let (mut key_marker, mut id_marker) = (None, None);
-        loop {
-            let listed = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(self.full_key(prefix))
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| self.err("listing unfinished uploads under", prefix, e))?;
-            for upload in listed.uploads() {
-                let old_enough = upload.initiated().is_none_or(|at| at.secs() <= cutoff.secs());
-                if let (Some(key), Some(id), true) = (upload.key(), upload.upload_id(), old_enough) {
-                    self.client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(id)
-                        .send()
-                        .await
-                        .map_err(|e| self.err("aborting stale upload", key, e))?;
-                    aborted += 1;
-                }
-            }
-            if listed.is_truncated() != Some(true) {
-                return Ok(aborted);
-            }
-            key_marker = listed.next_key_marker().map(str::to_string);
-            id_marker = listed.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                return Ok(aborted);
+        for upload in self.multipart_uploads(prefix).await? {
+            let old_enough = upload.initiated().is_none_or(|at| at.secs() <= cutoff.secs());
+            if let (Some(key), Some(id), true) = (upload.key(), upload.upload_id(), old_enough) {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("aborting stale upload", key, e))?;
+                aborted += 1;
             }
         }
+        Ok(aborted)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
