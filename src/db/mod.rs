@@ -86,8 +86,12 @@ fn url_from_npgsql(p: &npgsql::ConnectionParts) -> String {
             params.push((key, v.clone()));
         }
     }
-    if let Some(path) = &p.search_path {
-        params.push(("options", format!("-c search_path={path}")));
+    let options: Vec<String> = [p.search_path.as_ref().map(|path| format!("-c search_path={path}")), p.options.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !options.is_empty() {
+        params.push(("options", options.join(" ")));
     }
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
     format!(

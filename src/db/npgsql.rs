@@ -26,6 +26,8 @@ pub struct ConnectionParts {
     pub target_session_attributes: Option<String>,
     pub application_name: Option<String>,
     pub search_path: Option<String>,
+    /// PostgreSQL connection options (`Options`), e.g. `-c statement_timeout=5s`.
+    pub options: Option<String>,
     /// Connection timeout in seconds.
     pub timeout: Option<u32>,
 }
@@ -81,7 +83,19 @@ const IGNORED: &[&str] = &[
     "gssencryptionmode",
     "channelbinding",
     "requireauth",
-    "options",
+    "integratedsecurity",
+    "noresetonclose",
+    "serversidecursors",
+    "servercompatibilitymode",
+    "eftemplatedatabase",
+    "efadmindatabase",
+    "loadtablecomposites",
+    "useperfcounters",
+    "protocol",
+    "syncnotification",
+    "preloadreader",
+    "useextendedtypes",
+    "compatible",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -191,6 +205,7 @@ pub fn parse(s: &str) -> Result<ConnectionParts, NpgsqlError> {
     let mut parts = ConnectionParts::default();
     let mut hosts: Option<String> = None;
     let mut port: Option<u16> = None;
+    let mut ssl_flag = None;
     for (key, value) in pairs(s)? {
         let normalised: String = key.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
         let text = || (!value.is_empty()).then(|| value.clone());
@@ -208,8 +223,12 @@ pub fn parse(s: &str) -> Result<ConnectionParts, NpgsqlError> {
             "password" | "pwd" | "psw" => parts.password = Some(value.clone()),
             "sslmode" => parts.ssl_mode = Some(ssl_mode(&value)?),
             "rootcertificate" => parts.root_certificate = text(),
-            "sslcertificate" => parts.ssl_certificate = text(),
-            "sslkey" => parts.ssl_key = text(),
+            // Npgsql 6 names; before it, "Client Certificate" and "Client Certificate Key".
+            "sslcertificate" | "clientcertificate" => parts.ssl_certificate = text(),
+            "sslkey" | "clientcertificatekey" => parts.ssl_key = text(),
+            // The old boolean: SSL=true means at least require, when no SSL Mode says otherwise.
+            "ssl" => ssl_flag = Some(value.eq_ignore_ascii_case("true")),
+            "options" => parts.options = text(),
             "targetsessionattributes" => parts.target_session_attributes = Some(session_attributes(&value)?),
             "applicationname" => parts.application_name = text(),
             "searchpath" => parts.search_path = text(),
@@ -224,6 +243,9 @@ pub fn parse(s: &str) -> Result<ConnectionParts, NpgsqlError> {
                 )));
             }
         }
+    }
+    if ssl_flag == Some(true) && parts.ssl_mode.is_none() {
+        parts.ssl_mode = Some("require".into());
     }
     let hosts = hosts.ok_or_else(|| syntax("no Host (e.g. Host=db.example;Port=5432)"))?;
     let default_port = port.unwrap_or(5432);
@@ -354,6 +376,79 @@ mod tests {
         assert_eq!(p.timeout, Some(30));
         assert_eq!(p.root_certificate.as_deref(), Some("/certs/ca.crt"));
         assert_eq!((p.ssl_certificate.as_deref(), p.ssl_key.as_deref()), (Some("/c.crt"), Some("/c.key")));
+    }
+
+    /// Every keyword of Npgsql's connection-string reference is read or ignored,
+    /// none refused: a string Kublai runs with is one the operator reads.
+    #[test]
+    fn every_documented_keyword_is_accepted() {
+        let documented = [
+            "Host=db",
+            "Port=5432",
+            "Database=af",
+            "Username=app",
+            "Password=x",
+            "Passfile=/p",
+            "SSL Mode=Prefer",
+            "Trust Server Certificate=true",
+            "SSL Certificate=/c",
+            "SSL Key=/k",
+            "SSL Password=x",
+            "Root Certificate=/r",
+            "Check Certificate Revocation=false",
+            "Integrated Security=false",
+            "Persist Security Info=false",
+            "Kerberos Service Name=postgres",
+            "Include Realm=true",
+            "Include Error Detail=true",
+            "Log Parameters=false",
+            "Pooling=true",
+            "Minimum Pool Size=0",
+            "Maximum Pool Size=100",
+            "Connection Idle Lifetime=300",
+            "Connection Pruning Interval=10",
+            "ConnectionLifetime=0",
+            "Timeout=15",
+            "Command Timeout=30",
+            "Internal Command Timeout=-1",
+            "Cancellation Timeout=2000",
+            "Keepalive=0",
+            "Tcp Keepalive=false",
+            "Tcp Keepalive Time=0",
+            "Tcp Keepalive Interval=0",
+            "Max Auto Prepare=0",
+            "Auto Prepare Min Usages=5",
+            "Use Perf Counters=false",
+            "Read Buffer Size=8192",
+            "Write Buffer Size=8192",
+            "Socket Receive Buffer Size=8192",
+            "Socket Send Buffer Size=8192",
+            "No Reset On Close=false",
+            "Target Session Attributes=any",
+            "Load Balance Hosts=false",
+            "Host Recheck Seconds=10",
+            "Options='-c statement_timeout=5s'",
+            "Application Name=kublai",
+            "Enlist=true",
+            "Search Path=public",
+            "Client Encoding=UTF8",
+            "Encoding=UTF8",
+            "Timezone=UTC",
+            "EF Template Database=template1",
+            "EF Admin Database=template1",
+            "Load Table Composites=false",
+            "Array Nullability Mode=Never",
+            "Server Compatibility Mode=none",
+        ];
+        let p = parse(&documented.join(";")).unwrap();
+        assert_eq!(p.options.as_deref(), Some("-c statement_timeout=5s"));
+        assert_eq!(p.ssl_mode.as_deref(), Some("prefer"));
+        // Older Npgsql names.
+        let p = parse("Server=db;User Id=app;SSL=true;Client Certificate=/c;Client Certificate Key=/k").unwrap();
+        assert_eq!(
+            (p.ssl_mode.as_deref(), p.ssl_certificate.as_deref(), p.ssl_key.as_deref()),
+            (Some("require"), Some("/c"), Some("/k"))
+        );
     }
 
     #[test]
