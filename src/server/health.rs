@@ -71,17 +71,18 @@ pub async fn ready(
     Ok((code, Json(report)))
 }
 
-/// The readiness checks, run at most once per `ready_cache` however many ask.
-pub async fn cached_report(state: &AppState) -> ReadinessReport {
-    let mut cache = state.ready_cache.lock().await;
-    match cache.as_ref() {
-        Some((at, report)) if at.elapsed() < state.config.ready_cache => report.clone(),
-        _ => {
-            let report = check_all(state).await;
-            *cache = Some((Instant::now(), report.clone()));
-            report
-        }
-    }
+/// The readiness checks, run at most once per `ready_cache` however many ask
+/// (see [`super::fresh::Fresh`]).
+pub async fn cached_report(state: &Arc<AppState>) -> ReadinessReport {
+    let checking = state.clone();
+    let Ok(report) = state
+        .ready_cache
+        .get(
+            state.config.ready_cache,
+            move || async move { Ok::<_, std::convert::Infallible>(check_all(&checking).await) },
+        )
+        .await;
+    report
 }
 
 /// One dependency as upstream's readiness lists it.

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+mod fresh;
 mod health;
 mod ops;
 
@@ -56,7 +57,7 @@ pub struct AppState {
     pub kube: Option<kube::Client>,
     audit: audit::AuditLog,
     summaries: ops::SummaryCache,
-    ready_cache: tokio::sync::Mutex<Option<(Instant, health::ReadinessReport)>>,
+    ready_cache: Arc<fresh::Fresh<health::ReadinessReport>>,
 }
 
 impl AppState {
@@ -75,7 +76,7 @@ impl AppState {
             config,
             kube,
             summaries: ops::SummaryCache::default(),
-            ready_cache: tokio::sync::Mutex::new(None),
+            ready_cache: Arc::default(),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! installation's own `audit_log`, one row per tenant read.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -19,6 +19,7 @@ use serde_json::json;
 use super::AppState;
 use super::audit::Rejected;
 use super::auth::AuthError;
+use super::fresh::Fresh;
 use super::health::{self, UpstreamReadiness};
 use crate::api::artifortress::SloSignal;
 use crate::artifortress::audit::{self as rows, AuditRow};
@@ -72,16 +73,15 @@ struct SloAnswer {
 const SCHEMA_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// One read of an installation's figures answers the requests of the next
-/// `max_age` for the same tenants: concurrent requests wait for the read in
-/// flight instead of each running their own. A failed read is not kept.
+/// `max_age` for the same tenants (see [`Fresh`]).
 #[derive(Default)]
 pub struct SummaryCache {
-    slots: std::sync::Mutex<HashMap<(String, Tenants), Arc<Slot>>>,
-    schemas: tokio::sync::Mutex<HashMap<String, (Instant, SchemaReport)>>,
+    summaries: Slots<(String, Tenants), OpsSummary>,
+    schemas: Slots<String, SchemaReport>,
 }
 
-/// The last read and when it started; locked while a read runs.
-type Slot = tokio::sync::Mutex<Option<(Instant, OpsSummary)>>;
+/// One kept value per key (installation, and tenants for a summary).
+type Slots<K, T> = Mutex<HashMap<K, Arc<Fresh<T>>>>;
 
 /// Why there is no answer.
 enum Unavailable {
@@ -89,48 +89,45 @@ enum Unavailable {
     NoTenant(String),
 }
 
-impl SummaryCache {
-    async fn schema(&self, installation: &Installation) -> Result<SchemaReport, Unavailable> {
-        let key = installation.qualified_name();
-        if let Some((at, report)) = self.schemas.lock().await.get(&key)
-            && at.elapsed() < SCHEMA_MAX_AGE
-        {
-            return Ok(report.clone());
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Db(message) | Unavailable::NoTenant(message) => f.write_str(message),
         }
-        let report = in_own_task(installation, |mut conn| async move { schema::detect(&mut conn).await }).await?;
-        self.schemas.lock().await.insert(key, (Instant::now(), report.clone()));
-        Ok(report)
+    }
+}
+
+impl SummaryCache {
+    async fn schema(&self, installation: &Arc<Installation>) -> Result<SchemaReport, Unavailable> {
+        let fresh = slot(&self.schemas, installation.qualified_name());
+        let installation = installation.clone();
+        fresh
+            .get(SCHEMA_MAX_AGE, move || async move {
+                in_own_task(&installation, |mut conn| async move { schema::detect(&mut conn).await }).await
+            })
+            .await
     }
 
     async fn read(
         &self,
-        installation: &Installation,
+        installation: &Arc<Installation>,
         schema: &SchemaReport,
         tenants: Tenants,
         max_age: Duration,
     ) -> Result<OpsSummary, Unavailable> {
-        let slot = self
-            .slots
-            .lock()
-            .expect("not poisoned")
-            .entry((installation.qualified_name(), tenants.clone()))
-            .or_default()
-            .clone();
-        let mut slot = slot.lock().await;
-        if let Some((read_at, summary)) = &*slot
-            && read_at.elapsed() < max_age
-        {
-            return Ok(summary.clone());
-        }
-        let read_at = Instant::now();
-        let schema = schema.clone();
-        let summary =
-            in_own_task(installation, |mut conn| async move { ops::read(&mut conn, &schema, &tenants).await }).await?;
-        if !max_age.is_zero() {
-            *slot = Some((read_at, summary.clone()));
-        }
-        Ok(summary)
+        let fresh = slot(&self.summaries, (installation.qualified_name(), tenants.clone()));
+        let (installation, schema) = (installation.clone(), schema.clone());
+        fresh
+            .get(max_age, move || async move {
+                in_own_task(&installation, |mut conn| async move { ops::read(&mut conn, &schema, &tenants).await })
+                    .await
+            })
+            .await
     }
+}
+
+fn slot<K: std::hash::Hash + Eq, T>(slots: &Slots<K, T>, key: K) -> Arc<Fresh<T>> {
+    slots.lock().expect("not poisoned").entry(key).or_default().clone()
 }
 
 /// Runs `read` on a pooled connection in a task of its own: a request dropped
@@ -198,7 +195,7 @@ pub async fn summary(
     response
 }
 
-async fn answer(state: &AppState, query: &SummaryQuery, headers: &HeaderMap, correlation: &str) -> Response {
+async fn answer(state: &Arc<AppState>, query: &SummaryQuery, headers: &HeaderMap, correlation: &str) -> Response {
     let wanted_tenant = query.tenant.as_deref();
     let identity = match state.auth.authenticate(bearer(headers)).await {
         Ok(identity) => identity,
@@ -288,7 +285,7 @@ async fn answer(state: &AppState, query: &SummaryQuery, headers: &HeaderMap, cor
 /// The schema, the tenant asked for and its (or every tenant's) figures.
 async fn read_summary(
     state: &AppState,
-    installation: &Installation,
+    installation: &Arc<Installation>,
     wanted: Option<&str>,
 ) -> Result<(SchemaReport, OpsSummary, Option<TenantRef>), Unavailable> {
     let schema = state.summaries.schema(installation).await?;
