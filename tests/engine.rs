@@ -668,12 +668,18 @@ async fn long_steps_report_bytes_rate_and_eta_while_they_run() {
     let lines = meter_lines(&log, "dumping and uploading");
     assert!(!lines.is_empty(), "progress while dumping:\n{log}");
     assert!(lines.iter().all(|l| l.contains("/s")), "a rate on every line: {lines:?}");
-    // The next backup has the first one's size as its estimate: share and ETA.
+    // A backup of another, near-empty database into the same store between them...
+    let other = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "other").await;
+    let other_backup = ["backup", "--source", other.url.expose(), "--store", &store, "--name", "other"];
+    assert_exit(&operator_with_env(&other_backup, &often), 0);
+    // ...is no estimate for this one: the next backup of the same database has
+    // the first one's size as its estimate, share and ETA.
     let second = backup("second");
     assert_exit(&second, 0);
     let log = stderr(&second);
     let lines = meter_lines(&log, "dumping and uploading");
     assert!(lines.iter().any(|l| l.contains(" of ~") && l.contains("%") && l.contains("ETA")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("past the estimate")), "{lines:?}");
 
     let target = scratch_url("AF_TEST_PG_TARGET_URL");
     // Session settings for pg_restore: raised where the server has less

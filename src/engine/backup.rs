@@ -157,9 +157,18 @@ pub async fn run(
 
     let dump_key = format!("{name}/{DUMP_FILE}");
     let stats = Arc::new(Mutex::new(OutputStats::default()));
-    // The previous backup's stored size estimates this one's, for the ETA.
+    // The previous backup of the same database estimates this one's size, for
+    // the ETA (a store may hold backups of several).
     let previous = match manifest::list(store).await {
-        Ok(catalog) => catalog.latest().map(|m| Total::Estimate(m.dump.size_bytes)),
+        Ok(catalog) => catalog
+            .manifests
+            .iter()
+            .rev()
+            .find(|m| {
+                m.source.system_identifier == identity.source.system_identifier
+                    && m.source.database == identity.source.database
+            })
+            .map(|m| Total::Estimate(m.dump.size_bytes)),
         Err(_) => None,
     };
     let meter = progress.meter("dumping and uploading", previous);
