@@ -40,7 +40,7 @@ const SLICES_AT_ONCE: usize = 8;
 /// Missing referenced objects compared with the live database at most; more
 /// are counted as not compared (a lost bucket is already the finding).
 const COMPARED_AT_MOST: usize = 100_000;
-/// Objects fetched and hashed at once when every digest is verified.
+/// Objects fetched and hashed at once (a sample or every one).
 const HASHED_AT_ONCE: usize = 16;
 
 /// What references a blob row.
@@ -288,21 +288,16 @@ pub async fn check(
     check.store = store.url();
     check.multipart_in_progress = multipart;
     check.dangling_references = u64::try_from(dangling).unwrap_or(0);
-    if digests.all {
-        let (hashed, corrupt) = hash_every_row(&mut conn, store, restored).await?;
-        check.all_digests_verified = true;
-        check.sampled = hashed;
-        check.corrupt = corrupt.len() as u64;
-        check.corrupt_keys = corrupt.into_iter().take(NAMED).collect();
+    let (hashed, corrupt) = if digests.all {
+        hash_every_row(&mut conn, store, restored).await?
     } else {
-        for r in &reservoir.kept {
-            check.sampled += 1;
-            if hash_of(store, &r.key).await?.as_deref().is_some_and(|h| h != r.digest) {
-                check.corrupt += 1;
-                note(&mut check.corrupt_keys, &r.key);
-            }
-        }
-    }
+        let sample = reservoir.kept.into_iter().map(|r| Ok((r.key, r.digest)));
+        hash_rows(store, futures::stream::iter(sample)).await?
+    };
+    check.all_digests_verified = digests.all;
+    check.sampled = hashed;
+    check.corrupt = corrupt.len() as u64;
+    check.corrupt_keys = corrupt.into_iter().take(NAMED).collect();
     drop(conn);
     if !merged.missing.is_empty() || merged.missing_beyond > 0 {
         check.missing_since = Some(match live {
@@ -333,22 +328,31 @@ async fn hash_every_row(
     restored: &DatabaseUrl,
 ) -> Result<(u64, Vec<String>), EngineError> {
     let url = restored.to_string();
-    let hashed = sqlx::query_as::<_, (String, String)>("SELECT storage_key, digest::text FROM blobs")
-        .fetch(conn)
-        .map(|row| async {
-            let (key, digest) = row.map_err(|source| DbError::Query {
-                context: "reading the blob rows to hash".into(),
-                url: url.clone(),
-                source,
-            })?;
+    let rows =
+        sqlx::query_as::<_, (String, String)>("SELECT storage_key, digest::text FROM blobs").fetch(conn).map(|row| {
+            row.map_err(|source| {
+                DbError::Query { context: "reading the blob rows to hash".into(), url: url.clone(), source }.into()
+            })
+        });
+    hash_rows(store, rows).await
+}
+
+/// Hashes the objects of `rows` (key, digest), many at once: how many objects
+/// were there to hash, and the keys whose bytes do not match their digest.
+async fn hash_rows<S>(store: &dyn BackupStore, rows: S) -> Result<(u64, Vec<String>), EngineError>
+where
+    S: futures::Stream<Item = Result<(String, String), EngineError>>,
+{
+    let mut hashed = std::pin::pin!(
+        rows.map(|row| async move {
+            let (key, digest) = row?;
             let found = hash_of(store, &key).await?;
             Ok::<_, EngineError>(found.map(|h| (h == digest, key)))
         })
         .buffer_unordered(HASHED_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
+    );
     let (mut count, mut corrupt) = (0, Vec::new());
-    for result in hashed {
+    while let Some(result) = hashed.next().await {
         if let Some((matches, key)) = result? {
             count += 1;
             if !matches {
