@@ -113,15 +113,9 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     let installation = &backup.spec.artifortress_ref.name;
     let pending = BackupStatus { phase: Some(BackupPhase::Pending), ..status.clone() };
     let af = match super::installation(&ctx.client, &ns, installation).await? {
-        Some(Ok(af)) => af,
-        Some(Err(problem)) => {
-            let message = format!("Artifortress {installation:?}: {problem}");
-            write_status(&ctx, &backups, &backup, pending, "ArtifortressInvalid", message).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
-        None => {
-            let message = super::installation_not_found(installation, &ns);
-            write_status(&ctx, &backups, &backup, pending, "ArtifortressNotFound", message).await?;
+        Ok(af) => af,
+        Err(why) => {
+            write_status(&ctx, &backups, &backup, pending, why.reason, why.message).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
@@ -175,7 +169,7 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
     let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
     let installation = &backup.spec.artifortress_ref.name;
     match super::installation(&ctx.client, &ns, installation).await? {
-        Some(Ok(af)) => {
+        Ok(af) => {
             let url = jobs::backup_store_url(&af.spec, installation);
             let store = ctx.backup_store(&ns, &af.spec, &url).await?;
             if finalizer == DATA_FINALIZER {
@@ -190,12 +184,8 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             }
         }
         // Nothing to reach the bucket with; blocking the deletion forever would not help.
-        found => {
-            let why = match found {
-                Some(Err(problem)) => format!("Artifortress {installation:?}: {problem}"),
-                _ => super::installation_not_found(installation, &ns),
-            };
-            let note = format!("{why}; the stored backup {name} was left in place");
+        Err(why) => {
+            let note = format!("{}; the stored backup {name} was left in place", why.message);
             ctx.event(backup, true, "DataNotDeleted", note).await;
         }
     }

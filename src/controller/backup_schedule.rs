@@ -144,13 +144,9 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
     };
     let installation = &schedule.spec.artifortress_ref.name;
     let af = match super::installation(&ctx.client, &ns, installation).await? {
-        Some(Ok(af)) => af,
-        Some(Err(problem)) => {
-            not_ready(status, "ArtifortressInvalid", format!("Artifortress {installation:?}: {problem}")).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
-        None => {
-            not_ready(status, "ArtifortressNotFound", super::installation_not_found(installation, &ns)).await?;
+        Ok(af) => af,
+        Err(why) => {
+            not_ready(status, why.reason, why.message).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };

@@ -188,17 +188,29 @@ pub async fn missing_secrets(client: &kube::Client, ns: &str, keys: &[&SecretKey
     Ok((!missing.is_empty()).then(|| format!("{}; create it or fix the reference", missing.join("; "))))
 }
 
-/// The installation a resource refers to, if it exists, resolved (see
-/// [`resolve_installation`]), or why it cannot be.
+/// Why a resource's installation cannot be used: the condition reason and what
+/// a person must fix.
+pub struct Unusable {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The installation a resource refers to, resolved (see
+/// [`resolve_installation`]), or why it cannot be used.
 pub async fn installation(
     client: &kube::Client,
     ns: &str,
     name: &str,
-) -> Result<Option<Result<Artifortress, String>>, Error> {
-    match Api::<Artifortress>::namespaced(client.clone(), ns).get_opt(name).await? {
-        Some(af) => Ok(Some(resolve_installation(client, &af).await?.map(|r| r.artifortress))),
-        None => Ok(None),
-    }
+) -> Result<Result<Artifortress, Unusable>, Error> {
+    let Some(af) = Api::<Artifortress>::namespaced(client.clone(), ns).get_opt(name).await? else {
+        let message =
+            format!("Artifortress {name:?} not found in namespace {ns}; create it or fix spec.artifortressRef");
+        return Ok(Err(Unusable { reason: "ArtifortressNotFound", message }));
+    };
+    Ok(resolve_installation(client, &af).await?.map(|r| r.artifortress).map_err(|problem| Unusable {
+        reason: "ArtifortressInvalid",
+        message: format!("Artifortress {name:?}: {problem}"),
+    }))
 }
 
 /// An installation whose database and blob store are known.
@@ -264,10 +276,6 @@ pub async fn resolve_installation(client: &kube::Client, af: &Artifortress) -> R
         });
     }
     Ok(Ok(Resolved { artifortress: resolved, lifecycle: Some(lifecycle) }))
-}
-
-pub fn installation_not_found(name: &str, ns: &str) -> String {
-    format!("Artifortress {name:?} not found in namespace {ns}; create it or fix spec.artifortressRef")
 }
 
 /// Statuses with a `Ready` condition and `observedGeneration`.

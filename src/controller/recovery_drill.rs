@@ -177,15 +177,9 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
 
     // Validate: problems a person must fix keep the drill Pending with a reason.
     let af = match super::installation(&ctx.client, &ns, installation).await? {
-        Some(Ok(af)) => af,
-        Some(Err(problem)) => {
-            let message = format!("Artifortress {installation:?}: {problem}");
-            write_status(&ctx, &drills, &drill, pending, "ArtifortressInvalid", message).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
-        None => {
-            let message = super::installation_not_found(installation, &ns);
-            write_status(&ctx, &drills, &drill, pending, "ArtifortressNotFound", message).await?;
+        Ok(af) => af,
+        Err(why) => {
+            write_status(&ctx, &drills, &drill, pending, why.reason, why.message).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
