@@ -12,19 +12,22 @@ BIN := target/debug/artifortress-operator
 demo: build
 	hack/demo.py
 
+# Every step says how long it took ([timing] lines; .ci/run sums them up).
 test: fmt-check clippy deny fuzz-short test-build
-	hack/test-env.sh run -- $(CARGO) test --workspace --all-targets --no-fail-fast
+	hack/timed "test: all (services up and down included)" \
+	  hack/test-env.sh run -- hack/test-groups.sh --workspace --all-targets --no-fail-fast
 
 fmt-check:
-	$(CARGO) fmt --all -- --check
+	hack/timed "lint: cargo fmt" $(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	hack/timed "lint: cargo clippy" $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Licenses, banned crates and crate sources (deny.toml). Offline-capable; the
 # advisories check needs the RustSec database from GitHub: `make audit`.
 deny:
-	$$(hack/install-cargo-tool.sh cargo-deny 0.20.2) check licenses bans sources
+	deny=$$(hack/timed "install: cargo-deny" hack/install-cargo-tool.sh cargo-deny 0.20.2) && \
+	  hack/timed "lint: cargo deny" $$deny check licenses bans sources
 
 # RustSec advisories: run it where github.com is reachable (not on CI here).
 audit:
@@ -32,11 +35,11 @@ audit:
 
 # Every parser of untrusted bytes under libFuzzer, briefly (make bench runs longer).
 fuzz-short:
-	hack/fuzz.sh 10
+	hack/timed "fuzz: every parser 10s" hack/fuzz.sh 10
 
 # Compile before starting services, so they do not sit idle during the build.
 test-build:
-	$(CARGO) test --workspace --all-targets --no-run
+	hack/timed "build: tests" $(CARGO) test --workspace --all-targets --no-run
 
 build:
 	$(CARGO) build

@@ -15,7 +15,7 @@ HACK=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HACK")
 . "$HACK/lib.sh"
 SECONDS_EACH=${1:-15}
-CARGO_FUZZ=$("$HACK/install-cargo-tool.sh" cargo-fuzz 0.13.2)
+CARGO_FUZZ=$(timed "install: cargo-fuzz" "$HACK/install-cargo-tool.sh" cargo-fuzz 0.13.2)
 export PATH=$(dirname "$CARGO_FUZZ"):$PATH
 # Instrumented builds live in the cache: a clean checkout reuses them.
 export CARGO_TARGET_DIR=$ARTIFORTRESS_CACHE/fuzz-target
@@ -36,7 +36,7 @@ seeds() { # target -> files
 
 cd "$ROOT/fuzz"
 log "building the fuzz targets (instrumented, cached in $CARGO_TARGET_DIR)"
-cargo fuzz build --sanitizer none -O --debug-assertions >&2
+timed "build: fuzz targets" cargo fuzz build --sanitizer none -O --debug-assertions >&2
 for target in $(cargo fuzz list); do
   corpus=$ARTIFORTRESS_CACHE/fuzz-corpus/$target
   mkdir -p "$corpus" "$WORK/$target/seeds" "$WORK/$target/artifacts"

@@ -31,3 +31,19 @@ with_lock() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# Runs a command (or a function of the calling shell) and says how long it
+# took: on stderr, and as a line "NAME<TAB>SECONDS<TAB>STATUS" appended to
+# $ARTIFORTRESS_TIMINGS when that is set (.ci/run prints them as a table).
+timed() {
+  local name=$1 start secs status=0
+  shift
+  start=$(date +%s.%N)
+  "$@" || status=$?
+  secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  echo "[timing] $name: ${secs}s" >&2
+  if [ -n "${ARTIFORTRESS_TIMINGS:-}" ]; then
+    printf '%s\t%s\t%s\n' "$name" "$secs" "$status" >> "$ARTIFORTRESS_TIMINGS"
+  fi
+  return $status
+}

@@ -181,49 +181,60 @@ wait_kube() {
   return 1
 }
 
-start() {
-  STATE=$1
-  mkdir -p "$STATE"
-  chmod 755 "$STATE"
-  : > "$STATE/pids"
+debian_packages() {
   command -v curl >/dev/null || apt_install curl
   command -v openssl >/dev/null || apt_install openssl
   command -v kubectl >/dev/null || apt_install kubernetes-client
   # promtool proves every alert rule fires above its threshold and not at it.
   command -v promtool >/dev/null || apt_install prometheus
-  PG_BINDIR=$(pg_bindir)
-  PG_USER=$(pg_user)
-  GARAGE=$("$HACK/install-garage.sh")
-  KUBE_BIN=$("$HACK/install-kubernetes.sh")
-  KUBE_APISERVER=$KUBE_BIN/kube-apiserver
-  CHART_TOOLS=$("$HACK/install-chart-tools.sh")
-  MAJORS=$("$HACK/install-postgres-majors.sh")
-  NODE_IP=$("$HACK/node.sh" bridge)
-  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18), Garage and the node cluster in $STATE"
-  start_kube
-  local source target major server tools urls="" tool_dirs=""
-  source=$(start_postgres pg-source)
-  target=$(start_postgres pg-target)
+}
+
+# The two PostgreSQL 15 servers (source, target) and one of every other major;
+# sets SOURCE_URL, TARGET_URL, MAJOR_URLS (env lines) and TOOL_DIRS.
+start_postgres_servers() {
+  local major server tools
+  SOURCE_URL=$(start_postgres pg-source)
+  TARGET_URL=$(start_postgres pg-target)
+  MAJOR_URLS="" TOOL_DIRS=""
   while read -r major server tools; do
-    [ -n "$tools" ] && tool_dirs=${tool_dirs:+$tool_dirs:}$tools
+    [ -n "$tools" ] && TOOL_DIRS=${TOOL_DIRS:+$TOOL_DIRS:}$tools
     if [ "$major" = 15 ]; then
-      urls="${urls}export AF_TEST_PG15_URL='$source'"$'\n'
+      MAJOR_URLS="${MAJOR_URLS}export AF_TEST_PG15_URL='$SOURCE_URL'"$'\n'
     else
-      urls="${urls}export AF_TEST_PG${major}_URL='$(start_postgres "pg-$major" "$server")'"$'\n'
+      MAJOR_URLS="${MAJOR_URLS}export AF_TEST_PG${major}_URL='$(start_postgres "pg-$major" "$server")'"$'\n'
     fi
   done <<< "$MAJORS"
-  start_garage
-  wait_kube
+}
+
+start() {
+  STATE=$1
+  mkdir -p "$STATE"
+  chmod 755 "$STATE"
+  : > "$STATE/pids"
+  timed "install: debian packages" debian_packages
+  PG_BINDIR=$(pg_bindir)
+  PG_USER=$(pg_user)
+  GARAGE=$(timed "install: garage" "$HACK/install-garage.sh")
+  KUBE_BIN=$(timed "install: kubernetes" "$HACK/install-kubernetes.sh")
+  KUBE_APISERVER=$KUBE_BIN/kube-apiserver
+  CHART_TOOLS=$(timed "install: chart tools" "$HACK/install-chart-tools.sh")
+  MAJORS=$(timed "install: postgresql majors" "$HACK/install-postgres-majors.sh")
+  NODE_IP=$("$HACK/node.sh" bridge)
+  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18), Garage and the node cluster in $STATE"
+  timed "start: etcd + kube-apiserver" start_kube
+  timed "start: postgresql servers" start_postgres_servers
+  timed "start: garage" start_garage
+  timed "start: kube-apiserver ready" wait_kube
   local binary=${AF_TEST_NODE_BINARY:-$HACK/../target/debug/artifortress-operator}
   [ -x "$binary" ] || (cd "$HACK/.." && cargo build >&2)
-  "$HACK/node.sh" start "$STATE/node" "$binary"
+  timed "start: node (containerd, kubelet, image)" "$HACK/node.sh" start "$STATE/node" "$binary"
   cat > "$STATE/env" <<ENV
 export AF_TEST_ENV_DIR='$STATE'
-export AF_TEST_PG_SOURCE_URL='$source'
-export AF_TEST_PG_TARGET_URL='$target'
+export AF_TEST_PG_SOURCE_URL='$SOURCE_URL'
+export AF_TEST_PG_TARGET_URL='$TARGET_URL'
 export AF_TEST_PG_BINDIR='$PG_BINDIR'
 export AF_TEST_PG_USER='$PG_USER'
-${urls}export ARTIFORTRESS_PG_BINDIR='$tool_dirs'
+${MAJOR_URLS}export ARTIFORTRESS_PG_BINDIR='$TOOL_DIRS'
 export AF_TEST_S3_ENDPOINT='$S3_ENDPOINT'
 export AWS_ACCESS_KEY_ID='$S3_KEY_ID'
 export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
