@@ -62,10 +62,8 @@ fn every_commands_help_reads_as_reviewed() {
             std::fs::write(fixtures().join(name), text).unwrap();
         }
     }
-    let mut kept: Vec<String> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut kept: Vec<String> =
+        std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     kept.sort();
     assert_eq!(kept, texts.keys().cloned().collect::<Vec<_>>(), "one kept text per command, no more");
     for (name, text) in &texts {

@@ -30,7 +30,7 @@ use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
 use crate::db::DatabaseUrl;
-use crate::engine::drill::result_key;
+use crate::engine::layout::result_key;
 use crate::engine::manifest;
 use crate::engine::physical::base;
 use crate::engine::record::RestoreRecord;
@@ -452,7 +452,7 @@ impl DrillRun<'_> {
         let job = self.job_name("verify");
         status.job_name = Some(job.clone());
         // The restore step's figures, once, in the Verifying Event.
-        let key = crate::engine::drill::record_key(&self.backup, &drill_id(self.drill));
+        let key = crate::engine::layout::record_key(&self.backup, &drill_id(self.drill));
         let record = self.store.get_bytes(&key).await.ok().and_then(|b| RestoreRecord::parse(&b).ok());
         let took = |s: Option<f64>| s.map_or("?".to_string(), crate::engine::progress::human_duration);
         let figures = record.map_or_else(String::new, |r| {

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::EngineError;
+use super::layout::{DrillEntry, result_key};
 use super::manifest::{self, DUMP_FILE, MANIFEST_FILE, Manifest, TOMBSTONE_FILE};
 use super::physical::BaseManifest;
 use super::verdict::Verdict;
@@ -59,24 +60,6 @@ impl BackupState {
             BackupState::Incomplete => "incomplete",
             BackupState::Unreadable => "unreadable",
         }
-    }
-}
-
-/// One stored drill verdict.
-#[derive(Serialize, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillEntry {
-    pub backup: String,
-    /// The drill's identifier (the RecoveryDrill's name and uid prefix, or the
-    /// local drill's name).
-    pub drill: String,
-    pub verdict: Verdict,
-}
-
-impl DrillEntry {
-    /// When the drill ran, for ordering (verdicts without a start time first).
-    pub fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.verdict.started_at
     }
 }
 
@@ -174,7 +157,7 @@ fn verdict_name(file: &str) -> Option<&str> {
 }
 
 async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Result<Verdict, EngineError> {
-    let bytes = store.get_bytes(&super::drill::result_key(backup, drill)).await?;
+    let bytes = store.get_bytes(&result_key(backup, drill)).await?;
     Verdict::parse(&bytes)
         .map_err(|e| EngineError::Corrupt { backup: backup.to_string(), detail: format!("verdict of {drill}: {e}") })
 }

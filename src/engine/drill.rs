@@ -17,6 +17,7 @@ use super::EngineError;
 use super::backup::{self, BackupRequest};
 use super::checks::RestoredCheck;
 use super::history;
+use super::layout::{DrillEntry, chart_file, chart_key, report_key, result_key};
 use super::manifest::{self, Manifest};
 use super::objectives;
 use super::progress::{Progress, human_duration};
@@ -79,20 +80,6 @@ pub fn record_failure(record: &mut RestoreRecord, step: &str, error: &EngineErro
     });
     record.reason.get_or_insert_with(|| reason.to_string());
     record.failures.push(format!("{step}: {error}"));
-}
-
-/// Where the restore step leaves its record for the verify step.
-pub fn record_key(backup: &str, drill: &str) -> String {
-    format!("{backup}/drills/{drill}.restore.json")
-}
-
-/// Where a drill's verdict and report are stored, next to the backup it restored.
-pub fn result_key(backup: &str, drill: &str) -> String {
-    format!("{backup}/drills/{drill}.json")
-}
-
-pub fn report_key(backup: &str, drill: &str) -> String {
-    format!("{backup}/drills/{drill}.md")
 }
 
 /// The whole drill in one process (the local `drill` command).
@@ -385,7 +372,7 @@ async fn finish(
     // The store's earlier drills and this one, as a chart beside the report.
     let history_svg = if verdict.backup.is_some() {
         let mut drills = super::catalog::drills(store, None).await.unwrap_or_default();
-        drills.push(super::catalog::DrillEntry {
+        drills.push(DrillEntry {
             backup: record.backup.clone(),
             drill: record.drill.clone(),
             verdict: verdict.clone(),
@@ -396,8 +383,8 @@ async fn finish(
     };
     let mut history_chart = None;
     if let Some(svg) = &history_svg {
-        match store.put_bytes(&history::chart_key(&record.backup, &record.drill), svg.clone().into_bytes()).await {
-            Ok(_) => history_chart = Some(history::chart_file(&record.drill)),
+        match store.put_bytes(&chart_key(&record.backup, &record.drill), svg.clone().into_bytes()).await {
+            Ok(_) => history_chart = Some(chart_file(&record.drill)),
             Err(e) => progress.step(format!("warning: could not store the history chart: {e}")),
         }
     }

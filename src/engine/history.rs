@@ -4,20 +4,10 @@
 
 use plotters::prelude::*;
 
-use super::catalog::DrillEntry;
+use super::layout::DrillEntry;
 
 /// How many drills a chart shows (the newest).
 pub const HISTORY_DRILLS: usize = 20;
-
-/// `<backup>/drills/<drill>.history.svg`, beside the drill's report.
-pub fn chart_key(backup: &str, drill: &str) -> String {
-    format!("{backup}/drills/{}", chart_file(drill))
-}
-
-/// The chart's file name, which the report links relative to itself.
-pub fn chart_file(drill: &str) -> String {
-    format!("{drill}.history.svg")
-}
 
 /// The newest [`HISTORY_DRILLS`] of `drills` (oldest first) as an SVG; `None`
 /// when none of them measured an RTO or RPO.

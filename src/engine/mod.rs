@@ -9,6 +9,7 @@ pub mod checks;
 pub mod drill;
 pub mod history;
 mod inspect;
+pub mod layout;
 pub mod manifest;
 pub mod objectives;
 pub mod parity;

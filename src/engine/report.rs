@@ -12,7 +12,7 @@ pub struct ReportContext<'a> {
     pub source: Option<&'a str>,
     pub target: &'a str,
     pub store: &'a str,
-    /// The history chart's file, beside the report (see `history::chart_file`).
+    /// The history chart's file, beside the report (see `layout::chart_file`).
     pub history_chart: Option<&'a str>,
 }
 

@@ -629,7 +629,7 @@ pub async fn drill(
     };
     // The report beside the verdict, as for logical drills; the verdict is
     // what counts, so a report that cannot be stored is only a warning.
-    let report_key = super::super::drill::report_key(&manifest.backup_name, &request.drill);
+    let report_key = super::super::layout::report_key(&manifest.backup_name, &request.drill);
     let scratch =
         format!("instance in {} (port {}, Unix socket only)", request.restore.dir.display(), request.restore.port);
     let source = format!(
@@ -648,7 +648,7 @@ pub async fn drill(
         progress.step(format!("warning: could not store the report: {e}"));
         verdict.report = None;
     }
-    let key = super::super::drill::result_key(&manifest.backup_name, &request.drill);
+    let key = super::super::layout::result_key(&manifest.backup_name, &request.drill);
     store.put_bytes(&key, verdict.to_json()).await?;
     Ok(PhysicalOutcome { verdict, restored })
 }
