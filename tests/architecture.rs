@@ -93,3 +93,186 @@ fn the_check_sees_a_forbidden_use() {
     // A guard against a scan that silently finds no files.
     assert!(!uses("src/controller", &["crate::api"]).is_empty());
 }
+
+/// A module of the library (`engine::drill`) or of the binary (`bin::cli::drill`), by its file.
+fn module_of(file: &Path, src: &Path) -> Vec<String> {
+    let relative = file.strip_prefix(src).unwrap().with_extension("");
+    let mut path: Vec<String> = relative.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    if path.last().is_some_and(|last| last == "mod" || last == "lib") {
+        path.pop();
+    }
+    if path.first().is_some_and(|first| first == "main" || first == "cli") {
+        path.retain(|p| p != "main");
+        path.insert(0, "bin".to_string());
+    }
+    path
+}
+
+/// Every path a source names from a module root (`crate::…`, `super::…`, the
+/// library's name from the binary), `use` trees expanded: `use crate::a::{b, c::d}`
+/// names `a::b` and `a::c::d`. Unit-test modules are left out: tests may reach anywhere.
+fn named_paths(text: &str) -> Vec<Vec<String>> {
+    let code: String = text
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    for root in ["crate::", "super::", "artifortress_operator::"] {
+        for (at, _) in code.match_indices(root) {
+            let before = at.checked_sub(1).map(|i| bytes[i] as char);
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let mut pos = at;
+            use_tree(bytes, &mut pos, Vec::new(), &mut found);
+        }
+    }
+    found
+}
+
+fn use_tree(bytes: &[u8], pos: &mut usize, mut prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let skip_space = |pos: &mut usize| {
+        while *pos < bytes.len() && (bytes[*pos] as char).is_whitespace() {
+            *pos += 1;
+        }
+    };
+    loop {
+        skip_space(pos);
+        let start = *pos;
+        while *pos < bytes.len() && ((bytes[*pos] as char).is_alphanumeric() || bytes[*pos] == b'_') {
+            *pos += 1;
+        }
+        let ident = std::str::from_utf8(&bytes[start..*pos]).unwrap();
+        if ident.is_empty() {
+            if bytes.get(*pos) == Some(&b'{') {
+                *pos += 1;
+                loop {
+                    skip_space(pos);
+                    match bytes.get(*pos) {
+                        None => return,
+                        Some(b'}') => {
+                            *pos += 1;
+                            return;
+                        }
+                        Some(b',') => *pos += 1,
+                        Some(_) => {
+                            let before = *pos;
+                            use_tree(bytes, pos, prefix.clone(), out);
+                            if *pos == before {
+                                *pos += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(prefix);
+            return;
+        }
+        if ident != "self" {
+            prefix.push(ident.to_string());
+        }
+        if bytes[*pos..].starts_with(b"::") {
+            *pos += 2;
+        } else {
+            out.push(prefix);
+            return;
+        }
+    }
+}
+
+/// Which modules each module imports (`a::b` → `{a::c, d}`): a named path goes
+/// to the longest module it starts with. A module's own ancestors are left out:
+/// a child may use what its parent defines for its children.
+fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = rust_files(&src);
+    let modules: std::collections::BTreeSet<Vec<String>> = files.iter().map(|f| module_of(f, &src)).collect();
+    let mut imports = std::collections::BTreeMap::new();
+    for file in &files {
+        let this = module_of(file, &src);
+        let is_dir_module = file.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
+        let mut targets = std::collections::BTreeSet::new();
+        for path in named_paths(&std::fs::read_to_string(file).unwrap()) {
+            let mut absolute: Vec<String> = match path.first().map(String::as_str) {
+                Some("crate") if this.first().is_some_and(|m| m == "bin") => vec!["bin".to_string()],
+                Some("crate" | "artifortress_operator") => Vec::new(),
+                _ => {
+                    // super:: chains, from this module's parent (a mod.rs is its directory's module).
+                    let mut base = this.clone();
+                    if !is_dir_module {
+                        base.pop();
+                    }
+                    base
+                }
+            };
+            let mut rest = path.iter().skip(1).peekable();
+            if path.first().is_some_and(|p| p == "super") {
+                while rest.peek().is_some_and(|p| *p == "super") {
+                    absolute.pop();
+                    rest.next();
+                }
+            }
+            absolute.extend(rest.cloned());
+            let target = (0..=absolute.len()).rev().map(|n| absolute[..n].to_vec()).find(|m| modules.contains(m));
+            if let Some(target) = target
+                && target != this
+                && !this.starts_with(&target)
+            {
+                targets.insert(target.join("::"));
+            }
+        }
+        imports.insert(this.join("::"), targets);
+    }
+    imports
+}
+
+/// Groups of modules that import each other, directly or round a circle.
+fn import_circles(
+    imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<Vec<String>> {
+    let reaches = |from: &String| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pending = vec![from.clone()];
+        while let Some(m) = pending.pop() {
+            for next in imports.get(&m).into_iter().flatten() {
+                if seen.insert(next.clone()) {
+                    pending.push(next.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reach: std::collections::BTreeMap<&String, _> = imports.keys().map(|m| (m, reaches(m))).collect();
+    let mut circles: Vec<Vec<String>> = Vec::new();
+    for (m, from_m) in &reach {
+        if !from_m.contains(*m) || circles.iter().any(|c| c.contains(m)) {
+            continue;
+        }
+        let circle = reach
+            .iter()
+            .filter(|(o, from_o)| from_m.contains(**o) && from_o.contains(*m))
+            .map(|(o, _)| (*o).clone())
+            .collect();
+        circles.push(circle);
+    }
+    circles
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let imports = module_imports();
+    assert!(imports["engine::drill"].contains("engine::restore"), "the scan sees imports: {imports:?}");
+    assert_eq!(import_circles(&imports), Vec::<Vec<String>>::new(), "import circles");
+}
+
+#[test]
+fn the_circle_check_sees_a_circle() {
+    let mut imports = module_imports();
+    imports.get_mut("engine::restore").unwrap().insert("engine::drill".to_string());
+    assert_eq!(import_circles(&imports), vec![vec!["engine::drill".to_string(), "engine::restore".to_string()]]);
+}

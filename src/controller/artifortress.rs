@@ -580,14 +580,14 @@ async fn recreate_from_catalog(
         labels: Some(
             [(jobs::LABEL_INSTALLATION.to_string(), jobs::label_value(&af.name_any()))]
                 .into_iter()
-                .chain(super::backup::catalog_labels(&m.labels))
+                .chain(super::backup_resource::catalog_labels(&m.labels))
                 .collect(),
         ),
         annotations: Some(BTreeMap::from([(super::backup::FROM_CATALOG.to_string(), "true".to_string())])),
         ..Default::default()
     };
     let template = BackupTemplate { verify: m.verify.into(), ..Default::default() };
-    let backup = super::backup::backup_resource(meta, &af.name_any(), template);
+    let backup = super::backup_resource::backup_resource(meta, &af.name_any(), template);
     if super::create_child(backups, &backup).await?.is_some() {
         let note = format!("Backup {} recreated from its manifest in the bucket", m.backup_name);
         ctx.event(af, false, "BackupRecovered", note).await;

@@ -4,25 +4,24 @@
 //! fetch → validate → decide → apply → status. Results travel from the Job to
 //! the controller through the manifest in object storage, not through logs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::backup_resource::{backup_location, catalog_labels, is_finished, wal_archived};
 use super::jobs::{self, EngineJob};
 use super::{Context, Error, claims, job_result};
 use crate::api::artifortress::Artifortress;
-use crate::api::backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy, SourceIdentity};
-use crate::api::backup_schedule::BackupTemplate;
-use crate::api::common::{ArtifortressRef, BackupMethod, ConditionStatus, SecretKeyRef};
+use crate::api::backup::{Backup, BackupPhase, BackupStatus, DeletionPolicy, SourceIdentity};
+use crate::api::common::{BackupMethod, ConditionStatus, SecretKeyRef};
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::physical::{base, retention};
 use crate::engine::progress::{Progress, human_bytes, human_duration};
@@ -48,43 +47,9 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream
         .boxed()
 }
 
-/// A `Backup` as the operator creates it — for a schedule's run, a fresh drill,
-/// or a backup found in the bucket; `meta` says which.
-pub fn backup_resource(meta: ObjectMeta, installation: &str, template: BackupTemplate) -> Backup {
-    Backup {
-        metadata: meta,
-        spec: BackupSpec {
-            artifortress_ref: ArtifortressRef { name: installation.to_string() },
-            method: template.method,
-            checkpoint: template.checkpoint,
-            verify: template.verify,
-            tables: template.tables,
-            deletion_policy: Default::default(),
-            job_template: template.job_template,
-        },
-        status: None,
-    }
-}
-
-/// The labels a backup's manifest keeps, so a `Backup` recreated from the
-/// catalog belongs where it did (its schedule's retention prunes it).
-pub fn catalog_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .filter(|(k, _)| *k == super::backup_schedule::LABEL_SCHEDULE)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
 /// Held by `Backup`s with `deletionPolicy: Delete` until their objects in the
 /// bucket are gone.
 pub const DATA_FINALIZER: &str = "artifortress.io/delete-backup-data";
-
-/// Whether an archiver streams the installation's WAL into its backup store:
-/// the operator's (`spec.walArchive`), or one run by hand whose status it reads.
-pub fn wal_archived(af: &Artifortress) -> bool {
-    af.spec.wal_archive.is_some() || af.status.as_ref().is_some_and(|s| s.wal.is_some())
-}
 
 /// Removes a backup from its store; the manifest goes first, so a half-deleted
 /// backup is never listed as complete.
@@ -333,10 +298,6 @@ fn backup_claim<'a>(leases: &'a Api<Lease>, backup: &Backup, af: &Artifortress) 
     }
 }
 
-pub fn is_finished(b: &Backup) -> bool {
-    matches!(b.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Completed | BackupPhase::Failed))
-}
-
 /// A finished Job: the stored manifest mirrored into status, or the Job's reason.
 async fn finish(
     ctx: &Context,
@@ -447,14 +408,6 @@ fn base_status(status: BackupStatus, store_url: &str, m: &BaseManifest) -> Backu
     }
 }
 
-/// `s3://bucket/prefix/installation/backup/`: the store URL without its
-/// connection parameters, plus the backup's directory.
-pub fn backup_location(store_url: &str, backup: &str) -> String {
-    let mut url = url::Url::parse(store_url).expect("built by backup_store_url");
-    url.set_query(None);
-    format!("{}/{backup}/", url.as_str().trim_end_matches('/'))
-}
-
 /// Writes status; `Ready` follows the phase.
 async fn write_status(
     ctx: &Context,
@@ -470,13 +423,4 @@ async fn write_status(
         _ => ConditionStatus::Unknown,
     };
     super::write_ready(ctx, api, backup, status, ready, reason, message).await
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn locations_drop_the_connection_parameters() {
-        let url = "s3://backups/prod/production?endpoint=http%3A%2F%2Fminio%3A9000&region=us-east-1&path_style=true";
-        assert_eq!(super::backup_location(url, "nightly-1"), "s3://backups/prod/production/nightly-1/");
-    }
 }

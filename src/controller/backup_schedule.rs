@@ -17,7 +17,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::backup::{backup_resource, is_finished};
+use super::backup_resource::{LABEL_SCHEDULE, backup_resource, is_finished};
 use super::recovery_drill;
 use super::retention::{self, BackupEntry, Finished};
 use super::schedule::{self, Decision, Schedule};
@@ -29,9 +29,6 @@ use crate::api::common::{BackupMethod, ConditionStatus, DurationString};
 use crate::api::recovery_drill::{
     DrillBackup, DrillBackupMode, DrillPhase, DrillTemplate, RecoveryDrill, RecoveryDrillSpec,
 };
-
-/// Label on the backups and drills a schedule creates.
-pub const LABEL_SCHEDULE: &str = "artifortress.io/schedule";
 
 pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream::BoxStream<'static, ()> {
     let schedules = super::scoped::<BackupSchedule>(&ctx.client, namespace);

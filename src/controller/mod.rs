@@ -4,6 +4,7 @@
 
 pub mod artifortress;
 pub mod backup;
+pub mod backup_resource;
 pub mod backup_schedule;
 pub mod claims;
 pub mod conditions;

@@ -370,7 +370,7 @@ impl DrillRun<'_> {
         let installation = &self.drill.spec.artifortress_ref.name;
         let template = &self.drill.spec.template;
         let meta = super::child_meta(self.drill, &self.backup, installation, "drill");
-        let backup = super::backup::backup_resource(
+        let backup = super::backup_resource::backup_resource(
             meta,
             installation,
             BackupTemplate {
@@ -390,7 +390,7 @@ impl DrillRun<'_> {
     fn backup_info(&self, snapshot_time: DateTime<Utc>, completed_at: DateTime<Utc>) -> DrillBackupInfo {
         DrillBackupInfo {
             name: self.backup.clone(),
-            location: super::backup::backup_location(&self.store_url, &self.backup),
+            location: super::backup_resource::backup_location(&self.store_url, &self.backup),
             snapshot_time,
             completed_at,
             fresh: self.fresh(),
@@ -594,7 +594,7 @@ async fn validate(
             if let Err(e) = wanted.parse::<crate::engine::physical::pitr::Target>() {
                 return Ok(Some(("InvalidSpec", format!("spec.recoveryTarget: {e}"))));
             }
-            if !super::backup::wal_archived(af) {
+            if !super::backup_resource::wal_archived(af) {
                 let message = format!(
                     "a Physical drill replays archived WAL, and no archiver streams for Artifortress {}: set its spec.walArchive",
                     af.name_any()
