@@ -17,11 +17,12 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use sha2::{Digest, Sha256};
+
+mod admission;
 
 use super::conditions;
 use super::jobs::{self, EngineJob};
-use super::{Context, Error, StepFailure, claims, job_result};
+use super::{Context, Error, StepFailure, job_result};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
@@ -29,7 +30,6 @@ use crate::api::common::{BackupMethod, ConditionStatus};
 use crate::api::recovery_drill::{
     DrillBackupInfo, DrillBackupMode, DrillPhase, DrillResult, RecoveryDrill, RecoveryDrillStatus,
 };
-use crate::db::DatabaseUrl;
 use crate::engine::layout::result_key;
 use crate::engine::manifest;
 use crate::engine::physical::base;
@@ -185,7 +185,7 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
     };
     // Checked before the drill starts; once it runs, its Jobs hold what was checked.
     if matches!(status.phase, None | Some(DrillPhase::Pending))
-        && let Some(action) = admit(&ctx, &drills, &drill, &af, pending).await?
+        && let Some(action) = admission::admit(&ctx, &drills, &drill, &af, pending).await?
     {
         return Ok(action);
     }
@@ -492,61 +492,6 @@ impl DrillRun<'_> {
     }
 }
 
-/// Lets a drill start: its spec passes validation and it holds the claim on
-/// its scratch database. `Some` is the action when it must wait (status written).
-async fn admit(
-    ctx: &Context,
-    drills: &Api<RecoveryDrill>,
-    drill: &RecoveryDrill,
-    af: &Artifortress,
-    pending: RecoveryDrillStatus,
-) -> Result<Option<Action>, Error> {
-    let ns = &drill.namespace().unwrap_or_default();
-    let target = drill_target(ctx, ns, drill).await?;
-    if let Some((reason, message)) = validate(ctx, ns, drill, af, target.as_ref()).await? {
-        write_status(ctx, drills, drill, pending, reason, message).await?;
-        return Ok(Some(Action::requeue(Duration::from_secs(300))));
-    }
-    // One drill per scratch database at a time: two restoring into one would
-    // drop each other's work.
-    if let Some(target) = &target {
-        let leases = Api::namespaced(ctx.client.clone(), ns);
-        let claim = claims::Claim {
-            api: &leases,
-            lease: format!("artifortress-scratch-{}", &hex::encode(Sha256::digest(target_identity(target)))[..16]),
-            holder: claims::holder_of(drill),
-            owner: af.controller_owner_ref(&()).expect("a stored Artifortress has a uid"),
-        };
-        if let claims::Outcome::Busy { waiting_for } = claim.acquire(drills, is_finished).await? {
-            let message = format!("waiting for {waiting_for}: it holds the scratch database {target}");
-            write_status(ctx, drills, drill, pending, "TargetBusy", message).await?;
-            return Ok(Some(Action::requeue(Duration::from_secs(15))));
-        }
-    }
-    Ok(None)
-}
-
-/// The database a drill restores into (its Secret's URL with `spec.target.database`);
-/// None while the Secret or its URL is missing or bad (validation says which).
-async fn drill_target(ctx: &Context, ns: &str, drill: &RecoveryDrill) -> Result<Option<DatabaseUrl>, Error> {
-    let template = &drill.spec.template;
-    let Some(target) = template.target.as_ref().filter(|_| template.method == BackupMethod::Logical) else {
-        return Ok(None);
-    };
-    let secrets = Api::namespaced(ctx.client.clone(), ns);
-    let Some(url) = super::secret_value(&secrets, &target.connection_secret_ref).await? else { return Ok(None) };
-    let Ok(url) = DatabaseUrl::parse(&url) else { return Ok(None) };
-    Ok(Some(match &target.database {
-        Some(db) => url.with_database(db),
-        None => url,
-    }))
-}
-
-/// A scratch database as a claim knows it: server and database name.
-fn target_identity(target: &DatabaseUrl) -> String {
-    format!("{}/{}", target.server(), target.database())
-}
-
 pub fn is_finished(drill: &RecoveryDrill) -> bool {
     drill.status.as_ref().is_some_and(|s| matches!(s.phase, Some(DrillPhase::Succeeded | DrillPhase::Failed)))
 }
@@ -560,105 +505,6 @@ pub fn backup_in_use(drill: &RecoveryDrill) -> Option<String> {
         DrillBackupMode::Named => drill.spec.backup.name.clone(),
         DrillBackupMode::Latest => None,
     })
-}
-
-/// The spec problems that would make a Job fail: missing Secrets or keys, a
-/// named backup without a name, a target that is the source.
-async fn validate(
-    ctx: &Context,
-    ns: &str,
-    drill: &RecoveryDrill,
-    af: &Artifortress,
-    target: Option<&DatabaseUrl>,
-) -> Result<Option<(&'static str, String)>, Error> {
-    let template = &drill.spec.template;
-    if drill.spec.backup.mode == DrillBackupMode::Named && drill.spec.backup.name.is_none() {
-        return Ok(Some((
-            "InvalidSpec",
-            "spec.backup.mode is Named but spec.backup.name is empty; name the backup".into(),
-        )));
-    }
-    let mut keys = Vec::new();
-    match (template.method, &template.target) {
-        (BackupMethod::Logical, None) => {
-            let message = "spec.target is missing: a Logical drill restores into a scratch database it names (spec.target.connectionSecretRef)";
-            return Ok(Some(("InvalidSpec", message.into())));
-        }
-        (BackupMethod::Logical, Some(target)) => keys.push(&target.connection_secret_ref),
-        (BackupMethod::Physical, Some(_)) => {
-            let message = "spec.target is for Logical drills: a Physical drill restores into a scratch instance it starts in its own Job; remove spec.target";
-            return Ok(Some(("InvalidSpec", message.into())));
-        }
-        (BackupMethod::Physical, None) => {
-            let wanted = template.recovery_target.as_deref().unwrap_or("latest");
-            if let Err(e) = wanted.parse::<crate::engine::physical::pitr::Target>() {
-                return Ok(Some(("InvalidSpec", format!("spec.recoveryTarget: {e}"))));
-            }
-            if !super::backup_resource::wal_archived(af) {
-                let message = format!(
-                    "a Physical drill replays archived WAL, and no archiver streams for Artifortress {}: set its spec.walArchive",
-                    af.name_any()
-                );
-                return Ok(Some(("WalNotArchived", message)));
-            }
-        }
-    }
-    if drill.spec.backup.mode == DrillBackupMode::Fresh {
-        keys.push(&af.spec.db().connection_secret_ref);
-    }
-    let s3 = jobs::s3_credentials(jobs::backup_storage(&af.spec));
-    keys.extend(s3.iter().map(|(_, k)| k));
-    let blob_keys = jobs::blob_credentials(af.spec.blobs());
-    keys.extend(blob_keys.iter().map(|(_, k)| k));
-    if let Some(missing) = super::missing_secrets(&ctx.client, ns, &keys).await? {
-        return Ok(Some(("SecretNotFound", missing)));
-    }
-    // The engine refuses by server identity and by its scratch mark when it
-    // restores; this catches the obvious cases before a backup is taken for nothing.
-    let Some(target) = target else { return Ok(None) };
-    for installation in visible_installations(ctx, ns).await? {
-        // One that does not resolve has no database to compare with.
-        let Ok(Ok(resolved)) = super::resolve_installation(&ctx.client, &installation).await else { continue };
-        let installation = resolved.artifortress;
-        let own = installation.namespace().as_deref() == Some(ns) && installation.name_any() == af.name_any();
-        let their_secrets = Api::namespaced(ctx.client.clone(), &installation.namespace().unwrap_or_default());
-        let database = match super::secret_value(&their_secrets, &installation.spec.db().connection_secret_ref).await {
-            Ok(Some(url)) => url,
-            // A Secret this operator may not read is a database it cannot compare with.
-            Ok(None) | Err(_) => continue,
-        };
-        // Any host of a multi-host installation counts.
-        let same = |db: DatabaseUrl| db.hosts().contains(&target.hosts()[0]) && db.database() == target.database();
-        if !DatabaseUrl::parse(&database).is_ok_and(same) {
-            continue;
-        }
-        let message = if own {
-            format!(
-                "the drill target {target} is the installation's database; point spec.target at a scratch database (set spec.target.database or another server)"
-            )
-        } else {
-            format!(
-                "the drill target {target} is the database of installation {}/{}; a drill never restores over an installation's database — point spec.target at a scratch database",
-                installation.namespace().unwrap_or_default(),
-                installation.name_any()
-            )
-        };
-        return Ok(Some((if own { "TargetIsSource" } else { "TargetIsInstallation" }, message)));
-    }
-    Ok(None)
-}
-
-/// Every installation this operator can see: cluster-wide when it may list
-/// them, else those of the drill's namespace.
-async fn visible_installations(ctx: &Context, ns: &str) -> Result<Vec<Artifortress>, Error> {
-    let params = kube::api::ListParams::default();
-    match Api::<Artifortress>::all(ctx.client.clone()).list(&params).await {
-        Ok(list) => Ok(list.items),
-        Err(kube::Error::Api(e)) if e.code == 403 => {
-            Ok(Api::<Artifortress>::namespaced(ctx.client.clone(), ns).list(&params).await?.items)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn read_verdict(store: &dyn BackupStore, backup: &str, drill: &str) -> Option<RecoveryDrillStatus> {
@@ -768,66 +614,4 @@ async fn write_status(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failed(why: &str) -> Option<StepState> {
-        Some(StepState::Failed(StepFailure { reason: "JobFailed".into(), message: why.into() }))
-    }
-
-    fn concluded(reason: &str, message: &str) -> Next {
-        Next::Conclude { failure: Some(StepFailure { reason: reason.into(), message: message.into() }) }
-    }
-
-    #[test]
-    fn a_fresh_drill_walks_every_phase() {
-        let mut s = Steps { fresh: true, ..Default::default() };
-        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::CreateBackup));
-        s.backup = Some(StepState::Running);
-        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::Wait));
-        s.backup = Some(StepState::Succeeded);
-        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::CreateRestoreJob));
-        s.restore = Some(StepState::Running);
-        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::Wait));
-        s.restore = Some(StepState::Succeeded);
-        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::CreateVerifyJob));
-        s.verify = Some(StepState::Running);
-        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Wait));
-        s.verify = Some(StepState::Succeeded);
-        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Conclude { failure: None }));
-    }
-
-    #[test]
-    fn a_physical_drill_concludes_after_its_one_restore_step() {
-        let mut s = Steps { fresh: true, physical: true, ..Default::default() };
-        assert_eq!(decide(&s), (DrillPhase::BackingUp, Next::CreateBackup));
-        s.backup = Some(StepState::Succeeded);
-        assert_eq!(decide(&s), (DrillPhase::Restoring, Next::CreateRestoreJob));
-        s.restore = Some(StepState::Succeeded);
-        assert_eq!(decide(&s), (DrillPhase::Verifying, Next::Conclude { failure: None }), "no verify Job");
-        s.restore = failed("exit 1");
-        assert_eq!(decide(&s).1, concluded("JobFailed", "restore: exit 1"));
-    }
-
-    #[test]
-    fn an_existing_backup_starts_with_the_restore() {
-        assert_eq!(decide(&Steps::default()), (DrillPhase::Restoring, Next::CreateRestoreJob));
-    }
-
-    #[test]
-    fn a_failed_step_concludes_with_its_reason() {
-        let backup = Steps { fresh: true, backup: failed("pg_dump failed"), ..Default::default() };
-        assert_eq!(decide(&backup).1, concluded("JobFailed", "backup: pg_dump failed"));
-        let restore = Steps { restore: failed("Job x failed: OOMKilled"), ..Default::default() };
-        assert_eq!(decide(&restore).1, concluded("JobFailed", "restore: Job x failed: OOMKilled"));
-        let verify =
-            Steps { restore: Some(StepState::Succeeded), verify: failed("Job y failed: exit 1"), ..Default::default() };
-        assert_eq!(decide(&verify).1, concluded("JobFailed", "verify: Job y failed: exit 1"));
-    }
-
-    #[test]
-    fn fresh_backup_names_fit_kubernetes() {
-        assert_eq!(fresh_backup_name("nightly"), "drill-nightly");
-        assert!(fresh_backup_name(&"d".repeat(200)).len() <= 63);
-    }
-}
+mod tests;
