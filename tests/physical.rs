@@ -328,6 +328,8 @@ async fn deleting_a_base_backup_prunes_only_the_wal_no_remaining_base_needs() {
     let dir = tempfile::tempdir().unwrap();
     let out = pitr(&store, &dir.path().join("instance"), free_port(), &[]);
     assert_exit(&out, 0);
+    // A stopping archiver stores the segment it was receiving: the WAL as it is now.
+    let after = stored_segments(store_dir.path(), &system);
 
     // The last base goes only with --force, and then no WAL is deleted: a
     // source without a base may have its first one running.
