@@ -36,14 +36,21 @@ free_port() {
 # took: on stderr, and as a line "NAME<TAB>SECONDS<TAB>STATUS" appended to
 # $ARTIFORTRESS_TIMINGS when that is set (.ci/run prints them as a table).
 timed() {
-  local name=$1 start secs status=0
+  local name=$1 start status=0
   shift
   start=$(date +%s.%N)
   "$@" || status=$?
-  secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-  echo "[timing] $name: ${secs}s" >&2
-  if [ -n "${ARTIFORTRESS_TIMINGS:-}" ]; then
-    printf '%s\t%s\t%s\n' "$name" "$secs" "$status" >> "$ARTIFORTRESS_TIMINGS"
-  fi
+  record_timing "$name" "$start" "$status"
   return $status
+}
+
+# record_timing NAME START STATUS: the line `timed` writes, for a step that
+# started at START (date +%s.%N) and ends now.
+record_timing() {
+  local secs
+  secs=$(awk -v s="$2" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  echo "[timing] $1: ${secs}s" >&2
+  if [ -n "${ARTIFORTRESS_TIMINGS:-}" ]; then
+    printf '%s\t%s\t%s\n' "$1" "$secs" "$3" >> "$ARTIFORTRESS_TIMINGS"
+  fi
 }

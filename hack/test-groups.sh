@@ -8,12 +8,7 @@ set -euo pipefail
 group="" group_start="" group_failed=0
 close_group() {
   [ -n "$group" ] || return 0
-  local secs
-  secs=$(awk -v s="$group_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-  echo "[timing] test: $group: ${secs}s" >&2
-  if [ -n "${ARTIFORTRESS_TIMINGS:-}" ]; then
-    printf 'test: %s\t%s\t%s\n' "$group" "$secs" "$group_failed" >> "$ARTIFORTRESS_TIMINGS"
-  fi
+  record_timing "test: $group" "$group_start" "$group_failed"
 }
 
 run() {
