@@ -2,13 +2,18 @@
 //! an existing database the engine did not create is never touched; roles the
 //! schema names are created on a server that lacks them; the scratch database
 //! gets the source's encoding, locale and settings; checksums fail only on real
-//! differences. Real PostgreSQL servers: the harness's source and target.
+//! differences; a drill holds one maintenance session on its target server.
+//! Real PostgreSQL servers: the harness's source and target, and servers of a
+//! test's own where sessions are counted.
 
 mod support;
 
+use artifortress_operator::db::DatabaseUrl;
+use artifortress_operator::engine::progress::Progress;
+use artifortress_operator::engine::scratch::Maintenance;
 use serde_json::Value;
 use sqlx::PgPool;
-use support::{assert_exit, env, file_store, operator, stderr, unique_name, with_database};
+use support::{ExtraPostgres, assert_exit, env, file_store, operator, stderr, unique_name, with_database};
 
 fn db_name(prefix: &str) -> String {
     unique_name(prefix).replace('-', "_")
@@ -457,4 +462,88 @@ async fn the_scratch_database_has_the_source_encoding_locale_and_settings() {
     assert_eq!(on_target, on_source);
     assert_eq!(on_source.3, "i", "an ICU database");
     assert_eq!(on_source.5.as_ref().map(Vec::len), Some(4), "{on_source:?}");
+}
+
+/// Sessions ever opened to the maintenance databases (`postgres`, `template1`)
+/// of the server `observer` is on (PostgreSQL 14+ counts them per database). A
+/// session's count arrives with its statistics, at the latest when it ends:
+/// read until the sum holds still.
+async fn maintenance_sessions(observer: &PgPool) -> i64 {
+    const SQL: &str = "SELECT sum(sessions)::bigint FROM pg_stat_database WHERE datname IN ('postgres', 'template1')";
+    let mut last: i64 = sqlx::query_scalar(SQL).fetch_one(observer).await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let now: i64 = sqlx::query_scalar(SQL).fetch_one(observer).await.unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// A server of the test's own, so no other test's sessions are counted, and a
+/// database on it to watch from without being counted.
+async fn observed_server() -> (ExtraPostgres, PgPool) {
+    let server = ExtraPostgres::start();
+    let admin = PgPool::connect(&server.url).await.unwrap();
+    sqlx::query("CREATE DATABASE observer").execute(&admin).await.unwrap();
+    admin.close().await;
+    let observer = PgPool::connect(&with_database(&server.url, "observer")).await.unwrap();
+    (server, observer)
+}
+
+#[tokio::test]
+async fn a_drill_holds_one_maintenance_session_on_its_target_server() {
+    let (_roles, source, _, _cleanup) = foreign_source().await;
+    let admin = PgPool::connect(&env("AF_TEST_PG_SOURCE_URL")).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE \"{source}\" SET work_mem = '7MB'")).execute(&admin).await.unwrap();
+    let (server, observer) = observed_server().await;
+    let before = maintenance_sessions(&observer).await;
+
+    // Every step that needs the server outside the scratch database: the target
+    // check before the backup, the checks before the download, the missing
+    // roles, the recreate, the database settings, the final drop.
+    let (_dir, store) = file_store();
+    let out = operator(&[
+        "drill",
+        "--source",
+        &with_database(&env("AF_TEST_PG_SOURCE_URL"), &source),
+        "--store",
+        &store,
+        "--target",
+        &with_database(&server.url, "scratch"),
+    ]);
+    assert_exit(&out, 0);
+    let log = stderr(&out);
+    assert!(log.contains("created missing role(s)"), "the roles step ran: {log}");
+    let dropped: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'scratch')")
+        .fetch_one(&observer)
+        .await
+        .unwrap();
+    assert!(dropped, "the drop step ran");
+    assert_eq!(maintenance_sessions(&observer).await - before, 1, "one maintenance session for the whole drill");
+}
+
+#[tokio::test]
+async fn a_lost_maintenance_session_is_reopened_and_a_dead_server_fails_naming_the_step() {
+    let (server, observer) = observed_server().await;
+    let target = DatabaseUrl::parse(&with_database(&server.url, "scratch")).unwrap();
+    let mut maintenance = Maintenance::new(&target, &Progress::quiet());
+    assert!(!maintenance.check_target().await.unwrap(), "no scratch database yet");
+    // An idle timeout (or a proxy) ends the session between two steps.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'artifortress-operator'",
+    )
+    .fetch_all(&observer)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true]);
+    let before = maintenance_sessions(&observer).await;
+    assert!(!maintenance.check_target().await.unwrap(), "the next step reopens the session");
+    maintenance.drop_scratch().await.unwrap();
+    assert_eq!(maintenance_sessions(&observer).await - before, 1, "reopened once, then kept");
+
+    server.stop();
+    let error = maintenance.drop_scratch().await.unwrap_err().to_string();
+    assert!(error.starts_with("dropping the scratch database: opening the maintenance session on"), "{error}");
 }

@@ -7,6 +7,7 @@ use artifortress_operator::engine;
 use artifortress_operator::engine::backup::BackupRequest;
 use artifortress_operator::engine::drill::{BackupChoice, DrillOutcome, RestoreRecord};
 use artifortress_operator::engine::progress::Progress;
+use artifortress_operator::engine::scratch::Maintenance;
 use artifortress_operator::store::BackupStore;
 
 use super::failure::{Failure, engine_failure, failed};
@@ -136,7 +137,8 @@ pub async fn drill_step(args: DrillStepArgs) -> Result<(), Failure> {
             RestoreRecord::parse(&bytes).map_err(|e| failed(format!("reading {record_key}: {e}")))?
         }
     };
-    let outcome = engine::drill::conclude(store.as_ref(), &request, record, Some(&check), &progress)
+    let mut maintenance = Maintenance::new(&request.target, &progress);
+    let outcome = engine::drill::conclude(store.as_ref(), &mut maintenance, &request, record, Some(&check), &progress)
         .await
         .map_err(engine_failure)?;
     verdict(&outcome)
@@ -151,14 +153,17 @@ async fn restore_step(
     record_key: &str,
     progress: &Progress,
 ) -> Result<(), Failure> {
-    let refused = engine::drill::restore_step(store, request, &mut record, progress).await;
+    let mut maintenance = Maintenance::new(&request.target, progress);
+    let refused = engine::drill::restore_step(store, &mut maintenance, request, &mut record, progress).await;
     if let Err(e) = &refused {
         engine::drill::record_failure(&mut record, "restore", e);
     }
     if record.failures.is_empty() {
         return store.put_bytes(record_key, record.to_json()).await.map(drop).map_err(failed);
     }
-    let outcome = engine::drill::conclude(store, request, record, None, progress).await.map_err(engine_failure)?;
+    let outcome = engine::drill::conclude(store, &mut maintenance, request, record, None, progress)
+        .await
+        .map_err(engine_failure)?;
     match refused {
         Err(e) => Err(engine_failure(e)),
         Ok(()) => verdict(&outcome),

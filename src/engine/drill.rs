@@ -24,7 +24,7 @@ use super::progress::{Progress, human_duration};
 pub use super::record::RestoreRecord;
 use super::report::{self, ReportContext};
 use super::restore::{self, RestoreRequest};
-use super::scratch;
+use super::scratch::Maintenance;
 use super::verdict::{
     ApplicationCheck, BackupInfo, BlobCheck, DrillResult, FinalPhase, ObjectiveResult, RtoBasis, ServerMajors,
     TableParity, Timings, Verdict,
@@ -91,6 +91,7 @@ pub async fn run(
 ) -> Result<DrillOutcome, EngineError> {
     let started_at = Utc::now();
     let drill = started_at.format("drill-%Y%m%d-%H%M%S").to_string();
+    let mut maintenance = Maintenance::new(&request.target, progress);
 
     // 1. The backup.
     let mut record = match &request.backup {
@@ -101,10 +102,8 @@ pub async fn run(
                 )
             })?;
             // A target the restore would refuse is refused before the backup is taken.
-            if let Ok((mut admin, admin_url)) = scratch::connect_maintenance(&request.target).await
-                && let Err(e @ EngineError::Refused { .. }) =
-                    scratch::check_target(&mut admin, &admin_url, &request.target).await
-            {
+            // (An unreachable server is the restore step's failure to report.)
+            if let Err(e @ EngineError::Refused { .. }) = maintenance.check_target().await {
                 return Err(e);
             }
             progress.step(format!("backing up {source} as {}", backup_request.name));
@@ -117,7 +116,7 @@ pub async fn run(
                 Err(e) if e.is_usage() => return Err(e),
                 Err(e) => {
                     record_failure(&mut record, "backup", &e);
-                    return conclude(store, request, record, None, progress).await;
+                    return conclude(store, &mut maintenance, request, record, None, progress).await;
                 }
             }
             record
@@ -140,21 +139,22 @@ pub async fn run(
     };
 
     // 2. Restore, verify, measure.
-    restore_step(store, request, &mut record, progress).await?;
-    conclude(store, request, record, check, progress).await
+    restore_step(store, &mut maintenance, request, &mut record, progress).await?;
+    conclude(store, &mut maintenance, request, record, check, progress).await
 }
 
 /// Restores the record's backup into the scratch database. Operational
 /// failures are added to the record; mistakes in the request are returned.
 pub async fn restore_step(
     store: &dyn BackupStore,
+    maintenance: &mut Maintenance,
     request: &DrillRequest,
     record: &mut RestoreRecord,
     progress: &Progress,
 ) -> Result<(), EngineError> {
     let restore_request = RestoreRequest { backup: record.backup.clone(), ..request.restore.clone() };
     record.restore_started_at = Some(Utc::now());
-    let staged = match restore::stage(store, &request.target, &restore_request, progress).await {
+    let staged = match restore::stage(store, maintenance, &request.target, &restore_request, progress).await {
         Ok(staged) => staged,
         Err(e) if e.is_usage() => return Err(e),
         Err(e) => {
@@ -163,7 +163,7 @@ pub async fn restore_step(
         }
     };
     record.scratch_created = true;
-    match restore::load(&request.target, staged, &restore_request, progress).await {
+    match restore::load(maintenance, &request.target, staged, &restore_request, progress).await {
         Ok(restored) => {
             record.download_seconds = Some(restored.download_seconds);
             record.restore_seconds = Some(restored.restore_seconds);
@@ -207,6 +207,7 @@ impl Findings {
 /// drill; mistakes in the request are returned.
 pub async fn conclude(
     store: &dyn BackupStore,
+    maintenance: &mut Maintenance,
     request: &DrillRequest,
     record: RestoreRecord,
     check: Option<&dyn RestoredCheck>,
@@ -253,7 +254,7 @@ pub async fn conclude(
     if let (Some(m), true) = (&manifest, found.failures.is_empty()) {
         verify_and_measure(request, &record, m, check, &mut found, progress).await?;
     }
-    Ok(finish(found, store, request, &record, progress).await)
+    Ok(finish(found, maintenance, store, request, &record, progress).await)
 }
 
 /// Parity against the manifest, the application's checks, then RPO and RTO
@@ -326,6 +327,7 @@ async fn verify_and_measure(
 /// but says so.
 async fn finish(
     mut found: Findings,
+    maintenance: &mut Maintenance,
     store: &dyn BackupStore,
     request: &DrillRequest,
     record: &RestoreRecord,
@@ -333,7 +335,7 @@ async fn finish(
 ) -> DrillOutcome {
     if record.scratch_created
         && !request.keep_target
-        && let Err(e) = scratch::drop_scratch(&request.target).await
+        && let Err(e) = maintenance.drop_scratch().await
     {
         progress.step(format!("warning: could not drop the scratch database: {e}"));
         found.warnings.push(format!("the scratch database was not dropped: {e}"));

@@ -28,7 +28,7 @@ use super::archive_index::{Indexed, Staging, StagingFault};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pgtools::{PgTools, Toolset, parse_major};
 use super::progress::{Meter, Progress, Total, Unit, human_bytes};
-use super::scratch::{self, Needs};
+use super::scratch::{self, Maintenance, Needs};
 use super::tuning::{self, SessionSetting};
 use super::verdict::TableParity;
 use super::{EngineError, inspect, parity};
@@ -139,8 +139,9 @@ pub async fn restore(
     request: &RestoreRequest,
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
-    let staged = stage(store, target, request, progress).await?;
-    load(target, staged, request, progress).await
+    let mut maintenance = Maintenance::new(target, progress);
+    let staged = stage(store, &mut maintenance, target, request, progress).await?;
+    load(&mut maintenance, target, staged, request, progress).await
 }
 
 /// The PostgreSQL majors a restore involves.
@@ -201,6 +202,7 @@ impl Staged {
 /// checked against the manifest.
 pub async fn stage(
     store: &dyn BackupStore,
+    maintenance: &mut Maintenance,
     target: &DatabaseUrl,
     request: &RestoreRequest,
     progress: &Progress,
@@ -216,12 +218,7 @@ pub async fn stage(
     let expected = expected_tables(&manifest, &request.tables, request.verify)?;
 
     let scratch = target.database();
-    let (mut admin, admin_url) = scratch::connect_maintenance(target).await?;
-    let identity = inspect::identity(&mut admin).await.map_err(|source| DbError::Query {
-        context: "reading the target server identity".into(),
-        url: admin_url.to_string(),
-        source,
-    })?;
+    let identity = maintenance.identity().await?;
     // The server's system identifier, not its address, decides: localhost and
     // 127.0.0.1 (or a DNS alias) reach the same server.
     if identity.source.system_identifier == manifest.source.system_identifier && scratch == manifest.source.database {
@@ -238,9 +235,8 @@ pub async fn stage(
     if let Some((from, to)) = versions.upgrade() {
         progress.step(format!("upgrade rehearsal: PostgreSQL {from} → {to}, restoring with {}", tools.version));
     }
-    scratch::check_target(&mut admin, &admin_url, target).await?;
-    let needs = scratch::check_needs(&mut admin, &admin_url, &manifest, request.require_roles).await?;
-    drop(admin);
+    maintenance.check_target().await?;
+    let needs = maintenance.check_needs(&manifest, request.require_roles).await?;
 
     // Download and verify; the target is untouched until this succeeds.
     let t = Instant::now();
@@ -274,28 +270,21 @@ pub async fn stage(
 /// Creates the missing roles, recreates the scratch database, restores the
 /// staged dump with `pg_restore -j`, carries the settings and analyzes.
 pub async fn load(
+    maintenance: &mut Maintenance,
     target: &DatabaseUrl,
     staged: Staged,
     request: &RestoreRequest,
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
     let t = Instant::now();
-    let (mut admin, admin_url) = scratch::connect_maintenance(target).await?;
-    let roles_created = scratch::create_roles(&mut admin, &admin_url, &staged.needs).await?;
+    let roles_created = maintenance.create_roles(&staged.needs).await?;
     if !roles_created.is_empty() {
         progress.step(format!("created missing role(s) as NOLOGIN: {}", roles_created.join(", ")));
     }
     let properties = staged.manifest.database.as_ref();
     let backup = &staged.manifest.backup_name;
-    scratch::recreate(&mut admin, &admin_url, target, properties, backup, staged.versions.target).await?;
-    let settings = tuning::raising(&mut admin, &request.session_settings).await.map_err(|source| {
-        EngineError::Db(DbError::Query {
-            context: "reading session settings".into(),
-            url: admin_url.to_string(),
-            source,
-        })
-    })?;
-    drop(admin);
+    maintenance.recreate(properties, backup, staged.versions.target).await?;
+    let settings = maintenance.raising(&request.session_settings).await?;
     let jobs = default_jobs(request.jobs);
     let with = settings.iter().map(|s| format!("{}={}", s.name, s.value)).collect::<Vec<_>>();
     let with = if with.is_empty() { String::new() } else { format!(" with {}", with.join(", ")) };
@@ -309,7 +298,7 @@ pub async fn load(
     let restore_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let warnings = scratch::apply_settings(target, properties).await?;
+    let warnings = maintenance.apply_settings(properties).await?;
     for warning in &warnings {
         progress.step(format!("warning: {warning}"));
     }
