@@ -114,6 +114,7 @@ pub struct Metrics {
     pub blobs_recoverable: Family<InstallationLabels, Gauge>,
     pub wal_status_age: Family<InstallationLabels, FloatGauge>,
     pub wal_retained_bytes: Family<InstallationLabels, Gauge>,
+    pub wal_stalled: Family<InstallationLabels, Gauge>,
     pub drill_target_major: Family<InstallationLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
@@ -162,6 +163,7 @@ impl Metrics {
             blobs_recoverable: Family::default(),
             wal_status_age: Family::default(),
             wal_retained_bytes: Family::default(),
+            wal_stalled: Family::default(),
             drill_target_major: Family::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
@@ -280,6 +282,11 @@ impl Metrics {
             "wal_retained_bytes",
             "WAL the archiver's replication slot held back on the source at its last status",
             m.wal_retained_bytes.clone(),
+        );
+        registry.register(
+            "wal_stalled",
+            "1 when the running WAL archiver reports that no WAL arrives from the source (a receiver that keeps exiting, a position standing still while the source's moves), else 0",
+            m.wal_stalled.clone(),
         );
         registry.register(
             "drill_target_major",

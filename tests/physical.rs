@@ -541,3 +541,252 @@ async fn a_killed_archiver_falls_silent_and_crosses_the_alert_thresholds() {
     }
     panic!("slot {slot} could not be dropped");
 }
+
+/// The system identifier in a stored segment's page header (a file store's
+/// object: zstd of the raw segment).
+fn header_system(object: &Path) -> u64 {
+    let raw = zstd::stream::decode_all(&std::fs::read(object).unwrap()[..]).unwrap();
+    u64::from_le_bytes(raw[24..32].try_into().unwrap())
+}
+
+/// Every stored segment (complete and partial) of `system`'s archive, as files.
+fn stored_objects(store_dir: &Path, system: &str) -> Vec<std::path::PathBuf> {
+    let mut objects: Vec<_> = std::fs::read_dir(store_dir.join(format!("_wal/{system}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".zst"))
+        .collect();
+    objects.sort();
+    objects
+}
+
+async fn stop_archiver(archiver: tokio::process::Child, logs: &Mutex<String>) -> String {
+    terminate(&archiver);
+    let status = archiver.wait_with_output().await.unwrap().status;
+    let logs = logs.lock().unwrap().clone();
+    assert!(status.success(), "archiver exit {status}: {logs}");
+    logs
+}
+
+/// A database replaced by another (a new system) under the same slot name:
+/// each archive holds only its own system's WAL, whatever the spools hold. A
+/// spool of the old system is moved aside, a foreign segment dropped into a
+/// live spool is rejected, and a foreign segment smuggled into the store fails
+/// the drill by name before PostgreSQL starts.
+#[tokio::test]
+async fn an_archive_holds_only_its_own_systems_wal() {
+    let (store_dir, store) = file_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let archiver_on = |url: &str, spool: Option<&Path>| {
+        let mut command = tokio::process::Command::new(operator_bin());
+        command
+            .args(["wal", "--source", url, "--store", &store, "--slot", "af_same"])
+            .args(["--partial-every", "1s", "--status-every", "1s"])
+            .env("TMPDIR", tmp.path());
+        if let Some(spool) = spool {
+            command.arg("--spool").arg(spool);
+        }
+        spawn_with_logs(&mut command)
+    };
+
+    // The old database: archived through the default spool, then gone.
+    let old = ExtraPostgres::start();
+    let old_pool = pool(&old.url).await;
+    let old_system = system_identifier(&old_pool).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&old_pool).await.unwrap();
+    let (archiver, logs) = archiver_on(&old.url, None);
+    await_slot(store_dir.path(), &old_system, "af_same").await;
+    complete_segments(&old_pool, store_dir.path(), &old_system, 2).await;
+    stop_archiver(archiver, &logs).await;
+    old_pool.close().await;
+    old.stop();
+    let old_spool = tmp.path().join(format!("artifortress-wal-{old_system}-af_same"));
+    assert!(old_spool.is_dir(), "the default spool is the system's own");
+
+    // The new database, same slot name, default spool: its own.
+    let new = ExtraPostgres::start();
+    let source = pool(&new.url).await;
+    let system = system_identifier(&source).await;
+    assert_ne!(system, old_system);
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let (archiver, logs) = archiver_on(&new.url, None);
+    await_slot(store_dir.path(), &system, "af_same").await;
+    let out =
+        operator(&["base-backup", "--source", &new.url, "--store", &store, "--name", "base-new", "--fast-checkpoint"]);
+    assert_exit(&out, 0);
+    complete_segments(&source, store_dir.path(), &system, 2).await;
+    stop_archiver(archiver, &logs).await;
+
+    // Given the old system's spool by hand, the archiver moves it aside.
+    let (archiver, logs) = archiver_on(&new.url, Some(&old_spool));
+    complete_segments(&source, store_dir.path(), &system, 1).await;
+    let marker = std::fs::read_to_string(old_spool.join("artifortress-wal-spool")).unwrap();
+    assert!(marker.contains(&system), "the spool in use is the new system's now: {marker}");
+    let moved: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".moved-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let old_segment = std::fs::read_dir(&moved[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().len() == 24)
+        .expect("the old system's segments are kept where they were moved");
+    // A foreign segment dropped into the live spool is rejected, never stored.
+    std::fs::copy(&old_segment, old_spool.join("0000000100000000000000F0")).unwrap();
+    let mut rejected = false;
+    for _ in 0..50 {
+        if old_spool.join("rejected/0000000100000000000000F0").exists() {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = stop_archiver(archiver, &logs).await;
+    assert!(rejected, "{logs}");
+    assert!(logs.contains(&format!("was moved aside to {}", moved[0].display())), "{logs}");
+    assert!(logs.contains(&format!("it holds WAL of database system {old_system}")), "{logs}");
+    assert!(
+        logs.contains(&format!("WAL segment 0000000100000000000000F0 is from database system {old_system}")),
+        "{logs}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store_dir.path().join(format!("_wal/{system}/status.json"))).unwrap())
+            .unwrap();
+    assert!(status["lastRejected"].as_str().unwrap().contains("0000000100000000000000F0"), "{status}");
+
+    // Each archive holds its own system's WAL only, and the new one restores.
+    let new_system: u64 = system.parse().unwrap();
+    for object in stored_objects(store_dir.path(), &system) {
+        assert_eq!(header_system(&object), new_system, "{}", object.display());
+    }
+    let old_id: u64 = old_system.parse().unwrap();
+    for object in stored_objects(store_dir.path(), &old_system) {
+        assert_eq!(header_system(&object), old_id, "{}", object.display());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("instance");
+    let out = pitr(&store, &instance, free_port(), &[]);
+    assert_exit(&out, 0);
+
+    // A segment of the old system smuggled into the new archive under a name
+    // the restore needs: the drill fails naming it, before any replay.
+    let stored = stored_segments(store_dir.path(), &system);
+    let victim_name = &stored[stored.len() - 1];
+    let victim = stored_objects(store_dir.path(), &system)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(victim_name.as_str()));
+    let victim = victim.unwrap();
+    let smuggled =
+        stored_objects(store_dir.path(), &old_system).into_iter().find(|p| !p.to_string_lossy().contains(".partial."));
+    let smuggled = smuggled.unwrap();
+    let sha = smuggled.file_name().unwrap().to_string_lossy().split('.').nth(1).unwrap().to_string();
+    std::fs::remove_file(&victim).unwrap();
+    std::fs::copy(&smuggled, victim.with_file_name(format!("{victim_name}.{sha}.zst"))).unwrap();
+    let out = pitr(&store, &instance, free_port(), &[]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("WAL segment {victim_name}"))
+            && err.contains(&format!("is from database system {old_system}")),
+        "{err}"
+    );
+    assert!(!err.contains("replaying"), "PostgreSQL never started: {err}");
+}
+
+/// An archiver whose receiver cannot stream (here: its role lost REPLICATION,
+/// so every `pg_receivewal` start is refused) runs, writes its status and
+/// archives nothing: within 10 seconds the installation's `WalArchiving` is
+/// False with reason `ArchiverStalled` and the server's words, and the gauge
+/// the stall alert watches is 1. Streaming again clears both.
+#[tokio::test]
+async fn an_archiver_that_receives_nothing_is_reported_stalled_within_seconds() {
+    use artifortress_operator::api::artifortress::Artifortress;
+    use artifortress_operator::api::common::ConditionStatus;
+    use support::cluster::{Installation, wait_until};
+    let installation = Installation::start("walstall", None).await;
+    let store = format!(
+        "s3://{}/prod/production?endpoint={}&region=us-east-1&path_style=true",
+        installation.bucket,
+        support::env("AF_TEST_S3_ENDPOINT")
+    );
+    let unique = support::unique_name("af_stall").replace('-', "_");
+    let admin = pool(installation.db.url.expose()).await;
+    sqlx::query(&format!("CREATE ROLE {unique} LOGIN REPLICATION PASSWORD 'stall-pw'")).execute(&admin).await.unwrap();
+    let mut source = url::Url::parse(installation.db.url.expose()).unwrap();
+    source.set_username(&unique).unwrap();
+    source.set_password(Some("stall-pw")).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, logs) = wal_archiver(source.as_str(), &store, spool.path(), &unique, &[]);
+    let wal_archiving = |af: &Artifortress| {
+        let conditions = af.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.into_iter().find(|c| c.type_ == "WalArchiving")
+    };
+    let is = |status: ConditionStatus, reason: &'static str| {
+        move |af: &Artifortress| wal_archiving(af).is_some_and(|c| c.status == status && c.reason == reason)
+    };
+    let api = installation.api::<Artifortress>();
+    wait_until(&api, "production", Duration::from_secs(60), is(ConditionStatus::True, "Streaming")).await;
+    let stalled_gauge = || {
+        let metrics = installation.ctx.metrics.encode();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("artifortress_wal_stalled{installation=\"production\"} "))
+            .map(str::to_string)
+    };
+    assert_eq!(stalled_gauge().as_deref(), Some("artifortress_wal_stalled{installation=\"production\"} 0"));
+
+    // The source keeps writing; the receiver is cut off and refused from now on.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    sqlx::query(&format!("CREATE TABLE ledger_{unique} (id int PRIMARY KEY, note text)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let writing = {
+        let (admin, stop, table) = (admin.clone(), stop.clone(), format!("ledger_{unique}"));
+        tokio::spawn(async move {
+            let mut id = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                sqlx::query(&format!("INSERT INTO {table} VALUES ($1, repeat('x', 500))"))
+                    .bind(id)
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    sqlx::query(&format!("ALTER ROLE {unique} NOREPLICATION")).execute(&admin).await.unwrap();
+    let cut = std::time::Instant::now();
+    sqlx::query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1")
+        .bind(&unique)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let af =
+        wait_until(&api, "production", Duration::from_secs(30), is(ConditionStatus::False, "ArchiverStalled")).await;
+    let took = cut.elapsed();
+    assert!(took <= Duration::from_secs(10), "WalArchiving turned False after {took:?}");
+    let message = wal_archiving(&af).unwrap().message;
+    assert!(message.contains("no WAL arrives") && message.to_lowercase().contains("replication"), "{message}");
+    assert!(af.status.unwrap().wal.unwrap().stalled.is_some());
+    assert_eq!(stalled_gauge().as_deref(), Some("artifortress_wal_stalled{installation=\"production\"} 1"));
+
+    // Given REPLICATION back, it streams again and says so.
+    sqlx::query(&format!("ALTER ROLE {unique} REPLICATION")).execute(&admin).await.unwrap();
+    wait_until(&api, "production", Duration::from_secs(60), is(ConditionStatus::True, "Streaming")).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+    stop_archiver(archiver, &logs).await;
+    // The slot and role were the test's, on the shared server.
+    for _ in 0..50 {
+        if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(&unique).execute(&admin).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sqlx::query(&format!("DROP TABLE ledger_{unique}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {unique}")).execute(&admin).await.unwrap();
+}

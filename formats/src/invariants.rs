@@ -61,7 +61,7 @@ pub fn tokens(data: &[u8]) {
 /// Base manifests that parse write back to the same value; WAL object names and
 /// segment names that parse write back to the same name; LSNs round-trip.
 pub fn physical(data: &[u8]) {
-    use crate::physical::{BaseManifest, Lsn, Segment, WalObject};
+    use crate::physical::{BaseManifest, Lsn, Segment, SegmentHeader, WalObject};
     if let Ok(m) = BaseManifest::parse(data) {
         assert_eq!(BaseManifest::parse(&m.to_json()).as_ref(), Ok(&m));
     }
@@ -75,5 +75,17 @@ pub fn physical(data: &[u8]) {
     }
     if let Ok(lsn) = text.parse::<Lsn>() {
         assert_eq!(lsn.to_string().parse::<Lsn>(), Ok(lsn));
+    }
+    // A segment's page header from any bytes: read, and judged against the
+    // segment its own fields name, it belongs there.
+    if let Ok(Some(h)) = SegmentHeader::read(data) {
+        let segment = Segment {
+            timeline: h.timeline,
+            number: h.page_address.0 / u64::from(h.segment_bytes),
+            segment_bytes: u64::from(h.segment_bytes),
+        };
+        if h.timeline != 0 && h.page_address.0 % u64::from(h.segment_bytes) == 0 {
+            assert_eq!(h.belongs_to(&h.system_identifier.to_string(), &segment), Ok(()));
+        }
     }
 }

@@ -225,6 +225,93 @@ impl WalObject {
     }
 }
 
+/// What the first page of a WAL segment says about itself: PostgreSQL's long
+/// page header (`XLogLongPageHeaderData`: magic, info, timeline, page address,
+/// remaining length, then system identifier, segment size and WAL block size),
+/// in the byte order of the server that wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub timeline: u32,
+    pub page_address: Lsn,
+    pub system_identifier: u64,
+    pub segment_bytes: u32,
+}
+
+/// `xlp_info` of a segment's first page says the long header follows.
+const XLP_LONG_HEADER: u16 = 0x0002;
+const LONG_HEADER_BYTES: usize = 40;
+
+impl SegmentHeader {
+    /// Reads a segment's first page. `Ok(None)`: the page is all zeros, nothing
+    /// written yet (a growing segment just created). An error says why these
+    /// bytes are not the start of a WAL segment.
+    pub fn read(bytes: &[u8]) -> Result<Option<SegmentHeader>, String> {
+        let Some(page) = bytes.get(..LONG_HEADER_BYTES) else {
+            return Err(format!("{} bytes are too short for a WAL page header", bytes.len()));
+        };
+        if page.iter().all(|b| *b == 0) {
+            return Ok(None);
+        }
+        // The writer's byte order: the one in which the segment size reads as a
+        // power of two between 1 MiB and 1 GiB.
+        let le = |at: usize, n: usize| page[at..at + n].iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b));
+        let be = |at: usize, n: usize| page[at..at + n].iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
+        let plausible = |size: u64| size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size);
+        let read: &dyn Fn(usize, usize) -> u64 = if plausible(le(32, 4)) {
+            &le
+        } else if plausible(be(32, 4)) {
+            &be
+        } else {
+            return Err("its first page has no valid WAL segment size: not a WAL segment".into());
+        };
+        if read(2, 2) as u16 & XLP_LONG_HEADER == 0 {
+            return Err("its first page lacks the long header every WAL segment starts with".into());
+        }
+        Ok(Some(SegmentHeader {
+            timeline: read(4, 4) as u32,
+            page_address: Lsn(read(8, 8)),
+            system_identifier: read(24, 8),
+            segment_bytes: read(32, 4) as u32,
+        }))
+    }
+
+    /// The header as a little-endian server writes it (magic of PostgreSQL 15;
+    /// tests forge segments with it).
+    pub fn to_le_bytes(&self) -> [u8; LONG_HEADER_BYTES] {
+        let mut page = [0u8; LONG_HEADER_BYTES];
+        page[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        page[2..4].copy_from_slice(&XLP_LONG_HEADER.to_le_bytes());
+        page[4..8].copy_from_slice(&self.timeline.to_le_bytes());
+        page[8..16].copy_from_slice(&self.page_address.0.to_le_bytes());
+        page[24..32].copy_from_slice(&self.system_identifier.to_le_bytes());
+        page[32..36].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        page[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        page
+    }
+
+    /// Whether this is the header of `segment` of database system `system`:
+    /// the reason when not.
+    pub fn belongs_to(&self, system: &str, segment: &Segment) -> Result<(), String> {
+        if self.system_identifier.to_string() != system {
+            return Err(format!("is from database system {}, not {system}", self.system_identifier));
+        }
+        if u64::from(self.segment_bytes) != segment.segment_bytes {
+            return Err(format!(
+                "has segments of {} bytes, the server's are {}",
+                self.segment_bytes, segment.segment_bytes
+            ));
+        }
+        if self.timeline != segment.timeline {
+            return Err(format!("is on timeline {}, its name says {}", self.timeline, segment.timeline));
+        }
+        let start = Lsn(segment.number * segment.segment_bytes);
+        if self.page_address != start {
+            return Err(format!("starts at WAL address {}, its name says {start}", self.page_address));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +358,59 @@ mod tests {
         for bad in ["status.json", "000000010000000000000002.zst", "x.partial.ab.zst"] {
             assert_eq!(WalObject::parse(bad), None, "{bad}");
         }
+    }
+
+    fn header_of(system: u64, segment: &Segment) -> SegmentHeader {
+        SegmentHeader {
+            timeline: segment.timeline,
+            page_address: Lsn(segment.number * segment.segment_bytes),
+            system_identifier: system,
+            segment_bytes: segment.segment_bytes as u32,
+        }
+    }
+
+    #[test]
+    fn a_segment_header_names_its_system_timeline_and_address() {
+        let segment = Segment::parse("000000020000000A000000FF", MIB16).unwrap();
+        let mut page = vec![0u8; 8192];
+        page[..40].copy_from_slice(&header_of(7_400_000_000_000_000_001, &segment).to_le_bytes());
+        page[2] |= 0x04; // XLP_BKP_REMOVABLE beside the long-header flag
+        let read = SegmentHeader::read(&page).unwrap().unwrap();
+        assert_eq!(read.timeline, 2);
+        assert_eq!(read.page_address, "A/FF000000".parse().unwrap());
+        assert_eq!(read.belongs_to("7400000000000000001", &segment), Ok(()));
+        assert_eq!(
+            read.belongs_to("7400000000000000002", &segment),
+            Err("is from database system 7400000000000000001, not 7400000000000000002".into())
+        );
+        let renamed = Segment::parse("000000010000000A000000FF", MIB16).unwrap();
+        assert_eq!(read.belongs_to("7400000000000000001", &renamed), Err("is on timeline 2, its name says 1".into()));
+        assert_eq!(
+            read.belongs_to("7400000000000000001", &segment.next()),
+            Err("starts at WAL address A/FF000000, its name says B/0".into())
+        );
+        // A big-endian server's segment reads the same.
+        let mut big = vec![0u8; 64];
+        big[2..4].copy_from_slice(&XLP_LONG_HEADER.to_be_bytes());
+        big[4..8].copy_from_slice(&2u32.to_be_bytes());
+        big[8..16].copy_from_slice(&0xA_FF00_0000u64.to_be_bytes());
+        big[24..32].copy_from_slice(&7_400_000_000_000_000_001u64.to_be_bytes());
+        big[32..36].copy_from_slice(&(16u32 << 20).to_be_bytes());
+        assert_eq!(SegmentHeader::read(&big), Ok(Some(read)));
+    }
+
+    #[test]
+    fn what_is_not_a_segment_start_says_so() {
+        assert_eq!(SegmentHeader::read(&[0u8; 8192]), Ok(None), "nothing written yet");
+        assert!(SegmentHeader::read(&[0u8; 10]).unwrap_err().contains("too short"));
+        assert!(
+            SegmentHeader::read(b"#!/bin/sh\nrm -rf / # padding to forty bytes")
+                .unwrap_err()
+                .contains("not a WAL segment")
+        );
+        let segment = Segment::parse("000000010000000000000003", MIB16).unwrap();
+        let mut short_header = header_of(1, &segment).to_le_bytes();
+        short_header[2] = 0;
+        assert!(SegmentHeader::read(&short_header).unwrap_err().contains("long header"));
     }
 }

@@ -371,6 +371,18 @@ pub struct WalArchiveStatus {
     /// Why it stopped, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Its receiver's position and the source's, as LSNs (`16/B374D848`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_lsn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_lsn: Option<String>,
+    /// Why no WAL arrives although it runs, when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<String>,
+    /// The newest WAL segment it refused (another system's, or not what its
+    /// name says), never uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rejected: Option<String>,
 }
 
 /// The level and shape of the installation's Artifortress schema.

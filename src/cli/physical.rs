@@ -58,7 +58,8 @@ pub struct WalArgs {
     /// The replication slot (created, and recorded in the store, when absent).
     #[arg(long, default_value = "artifortress_wal")]
     slot: String,
-    /// pg_receivewal's directory (default: one per slot under the temp directory).
+    /// pg_receivewal's directory (default: one per source system and slot
+    /// under the temp directory).
     #[arg(long)]
     spool: Option<PathBuf>,
     /// How often the growing segment is stored, e.g. 5s.
@@ -85,7 +86,7 @@ pub async fn wal(args: WalArgs) -> Result<(), Failure> {
     let source = database(&args.source).await?;
     let store = args.store.open().await?;
     let options = wal::WalOptions {
-        spool: args.spool.unwrap_or_else(|| std::env::temp_dir().join(format!("artifortress-wal-{}", args.slot))),
+        spool: args.spool,
         slot: args.slot,
         partial_every: duration_flag("partial-every", &args.partial_every)?,
         heartbeat: parse_objective("heartbeat", args.heartbeat)?,

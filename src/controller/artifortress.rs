@@ -31,6 +31,7 @@ use crate::artifortress::recoverability::{self as blob_recoverability, GcHistory
 use crate::artifortress::schema::SchemaReport;
 use crate::db::DatabaseUrl;
 use crate::engine::manifest::{self, Manifest};
+use crate::engine::physical::wal::WalStatus;
 use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::{BackupStore, Versioning};
@@ -429,10 +430,28 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
     let age = (conditions.now - status.updated_at).to_std().unwrap_or_default();
     ctx.metrics.wal_status_age.get_or_create(&labels).set(age.as_secs_f64());
     ctx.metrics.wal_retained_bytes.get_or_create(&labels).set(i64::try_from(status.retained_bytes).unwrap_or(i64::MAX));
+    let (ok, reason, message) = wal_archiving(&status, age);
+    ctx.metrics.wal_stalled.get_or_create(&labels).set(i64::from(reason == "ArchiverStalled"));
+    conditions.set("WalArchiving", ok, reason, message);
+    conditions.status.wal = Some(WalArchiveStatus {
+        slot: status.slot,
+        updated_at: status.updated_at,
+        retained_bytes: status.retained_bytes,
+        last_segment: status.last_segment,
+        last_heartbeat_at: status.last_heartbeat_at,
+        stopped: status.stopped,
+        received_lsn: status.received_lsn.map(|l| l.to_string()),
+        server_lsn: status.server_lsn.map(|l| l.to_string()),
+        stalled: status.stalled,
+        last_rejected: status.last_rejected,
+    });
+}
+
+/// `WalArchiving` from the archiver's status and its age: (ok, reason, message).
+fn wal_archiving(status: &WalStatus, age: Duration) -> (bool, &'static str, String) {
     let retained = human_bytes(status.retained_bytes);
     match (&status.stopped, age > WAL_SILENT_AFTER) {
-        (Some(why), _) if why == "stopped" => conditions.set(
-            "WalArchiving",
+        (Some(why), _) if why == "stopped" => (
             false,
             "ArchiverStopped",
             format!(
@@ -441,9 +460,8 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
                 status.updated_at.to_rfc3339()
             ),
         ),
-        (Some(why), _) => conditions.set("WalArchiving", false, "ArchiverFailed", format!("the WAL archiver stopped: {why}")),
-        (None, true) => conditions.set(
-            "WalArchiving",
+        (Some(why), _) => (false, "ArchiverFailed", format!("the WAL archiver stopped: {why}")),
+        (None, true) => (
             false,
             "ArchiverSilent",
             format!(
@@ -452,8 +470,16 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
                 human_duration(age.as_secs_f64())
             ),
         ),
-        (None, false) => conditions.set(
-            "WalArchiving",
+        (None, false) if status.stalled.is_some() => (
+            false,
+            "ArchiverStalled",
+            format!(
+                "the WAL archiver of slot {} runs but no WAL arrives from the source: {}; the archive falls behind and the slot keeps WAL on the source ({retained})",
+                status.slot,
+                status.stalled.as_deref().unwrap_or_default()
+            ),
+        ),
+        (None, false) => (
             true,
             "Streaming",
             format!(
@@ -463,14 +489,6 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
             ),
         ),
     }
-    conditions.status.wal = Some(WalArchiveStatus {
-        slot: status.slot,
-        updated_at: status.updated_at,
-        retained_bytes: status.retained_bytes,
-        last_segment: status.last_segment,
-        last_heartbeat_at: status.last_heartbeat_at,
-        stopped: status.stopped,
-    });
 }
 
 /// What the blob bucket keeps of deleted objects: versioning, and with it the

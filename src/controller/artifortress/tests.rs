@@ -24,3 +24,33 @@ fn probes_wait_for_their_interval_unless_the_spec_changed() {
     assert_eq!(probe_due_in(&recent, Some(2), interval, now), None, "spec changed");
     assert_eq!(probe_due_in(&probed_at("2026-11-28T03:00:00Z", 1), Some(1), interval, now), None, "due");
 }
+
+#[test]
+fn wal_archiving_is_true_only_while_wal_arrives() {
+    let streaming = WalStatus {
+        updated_at: Utc::now(),
+        slot: "artifortress_wal".into(),
+        retained_bytes: 1 << 20,
+        last_segment: Some("000000010000000000000003".into()),
+        last_upload_at: None,
+        last_heartbeat_at: None,
+        archived_heartbeat_at: None,
+        stopped: None,
+        last_rejected: None,
+        received_lsn: None,
+        flushed_lsn: None,
+        server_lsn: None,
+        stalled: None,
+    };
+    let fresh = Duration::from_secs(5);
+    assert_eq!(wal_archiving(&streaming, fresh).1, "Streaming");
+    let stalled =
+        WalStatus { stalled: Some("pg_receivewal exited 3 times in the last minute".into()), ..streaming.clone() };
+    let (ok, reason, message) = wal_archiving(&stalled, fresh);
+    assert_eq!((ok, reason), (false, "ArchiverStalled"));
+    assert!(message.contains("no WAL arrives from the source: pg_receivewal exited 3 times"), "{message}");
+    // Silent or stopped says more than a stall reported before.
+    assert_eq!(wal_archiving(&stalled, WAL_SILENT_AFTER + fresh).1, "ArchiverSilent");
+    let stopped = WalStatus { stopped: Some("stopped".into()), ..stalled };
+    assert_eq!(wal_archiving(&stopped, fresh).1, "ArchiverStopped");
+}

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::super::EngineError;
+use super::Lsn;
 
 pub const TABLE: &str = "artifortress_dr.heartbeat";
 const MARK: &str = "artifortress-operator heartbeat: one row per beat of `wal --heartbeat`; safe to drop when unused";
@@ -51,19 +52,26 @@ pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// One beat: a committed row (autocommit), and an occasional prune.
-pub async fn beat(conn: &mut PgConnection) -> Result<DateTime<Utc>, EngineError> {
+/// One beat: a committed row (autocommit), and an occasional prune. Returns
+/// its time and a WAL position its commit record ends before (the archive
+/// holds the beat once it holds the WAL up to there).
+pub async fn beat(conn: &mut PgConnection) -> Result<(DateTime<Utc>, Lsn), EngineError> {
     let at: DateTime<Utc> = sqlx::query_scalar(&format!("INSERT INTO {TABLE} DEFAULT VALUES RETURNING at"))
         .fetch_one(&mut *conn)
         .await
         .map_err(query_err("writing a heartbeat"))?;
+    let after: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_err("reading the WAL position after a heartbeat"))?;
+    let after = after.parse::<Lsn>().map_err(EngineError::Config)?;
     if fastrand::u32(..1000) == 0 {
         sqlx::query(&format!("DELETE FROM {TABLE} WHERE at < now() - interval '7 days'"))
             .execute(&mut *conn)
             .await
             .map_err(query_err("pruning old heartbeats"))?;
     }
-    Ok(at)
+    Ok((at, after))
 }
 
 /// The newest heartbeat in a (restored) database; `None` without the table or rows.

@@ -12,9 +12,11 @@
 pub mod base;
 pub mod heartbeat;
 pub mod instance;
+pub mod liveness;
 pub mod pitr;
 pub mod retention;
+pub mod spool;
 pub mod tools;
 pub mod wal;
 
-pub use artifortress_formats::physical::{BaseManifest, Lsn, Segment, WalObject};
+pub use artifortress_formats::physical::{BaseManifest, Lsn, Segment, SegmentHeader, WalObject};

@@ -34,7 +34,7 @@ use super::super::report::{self, ReportContext};
 use super::super::verdict::{BackupInfo, DrillMode, DrillResult, FinalPhase, RtoBasis, ServerMajors, Timings, Verdict};
 use super::instance::{self, Instance};
 use super::tools::PhysicalTools;
-use super::{BaseManifest, Lsn, WalObject, base, heartbeat};
+use super::{BaseManifest, Lsn, WalObject, base, heartbeat, spool};
 use crate::store::BackupStore;
 
 mod findings;
@@ -168,7 +168,11 @@ pub async fn draw_time(
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, EngineError> {
     let status = super::wal::newest_status(store).await?;
-    let archived = status.as_ref().and_then(|s| Some(s.last_heartbeat_at?.min(s.last_upload_at?)));
+    // An archiver before archivedHeartbeatAt: its newest heartbeat and upload
+    // (the upload may not hold the heartbeat yet: a draw can miss by a second).
+    let archived = status
+        .as_ref()
+        .and_then(|s| s.archived_heartbeat_at.or_else(|| Some(s.last_heartbeat_at?.min(s.last_upload_at?))));
     let Some(archived) = archived else {
         return Err(EngineError::Config(format!(
             "a random recovery target needs the WAL archiver's heartbeat (wal --heartbeat, or walArchive.heartbeat) in {}: it bounds where the archive ends",
@@ -286,6 +290,14 @@ async fn download_wal(
         let sha = hex::encode(Sha256::digest(&raw));
         if sha != object.sha256 {
             return Err(corrupt(format!("has SHA-256 {sha}, its key says {}", object.sha256)));
+        }
+        // Its own header must say it is this system's segment of that name: a
+        // segment of another system (or history) would fail the replay
+        // halfway, or worse, replay.
+        match spool::check_bytes(&raw, system, &name, manifest.source.wal_segment_bytes) {
+            Ok(true) => {}
+            Ok(false) => return Err(corrupt("has no page header where it starts".into())),
+            Err(why) => return Err(corrupt(format!("{why}: it is not this backup's WAL"))),
         }
         std::fs::write(instance.wal().join(&name), &raw)
             .map_err(EngineError::io(format!("writing WAL segment {name}")))?;

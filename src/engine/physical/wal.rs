@@ -13,29 +13,33 @@
 //!   the store says) and fails loudly: WAL continuity is broken from there and
 //!   a new base backup is needed, but the source's disk is safe.
 
-use std::collections::BTreeMap;
+mod uploader;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
+use self::uploader::Uploader;
 use super::super::EngineError;
 use super::super::pgtools::read_tail;
 use super::super::progress::{Progress, human_bytes};
+use super::liveness::Liveness;
+use super::spool::{self, Claimed};
 use super::tools::PhysicalTools;
-use super::{Segment, WalObject, base, heartbeat};
+use super::{Lsn, WalObject, base, heartbeat};
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct WalOptions {
     pub slot: String,
-    /// Where pg_receivewal writes: new, empty, or marked as an archiver's spool.
-    pub spool: PathBuf,
+    /// Where pg_receivewal writes: new, empty, or marked as an archiver's
+    /// spool (default: one per source system and slot, [`spool::default_dir`]).
+    pub spool: Option<PathBuf>,
     /// How often the growing segment is uploaded.
     pub partial_every: Duration,
     /// A heartbeat row this often (None: no heartbeat).
@@ -64,9 +68,28 @@ pub struct WalStatus {
     pub last_upload_at: Option<DateTime<Utc>>,
     #[serde(rename = "lastHeartbeatAt", default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The newest heartbeat whose commit is in the stored WAL: a restore can
+    /// reach every moment before it.
+    #[serde(rename = "archivedHeartbeatAt", default, skip_serializing_if = "Option::is_none")]
+    pub archived_heartbeat_at: Option<DateTime<Utc>>,
     /// Why the archiver stopped, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The newest segment refused by its page header (never uploaded), and why.
+    #[serde(rename = "lastRejected", default, skip_serializing_if = "Option::is_none")]
+    pub last_rejected: Option<String>,
+    /// Where the receiver stands as the source sees it: written, and fsynced.
+    #[serde(rename = "receivedLsn", default, skip_serializing_if = "Option::is_none")]
+    pub received_lsn: Option<Lsn>,
+    #[serde(rename = "flushedLsn", default, skip_serializing_if = "Option::is_none")]
+    pub flushed_lsn: Option<Lsn>,
+    /// The source's own WAL position then.
+    #[serde(rename = "serverLsn", default, skip_serializing_if = "Option::is_none")]
+    pub server_lsn: Option<Lsn>,
+    /// Why WAL is not arriving although the archiver runs (a receiver that
+    /// keeps exiting, a position standing still while the source's moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<String>,
 }
 
 /// The record of a slot the archiver created (`_wal/<system>/slot-<name>.json`):
@@ -130,9 +153,13 @@ pub async fn run(
     let tools = PhysicalTools::for_streaming(identity.major).await?;
     let system = identity.system_identifier.clone();
     let segment_bytes = identity.wal_segment_bytes;
-    claim_spool(&options.spool)?;
+    let spool = options.spool.clone().unwrap_or_else(|| spool::default_dir(&system, &options.slot));
+    spool::refuse_if_not_a_spool(&spool)?;
     let mut conn = connect(source).await?;
     ensure_slot(&mut conn, store, &system, &options.slot, source).await?;
+    let served = served(&mut conn, &options.slot).await.map_err(db_err("reading the slot's position", source))?;
+    let mut rejections = Vec::new();
+    let claimed = spool::claim(&spool, &system, &options.slot, segment_bytes, &served, &mut rejections)?;
     if options.heartbeat.is_some() {
         heartbeat::ensure_table(&mut conn).await?;
     }
@@ -143,7 +170,29 @@ pub async fn run(
         store.location(&WalObject::prefix(&system))
     ));
 
-    let mut uploader = Uploader::new(store, &system, &options.spool, segment_bytes).await?;
+    let mut uploader = Uploader::new(store, &system, &spool, segment_bytes).await?;
+    match claimed {
+        Claimed::New | Claimed::Resumed => {}
+        Claimed::MovedAside { moved_to, reason } => progress.step(format!(
+            "warning: the spool {} was moved aside to {} and nothing in it uploaded: {reason}",
+            spool.display(),
+            moved_to.display()
+        )),
+        Claimed::Behind { reason } => {
+            // Its complete segments are this system's WAL: keep them, then
+            // start over where the slot is.
+            uploader.upload(false, None).await?;
+            if let Claimed::MovedAside { moved_to, .. } =
+                spool::restart(&spool, &system, &options.slot, reason.clone())?
+            {
+                progress.step(format!(
+                    "the spool {} was behind the slot ({reason}): its complete segments were stored, the rest moved to {}",
+                    spool.display(),
+                    moved_to.display()
+                ));
+            }
+        }
+    }
     let mut receiver: Option<tokio::process::Child> = None;
     let mut status = WalStatus {
         updated_at: Utc::now(),
@@ -152,10 +201,20 @@ pub async fn run(
         last_segment: None,
         last_upload_at: None,
         last_heartbeat_at: None,
+        archived_heartbeat_at: None,
         stopped: None,
+        last_rejected: None,
+        received_lsn: None,
+        flushed_lsn: None,
+        server_lsn: None,
+        stalled: None,
     };
+    uploader.rejections.append(&mut rejections);
     let (mut last_beat, mut last_status, mut last_partial) = (None::<Instant>, Instant::now(), Instant::now());
-    let mut restarts = 0u32;
+    let mut liveness = Liveness::new(Instant::now());
+    // Heartbeats written, not yet known to be in the store: time and WAL position.
+    let mut beats = std::collections::VecDeque::new();
+    let mut restart_at = Instant::now();
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let outcome = loop {
@@ -165,8 +224,13 @@ pub async fn run(
         }
         // Uploads: completed segments always, the growing one when due.
         let partial_due = last_partial.elapsed() >= options.partial_every;
-        match uploader.upload(partial_due).await {
+        // The receiver had written at least this far before the spool is read.
+        match uploader.upload(partial_due, status.received_lsn).await {
             Ok(stored_any) => {
+                while let Some((at, _)) = beats.front().filter(|(_, lsn)| *lsn <= uploader.through) {
+                    status.archived_heartbeat_at = Some(*at);
+                    beats.pop_front();
+                }
                 if partial_due {
                     last_partial = Instant::now();
                 }
@@ -177,15 +241,20 @@ pub async fn run(
             }
             Err(e) => progress.step(format!("uploading WAL failed, retrying: {e}")),
         }
+        for rejection in uploader.rejections.drain(..) {
+            progress.step(format!("warning: {rejection}"));
+            status.last_rejected = Some(rejection);
+        }
         // Receiving, unless the spool is full of segments not yet stored.
         let spooled = uploader.waiting().unwrap_or(0);
         if spooled >= options.max_spooled {
+            let why =
+                format!("{spooled} segments wait for upload: receiving paused (the slot keeps the WAL on the source)");
             if let Some(mut child) = receiver.take() {
-                progress.step(format!(
-                    "{spooled} segments wait for upload: receiving paused (the slot keeps the WAL on the source)"
-                ));
+                progress.step(&why);
                 let _ = child.kill().await;
             }
+            liveness.paused(why);
         } else {
             if let Some(child) = receiver.as_mut()
                 && let Ok(Some(exit)) = child.try_wait()
@@ -196,19 +265,30 @@ pub async fn run(
                 };
                 progress.step(format!("pg_receivewal exited ({exit}), restarting: {}", stderr.trim()));
                 receiver = None;
-                restarts += 1;
+                liveness.exited(Instant::now(), &stderr);
+                restart_at = Instant::now() + liveness.backoff();
             }
-            if receiver.is_none() {
-                if restarts > 0 {
-                    tokio::time::sleep(Duration::from_secs(u64::from(restarts.min(10)))).await;
-                }
-                receiver = Some(start_receiver(&tools, source, options)?);
+            if receiver.is_none() && Instant::now() >= restart_at {
+                receiver = Some(start_receiver(&tools, source, &spool, options)?);
             }
         }
-        // The source's side: the slot's retained WAL against the bound.
-        match retained(&mut conn, &options.slot).await {
-            Ok(Some(bytes)) => {
+        // The source's side: WAL arriving, and the slot's retained WAL against the bound.
+        let mut write_now = false;
+        match slot_state(&mut conn, &options.slot).await {
+            Ok(Some(state)) => {
+                let bytes = state.retained;
                 status.retained_bytes = bytes;
+                (status.received_lsn, status.flushed_lsn, status.server_lsn) =
+                    (state.received, state.flushed, Some(state.server));
+                let stalled = liveness.observe(Instant::now(), state.received, state.server);
+                if stalled != status.stalled {
+                    match &stalled {
+                        Some(why) => progress.step(format!("warning: no WAL is arriving: {why}")),
+                        None => progress.step("WAL is arriving again"),
+                    }
+                    status.stalled = stalled;
+                    write_now = true;
+                }
                 if bytes > options.max_retained {
                     if let Some(mut child) = receiver.take() {
                         let _ = child.kill().await;
@@ -239,12 +319,15 @@ pub async fn run(
             && last_beat.is_none_or(|t| t.elapsed() >= every)
         {
             match heartbeat::beat(&mut conn).await {
-                Ok(at) => status.last_heartbeat_at = Some(at),
+                Ok((at, lsn)) => {
+                    status.last_heartbeat_at = Some(at);
+                    beats.push_back((at, lsn));
+                }
                 Err(e) => progress.step(format!("heartbeat failed: {e}")),
             }
             last_beat = Some(Instant::now());
         }
-        if last_status.elapsed() >= options.status_every {
+        if write_now || last_status.elapsed() >= options.status_every {
             last_status = Instant::now();
             status.updated_at = Utc::now();
             progress.step(format!(
@@ -261,38 +344,13 @@ pub async fn run(
     }
     if outcome.is_ok() {
         // What was received is stored before we go.
-        uploader.upload(true).await?;
+        uploader.upload(true, status.received_lsn).await?;
         status.stopped = Some("stopped".into());
         status.last_segment = uploader.newest_complete.clone();
     }
     status.updated_at = Utc::now();
     let _ = store.put_bytes(&status_key(&system), serde_json::to_vec_pretty(&status).unwrap()).await;
     outcome
-}
-
-/// Marks the spool directory as the archiver's. The archiver deletes stored
-/// segments from it, so a directory with anything else in it (a server's
-/// `pg_wal`, given by mistake) is refused and left untouched.
-fn claim_spool(spool: &Path) -> Result<(), EngineError> {
-    const MARKER: &str = "artifortress-wal-spool";
-    let io = EngineError::io(format!("preparing the spool directory {}", spool.display()));
-    match std::fs::read_dir(spool) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(spool).map_err(io)?,
-        Err(e) => return Err(io(e)),
-        Ok(mut entries) => {
-            if entries.next().is_some() && !spool.join(MARKER).exists() {
-                return Err(EngineError::refused(
-                    "NotOurs",
-                    format!(
-                        "the spool directory {} is not empty and is not an archiver's (no {MARKER} file): it is left untouched; give a new or empty directory",
-                        spool.display()
-                    ),
-                ));
-            }
-        }
-    }
-    std::fs::write(spool.join(MARKER), "the spool of an artifortress-operator WAL archiver\n")
-        .map_err(EngineError::io(format!("writing into {}", spool.display())))
 }
 
 async fn connect(source: &DatabaseUrl) -> Result<PgConnection, EngineError> {
@@ -346,14 +404,51 @@ async fn ensure_slot(
     Ok(())
 }
 
-async fn retained(conn: &mut PgConnection, slot: &str) -> Result<Option<u64>, sqlx::Error> {
-    let bytes: Option<Option<i64>> = sqlx::query_scalar(
-        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
+/// Where the slot can serve WAL from, and the server's position.
+async fn served(conn: &mut PgConnection, slot: &str) -> Result<spool::Served, sqlx::Error> {
+    let (from, to): (String, String) = sqlx::query_as(
+        "SELECT coalesce(restart_lsn, '0/0')::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_one(&mut *conn)
+    .await?;
+    let lsn = |text: String| text.parse::<Lsn>().map_err(|e| sqlx::Error::Decode(e.into()));
+    Ok(spool::Served { from: lsn(from)?, to: lsn(to)? })
+}
+
+/// The slot as the source sees it, when it exists.
+struct SlotState {
+    /// WAL it holds back on the source.
+    retained: u64,
+    /// Its receiver's written and fsynced positions, while one streams.
+    received: Option<Lsn>,
+    flushed: Option<Lsn>,
+    /// The source's own position.
+    server: Lsn,
+}
+
+/// The receiver's positions come from `pg_stat_replication`, which shows them
+/// only to roles with pg_read_all_stats; otherwise from the slot's restart LSN,
+/// which a `--synchronous` receiver advances with every write.
+async fn slot_state(conn: &mut PgConnection, slot: &str) -> Result<Option<SlotState>, sqlx::Error> {
+    type Row = (Option<i64>, Option<String>, Option<String>, String);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, \
+                coalesce(r.write_lsn, s.restart_lsn)::text, coalesce(r.flush_lsn, s.restart_lsn)::text, \
+                pg_current_wal_lsn()::text \
+         FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(bytes.map(|b| u64::try_from(b.unwrap_or(0)).unwrap_or(0)))
+    let lsn = |text: &str| text.parse::<Lsn>().map_err(|e| sqlx::Error::Decode(e.into()));
+    let Some((retained, received, flushed, server)) = row else { return Ok(None) };
+    Ok(Some(SlotState {
+        retained: u64::try_from(retained.unwrap_or(0)).unwrap_or(0),
+        received: received.as_deref().map(lsn).transpose()?,
+        flushed: flushed.as_deref().map(lsn).transpose()?,
+        server: lsn(&server)?,
+    }))
 }
 
 /// Drops our slot past the bound; the message says what happened and what to do.
@@ -398,12 +493,16 @@ async fn bound_exceeded(
 fn start_receiver(
     tools: &PhysicalTools,
     source: &DatabaseUrl,
+    spool: &Path,
     options: &WalOptions,
 ) -> Result<tokio::process::Child, EngineError> {
     tokio::process::Command::new(tools.bin("pg_receivewal"))
-        .arg(format!("--directory={}", options.spool.display()))
+        .arg(format!("--directory={}", spool.display()))
         .arg(format!("--slot={}", options.slot))
-        .args(["--no-loop", "--no-password", "--status-interval=1"])
+        // --synchronous: each write is fsynced and reported at once, so the
+        // slot's restart LSN follows what the spool holds durably (the
+        // position a role without pg_read_all_stats can see).
+        .args(["--no-loop", "--no-password", "--status-interval=1", "--synchronous"])
         .envs(source.libpq_env())
         .env_remove("PGSERVICE")
         .stdin(Stdio::null())
@@ -412,125 +511,4 @@ fn start_receiver(
         .kill_on_drop(true)
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.bin("pg_receivewal").display())))
-}
-
-/// Moves segments from the spool into the store.
-struct Uploader<'a> {
-    store: &'a dyn BackupStore,
-    system: String,
-    spool: PathBuf,
-    segment_bytes: u64,
-    /// Segments stored complete (names), to skip and to clean partials of.
-    stored: BTreeMap<String, String>,
-    newest_complete: Option<String>,
-    /// The stored partial: segment, key, and the file's length and mtime then.
-    partial: Option<(String, String, u64, std::time::SystemTime)>,
-}
-
-impl<'a> Uploader<'a> {
-    async fn new(
-        store: &'a dyn BackupStore,
-        system: &str,
-        spool: &Path,
-        segment_bytes: u64,
-    ) -> Result<Uploader<'a>, EngineError> {
-        let mut stored = BTreeMap::new();
-        let mut partial = None;
-        let prefix = WalObject::prefix(system);
-        for object in store.list(&prefix).await? {
-            let Some(o) = object.key.strip_prefix(&prefix).and_then(WalObject::parse) else { continue };
-            if o.partial {
-                partial = Some((o.segment.clone(), object.key.clone(), 0, std::time::UNIX_EPOCH));
-            } else {
-                stored.insert(o.segment.clone(), object.key.clone());
-            }
-        }
-        let newest_complete = stored.keys().next_back().cloned();
-        Ok(Uploader {
-            store,
-            system: system.to_string(),
-            spool: spool.to_path_buf(),
-            segment_bytes,
-            stored,
-            newest_complete,
-            partial,
-        })
-    }
-
-    fn spool_files(&self) -> std::io::Result<(Vec<String>, Option<String>)> {
-        let (mut complete, mut partial) = (Vec::new(), None);
-        for entry in std::fs::read_dir(&self.spool)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(segment) = name.strip_suffix(".partial") {
-                if Segment::parse(segment, self.segment_bytes).is_some() {
-                    partial = Some(segment.to_string());
-                }
-            } else if Segment::parse(&name, self.segment_bytes).is_some() {
-                complete.push(name);
-            }
-        }
-        complete.sort();
-        Ok((complete, partial))
-    }
-
-    /// Completed segments in the spool not yet stored.
-    fn waiting(&self) -> std::io::Result<usize> {
-        Ok(self.spool_files()?.0.iter().filter(|s| !self.stored.contains_key(*s)).count())
-    }
-
-    /// Stores what is new in the spool; whether anything was.
-    async fn upload(&mut self, partial_due: bool) -> Result<bool, EngineError> {
-        let mut stored_any = false;
-        let (complete, growing) =
-            self.spool_files().map_err(EngineError::io(format!("reading {}", self.spool.display())))?;
-        for segment in &complete {
-            if !self.stored.contains_key(segment) {
-                let key = self.put(segment, &self.spool.join(segment), false).await?;
-                self.stored.insert(segment.clone(), key);
-                stored_any = true;
-            }
-            if self.partial.as_ref().is_some_and(|(s, ..)| s == segment) {
-                let (_, key, ..) = self.partial.take().unwrap();
-                self.store.delete(&key).await?;
-            }
-        }
-        self.newest_complete = self.stored.keys().next_back().cloned();
-        // pg_receivewal resumes after the newest segment in its directory: keep that one.
-        for segment in complete.iter().rev().skip(1) {
-            let _ = std::fs::remove_file(self.spool.join(segment));
-        }
-        if partial_due && let Some(segment) = growing {
-            let path = self.spool.join(format!("{segment}.partial"));
-            let meta = std::fs::metadata(&path).ok();
-            let (len, mtime) =
-                meta.map_or((0, std::time::UNIX_EPOCH), |m| (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
-            let changed = self.partial.as_ref().is_none_or(|(s, _, l, t)| *s != segment || *l != len || *t != mtime);
-            if changed && len > 0 {
-                let key = self.put(&segment, &path, true).await?;
-                if let Some((_, old, ..)) = self.partial.replace((segment, key.clone(), len, mtime))
-                    && old != key
-                {
-                    self.store.delete(&old).await?;
-                }
-                stored_any = true;
-            }
-        }
-        Ok(stored_any)
-    }
-
-    async fn put(&self, segment: &str, path: &Path, partial: bool) -> Result<String, EngineError> {
-        let path = path.to_path_buf();
-        let (sha256, compressed) = tokio::task::spawn_blocking(move || -> std::io::Result<(String, Vec<u8>)> {
-            let bytes = std::fs::read(&path)?;
-            let sha = hex::encode(Sha256::digest(&bytes));
-            Ok((sha, zstd::bulk::compress(&bytes, 3)?))
-        })
-        .await
-        .map_err(|e| EngineError::io("compressing a WAL segment")(std::io::Error::other(e)))?
-        .map_err(EngineError::io(format!("reading WAL segment {segment}")))?;
-        let object = WalObject { segment: segment.to_string(), partial, sha256 };
-        let key = object.key(&self.system);
-        self.store.put_bytes(&key, compressed).await?;
-        Ok(key)
-    }
 }
