@@ -28,19 +28,9 @@ fn probes_wait_for_their_interval_unless_the_spec_changed() {
 #[test]
 fn wal_archiving_is_true_only_while_wal_arrives() {
     let streaming = WalStatus {
-        updated_at: Utc::now(),
-        slot: "artifortress_wal".into(),
         retained_bytes: 1 << 20,
         last_segment: Some("000000010000000000000003".into()),
-        last_upload_at: None,
-        last_heartbeat_at: None,
-        archived_heartbeat_at: None,
-        stopped: None,
-        last_rejected: None,
-        received_lsn: None,
-        flushed_lsn: None,
-        server_lsn: None,
-        stalled: None,
+        ..WalStatus::starting("artifortress_wal")
     };
     let fresh = Duration::from_secs(5);
     assert_eq!(wal_archiving(&streaming, fresh).1, "Streaming");

@@ -92,6 +92,27 @@ pub struct WalStatus {
     pub stalled: Option<String>,
 }
 
+impl WalStatus {
+    /// The status of an archiver of `slot` that has done nothing yet.
+    pub fn starting(slot: &str) -> WalStatus {
+        WalStatus {
+            updated_at: Utc::now(),
+            slot: slot.to_string(),
+            retained_bytes: 0,
+            last_segment: None,
+            last_upload_at: None,
+            last_heartbeat_at: None,
+            archived_heartbeat_at: None,
+            stopped: None,
+            last_rejected: None,
+            received_lsn: None,
+            flushed_lsn: None,
+            server_lsn: None,
+            stalled: None,
+        }
+    }
+}
+
 /// The record of a slot the archiver created (`_wal/<system>/slot-<name>.json`):
 /// only a slot with a record is ever dropped.
 #[derive(Serialize, Deserialize)]
@@ -194,21 +215,7 @@ pub async fn run(
         }
     }
     let mut receiver: Option<tokio::process::Child> = None;
-    let mut status = WalStatus {
-        updated_at: Utc::now(),
-        slot: options.slot.clone(),
-        retained_bytes: 0,
-        last_segment: None,
-        last_upload_at: None,
-        last_heartbeat_at: None,
-        archived_heartbeat_at: None,
-        stopped: None,
-        last_rejected: None,
-        received_lsn: None,
-        flushed_lsn: None,
-        server_lsn: None,
-        stalled: None,
-    };
+    let mut status = WalStatus::starting(&options.slot);
     uploader.rejections.append(&mut rejections);
     let (mut last_beat, mut last_status, mut last_partial) = (None::<Instant>, Instant::now(), Instant::now());
     let mut liveness = Liveness::new(Instant::now());
