@@ -413,6 +413,7 @@ async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut 
             // No archiver ever ran: the age is unknown (NaN, which no alert
             // threshold compares true with), not missing.
             ctx.metrics.wal_status_age.get_or_create(&labels).set(f64::NAN);
+            ctx.metrics.wal_stalled.get_or_create(&labels).set(0);
             if af.spec.wal_archive.is_some() {
                 let deployment = jobs::job_name(super::wal_archiver::STEP, &name);
                 let message = format!(
