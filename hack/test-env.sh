@@ -77,6 +77,37 @@ start_postgres() { # name [bindir] -> prints URL
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
 }
 
+# A streaming standby of the server in $1 (a pg-* dir), in a new pg-* dir beside it: prints its URL.
+start_standby() {
+  local primary=$1 dir bindir password pport port
+  dir=$(dirname "$primary")/pg-$(basename "$(mktemp -u XXXXXX)")
+  bindir=$(cat "$primary/bindir"); password=$(cat "$primary/pwfile")
+  pport=$(sed -n 4p "$primary/data/postmaster.pid"); port=$(free_port)
+  mkdir -p "$dir"; cp "$primary/pwfile" "$primary/bindir" "$dir/"; echo "$primary" > "$dir/standby-of"
+  [ "$(id -u)" = 0 ] && chown -R "$PG_USER" "$dir"
+  as_pg "$bindir/pg_basebackup" -D "$dir/data" -R -X stream --checkpoint=fast \
+    -d "host=127.0.0.1 port=$pport user=postgres password=$password" >"$dir/basebackup.log" 2>&1 \
+    || { cat "$dir/basebackup.log" >&2; return 1; }
+  as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
+    "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
+}
+
+# A failover as an HA manager makes one: the primary stops, its standby is
+# promoted (a new timeline) and takes over the primary's address.
+failover() {
+  local standby=$1 primary bindir pport
+  primary=$(cat "$standby/standby-of"); bindir=$(cat "$standby/bindir")
+  pport=$(sed -n 4p "$primary/data/postmaster.pid")
+  as_pg "$bindir/pg_ctl" -D "$primary/data" -m fast -w stop >/dev/null
+  as_pg "$bindir/pg_ctl" -D "$standby/data" -w -t 60 promote >/dev/null
+  as_pg "$bindir/pg_ctl" -D "$standby/data" -l "$standby/server.log" -w -t 60 restart -m fast -o \
+    "-p $pport -c listen_addresses=127.0.0.1 -c unix_socket_directories=$standby -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    >/dev/null || { cat "$standby/server.log" >&2; return 1; }
+  rm "$standby/standby-of"
+}
+
 # Starts (or restarts, keeping its data) the Garage server configured in $1.
 run_garage() {
   local dir=$1
@@ -271,6 +302,8 @@ stop() {
 # Extra servers for fault tests, which stop them without disturbing other tests:
 #   hack/test-env.sh postgres DIR [MAJOR] start a PostgreSQL server (default: 15) in DIR, print its URL
 #                                        (PG_EXTRA_OPTS adds server settings, e.g. "-c wal_level=minimal")
+#   hack/test-env.sh standby DIR         start a streaming standby of the server in DIR, in DIR too, print its URL
+#   hack/test-env.sh failover DIR        stop that server, promote its standby and move it to the server's port
 #   hack/test-env.sh tools MAJOR         print the bin directory of that major's client tools (15, 16, 18)
 #   hack/test-env.sh garage DIR [BUCKET] start a Garage server in DIR (with BUCKET), print its env lines
 #   hack/test-env.sh garage-restart DIR  start that Garage again after it was killed
@@ -291,6 +324,14 @@ case "${1:-}" in
       [ -n "$bindir" ] || { log "no PostgreSQL $3 here (supported: 14-18)"; exit 2; }
     fi
     start_postgres "pg-$(basename "$(mktemp -u XXXXXX)")" "$bindir"
+    ;;
+  standby)
+    extra_setup "${2:?state dir}"; PG_USER=$(pg_user)
+    for d in "$STATE"/pg-*; do [ -f "$d/standby-of" ] || { start_standby "$d"; break; }; done
+    ;;
+  failover)
+    extra_setup "${2:?state dir}"; PG_USER=$(pg_user)
+    failover "$(dirname "$(ls "$STATE"/pg-*/standby-of | head -n1)")"
     ;;
   tools)
     "$HACK/install-postgres-majors.sh" | awk -v m="${2:?major}" '$1 == m && $3 != "" {print $3; found=1} END {exit !found}'

@@ -129,6 +129,7 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
     assert_eq!(reason(&af.conditions, "Ready"), "DependenciesReady", "{:?}", af.conditions);
     assert_eq!(reason(&af.conditions, "DatabaseReady"), "Reachable");
     assert_eq!(reason(&af.conditions, "ObjectStorageReady"), "Reachable");
+    assert_eq!(reason(&af.conditions, "PhysicalPathAvailable"), "ReplicationAllowed");
     assert!(!reason(&af.conditions, "SLOHealthy").is_empty());
     assert_eq!(af.last_backup.unwrap().name, "nightly-1");
     let broken = wait_until(&i.api::<Artifortress>(), "broken", MINUTE, |a| a.status.is_some()).await.status.unwrap();
@@ -150,12 +151,19 @@ async fn a_backup_reaches_completed_with_the_manifest_in_status() {
 async fn an_installation_reads_the_kublai_releases_secret_and_config_map() {
     let i = Installation::start("ctlkublai", None).await;
     let u = url::Url::parse(i.db.url.expose()).unwrap();
-    let password = u.password().unwrap().to_string();
+    // The application's own role, as a managed PostgreSQL gives it: it reads
+    // everything and may not stream WAL (no REPLICATION).
+    let role = format!("kublai_app_{}", i.ns.replace('-', "_"));
+    let password = format!("app-{}", std::process::id());
+    let admin = i.db.pool().await;
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE pg_read_all_data"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let npgsql = format!(
-        "Host={};Port={};Username={};Password='{password}';Database={};SSL Mode=Disable;Pooling=true",
+        "Host={};Port={};Username={role};Password='{password}';Database={};SSL Mode=Disable;Pooling=true",
         u.host_str().unwrap(),
         u.port().unwrap(),
-        u.username(),
         &u.path()[1..]
     );
     secret(
@@ -194,6 +202,13 @@ async fn an_installation_reads_the_kublai_releases_secret_and_config_map() {
     assert_eq!((gc.tenant.as_deref(), gc.value), (Some("default"), 1.0), "{slo:?}");
     let blobs = af.conditions.iter().find(|c| c.type_ == "BlobsRecoverable").unwrap();
     assert!(blobs.message.contains("Lifecycle__DefaultGcRetentionGraceHours=24 is only the default"), "{blobs:?}");
+    let physical = af.conditions.iter().find(|c| c.type_ == "PhysicalPathAvailable").unwrap();
+    assert_eq!(physical.reason, "ReplicationUnavailable", "{physical:?}");
+    assert!(
+        physical.message.contains(&format!("role {role} lacks the REPLICATION attribute"))
+            && physical.message.ends_with("logical backups and drills go on"),
+        "{physical:?}"
+    );
 
     i.create(
         "Artifortress",

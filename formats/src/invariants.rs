@@ -61,7 +61,7 @@ pub fn tokens(data: &[u8]) {
 /// Base manifests that parse write back to the same value; WAL object names and
 /// segment names that parse write back to the same name; LSNs round-trip.
 pub fn physical(data: &[u8]) {
-    use crate::physical::{BaseManifest, Lsn, Segment, SegmentHeader, WalObject};
+    use crate::physical::{BaseManifest, Lsn, Segment, SegmentHeader, TimelineHistory, WalObject};
     if let Ok(m) = BaseManifest::parse(data) {
         assert_eq!(BaseManifest::parse(&m.to_json()).as_ref(), Ok(&m));
     }
@@ -69,6 +69,13 @@ pub fn physical(data: &[u8]) {
     if let Some(o) = WalObject::parse(&text) {
         let key = o.key("1");
         assert_eq!(WalObject::parse(key.rsplit('/').next().unwrap()), Some(o));
+    }
+    // A history that parses leads through each of its timelines from where it began.
+    if let Ok(h) = TimelineHistory::parse(1000, &text) {
+        for (timeline, begin, end) in h.path() {
+            assert!(end.is_none_or(|end| begin <= end));
+            assert!(h.leads_through(timeline, begin));
+        }
     }
     if let Some(s) = Segment::parse(&text, 16 << 20) {
         assert_eq!(s.name(), text);

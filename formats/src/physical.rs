@@ -218,10 +218,80 @@ impl WalObject {
             Some(segment) => (segment, true),
             None => (rest, false),
         };
-        if segment.len() != 24 || !segment.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+        let upper_hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase());
+        let history = segment.strip_suffix(".history").is_some_and(|t| t.len() == 8 && upper_hex(t) && !partial);
+        if !history && (segment.len() != 24 || !upper_hex(segment)) {
             return None;
         }
         Some(WalObject { segment: segment.to_string(), partial, sha256: sha256.to_string() })
+    }
+
+    /// The timeline whose history file this is (`00000002.history`), if it is one.
+    pub fn history_of(&self) -> Option<u32> {
+        TimelineHistory::timeline_of(&self.segment)
+    }
+}
+
+/// A timeline's history file (`00000002.history`, written by the server that
+/// was promoted): every timeline before it and the WAL address where each
+/// ended, the next one beginning there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineHistory {
+    pub timeline: u32,
+    /// (timeline, address where it ended), oldest first.
+    pub ended: Vec<(u32, Lsn)>,
+}
+
+impl TimelineHistory {
+    pub fn file_name(timeline: u32) -> String {
+        format!("{timeline:08X}.history")
+    }
+
+    /// The timeline a history file's name says it is of.
+    pub fn timeline_of(name: &str) -> Option<u32> {
+        let t = name.strip_suffix(".history")?;
+        if t.len() != 8 || !t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+            return None;
+        }
+        u32::from_str_radix(t, 16).ok().filter(|t| *t > 1)
+    }
+
+    /// Reads a history file as PostgreSQL writes it: `parent<TAB>address<TAB>reason`
+    /// lines, comments and blank lines ignored. Its timelines must rise and
+    /// stay below `timeline`, its addresses must not fall.
+    pub fn parse(timeline: u32, text: &str) -> Result<TimelineHistory, String> {
+        let mut ended: Vec<(u32, Lsn)> = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let mut fields = line.split_whitespace();
+            let parent = fields.next().and_then(|t| t.parse::<u32>().ok());
+            let at = fields.next().and_then(|l| l.parse::<Lsn>().ok());
+            let (Some(parent), Some(at)) = (parent, at) else {
+                return Err(format!("{line:?} is not a timeline history line (timeline, address, reason)"));
+            };
+            if parent >= timeline || ended.last().is_some_and(|(t, l)| parent <= *t || at < *l) {
+                return Err(format!("{line:?}: timelines must rise below {timeline} and addresses must not fall"));
+            }
+            ended.push((parent, at));
+        }
+        Ok(TimelineHistory { timeline, ended })
+    }
+
+    /// The timelines on the way to this one, each with the addresses it holds
+    /// there: `[begin, end)`, the last one open-ended.
+    pub fn path(&self) -> Vec<(u32, Lsn, Option<Lsn>)> {
+        let mut begin = Lsn(0);
+        let mut path = Vec::new();
+        for (timeline, end) in &self.ended {
+            path.push((*timeline, begin, Some(*end)));
+            begin = *end;
+        }
+        path.push((self.timeline, begin, None));
+        path
+    }
+
+    /// Whether WAL of `timeline` at `at` is on the way to this timeline.
+    pub fn leads_through(&self, timeline: u32, at: Lsn) -> bool {
+        self.path().iter().any(|(t, begin, end)| *t == timeline && *begin <= at && end.is_none_or(|e| at <= e))
     }
 }
 
@@ -301,8 +371,10 @@ impl SegmentHeader {
                 self.segment_bytes, segment.segment_bytes
             ));
         }
-        if self.timeline != segment.timeline {
-            return Err(format!("is on timeline {}, its name says {}", self.timeline, segment.timeline));
+        // The first segment of a new timeline begins with its parent's WAL,
+        // pages of an older timeline; a newer one than its name is foreign.
+        if self.timeline > segment.timeline {
+            return Err(format!("is on timeline {}, after its name's {}", self.timeline, segment.timeline));
         }
         let start = Lsn(segment.number * segment.segment_bytes);
         if self.page_address != start {
@@ -358,6 +430,31 @@ mod tests {
         for bad in ["status.json", "000000010000000000000002.zst", "x.partial.ab.zst"] {
             assert_eq!(WalObject::parse(bad), None, "{bad}");
         }
+        let history = WalObject { segment: "00000002.history".into(), partial: false, sha256: sha.clone() };
+        assert_eq!(WalObject::parse(&format!("00000002.history.{sha}.zst")), Some(history.clone()));
+        assert_eq!(history.history_of(), Some(2));
+        for bad in [format!("00000002.history.partial.{sha}.zst"), format!("0000002.history.{sha}.zst")] {
+            assert_eq!(WalObject::parse(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_timeline_history_says_where_each_timeline_ended() {
+        // As PostgreSQL 15 wrote it for timeline 3 (two promotions).
+        let text = "1\t0/5000108\tno recovery target specified\n\n2\t0/9000000\tat restore point \"x\"\n";
+        let h = TimelineHistory::parse(3, text).unwrap();
+        assert_eq!(h.ended, [(1, "0/5000108".parse().unwrap()), (2, "0/9000000".parse().unwrap())]);
+        let path = h.path();
+        assert_eq!(path[0], (1, Lsn(0), Some("0/5000108".parse().unwrap())));
+        assert_eq!(path[2], (3, "0/9000000".parse().unwrap(), None));
+        assert!(h.leads_through(1, "0/4000000".parse().unwrap()));
+        assert!(!h.leads_through(1, "0/6000000".parse().unwrap()), "timeline 1 past its end is another branch");
+        assert!(h.leads_through(3, "1/0".parse().unwrap()));
+        assert_eq!(TimelineHistory::timeline_of("0000000A.history"), Some(10));
+        assert_eq!(TimelineHistory::file_name(10), "0000000A.history");
+        for bad in ["1\t0/1\n1\t0/2\n", "3\t0/1\n", "2\t0/5\n1\t0/6\n", "one\t0/1\n", "1\n"] {
+            assert!(TimelineHistory::parse(3, bad).is_err(), "{bad:?}");
+        }
     }
 
     fn header_of(system: u64, segment: &Segment) -> SegmentHeader {
@@ -384,7 +481,13 @@ mod tests {
             Err("is from database system 7400000000000000001, not 7400000000000000002".into())
         );
         let renamed = Segment::parse("000000010000000A000000FF", MIB16).unwrap();
-        assert_eq!(read.belongs_to("7400000000000000001", &renamed), Err("is on timeline 2, its name says 1".into()));
+        assert_eq!(
+            read.belongs_to("7400000000000000001", &renamed),
+            Err("is on timeline 2, after its name's 1".into())
+        );
+        // Timeline 3's first segment starts with timeline 2's pages.
+        let successor = Segment { timeline: 3, ..segment };
+        assert_eq!(read.belongs_to("7400000000000000001", &successor), Ok(()));
         assert_eq!(
             read.belongs_to("7400000000000000001", &segment.next()),
             Err("starts at WAL address A/FF000000, its name says B/0".into())

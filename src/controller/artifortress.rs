@@ -20,7 +20,6 @@ use super::conditions::{self, Observed};
 use super::{Context, Error, jobs, recoverability};
 use crate::api::artifortress::{
     Artifortress, ArtifortressStatus, DependencyState, DependencyStatus, ObjectRefWithTime, SchemaStatus, Severity,
-    WalArchiveStatus,
 };
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::BackupTemplate;
@@ -31,8 +30,6 @@ use crate::artifortress::recoverability::{self as blob_recoverability, GcHistory
 use crate::artifortress::schema::SchemaReport;
 use crate::db::DatabaseUrl;
 use crate::engine::manifest::{self, Manifest};
-use crate::engine::physical::wal::WalStatus;
-use crate::engine::progress::{human_bytes, human_duration};
 use crate::metrics::InstallationLabels;
 use crate::store::{BackupStore, Versioning};
 
@@ -118,6 +115,9 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     // Probe both dependencies (the HTTP server answers for them: `registry`).
     let database = probe_database(&ctx, &af).await?;
     let db_ok = record_database(&ctx, &af, &mut conditions, &database);
+    if let Some(unavailable) = &database.physical {
+        record_physical_path(&mut conditions, unavailable.as_deref());
+    }
     let storage = probe_object_storage(&ctx, &af).await;
     let storage_ok = record_object_storage(&ctx, &af, &mut conditions, &storage);
     let retention = bucket_retention(&storage, storage_ok).await;
@@ -133,6 +133,10 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
     if let Err(problem) = super::wal_archiver::apply(&ctx, &af).await? {
         conditions.set("WalArchiving", false, "ArchiverNotDeployed", problem);
+    }
+    if let (Some(Some(why)), Some(_)) = (&database.physical, &af.spec.wal_archive) {
+        let message = format!("the source cannot stream WAL: {why}");
+        conditions.set("WalArchiving", false, "ReplicationUnavailable", message);
     }
 
     let (ready, reason, message) = readiness(db_ok, storage_ok);
@@ -165,6 +169,8 @@ impl Conditions {
 /// history, or why there are none.
 struct DatabaseProbe {
     outcome: Result<Probe, (&'static str, String)>,
+    /// Why the physical path is unavailable (`Some`), when it could be read.
+    physical: Option<Option<String>>,
     started: Instant,
 }
 
@@ -181,7 +187,14 @@ async fn probe_database(ctx: &Context, af: &Artifortress) -> Result<DatabaseProb
         Some(Err(e)) => Err(("InvalidDatabaseUrl", format!("Secret {:?} key {:?}: {e}", db_ref.name, db_ref.key))),
         Some(Ok(url)) => bounded("postgresql", read_ops_summary(url)).await.map_err(|e| ("Unreachable", e)),
     };
-    Ok(DatabaseProbe { outcome, started })
+    let physical = match (&url, &outcome) {
+        (Some(Ok(url)), Ok(_)) => {
+            let unavailable = crate::engine::physical::capability::physical_unavailable(url);
+            bounded("postgresql", async { unavailable.await.map_err(|e| e.to_string()) }).await.ok()
+        }
+        _ => None,
+    };
+    Ok(DatabaseProbe { outcome, physical, started })
 }
 
 /// `DatabaseReady`, `SchemaSupported`, the SLO evaluation (`SLOHealthy`) and
@@ -397,101 +410,6 @@ async fn resync_catalog(
     Ok(())
 }
 
-/// How long the WAL archiver may be silent (it writes its status every 10 s
-/// by default) before `WalArchiving` says it is not archiving.
-pub const WAL_SILENT_AFTER: Duration = Duration::from_secs(60);
-
-/// `WalArchiving` and `status.wal` from the WAL archiver's status in the backup
-/// store; nothing when no archiver ever ran for this installation. A store that
-/// cannot be read is logged (the storage probe reports it).
-async fn record_wal_archiver(ctx: &Context, af: &Artifortress, conditions: &mut Conditions, store: &dyn BackupStore) {
-    let name = af.name_any();
-    let labels = InstallationLabels { installation: name.clone() };
-    let status = match crate::engine::physical::wal::newest_status(store).await {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            // No archiver ever ran: the age is unknown (NaN, which no alert
-            // threshold compares true with), not missing.
-            ctx.metrics.wal_status_age.get_or_create(&labels).set(f64::NAN);
-            ctx.metrics.wal_stalled.get_or_create(&labels).set(0);
-            if af.spec.wal_archive.is_some() {
-                let deployment = jobs::job_name(super::wal_archiver::STEP, &name);
-                let message = format!(
-                    "the WAL archiver (Deployment {deployment}) has stored no status yet: it is starting, or cannot reach the source or the backup store (kubectl logs deployment/{deployment})"
-                );
-                conditions.set("WalArchiving", false, "NoStatusYet", message);
-            }
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(installation = %name, error = %e, "reading the WAL archiver's status failed");
-            return;
-        }
-    };
-    let age = (conditions.now - status.updated_at).to_std().unwrap_or_default();
-    ctx.metrics.wal_status_age.get_or_create(&labels).set(age.as_secs_f64());
-    ctx.metrics.wal_retained_bytes.get_or_create(&labels).set(i64::try_from(status.retained_bytes).unwrap_or(i64::MAX));
-    let (ok, reason, message) = wal_archiving(&status, age);
-    ctx.metrics.wal_stalled.get_or_create(&labels).set(i64::from(reason == "ArchiverStalled"));
-    conditions.set("WalArchiving", ok, reason, message);
-    conditions.status.wal = Some(WalArchiveStatus {
-        slot: status.slot,
-        updated_at: status.updated_at,
-        retained_bytes: status.retained_bytes,
-        last_segment: status.last_segment,
-        last_heartbeat_at: status.last_heartbeat_at,
-        stopped: status.stopped,
-        received_lsn: status.received_lsn.map(|l| l.to_string()),
-        server_lsn: status.server_lsn.map(|l| l.to_string()),
-        stalled: status.stalled,
-        last_rejected: status.last_rejected,
-    });
-}
-
-/// `WalArchiving` from the archiver's status and its age: (ok, reason, message).
-fn wal_archiving(status: &WalStatus, age: Duration) -> (bool, &'static str, String) {
-    let retained = human_bytes(status.retained_bytes);
-    match (&status.stopped, age > WAL_SILENT_AFTER) {
-        (Some(why), _) if why == "stopped" => (
-            false,
-            "ArchiverStopped",
-            format!(
-                "the WAL archiver of slot {} was stopped at {}: no WAL is archived, the RPO grows with time and the slot keeps WAL on the source ({retained} then); start it again",
-                status.slot,
-                status.updated_at.to_rfc3339()
-            ),
-        ),
-        (Some(why), _) => (false, "ArchiverFailed", format!("the WAL archiver stopped: {why}")),
-        (None, true) => (
-            false,
-            "ArchiverSilent",
-            format!(
-                "no status from the WAL archiver of slot {} for {} (it writes one every 10 s by default): it is down or cannot write to the backup store; WAL may not be archived and the slot keeps WAL on the source ({retained} at its last status)",
-                status.slot,
-                human_duration(age.as_secs_f64())
-            ),
-        ),
-        (None, false) if status.stalled.is_some() => (
-            false,
-            "ArchiverStalled",
-            format!(
-                "the WAL archiver of slot {} runs but no WAL arrives from the source: {}; the archive falls behind and the slot keeps WAL on the source ({retained})",
-                status.slot,
-                status.stalled.as_deref().unwrap_or_default()
-            ),
-        ),
-        (None, false) => (
-            true,
-            "Streaming",
-            format!(
-                "slot {} holds back {retained} on the source; newest stored segment {}",
-                status.slot,
-                status.last_segment.as_deref().unwrap_or("none yet")
-            ),
-        ),
-    }
-}
-
 /// What the blob bucket keeps of deleted objects: versioning, and with it the
 /// noncurrent-version expiry of its lifecycle rules.
 async fn bucket_retention(storage: &StorageProbe, reachable: bool) -> Retention {
@@ -632,6 +550,9 @@ async fn write_status(
     }
     Ok(())
 }
+
+mod wal;
+use wal::{record_physical_path, record_wal_archiver};
 
 #[cfg(test)]
 mod tests;

@@ -181,6 +181,18 @@ impl ExtraPostgres {
         ExtraPostgres { url, dir }
     }
 
+    /// Starts a streaming standby of this server: its URL.
+    pub fn standby(&self) -> String {
+        harness(&["standby", self.dir.path().to_str().unwrap()]).trim().to_string()
+    }
+
+    /// Fails over to the standby: this server stops, the standby is promoted
+    /// (a new timeline) and takes over this server's address, so `url` then
+    /// reaches the new primary.
+    pub fn failover(&self) {
+        harness(&["failover", self.dir.path().to_str().unwrap()]);
+    }
+
     /// Stops the server at once, as a crash would.
     pub fn stop(&self) {
         harness(&["stop", self.dir.path().to_str().unwrap()]);
@@ -341,6 +353,7 @@ pub fn spawn_with_logs(
 pub mod cluster;
 pub mod job_runner;
 pub mod operator;
+pub mod physical;
 
 /// Applies the CRDs (server-side apply, as the chart and operator do) and waits
 /// until the API server serves them.

@@ -1,4 +1,6 @@
+use super::wal::{WAL_SILENT_AFTER, wal_archiving};
 use super::*;
+use crate::engine::physical::wal::WalStatus;
 use chrono::{DateTime, Utc};
 
 fn probed_at(t: &str, generation: i64) -> ArtifortressStatus {

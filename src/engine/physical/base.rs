@@ -153,6 +153,7 @@ pub async fn run(
         }
     }
     store.clean_incomplete(&format!("{name}/"), std::time::Duration::ZERO).await?;
+    super::capability::require_physical(source).await?;
     let identity = source_identity(source).await?;
     let tools = PhysicalTools::for_streaming(identity.major).await?;
     progress.step(format!(

@@ -10,6 +10,7 @@
 //! changes only what it recorded.
 
 pub mod base;
+pub mod capability;
 pub mod heartbeat;
 pub mod instance;
 pub mod liveness;

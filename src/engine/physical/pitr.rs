@@ -34,9 +34,10 @@ use super::super::report::{self, ReportContext};
 use super::super::verdict::{BackupInfo, DrillMode, DrillResult, FinalPhase, RtoBasis, ServerMajors, Timings, Verdict};
 use super::instance::{self, Instance};
 use super::tools::PhysicalTools;
-use super::{BaseManifest, Lsn, WalObject, base, heartbeat, spool};
+use super::{BaseManifest, Lsn, base, heartbeat};
 use crate::store::BackupStore;
 
+mod fetch;
 mod findings;
 pub use findings::{DrillFindings, check};
 
@@ -124,7 +125,8 @@ pub async fn restore(
         request.dir.display()
     ));
     unpack_base(store, &manifest, &instance, progress).await?;
-    let (segments, wal_bytes) = download_wal(store, &manifest, &instance, progress).await?;
+    let wal = fetch::download(store, &manifest, &instance, progress).await?;
+    let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
 
     let verifying = Instant::now();
@@ -134,7 +136,7 @@ pub async fn restore(
         "pg_verifybackup: every file and the WAL range match PostgreSQL's manifest ({verify_seconds:.2} s)"
     ));
 
-    configure(&instance, &manifest, target)?;
+    configure(&instance, &manifest, target, wal.timeline)?;
     instance.hand_over().await?;
     let replaying = Instant::now();
     progress.step(format!("replaying {segments} WAL segments ({}) to {}", human_bytes(wal_bytes), describe(target)));
@@ -247,100 +249,6 @@ async fn unpack_base(
     unpacked.map_err(|e| corrupt(format!("{key} does not unpack: {e}")))
 }
 
-/// Downloads the WAL from the base's start on, as far as it is contiguous
-/// (a partial segment ends it), into `wal/`. The base's own range must be there.
-async fn download_wal(
-    store: &dyn BackupStore,
-    manifest: &BaseManifest,
-    instance: &Instance,
-    progress: &Progress,
-) -> Result<(usize, u64), EngineError> {
-    let system = &manifest.source.system_identifier;
-    let prefix = WalObject::prefix(system);
-    let (mut complete, mut partial) = wal_listing(store, &prefix).await?;
-    let first = manifest.segment_of(manifest.start_lsn);
-    let needed = manifest.segment_of(manifest.end_lsn);
-    let (mut segment, mut count, mut bytes, mut relisted) = (first, 0usize, 0u64, 0);
-    let meter = progress.meter("downloading WAL", None);
-    loop {
-        let name = segment.name();
-        let (found, last) = match (complete.get(&name), partial.get(&name)) {
-            (Some(c), _) => (c, false),
-            (None, Some(p)) => (p, true),
-            (None, None) => break,
-        };
-        let (key, object) = found;
-        let compressed = match store.get_bytes(key).await {
-            // The archiver replaced the growing segment (or completed it) since
-            // the listing: list again and take its newer form.
-            Err(crate::store::StoreError::NotFound { .. }) if relisted < 10 => {
-                relisted += 1;
-                (complete, partial) = wal_listing(store, &prefix).await?;
-                continue;
-            }
-            other => other?,
-        };
-        meter.add(compressed.len() as u64);
-        let corrupt = |detail: String| EngineError::Corrupt {
-            backup: manifest.backup_name.clone(),
-            detail: format!("WAL segment {name} ({key}) {detail}"),
-        };
-        let raw =
-            zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-        let sha = hex::encode(Sha256::digest(&raw));
-        if sha != object.sha256 {
-            return Err(corrupt(format!("has SHA-256 {sha}, its key says {}", object.sha256)));
-        }
-        // Its own header must say it is this system's segment of that name: a
-        // segment of another system (or history) would fail the replay
-        // halfway, or worse, replay.
-        match spool::check_bytes(&raw, system, &name, manifest.source.wal_segment_bytes) {
-            Ok(true) => {}
-            Ok(false) => return Err(corrupt("has no page header where it starts".into())),
-            Err(why) => return Err(corrupt(format!("{why}: it is not this backup's WAL"))),
-        }
-        std::fs::write(instance.wal().join(&name), &raw)
-            .map_err(EngineError::io(format!("writing WAL segment {name}")))?;
-        count += 1;
-        bytes += raw.len() as u64;
-        if last {
-            break;
-        }
-        segment = segment.next();
-    }
-    drop(meter);
-    if segment < needed || count == 0 {
-        let missing = if count == 0 { first } else { segment.next() };
-        return Err(EngineError::Corrupt {
-            backup: manifest.backup_name.clone(),
-            detail: format!(
-                "WAL segment {} is missing from {}: the base backup needs WAL {} to {} (segments {} to {}); was the WAL archiver running during the backup?",
-                missing.name(),
-                store.location(&prefix),
-                manifest.start_lsn,
-                manifest.end_lsn,
-                first.name(),
-                needed.name()
-            ),
-        });
-    }
-    Ok((count, bytes))
-}
-
-type Listing = std::collections::BTreeMap<String, (String, WalObject)>;
-
-/// The stored WAL by segment name: complete segments, and growing ones.
-async fn wal_listing(store: &dyn BackupStore, prefix: &str) -> Result<(Listing, Listing), EngineError> {
-    let (mut complete, mut partial) = (Listing::new(), Listing::new());
-    for object in store.list(prefix).await? {
-        if let Some(o) = object.key.strip_prefix(prefix).and_then(WalObject::parse) {
-            let map = if o.partial { &mut partial } else { &mut complete };
-            map.insert(o.segment.clone(), (object.key.clone(), o));
-        }
-    }
-    Ok((complete, partial))
-}
-
 async fn verify_base(instance: &Instance) -> Result<(), EngineError> {
     let out = tokio::process::Command::new(instance.tools.bin("pg_verifybackup"))
         .arg("--quiet")
@@ -364,7 +272,7 @@ async fn verify_base(instance: &Instance) -> Result<(), EngineError> {
 /// (read last, so they override the source's): its own port and socket, no
 /// TCP, no archiving, the source's recovery settings, recovery to the target.
 /// The source's postgresql.conf and pg_hba.conf are kept beside, renamed.
-fn configure(instance: &Instance, manifest: &BaseManifest, target: Target) -> Result<(), EngineError> {
+fn configure(instance: &Instance, manifest: &BaseManifest, target: Target, timeline: u32) -> Result<(), EngineError> {
     let data = instance.data();
     let io = |what: &str| EngineError::io(format!("configuring the scratch instance: {what}"));
     for file in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
@@ -394,7 +302,9 @@ fn configure(instance: &Instance, manifest: &BaseManifest, target: Target) -> Re
         ("logging_collector".into(), "off".into()),
         ("cluster_name".into(), "artifortress-scratch".into()),
         ("restore_command".into(), format!("cp \"{}/%f\" \"%p\"", instance.wal().display())),
-        ("recovery_target_timeline".into(), "current".into()),
+        // The timeline the fetched WAL follows: the base's own, or the newest
+        // one the source was promoted to after it.
+        ("recovery_target_timeline".into(), timeline.to_string()),
         ("recovery_target_action".into(), "promote".into()),
     ];
     for (name, value) in &manifest.source.recovery_settings {

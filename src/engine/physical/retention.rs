@@ -2,12 +2,12 @@
 //! to restore, and nothing older.
 //!
 //! A base backup restores from its start LSN onwards, so the oldest complete
-//! base of a source bounds what is still needed: segments of its timeline
-//! before the one holding its start are deleted. A source without a complete
-//! base keeps all its WAL (its first base may be running now; where it starts
-//! is written only when it completes). Segments of other timelines are left
-//! alone: a source that changed timelines is not supported, and what it left
-//! is for a person to judge.
+//! base of a source bounds what is still needed: segments of its timeline,
+//! or of an earlier one (before a failover), numbered before the one holding
+//! its start are deleted. A source without a complete base keeps all its WAL
+//! (its first base may be running now; where it starts is written only when
+//! it completes). Segments of later timelines and every timeline history file
+//! are kept: a restore reads the histories to follow the source's switches.
 //!
 //! One race is the caller's to avoid: a base that began *before* the oldest
 //! complete one and is still running needs WAL older than that one's start.
@@ -37,7 +37,7 @@ async fn needed_from(store: &dyn BackupStore) -> Result<BTreeMap<String, Segment
     for manifest in super::base::all(store).await? {
         let start = manifest.segment_of(manifest.start_lsn);
         let system = manifest.source.system_identifier.clone();
-        if oldest.get(&system).is_none_or(|s| start < *s) {
+        if oldest.get(&system).is_none_or(|s| start.number < s.number) {
             oldest.insert(system, start);
         }
     }
@@ -52,7 +52,7 @@ pub async fn prune(store: &dyn BackupStore, progress: &Progress) -> Result<Prune
         for object in store.list(&prefix).await? {
             let Some(wal) = object.key.strip_prefix(&prefix).and_then(WalObject::parse) else { continue };
             let Some(segment) = Segment::parse(&wal.segment, first.segment_bytes) else { continue };
-            if segment.timeline == first.timeline && segment.number < first.number {
+            if segment.timeline <= first.timeline && segment.number < first.number {
                 store.delete(&object.key).await?;
                 pruned.segments += 1;
                 pruned.bytes += object.size;

@@ -170,6 +170,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), EngineError> {
     validate_slot(&options.slot)?;
+    super::capability::require_physical(source).await?;
     let identity = base::source_identity(source).await?;
     let tools = PhysicalTools::for_streaming(identity.major).await?;
     let system = identity.system_identifier.clone();
@@ -178,6 +179,7 @@ pub async fn run(
     spool::refuse_if_not_a_spool(&spool)?;
     let mut conn = connect(source).await?;
     ensure_slot(&mut conn, store, &system, &options.slot, source).await?;
+    let mut timeline = server_timeline(&mut conn).await.map_err(db_err("reading the server's timeline", source))?;
     let served = served(&mut conn, &options.slot).await.map_err(db_err("reading the slot's position", source))?;
     let mut rejections = Vec::new();
     let claimed = spool::claim(&spool, &system, &options.slot, segment_bytes, &served, &mut rejections)?;
@@ -306,15 +308,32 @@ pub async fn run(
                     break Err(EngineError::Tool { tool: "WAL archiver", detail: why });
                 }
             }
-            Ok(None) => {
-                break Err(EngineError::Tool {
-                    tool: "WAL archiver",
-                    detail: format!(
-                        "replication slot {} is gone from the source: WAL continuity is broken; take a new base backup",
+            // A failover: the promoted standby does not have the slot (unless
+            // the HA manager keeps it, as Patroni's permanent slots do). Ours
+            // is created there; pg_receivewal then follows onto the new
+            // timeline from where it stopped, or, if that server no longer
+            // has the WAL, fails in a loop and the archiver says it stalled.
+            Ok(None) => match server_timeline(&mut conn).await {
+                Ok(now) if now != timeline => {
+                    progress.step(format!(
+                        "the source was promoted (timeline {timeline} to {now}): a failover to a server without slot {}; creating it there",
                         options.slot
-                    ),
-                });
-            }
+                    ));
+                    timeline = now;
+                    if let Err(e) = ensure_slot(&mut conn, store, &system, &options.slot, source).await {
+                        break Err(e);
+                    }
+                }
+                _ => {
+                    break Err(EngineError::Tool {
+                        tool: "WAL archiver",
+                        detail: format!(
+                            "replication slot {} is gone from the source: WAL continuity is broken; take a new base backup",
+                            options.slot
+                        ),
+                    });
+                }
+            },
             Err(e) => {
                 progress.step(format!("reading the slot failed, reconnecting: {e}"));
                 if let Ok(c) = connect(source).await {
@@ -409,6 +428,15 @@ async fn ensure_slot(
         store.put_bytes(&slot_record_key(system, slot), serde_json::to_vec_pretty(&record).unwrap()).await?;
     }
     Ok(())
+}
+
+/// The timeline the server writes WAL on (it changes when a standby is
+/// promoted; the last checkpoint's may still be the old one): the first
+/// eight digits of its current segment's name.
+async fn server_timeline(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint")
+        .fetch_one(conn)
+        .await
 }
 
 /// Where the slot can serve WAL from, and the server's position.

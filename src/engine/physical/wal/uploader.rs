@@ -1,8 +1,9 @@
 //! Moves segments from the spool into the store: complete ones once, the
 //! growing one as it grows, each only after its page header proved it is this
-//! system's segment of that name.
+//! system's segment of that name; and the history file of each timeline the
+//! source was promoted to (`pg_receivewal` writes it when it follows a switch).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -11,6 +12,7 @@ use super::super::super::EngineError;
 use super::super::spool;
 use super::super::{Lsn, Segment, WalObject};
 use crate::store::BackupStore;
+use artifortress_formats::physical::TimelineHistory;
 
 /// Moves segments from the spool into the store.
 pub(super) struct Uploader<'a> {
@@ -20,6 +22,8 @@ pub(super) struct Uploader<'a> {
     segment_bytes: u64,
     /// Segments stored complete (names), to skip and to clean partials of.
     stored: BTreeMap<String, String>,
+    /// Timeline history files stored (names).
+    histories: BTreeSet<String>,
     pub(super) newest_complete: Option<String>,
     /// The stored partial: segment, key, and the file's length and mtime then.
     partial: Option<(String, String, u64, std::time::SystemTime)>,
@@ -38,10 +42,13 @@ impl<'a> Uploader<'a> {
     ) -> Result<Uploader<'a>, EngineError> {
         let mut stored = BTreeMap::new();
         let mut partial = None;
+        let mut histories = BTreeSet::new();
         let prefix = WalObject::prefix(system);
         for object in store.list(&prefix).await? {
             let Some(o) = object.key.strip_prefix(&prefix).and_then(WalObject::parse) else { continue };
-            if o.partial {
+            if o.history_of().is_some() {
+                histories.insert(o.segment);
+            } else if o.partial {
                 partial = Some((o.segment.clone(), object.key.clone(), 0, std::time::UNIX_EPOCH));
             } else {
                 stored.insert(o.segment.clone(), object.key.clone());
@@ -54,6 +61,7 @@ impl<'a> Uploader<'a> {
             spool: spool.to_path_buf(),
             segment_bytes,
             stored,
+            histories,
             newest_complete,
             partial,
             rejections: Vec::new(),
@@ -61,20 +69,25 @@ impl<'a> Uploader<'a> {
         })
     }
 
-    fn spool_files(&self) -> std::io::Result<(Vec<String>, Option<String>)> {
-        let (mut complete, mut partial) = (Vec::new(), None);
+    /// The spool's complete segments, its growing one (after a timeline
+    /// switch the old timeline's last segment stays partial: the newest
+    /// grows) and its timeline history files.
+    fn spool_files(&self) -> std::io::Result<(Vec<String>, Option<String>, Vec<String>)> {
+        let (mut complete, mut partial, mut histories) = (Vec::new(), None::<String>, Vec::new());
         for entry in std::fs::read_dir(&self.spool)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if let Some(segment) = name.strip_suffix(".partial") {
-                if Segment::parse(segment, self.segment_bytes).is_some() {
+                if Segment::parse(segment, self.segment_bytes).is_some() && partial.as_deref() < Some(segment) {
                     partial = Some(segment.to_string());
                 }
             } else if Segment::parse(&name, self.segment_bytes).is_some() {
                 complete.push(name);
+            } else if TimelineHistory::timeline_of(&name).is_some() {
+                histories.push(name);
             }
         }
         complete.sort();
-        Ok((complete, partial))
+        Ok((complete, partial, histories))
     }
 
     /// Completed segments in the spool not yet stored.
@@ -87,8 +100,14 @@ impl<'a> Uploader<'a> {
     /// segment's upload holds).
     pub(super) async fn upload(&mut self, partial_due: bool, written: Option<Lsn>) -> Result<bool, EngineError> {
         let mut stored_any = false;
-        let (complete, growing) =
+        let (complete, growing, histories) =
             self.spool_files().map_err(EngineError::io(format!("reading {}", self.spool.display())))?;
+        for name in histories {
+            if !self.histories.contains(&name) && self.put_history(&name).await? {
+                self.histories.insert(name);
+                stored_any = true;
+            }
+        }
         for segment in &complete {
             if !self.stored.contains_key(segment) {
                 let Some(key) = self.put(segment, &self.spool.join(segment), false).await? else { continue };
@@ -131,6 +150,25 @@ impl<'a> Uploader<'a> {
             }
         }
         Ok(stored_any)
+    }
+
+    /// Stores a timeline history file that reads as one; whether it was
+    /// (one that does not is moved into `rejected/`, said in `rejections`).
+    async fn put_history(&mut self, name: &str) -> Result<bool, EngineError> {
+        let path = self.spool.join(name);
+        let bytes = std::fs::read(&path).map_err(EngineError::io(format!("reading {}", path.display())))?;
+        let timeline = TimelineHistory::timeline_of(name).expect("a history file's name");
+        let read = std::str::from_utf8(&bytes).map_err(|e| e.to_string());
+        if let Err(why) = read.and_then(|text| TimelineHistory::parse(timeline, text)) {
+            let why = format!("is not a timeline history: {why}");
+            self.rejections.push(spool::reject(&self.spool, &path, name, &why)?);
+            return Ok(false);
+        }
+        let object =
+            WalObject { segment: name.to_string(), partial: false, sha256: hex::encode(Sha256::digest(&bytes)) };
+        let compressed = zstd::bulk::compress(&bytes, 3).map_err(EngineError::io("compressing a history file"))?;
+        self.store.put_bytes(&object.key(&self.system), compressed).await?;
+        Ok(true)
     }
 
     /// Stores a segment whose page header says it is the segment its name

@@ -1,0 +1,218 @@
+//! The WAL a restore replays, fetched from the archive into the instance's
+//! `wal/`: from the base's start on, along the timelines the source took.
+//!
+//! A promoted source (a failover) continues on a new timeline from a switch
+//! address; the archive then holds each timeline's history file and, for the
+//! segment holding the switch, two versions (the old timeline's last, partial
+//! one, and the new timeline's first, which begins with the same WAL). The
+//! restore follows the newest timeline whose history leads through the base:
+//! for each segment it takes every version on that way, as PostgreSQL looks
+//! for the newest one itself, and stops at the first segment the archive
+//! lacks, or after the growing one.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::super::super::EngineError;
+use super::super::super::progress::Progress;
+use super::super::instance::Instance;
+use super::super::{BaseManifest, Segment, WalObject, spool};
+use crate::store::BackupStore;
+use artifortress_formats::physical::TimelineHistory;
+
+/// What was fetched: the segments (and their bytes), and the timeline the
+/// recovery follows.
+pub struct Fetched {
+    pub segments: usize,
+    pub bytes: u64,
+    pub timeline: u32,
+}
+
+type Listing = BTreeMap<String, (String, WalObject)>;
+
+/// The stored WAL of one source: complete segments, growing ones and
+/// history files, by name.
+struct Archive {
+    complete: Listing,
+    partial: Listing,
+    histories: Listing,
+}
+
+impl Archive {
+    async fn list(store: &dyn BackupStore, prefix: &str) -> Result<Archive, EngineError> {
+        let mut archive = Archive { complete: Listing::new(), partial: Listing::new(), histories: Listing::new() };
+        for object in store.list(prefix).await? {
+            if let Some(o) = object.key.strip_prefix(prefix).and_then(WalObject::parse) {
+                let map = match (o.history_of(), o.partial) {
+                    (Some(_), _) => &mut archive.histories,
+                    (None, true) => &mut archive.partial,
+                    (None, false) => &mut archive.complete,
+                };
+                map.insert(o.segment.clone(), (object.key.clone(), o));
+            }
+        }
+        Ok(archive)
+    }
+
+    /// The stored version of a segment: complete, else growing (`true`).
+    fn find(&self, name: &str) -> Option<(&(String, WalObject), bool)> {
+        self.complete.get(name).map(|c| (c, false)).or_else(|| self.partial.get(name).map(|p| (p, true)))
+    }
+}
+
+/// Downloads the WAL from the base's start on into `wal/` (and the history
+/// files of the timelines it follows). The base's own range must be there.
+pub async fn download(
+    store: &dyn BackupStore,
+    manifest: &BaseManifest,
+    instance: &Instance,
+    progress: &Progress,
+) -> Result<Fetched, EngineError> {
+    let prefix = WalObject::prefix(&manifest.source.system_identifier);
+    let mut archive = Archive::list(store, &prefix).await?;
+    let history = follow(store, manifest, &archive, instance).await?;
+    let way = history.path();
+    let segment_bytes = manifest.source.wal_segment_bytes;
+    let first = manifest.segment_of(manifest.start_lsn);
+    let needed = manifest.segment_of(manifest.end_lsn);
+    // The versions of segment `n` on the way, newest timeline first.
+    let versions = |n: u64| -> Vec<Segment> {
+        way.iter()
+            .rev()
+            .filter(|(_, begin, end)| begin.0 / segment_bytes <= n && end.is_none_or(|e| n <= e.0 / segment_bytes))
+            .map(|(t, ..)| Segment { timeline: *t, number: n, segment_bytes })
+            .collect()
+    };
+    let (mut number, mut count, mut bytes, mut relisted, mut reached) = (first.number, 0usize, 0u64, 0, None);
+    let meter = progress.meter("downloading WAL", None);
+    'walk: loop {
+        // Whether a version was found, and whether the newest found is growing.
+        let mut newest: Option<bool> = None;
+        for segment in versions(number) {
+            let name = segment.name();
+            let Some(((key, object), growing)) = archive.find(&name).map(|(o, g)| (o.clone(), g)) else { continue };
+            let raw = match fetch(store, manifest, &name, &key, &object).await {
+                // The archiver replaced the growing segment (or completed it)
+                // since the listing: list again and take its newer form.
+                Err(Fetch::Gone(_)) if relisted < 10 => {
+                    relisted += 1;
+                    archive = Archive::list(store, &prefix).await?;
+                    continue 'walk;
+                }
+                Err(Fetch::Gone(e)) => return Err(e.into()),
+                Err(Fetch::Failed(e)) => return Err(e),
+                Ok(raw) => raw,
+            };
+            meter.add(raw.len() as u64);
+            std::fs::write(instance.wal().join(&name), &raw)
+                .map_err(EngineError::io(format!("writing WAL segment {name}")))?;
+            count += 1;
+            bytes += raw.len() as u64;
+            newest.get_or_insert(growing);
+        }
+        let Some(growing) = newest else { break };
+        reached = Some(number);
+        if growing {
+            break;
+        }
+        number += 1;
+    }
+    drop(meter);
+    if reached.is_none_or(|r| r < needed.number) {
+        let missing = Segment { number: reached.map_or(first.number, |r| r + 1), ..first };
+        return Err(EngineError::Corrupt {
+            backup: manifest.backup_name.clone(),
+            detail: format!(
+                "WAL segment {} is missing from {}: the base backup needs WAL {} to {} (segments {} to {}); was the WAL archiver running during the backup?",
+                missing.name(),
+                store.location(&prefix),
+                manifest.start_lsn,
+                manifest.end_lsn,
+                first.name(),
+                needed.name()
+            ),
+        });
+    }
+    Ok(Fetched { segments: count, bytes, timeline: history.timeline })
+}
+
+enum Fetch {
+    /// Not there any more (a growing segment replaced since the listing).
+    Gone(crate::store::StoreError),
+    Failed(EngineError),
+}
+
+/// One stored segment, decompressed and checked: the SHA-256 its key carries,
+/// and its own page header saying it is this system's segment of that name
+/// (a segment of another system or history would fail the replay halfway,
+/// or worse, replay).
+async fn fetch(
+    store: &dyn BackupStore,
+    manifest: &BaseManifest,
+    name: &str,
+    key: &str,
+    object: &WalObject,
+) -> Result<Vec<u8>, Fetch> {
+    let compressed = match store.get_bytes(key).await {
+        Err(e @ crate::store::StoreError::NotFound { .. }) => return Err(Fetch::Gone(e)),
+        other => other.map_err(|e| Fetch::Failed(e.into()))?,
+    };
+    let corrupt = |detail: String| {
+        Fetch::Failed(EngineError::Corrupt {
+            backup: manifest.backup_name.clone(),
+            detail: format!("WAL segment {name} ({key}) {detail}"),
+        })
+    };
+    let raw = zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+    let sha = hex::encode(Sha256::digest(&raw));
+    if sha != object.sha256 {
+        return Err(corrupt(format!("has SHA-256 {sha}, its key says {}", object.sha256)));
+    }
+    let system = &manifest.source.system_identifier;
+    match spool::check_bytes(&raw, system, name, manifest.source.wal_segment_bytes) {
+        Ok(true) => Ok(raw),
+        Ok(false) => Err(corrupt("has no page header where it starts".into())),
+        Err(why) => Err(corrupt(format!("{why}: it is not this backup's WAL"))),
+    }
+}
+
+/// The history the restore follows: the newest timeline whose history leads
+/// through the base's start (the base's own timeline when the source was
+/// never promoted after it). Its history files are written into `wal/`.
+async fn follow(
+    store: &dyn BackupStore,
+    manifest: &BaseManifest,
+    archive: &Archive,
+    instance: &Instance,
+) -> Result<TimelineHistory, EngineError> {
+    let mut newest = TimelineHistory { timeline: manifest.timeline, ended: Vec::new() };
+    let mut files = BTreeMap::new();
+    for (name, (key, object)) in &archive.histories {
+        let timeline = object.history_of().expect("listed as a history file");
+        let corrupt = |detail: String| EngineError::Corrupt {
+            backup: manifest.backup_name.clone(),
+            detail: format!("timeline history {name} ({key}) {detail}"),
+        };
+        let raw = zstd::stream::decode_all(&store.get_bytes(key).await?[..])
+            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+        if hex::encode(Sha256::digest(&raw)) != object.sha256 {
+            return Err(corrupt("does not have the SHA-256 its key says".into()));
+        }
+        let history = std::str::from_utf8(&raw)
+            .map_err(|e| e.to_string())
+            .and_then(|text| TimelineHistory::parse(timeline, text))
+            .map_err(|why| corrupt(format!("does not read: {why}")))?;
+        if timeline > newest.timeline && history.leads_through(manifest.timeline, manifest.start_lsn) {
+            newest = history;
+        }
+        files.insert(timeline, (name.clone(), raw));
+    }
+    for (timeline, ..) in newest.path() {
+        if let Some((name, raw)) = files.get(&timeline) {
+            std::fs::write(instance.wal().join(name), raw)
+                .map_err(EngineError::io(format!("writing timeline history {name}")))?;
+        }
+    }
+    Ok(newest)
+}
