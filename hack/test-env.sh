@@ -216,8 +216,9 @@ debian_packages() {
   command -v curl >/dev/null || apt_install curl
   command -v openssl >/dev/null || apt_install openssl
   command -v kubectl >/dev/null || apt_install kubernetes-client
-  # promtool proves every alert rule fires above its threshold and not at it.
-  command -v promtool >/dev/null || apt_install prometheus
+  # promtool proves every alert rule fires above its threshold and not at it;
+  # the server (same package) evaluates a rule on live figures.
+  { command -v promtool && command -v prometheus; } >/dev/null || apt_install prometheus
 }
 
 # The two PostgreSQL 15 servers (source, target) and one of every other major;
@@ -278,6 +279,7 @@ export AF_TEST_KUBE_TOKEN_ALICE='$TOKEN_ALICE'
 export AF_TEST_KUBE_TOKEN_BOB='$TOKEN_BOB'
 export AF_TEST_CHART_TOOLS='$CHART_TOOLS'
 export AF_TEST_PROMTOOL='$(command -v promtool)'
+export AF_TEST_PROMETHEUS='$(command -v prometheus)'
 ENV
   cat "$STATE/node/env" >> "$STATE/env"
   log "ready: env in $STATE/env"

@@ -603,7 +603,9 @@ async fn an_archive_holds_only_its_own_systems_wal() {
 /// so every `pg_receivewal` start is refused) runs, writes its status and
 /// archives nothing: within 10 seconds the installation's `WalArchiving` is
 /// False with reason `ArchiverStalled` and the server's words, and the gauge
-/// the stall alert watches is 1. Streaming again clears both.
+/// the stall alert watches is 1, and a real Prometheus scraping the
+/// operator's metrics fires the chart's alert on it. Streaming again clears
+/// them.
 #[tokio::test]
 async fn an_archiver_that_receives_nothing_is_reported_stalled_within_seconds() {
     use artifortress_operator::api::artifortress::Artifortress;
@@ -640,6 +642,20 @@ async fn an_archiver_that_receives_nothing_is_reported_stalled_within_seconds() 
             .map(str::to_string)
     };
     assert_eq!(stalled_gauge().as_deref(), Some("artifortress_wal_stalled{installation=\"production\"} 0"));
+    let thresholds = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(artifortress_operator::alerts::THRESHOLDS_FILE),
+    )
+    .unwrap();
+    let rules = artifortress_operator::alerts::rule_file(
+        &artifortress_operator::alerts::parse(&thresholds).unwrap(),
+        "https://example.invalid/runbooks",
+    );
+    let exporter = support::prometheus::serve_metrics(installation.ctx.metrics.clone()).await;
+    let prometheus = support::prometheus::Prometheus::start(&rules, &exporter);
+    prometheus.ready().await;
+    let stalled_alert = |alerts: Vec<(String, String, String)>| {
+        alerts.into_iter().find(|(name, _, on)| name == "ArtifortressWalArchiverStalled" && on == "production")
+    };
 
     // The source keeps writing; the receiver is cut off and refused from now on.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -677,10 +693,24 @@ async fn an_archiver_that_receives_nothing_is_reported_stalled_within_seconds() 
     assert!(message.contains("no WAL arrives") && message.to_lowercase().contains("replication"), "{message}");
     assert!(af.status.unwrap().wal.unwrap().stalled.is_some());
     assert_eq!(stalled_gauge().as_deref(), Some("artifortress_wal_stalled{installation=\"production\"} 1"));
+    // Prometheus sees the gauge and, after the rule's 30 s, fires.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match stalled_alert(prometheus.alerts().await) {
+            Some((_, state, _)) if state == "firing" => break,
+            other => assert!(std::time::Instant::now() < deadline, "the stall alert did not fire: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     // Given REPLICATION back, it streams again and says so.
     sqlx::query(&format!("ALTER ROLE {unique} REPLICATION")).execute(&admin).await.unwrap();
     wait_until(&api, "production", Duration::from_secs(60), is(ConditionStatus::True, "Streaming")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Some(alert) = stalled_alert(prometheus.alerts().await) {
+        assert!(std::time::Instant::now() < deadline, "the stall alert stayed: {alert:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writing.await.unwrap();
     stop_archiver(archiver, &logs).await;

@@ -354,6 +354,7 @@ pub mod cluster;
 pub mod job_runner;
 pub mod operator;
 pub mod physical;
+pub mod prometheus;
 
 /// Applies the CRDs (server-side apply, as the chart and operator do) and waits
 /// until the API server serves them.
