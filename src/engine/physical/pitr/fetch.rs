@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::super::super::EngineError;
@@ -84,40 +85,43 @@ pub async fn download(
             .map(|(t, ..)| Segment { timeline: *t, number: n, segment_bytes })
             .collect()
     };
-    let (mut number, mut count, mut bytes, mut relisted, mut reached) = (first.number, 0usize, 0u64, 0, None);
     let meter = progress.meter("downloading WAL", None);
-    'walk: loop {
-        // Whether a version was found, and whether the newest found is growing.
-        let mut newest: Option<bool> = None;
-        for segment in versions(number) {
-            let name = segment.name();
-            let Some(((key, object), growing)) = archive.find(&name).map(|(o, g)| (o.clone(), g)) else { continue };
-            let raw = match fetch(store, manifest, &name, &key, &object).await {
+    let mut relisted = 0;
+    let (reached, count, bytes) = loop {
+        let (plan, reached) = plan(&archive, first.number, &versions);
+        // After a new listing everything is written (and counted) again.
+        let (mut count, mut bytes) = (0usize, 0u64);
+        // Fetched a few at a time (a segment is 16 MiB to download,
+        // decompress and hash), written in order.
+        let mut fetched = futures::stream::iter(plan.iter().map(|(name, key, object)| async move {
+            fetch(store, manifest, name, key, object).await.map(|raw| (name, raw))
+        }))
+        .buffered(FETCHES_AT_ONCE);
+        let mut gone = false;
+        while let Some(result) = fetched.next().await {
+            let (name, raw) = match result {
+                Ok(done) => done,
                 // The archiver replaced the growing segment (or completed it)
                 // since the listing: list again and take its newer form.
                 Err(Fetch::Gone(_)) if relisted < 10 => {
-                    relisted += 1;
-                    archive = Archive::list(store, &prefix).await?;
-                    continue 'walk;
+                    gone = true;
+                    break;
                 }
                 Err(Fetch::Gone(e)) => return Err(e.into()),
                 Err(Fetch::Failed(e)) => return Err(e),
-                Ok(raw) => raw,
             };
             meter.add(raw.len() as u64);
-            std::fs::write(instance.wal().join(&name), &raw)
+            std::fs::write(instance.wal().join(name), &raw)
                 .map_err(EngineError::io(format!("writing WAL segment {name}")))?;
             count += 1;
             bytes += raw.len() as u64;
-            newest.get_or_insert(growing);
         }
-        let Some(growing) = newest else { break };
-        reached = Some(number);
-        if growing {
-            break;
+        if !gone {
+            break (reached, count, bytes);
         }
-        number += 1;
-    }
+        relisted += 1;
+        archive = Archive::list(store, &prefix).await?;
+    };
     drop(meter);
     if reached.is_none_or(|r| r < needed.number) {
         let missing = Segment { number: reached.map_or(first.number, |r| r + 1), ..first };
@@ -135,6 +139,42 @@ pub async fn download(
         });
     }
     Ok(Fetched { segments: count, bytes, timeline: history.timeline })
+}
+
+/// Segments fetched at once: enough to keep the store, decompression and
+/// hashing busy on a few cores.
+const FETCHES_AT_ONCE: usize = 4;
+
+/// What to fetch, in order: every version on the way of each segment from
+/// `first` on, as long as the archive has one, and after a growing newest
+/// version nothing more; and the last segment number reached.
+fn plan(
+    archive: &Archive,
+    first: u64,
+    versions: &dyn Fn(u64) -> Vec<Segment>,
+) -> (Vec<(String, String, WalObject)>, Option<u64>) {
+    let (mut plan, mut reached, mut number) = (Vec::new(), None, first);
+    loop {
+        // Whether a version was found, and whether the newest found is growing.
+        let mut newest: Option<bool> = None;
+        for segment in versions(number) {
+            let name = segment.name();
+            if let Some(((key, object), growing)) = archive.find(&name) {
+                plan.push((name, key.clone(), object.clone()));
+                newest.get_or_insert(growing);
+            }
+        }
+        match newest {
+            None => return (plan, reached),
+            Some(growing) => {
+                reached = Some(number);
+                if growing {
+                    return (plan, reached);
+                }
+                number += 1;
+            }
+        }
+    }
 }
 
 enum Fetch {
