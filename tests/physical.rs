@@ -28,9 +28,7 @@ async fn point_in_time_drills(major: u32) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = writer(source.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let out =
-        operator(&["base-backup", "--source", &pg.url, "--store", &store, "--name", "base-1", "--fast-checkpoint"]);
-    assert_exit(&out, 0);
+    base_backup(&pg.url, &store, "base-1");
     let base_done = Utc::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -205,9 +203,7 @@ async fn deleting_a_base_backup_prunes_only_the_wal_no_remaining_base_needs() {
     await_slot(store_dir.path(), &system, "af_retention").await;
     for base in ["base-1", "base-2"] {
         complete_segments(&source, store_dir.path(), &system, 3).await;
-        let out =
-            operator(&["base-backup", "--source", &pg.url, "--store", &store, "--name", base, "--fast-checkpoint"]);
-        assert_exit(&out, 0);
+        base_backup(&pg.url, &store, base);
     }
     complete_segments(&source, store_dir.path(), &system, 2).await;
     let manifest = std::fs::read(store_dir.path().join("base-2/base.json")).unwrap();
@@ -515,9 +511,7 @@ async fn an_archive_holds_only_its_own_systems_wal() {
     sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
     let (archiver, logs) = archiver_on(&new.url, None);
     await_slot(store_dir.path(), &system, "af_same").await;
-    let out =
-        operator(&["base-backup", "--source", &new.url, "--store", &store, "--name", "base-new", "--fast-checkpoint"]);
-    assert_exit(&out, 0);
+    base_backup(&new.url, &store, "base-new");
     complete_segments(&source, store_dir.path(), &system, 2).await;
     stop_archiver(archiver, &logs).await;
 

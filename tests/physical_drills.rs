@@ -77,17 +77,7 @@ async fn drills_follow_a_failover_to_either_side_of_the_switch() {
     let spool = tempfile::tempdir().unwrap();
     let (archiver, logs) = wal_archiver(&primary.url, &store, spool.path(), "af_failover", &["--heartbeat", "1s"]);
     await_slot(store_dir.path(), &system, "af_failover").await;
-    let out = operator(&[
-        "base-backup",
-        "--source",
-        &primary.url,
-        "--store",
-        &store,
-        "--name",
-        "before-switch",
-        "--fast-checkpoint",
-    ]);
-    assert_exit(&out, 0);
+    base_backup(&primary.url, &store, "before-switch");
     let mut commits = commit(&source, 1..=40).await;
     source.close().await;
 
@@ -132,17 +122,7 @@ async fn drills_follow_a_failover_to_either_side_of_the_switch() {
     assert_eq!(counted, (60, Some(60)), "a target after the switch, through timeline 2");
 
     // A base taken on the new timeline restores too, to the latest point.
-    let out = operator(&[
-        "base-backup",
-        "--source",
-        &primary.url,
-        "--store",
-        &store,
-        "--name",
-        "after-switch",
-        "--fast-checkpoint",
-    ]);
-    assert_exit(&out, 0);
+    base_backup(&primary.url, &store, "after-switch");
     commit(&source, 81..=85).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rows, _) = drilled_rows(&store, &["--backup", "after-switch"]).await;
@@ -166,9 +146,7 @@ async fn a_physical_drill_checks_the_blobs_and_reports_them_as_a_logical_drill_d
     let spool = tempfile::tempdir().unwrap();
     let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_blobs", &[]);
     await_slot(store_dir.path(), &system, "af_blobs").await;
-    let out =
-        operator(&["base-backup", "--source", &pg.url, "--store", &store, "--name", "base-1", "--fast-checkpoint"]);
-    assert_exit(&out, 0);
+    base_backup(&pg.url, &store, "base-1");
     // The growing segment holding the base's end is stored every second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::{operator, operator_bin, spawn_with_logs};
+use super::{assert_exit, operator, operator_bin, spawn_with_logs};
 
 pub async fn pool(url: &str) -> PgPool {
     PgPoolOptions::new().max_connections(2).connect(url).await.unwrap()
@@ -107,4 +107,10 @@ pub fn rpo_of(out: &std::process::Output) -> f64 {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().find(|l| l.starts_with("rpo ")).unwrap_or_else(|| panic!("no rpo line in:\n{stdout}"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap_or_else(|_| panic!("rpo not measured: {line}"))
+}
+
+/// A physical base backup named `name` with an immediate checkpoint; it must succeed.
+pub fn base_backup(source: &str, store: &str, name: &str) {
+    let out = operator(&["base-backup", "--source", source, "--store", store, "--name", name, "--fast-checkpoint"]);
+    assert_exit(&out, 0);
 }
