@@ -6,8 +6,11 @@ Targets (issue 3):
   backup wall time        <= 0.6 x `pg_dump -Fc > /dev/null`
   stored bytes            <= 1.0 x that dump's size
   backup peak RSS         <= 64 MiB, flat in database size (checked on two sizes)
-  restore + parity        <= 0.6 x psql restore of a plain dump + ANALYZE + sequential count(*)
-                          (ours: download + verify + pg_restore -j + settings + ANALYZE + parity)
+  restore + parity        <= 0.45 x psql restore of a plain dump + ANALYZE + sequential count(*)
+                          (ours: download + verify + pg_restore -j + settings + ANALYZE + parity;
+                          the largest tables copied through -j sessions, issue 34)
+  time to usable          <= 0.55 x psql restore of a plain dump + ANALYZE
+                          (ours: download + verify + pg_restore -j + settings + ANALYZE)
   parity (counts)         <= 10 % of restore time
   blob check, ~200 000    peak RSS <= 64 MiB, time <= 10 % of the large seed's restore
     blob rows and objects   (the large seed's, in Garage; the drill's blob step, from its verdict)
@@ -246,6 +249,7 @@ def main():
         run(["psql", "-q", target_server, "-c", "CREATE DATABASE baseline"])
         run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", plain, base_db], stdout=subprocess.DEVNULL)
         run(["psql", "-q", base_db, "-c", "ANALYZE"])
+        base_usable = time.monotonic() - t0
         for t in tables:
             run(["psql", "-At", base_db, "-c", f"SELECT count(*) FROM {t}"], stdout=subprocess.DEVNULL)
         base_restore = time.monotonic() - t0
@@ -263,6 +267,9 @@ def main():
             out.stdout,
         )
         download, restore, analyze, parity = map(float, m.groups())
+        ours_usable = download + restore + analyze
+        phases = re.search(r"pg_restore schema .*", out.stdout)
+        restore_phases = phases.group(0) if phases else "(no phase line)"
 
         blob_seconds, blob_rss, blob_rows = blob_check(source_server, s3_url, work)
 
@@ -280,10 +287,11 @@ def main():
         ("stored bytes", f"{stored / mib:.1f} MiB", f"pg_dump -Fc: {base_bytes / mib:.1f} MiB", stored / base_bytes, "<= 1.00"),
         ("backup peak RSS", f"{rss_big / mib:.1f} MiB", f"({SMALL_SCALE}: {rss_small / mib:.1f} MiB)", rss_big / mib / 64, "<= 1.00 (of 64 MiB)"),
         ("backup to S3: RSS", f"{rss_s3 / mib:.1f} MiB", f"(wall {ours_s3:.1f} s, multipart)", rss_s3 / mib / 64, "<= 1.00 (of 64 MiB)"),
-        ("restore + parity", f"{ours_restore:.1f} s", f"psql plain + count(*): {base_restore:.1f} s", ours_restore / base_restore, "<= 0.60"),
+        ("restore + parity", f"{ours_restore:.1f} s", f"psql plain + count(*): {base_restore:.1f} s", ours_restore / base_restore, "<= 0.45"),
+        ("time to usable", f"{ours_usable:.1f} s", f"psql plain + ANALYZE: {base_usable:.1f} s", ours_usable / base_usable, "<= 0.55"),
         ("parity / restore", f"{parity:.2f} s", f"restore (pg_restore): {restore:.1f} s", parity / restore, "<= 0.10"),
     ]
-    limits = [0.6, 1.0, 1.0, 1.0, 0.6, 0.1]
+    limits = [0.6, 1.0, 1.0, 1.0, 0.45, 0.55, 0.1]
     rows.append(("backup log gaps", f"{progress_gap:.1f} s", f"(rate and ETA on every line: {'yes' if progress_eta else 'NO'})",
                  progress_gap / 5 if progress_eta else float("inf"), "<= 1.00 (of 5 s)"))
     limits.append(1.0)
@@ -306,6 +314,7 @@ def main():
     print(f"\nEngine benchmark: {SCALE} seed, database {size / mib:.0f} MiB, {os.cpu_count()} CPUs, pg_restore -j {jobs}")
     print(f"(restore parts: download+verify {download:.1f} s, recreate+pg_restore {restore:.1f} s, "
           f"settings+ANALYZE {analyze:.1f} s, parity {parity:.2f} s)")
+    print(f"({restore_phases})")
     print(f"(time to usable {download + restore + analyze:.1f} s; to restored and verified "
           f"{download + restore + analyze + parity:.1f} s; whole restore command {ours_restore:.1f} s)\n")
     print(f"| {'measure':<18} | {'ours':>12} | {'baseline (same run)':<34} | {'ratio':>6} | {'target':<20} | verdict |")

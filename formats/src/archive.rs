@@ -14,7 +14,9 @@
 //! compression algorithm as one header byte instead of an integer level) and
 //! 1.16 (pg_dump 17 and 18: each TOC entry also carries its relation's relkind;
 //! large objects come in groups, one data block holding several of them, as
-//! before); anything else is [`Scan::Skipped`]. The archive is
+//! before); anything else is [`Scan::Skipped`]. [`block_data`] reads one
+//! table's COPY data back out of a block, for a restore that copies a large
+//! table through several sessions itself. The archive is
 //! untrusted: every length is checked against the input's size before it is
 //! skipped, nothing is allocated from a length in the input, and every loop
 //! consumes input, so any input ends in a result or an error.
@@ -33,7 +35,7 @@ const BLOCK_BLOBS: u8 = 3;
 pub enum Scan {
     /// The offsets to write into the TOC, one per data block found, and what
     /// the archive holds (for progress reports while pg_restore runs).
-    Offsets { patches: Vec<OffsetPatch>, entries: Vec<Entry> },
+    Offsets { patches: Vec<OffsetPatch>, entries: Vec<Entry>, layout: Layout },
     /// Nothing to do: the archive has offsets already, or its version or format
     /// is not one scanned here.
     Skipped(String),
@@ -47,13 +49,38 @@ pub struct OffsetPatch {
 }
 
 /// One TOC entry: its dump id (pg_restore's verbose output names items by
-/// it), its section and the size of its data block, if it has one.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+/// it), its section, what it is, and where its data block is, if it has one.
+/// Text fields are empty when the archive's bytes are not UTF-8 or longer
+/// than anything pg_dump writes there.
+#[derive(Debug, PartialEq, Eq, Clone)]
 pub struct Entry {
     pub dump_id: i64,
     pub section: Section,
+    /// pg_dump's kind of object: `TABLE DATA`, `INDEX`, `ENCODING`, …
+    pub desc: String,
+    pub namespace: String,
+    pub tag: String,
+    /// `COPY schema.table (columns) FROM stdin;` of table data.
+    pub copy_statement: String,
+    /// The statement of an `ENCODING` or `STDSTRINGS` entry (how the data
+    /// was written); empty for every other kind.
+    pub setting: String,
+    /// Where the data block starts, and its length (0: no data).
+    pub data_at: u64,
     pub data_bytes: u64,
 }
+
+/// How the archive writes integers, and whether its data is compressed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Layout {
+    pub int_size: usize,
+    pub compressed: bool,
+}
+
+/// The longest name or kind read from a TOC entry; PostgreSQL's names are 63 bytes.
+const MAX_NAME: u64 = 64 * 1024;
+/// The longest COPY statement read: 1 600 columns of 63-byte quoted names fit.
+const MAX_COPY_STATEMENT: u64 = 1 << 20;
 
 /// pg_dump's `teSection`: when pg_restore restores an entry.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -141,15 +168,31 @@ impl<S: Source> Reader<S> {
         Ok(())
     }
 
-    /// pg_dump's integer: a sign byte, then `int_size` bytes, least significant first.
     fn int(&mut self) -> io::Result<i64> {
-        let negative = self.byte()? != 0;
-        let mut value: u64 = 0;
-        for i in 0..self.int_size {
-            value |= u64::from(self.byte()?) << (8 * i);
+        let value = read_int(&mut self.inner, self.int_size)?;
+        self.pos += 1 + self.int_size as u64;
+        value.ok_or_else(|| invalid(format!("integer out of range at byte {}", self.pos)))
+    }
+
+    /// pg_dump's string, when it is UTF-8 of at most `max` bytes; otherwise
+    /// (or NULL) it is passed over and read as empty.
+    fn string(&mut self, max: u64) -> io::Result<String> {
+        let len = self.int()?;
+        if len < 0 {
+            return Ok(String::new());
         }
-        let value = i64::try_from(value).map_err(|_| invalid(format!("integer out of range at byte {}", self.pos)))?;
-        Ok(if negative { -value } else { value })
+        let len = len as u64;
+        if len > self.len - self.pos {
+            return Err(truncated(self.pos, len));
+        }
+        if len > max {
+            self.skip(len)?;
+            return Ok(String::new());
+        }
+        let mut bytes = vec![0u8; len as usize];
+        self.inner.read_exact(&mut bytes)?;
+        self.pos += len;
+        Ok(String::from_utf8(bytes).unwrap_or_default())
     }
 
     /// Skips pg_dump's string (an int length, -1 for NULL, then the bytes);
@@ -162,6 +205,15 @@ impl<S: Source> Reader<S> {
         self.skip(len as u64)?;
         Ok(true)
     }
+}
+
+/// pg_dump's integer: a sign byte, then `int_size` bytes, least significant
+/// first; `None` when it does not fit an i64.
+fn read_int(input: &mut impl Read, int_size: usize) -> io::Result<Option<i64>> {
+    let mut bytes = [0u8; 9];
+    input.read_exact(&mut bytes[..=int_size])?;
+    let value = bytes[1..=int_size].iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    Ok(i64::try_from(value).ok().map(|v| if bytes[0] != 0 { -v } else { v }))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -206,11 +258,12 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
     if !(1..=8).contains(&r.int_size) || !(1..=8).contains(&off_size) {
         return Err(invalid(format!("integer size {} / offset size {off_size} out of range", r.int_size)));
     }
-    if minor >= 15 {
-        r.byte()?; // compression algorithm
+    let compressed = if minor >= 15 {
+        r.byte()? != 0 // compression algorithm, 0 for none
     } else {
-        r.int()?; // compression level
-    }
+        r.int()? != 0 // compression level
+    };
+    let layout = Layout { int_size: r.int_size, compressed };
     for _ in 0..7 {
         r.int()?; // creation time
     }
@@ -225,13 +278,19 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
     for _ in 0..entries.max(0) {
         let dump_id = r.int()?;
         r.int()?; // had a data dumper
-        for _ in 0..4 {
-            r.skip_string()?; // table oid, oid, tag, desc
-        }
+        r.skip_string()?; // table oid
+        r.skip_string()?; // oid
+        let tag = r.string(MAX_NAME)?;
+        let desc = r.string(MAX_NAME)?;
         let section = Section::from_code(r.int()?);
-        for _ in 0..5 {
-            r.skip_string()?; // defn, drop statement, copy statement, namespace, tablespace
+        let setting = if desc == "ENCODING" || desc == "STDSTRINGS" { r.string(MAX_NAME)? } else { String::new() };
+        if setting.is_empty() {
+            r.skip_string()?; // definition
         }
+        r.skip_string()?; // drop statement
+        let copy_statement = r.string(MAX_COPY_STATEMENT)?;
+        let namespace = r.string(MAX_NAME)?;
+        r.skip_string()?; // tablespace
         if minor >= 14 {
             r.skip_string()?; // table access method
         }
@@ -244,7 +303,7 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
         let flag_at = r.pos;
         let flag = r.byte()?;
         r.skip(off_size as u64)?;
-        toc.push(Entry { dump_id, section, data_bytes: 0 });
+        toc.push(Entry { dump_id, section, desc, namespace, tag, copy_statement, setting, data_at: 0, data_bytes: 0 });
         match flag {
             OFFSET_SET => return Ok(Scan::Skipped("the archive already has data offsets".into())),
             OFFSET_NOT_SET => offset_fields.push((dump_id, flag_at)),
@@ -271,8 +330,8 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
         starts.insert(dump_id, (block_at, r.pos - block_at));
     }
     for entry in &mut toc {
-        if let Some((_, length)) = starts.get(&entry.dump_id) {
-            entry.data_bytes = *length;
+        if let Some((at, length)) = starts.get(&entry.dump_id) {
+            (entry.data_at, entry.data_bytes) = (*at, *length);
         }
     }
 
@@ -285,7 +344,7 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
             Some(OffsetPatch { at, bytes })
         })
         .collect();
-    Ok(Scan::Offsets { patches, entries: toc })
+    Ok(Scan::Offsets { patches, entries: toc, layout })
 }
 
 fn skip_chunks<S: Source>(r: &mut Reader<S>) -> io::Result<()> {
@@ -298,6 +357,71 @@ fn skip_chunks<S: Source>(r: &mut Reader<S>) -> io::Result<()> {
             return Err(invalid(format!("negative chunk length at byte {}", r.pos)));
         }
         r.skip(len as u64)?;
+    }
+}
+
+/// The payload of one data block, read from its first byte (`entry.data_at`):
+/// the chunks' bytes in order, which for table data is its COPY text. The
+/// block's type and dump id are checked, and no chunk may reach past the
+/// block's recorded length.
+pub fn block_data<R: Read>(mut input: R, layout: Layout, entry: &Entry) -> io::Result<BlockData<R>> {
+    let mut kind = [0u8; 1];
+    input.read_exact(&mut kind)?;
+    let dump_id = read_int(&mut input, layout.int_size)?;
+    if kind[0] != BLOCK_DATA || dump_id != Some(entry.dump_id) {
+        return Err(invalid(format!(
+            "no data block of entry {} at byte {} (type {}, dump id {dump_id:?})",
+            entry.dump_id, entry.data_at, kind[0]
+        )));
+    }
+    let header = 2 + layout.int_size as u64;
+    Ok(BlockData {
+        input,
+        int_size: layout.int_size,
+        left: 0,
+        budget: entry.data_bytes.saturating_sub(header),
+        done: false,
+    })
+}
+
+/// See [`block_data`].
+pub struct BlockData<R> {
+    input: R,
+    int_size: usize,
+    /// Bytes left of the current chunk.
+    left: u64,
+    /// Bytes left of the block.
+    budget: u64,
+    done: bool,
+}
+
+impl<R: Read> Read for BlockData<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            let header = 1 + self.int_size as u64;
+            if self.budget < header {
+                return Err(invalid("a data block runs past its recorded length".into()));
+            }
+            self.budget -= header;
+            match read_int(&mut self.input, self.int_size)? {
+                Some(0) => self.done = true,
+                Some(len) if len > 0 && len as u64 <= self.budget => {
+                    self.left = len as u64;
+                    self.budget -= self.left;
+                }
+                other => return Err(invalid(format!("chunk length {other:?} does not fit its data block"))),
+            }
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.input.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive ends inside a data block"));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use crate::archive::{Scan, scan, scan_stream};
+use crate::archive::{Scan, block_data, scan, scan_stream};
 use crate::manifest::Manifest;
 use crate::record::RestoreRecord;
 use crate::tokens;
@@ -13,7 +13,7 @@ use crate::verdict::Verdict;
 
 /// The scanner ends in a result or an error, only writes inside the archive,
 /// sizes no more data than the archive holds, and finds the same in a stream
-/// as in a file.
+/// as in a file; each block it found reads back as at most its own bytes.
 pub fn archive(data: &[u8]) {
     let scanned = scan(Cursor::new(data));
     let streamed = scan_stream(data, data.len() as u64);
@@ -22,12 +22,19 @@ pub fn archive(data: &[u8]) {
         (Err(_), Err(_)) => {}
         _ => panic!("file {scanned:?}, stream {streamed:?}"),
     }
-    if let Ok(Scan::Offsets { patches, entries }) = scanned {
+    if let Ok(Scan::Offsets { patches, entries, layout }) = scanned {
         for p in patches {
             assert!(p.at as usize + p.bytes.len() <= data.len(), "patch at {} outside the archive", p.at);
         }
         let sized: u64 = entries.iter().map(|e| e.data_bytes).sum();
         assert!(sized <= data.len() as u64, "{sized} bytes of data blocks in a {}-byte archive", data.len());
+        for entry in entries.iter().filter(|e| e.data_bytes > 0) {
+            let block = &data[entry.data_at as usize..];
+            if let Ok(mut payload) = block_data(block, layout, entry) {
+                let read = std::io::copy(&mut payload, &mut std::io::sink()).unwrap_or(0);
+                assert!(read < entry.data_bytes, "{read} payload bytes from a {}-byte block", entry.data_bytes);
+            }
+        }
     }
 }
 

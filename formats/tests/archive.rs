@@ -3,9 +3,9 @@
 //! pipe and once to a file from the same database (tables in a second schema,
 //! an empty table, 1 or 30 large objects).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
-use artifortress_formats::archive::{Scan, Section, scan, scan_stream};
+use artifortress_formats::archive::{Entry, Layout, Scan, Section, block_data, scan, scan_stream};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -43,7 +43,7 @@ fn every_data_block_is_sized_and_belongs_to_a_data_section_entry() {
         let pipe = data(&format!("pg{major}-pipe.dump"));
         let scanned = scan(Cursor::new(&pipe)).unwrap();
         assert_eq!(scan_stream(&pipe[..], pipe.len() as u64).unwrap(), scanned, "a stream scans as the file");
-        let Scan::Offsets { patches, entries } = scanned else { panic!("{major}") };
+        let Scan::Offsets { patches, entries, .. } = scanned else { panic!("{major}") };
         let with_data: Vec<_> = entries.iter().filter(|e| e.data_bytes > 0).collect();
         assert_eq!(with_data.len(), 4, "pg_dump {major}: {entries:?}");
         assert!(with_data.iter().all(|e| e.section == Section::Data), "pg_dump {major}: {entries:?}");
@@ -100,5 +100,34 @@ fn a_flipped_byte_is_an_error_or_offsets_inside_the_archive() {
                 assert!(patches.iter().all(|p| p.at as usize + p.bytes.len() <= flipped.len()), "{major} at {at}");
             }
         }
+    }
+}
+
+#[test]
+fn a_tables_copy_data_reads_back_from_its_block_as_pg_dump_wrote_it() {
+    for major in MAJORS {
+        let pipe = data(&format!("pg{major}-pipe.dump"));
+        let Scan::Offsets { entries, layout, .. } = scan(Cursor::new(&pipe)).unwrap() else { panic!("{major}") };
+        assert_eq!(layout, Layout { int_size: 4, compressed: false }, "pg_dump {major} -Z0");
+        let encoding = entries.iter().find(|e| e.desc == "ENCODING").unwrap();
+        assert_eq!(encoding.setting, "SET client_encoding = 'UTF8';\n", "pg_dump {major}");
+        let tenants = entries.iter().find(|e| e.desc == "TABLE DATA" && e.tag == "tenants").unwrap();
+        assert_eq!(tenants.namespace, "public");
+        assert!(tenants.copy_statement.starts_with("COPY public.tenants ("), "{}", tenants.copy_statement);
+        assert!(tenants.copy_statement.ends_with(") FROM stdin;\n"), "{}", tenants.copy_statement);
+        let mut text = String::new();
+        block_data(&pipe[tenants.data_at as usize..], layout, tenants).unwrap().read_to_string(&mut text).unwrap();
+        // Every pg_dump here ends the data with COPY's end marker and blank lines.
+        assert!(
+            text.starts_with("1\ttenant 1\n") && text.ends_with("5\ttenant 5\n\\.\n\n\n"),
+            "pg_dump {major}: {text:?}"
+        );
+
+        // Another entry's id at that offset, or a chunk past the block, is an error.
+        let other = Entry { dump_id: tenants.dump_id + 1, ..tenants.clone() };
+        assert!(block_data(&pipe[tenants.data_at as usize..], layout, &other).is_err());
+        let short = Entry { data_bytes: 20, ..tenants.clone() };
+        let mut cut = block_data(&pipe[tenants.data_at as usize..], layout, &short).unwrap();
+        assert!(cut.read_to_string(&mut String::new()).is_err(), "pg_dump {major}");
     }
 }

@@ -81,6 +81,11 @@ pub struct RestoreArgs {
     /// the backup needs (default: create it as a NOLOGIN role).
     #[arg(long)]
     no_create_roles: bool,
+    /// Copy a table with at least this many MiB of data (and a quarter of all
+    /// the data) through --jobs sessions at once instead of pg_restore's one;
+    /// 0 never does (default: 64).
+    #[arg(long, value_name = "MIB")]
+    split_tables_above: Option<u64>,
 }
 
 impl RestoreArgs {
@@ -101,6 +106,7 @@ impl RestoreArgs {
             staging_dir: self.staging_dir.clone(),
             require_roles: self.no_create_roles,
             session_settings: self.session_settings.clone(),
+            split_min_bytes: self.split_tables_above.map(|mib| mib.saturating_mul(1 << 20)),
         }
     }
 }

@@ -132,7 +132,13 @@ fn print_restore(outcome: &RestoreOutcome) {
     );
     match &phases.largest_table {
         Some(t) => {
-            println!("; largest table {} ({} in the archive) {:.3} s", t.name, human_bytes(t.archive_bytes), t.seconds)
+            let by = if t.sessions > 1 { format!(", copied by {} sessions", t.sessions) } else { String::new() };
+            println!(
+                "; largest table {} ({} in the archive{by}) {:.3} s",
+                t.name,
+                human_bytes(t.archive_bytes),
+                t.seconds
+            )
         }
         None => println!(),
     }

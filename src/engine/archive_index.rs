@@ -20,7 +20,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use artifortress_formats::archive::{self, Entry, Scan};
+use artifortress_formats::archive::{self, Entry, Layout, Scan};
 use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 
@@ -28,8 +28,9 @@ use tokio::sync::mpsc;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Indexed {
     /// Offsets written for this many data blocks; the archive's entries, with
-    /// their sections and data sizes (for pg_restore's progress).
-    Blocks(usize, Vec<Entry>),
+    /// their sections and data blocks (for pg_restore's progress, and for
+    /// copying a large table apart), and how its blocks are written.
+    Blocks(usize, Vec<Entry>, Layout),
     /// The archive already had offsets, or its version is not one we know.
     Skipped(String),
 }
@@ -93,11 +94,11 @@ fn stage(
     drop(tee);
     Ok(match scanned {
         Ok(Scan::Skipped(why)) => Ok(Indexed::Skipped(why)),
-        Ok(Scan::Offsets { patches, entries }) => {
+        Ok(Scan::Offsets { patches, entries, layout }) => {
             for patch in &patches {
                 file.write_all_at(&patch.bytes, patch.at).map_err(StagingFault::Write)?;
             }
-            Ok(Indexed::Blocks(patches.len(), entries))
+            Ok(Indexed::Blocks(patches.len(), entries, layout))
         }
         Err(e) => Err(e),
     })
@@ -166,7 +167,7 @@ mod tests {
         let compressed = zstd::encode_all(&archive[..], 3).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("archive.dump");
-        let Indexed::Blocks(4, entries) =
+        let Indexed::Blocks(4, entries, _) =
             staged(&compressed, archive.len() as u64, path.clone()).await.unwrap().unwrap()
         else {
             panic!("not indexed")

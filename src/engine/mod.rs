@@ -13,12 +13,14 @@ pub mod layout;
 pub mod manifest;
 pub mod objectives;
 pub mod parity;
+mod pg_restore;
 pub mod pgtools;
 pub mod physical;
 pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod scratch;
+mod split_copy;
 pub mod tuning;
 
 /// The stored drill formats, owned (like the manifest) by the engine.

@@ -12,7 +12,6 @@
 //! `emptyDir` in the cluster).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -22,14 +21,16 @@ use sha2::{Digest, Sha256};
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::BackupStore;
 
-use artifortress_formats::archive::{Entry, Section};
+use artifortress_formats::archive::{Entry, Layout};
 
 use super::archive_index::{Indexed, Staging, StagingFault};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
+use super::pg_restore::{self, PgRestore, Restoring, Scope};
 use super::pgtools::{PgTools, Toolset, parse_major};
 use super::progress::{Meter, Progress, Total, Unit, human_bytes};
 use super::scratch::{self, Maintenance, Needs};
-use super::tuning::{self, SessionSetting};
+use super::split_copy::{self, SplitRestore};
+use super::tuning::SessionSetting;
 use super::verdict::TableParity;
 use super::{EngineError, inspect, parity};
 
@@ -47,8 +48,11 @@ pub struct RestoreRequest {
     /// Refuse up front when the target lacks a role the backup needs, instead
     /// of creating it.
     pub require_roles: bool,
-    /// For pg_restore's sessions (see [`tuning`]).
+    /// For pg_restore's sessions (see [`super::tuning`]).
     pub session_settings: Vec<SessionSetting>,
+    /// Tables with at least this much data are copied through `jobs`
+    /// sessions (see [`split_copy`]); default [`split_copy::DEFAULT_MIN_BYTES`], 0 never.
+    pub split_min_bytes: Option<u64>,
 }
 
 /// A restored, analyzed database, not yet compared with the manifest.
@@ -92,6 +96,8 @@ pub struct LargestTable {
     pub name: String,
     pub archive_bytes: u64,
     pub seconds: f64,
+    /// How many sessions copied it: 1 by pg_restore, more by `split_copy`.
+    pub sessions: u32,
 }
 
 /// What a restore measured. Parity failures are reported, not raised: a drill
@@ -185,8 +191,8 @@ pub struct Staged {
     versions: Versions,
     started_at: DateTime<Utc>,
     download_seconds: f64,
-    /// The archive's entries, when indexing read them.
-    entries: Option<Vec<Entry>>,
+    /// The archive's entries and layout, when indexing read them.
+    index: Option<(Vec<Entry>, Layout)>,
     // Dropping it removes the staged archive.
     staging: tempfile::TempDir,
 }
@@ -253,18 +259,18 @@ pub async fn stage(
     ));
     let indexed = download_verified(store, &manifest, &archive, progress).await?;
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
-    let mut entries = None;
+    let mut index = None;
     match indexed {
-        Ok(Indexed::Blocks(n, toc)) => {
+        Ok(Indexed::Blocks(n, toc, layout)) => {
             progress.step(format!("archive indexed: data offsets for {n} tables"));
-            entries = Some(toc);
+            index = Some((toc, layout));
         }
         Ok(Indexed::Skipped(why)) => progress.step(format!("archive not indexed ({why}); pg_restore will scan it")),
         // The checksum already proved the bytes; pg_restore judges the archive itself.
         Err(e) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
-    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, entries, staging })
+    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, index, staging })
 }
 
 /// Creates the missing roles, recreates the scratch database, restores the
@@ -292,9 +298,35 @@ pub async fn load(
     // Backups from before roles travelled with them restore as they always did:
     // without owners and grants, which would name roles nobody recorded.
     let with_owners = staged.manifest.database.is_some();
-    let restoring = Restoring { entries: staged.entries.as_deref(), progress };
-    let run = PgRestore { archive: &staged.archive(), jobs, with_owners, settings: &settings };
-    let phases = pg_restore(&staged.tools, target, run, restoring).await?;
+    let archive = staged.archive();
+    let min_bytes = request.split_min_bytes.unwrap_or(split_copy::DEFAULT_MIN_BYTES);
+    let split = match &staged.index {
+        Some((entries, layout)) => split_copy::plan(entries, *layout, jobs, min_bytes),
+        None => Vec::new(),
+    };
+    let phases = match &staged.index {
+        Some((entries, layout)) if !split.is_empty() => {
+            let (tools, settings) = (&staged.tools, &settings[..]);
+            let run = SplitRestore {
+                tools,
+                target,
+                archive: &archive,
+                layout: *layout,
+                entries,
+                tables: &split,
+                jobs,
+                with_owners,
+                settings,
+            };
+            split_copy::restore(run, progress).await?
+        }
+        _ => {
+            let entries = staged.index.as_ref().map(|(entries, _)| &entries[..]);
+            let restoring = Restoring { entries, apart: &Default::default(), progress };
+            let run = PgRestore { archive: &archive, jobs, with_owners, settings: &settings, scope: Scope::Whole };
+            pg_restore::run(&staged.tools, target, run, restoring).await?
+        }
+    };
     let restore_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -417,137 +449,6 @@ async fn download_verified(
         }
         Err(StagingFault::Write(e)) => Err(EngineError::Io { context: "writing the staged archive".into(), source: e }),
     }
-}
-
-/// What pg_restore restores, how, and with which session settings.
-struct PgRestore<'a> {
-    archive: &'a Path,
-    jobs: u32,
-    with_owners: bool,
-    settings: &'a [SessionSetting],
-}
-
-/// pg_restore stopping at the first error; with ownership and grants when the
-/// backup recorded the roles (they exist by now).
-async fn pg_restore(
-    tools: &PgTools,
-    target: &DatabaseUrl,
-    PgRestore { archive, jobs, with_owners, settings }: PgRestore<'_>,
-    restoring: Restoring<'_>,
-) -> Result<Phases, EngineError> {
-    let mut command = tools.command(&tools.pg_restore(), target);
-    if !settings.is_empty() {
-        command.env("PGOPTIONS", tuning::pgoptions(settings));
-    }
-    if !with_owners {
-        command.args(["--no-owner", "--no-acl"]);
-    }
-    let mut child = command
-        .arg("--exit-on-error")
-        .arg("--verbose") // which items finish, for the progress report
-        .arg(format!("--jobs={jobs}"))
-        .arg(format!("--dbname={}", target.database()))
-        .arg(archive)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(EngineError::io(format!("starting {}", tools.pg_restore().display())))?;
-    let (stderr, phases) = restoring.follow(child.stderr.take().expect("piped")).await;
-    let status = child.wait().await.map_err(EngineError::io("waiting for pg_restore"))?;
-    if !status.success() {
-        let detail = format!("{status}: {}", super::pgtools::failure_summary("pg_restore", &stderr));
-        return Err(EngineError::Tool { tool: "pg_restore", detail });
-    }
-    Ok(phases)
-}
-
-/// Follows a parallel pg_restore through its verbose output: reports table
-/// data in archive bytes (the index knows each table's), then indexes,
-/// constraints and triggers by count, and times its [`Phases`]. Keeps what is
-/// not a progress line, for the error.
-struct Restoring<'a> {
-    entries: Option<&'a [Entry]>,
-    progress: &'a Progress,
-}
-
-impl Restoring<'_> {
-    async fn follow(&self, stderr: impl tokio::io::AsyncRead + Unpin) -> (String, Phases) {
-        use tokio::io::AsyncBufReadExt;
-        let entries = self.entries.unwrap_or_default();
-        let data_bytes: u64 = entries.iter().filter(|e| e.section == Section::Data).map(|e| e.data_bytes).sum();
-        let post_data = entries.iter().filter(|e| e.section == Section::PostData).count() as u64;
-        let by_id: std::collections::HashMap<i64, (Section, u64)> =
-            entries.iter().map(|e| (e.dump_id, (e.section, e.data_bytes))).collect();
-        let (mut data, mut indexes) = (None, None);
-        let started = Instant::now();
-        let (mut first_launch, mut last_data) = (None, None);
-        let largest = entries.iter().filter(|e| e.section == Section::Data).max_by_key(|e| e.data_bytes);
-        let (mut largest_started, mut largest_table) = (None, None);
-        let mut kept = String::new();
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let item = |verb: &str| {
-                let rest = line.strip_prefix("pg_restore: ")?.strip_prefix(verb)?;
-                rest.split(' ').next()?.parse::<i64>().ok()
-            };
-            if let Some(id) = item("launching item ") {
-                first_launch.get_or_insert_with(Instant::now);
-                if largest.is_some_and(|e| e.dump_id == id) {
-                    largest_started = Some(Instant::now());
-                }
-                let section = by_id.get(&id).map_or(Section::Unknown, |(s, _)| *s);
-                if section == Section::Data && data.is_none() && data_bytes > 0 {
-                    data = Some(self.progress.meter("restoring table data", Some(Total::Exact(data_bytes))));
-                } else if section == Section::PostData && indexes.is_none() {
-                    let total = Some(Total::Exact(post_data));
-                    indexes = Some(self.progress.meter_in("building indexes and constraints", Unit::Items, total));
-                }
-            } else if let Some(id) = item("finished item ") {
-                if let (Some(e), Some(at)) = (largest.filter(|e| e.dump_id == id), largest_started) {
-                    // `finished item 3350 TABLE DATA big`: the table's name, without its schema.
-                    let name = line.split_once(" TABLE DATA ").map_or("", |(_, tag)| tag).to_string();
-                    let seconds = at.elapsed().as_secs_f64();
-                    largest_table = Some(LargestTable { name, archive_bytes: e.data_bytes, seconds });
-                }
-                match by_id.get(&id) {
-                    // Only entries with a data block: a SEQUENCE SET is in the data
-                    // section too, but may be restored after the indexes.
-                    Some((Section::Data, bytes)) if *bytes > 0 => {
-                        last_data = Some(Instant::now());
-                        data.iter().for_each(|m| m.add(*bytes));
-                    }
-                    Some((Section::PostData, _)) => indexes.iter().for_each(|m| m.add(1)),
-                    _ => {}
-                }
-            } else if !is_verbose_chatter(&line) {
-                kept.push_str(&line);
-                kept.push('\n');
-                if kept.len() > 64 * 1024 {
-                    // Whole lines only: the oldest half goes.
-                    let cut = kept[kept.len() - 32 * 1024..].find('\n').map_or(0, |n| kept.len() - 32 * 1024 + n + 1);
-                    kept.drain(..cut);
-                }
-            }
-        }
-        let ended = Instant::now();
-        let first_launch = first_launch.unwrap_or(ended);
-        let last_data = last_data.unwrap_or(first_launch).max(first_launch);
-        let phases = Phases {
-            schema_seconds: (first_launch - started).as_secs_f64(),
-            data_seconds: (last_data - first_launch).as_secs_f64(),
-            indexes_seconds: (ended - last_data).as_secs_f64(),
-            largest_table,
-        };
-        (kept, phases)
-    }
-}
-
-/// pg_restore --verbose's lines about objects it creates and items it runs,
-/// one per object: never part of an error.
-fn is_verbose_chatter(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("pg_restore: ") else { return false };
-    ["creating ", "processing ", "executing ", "setting owner", "launching item ", "finished item "]
-        .iter()
-        .any(|p| rest.starts_with(p))
 }
 
 /// Measures the expected tables in the restored database; tables that do not
