@@ -87,6 +87,8 @@ async fn point_in_time_drills(major: u32) {
     let out = pitr(&store, &instance, port, &["--target", "random:1m", "--rpo", "10s"]);
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("recovery target drawn at random"), "{}", stderr(&out));
+    // PostgreSQL's manifest checksums were compared while the files were written.
+    assert!(stderr(&out).contains("files' CRC-32C taken while unpacking"), "{}", stderr(&out));
     let rpo = rpo_of(&out);
     assert!(rpo < 3.0, "RPO {rpo} s at a random time, heartbeats every second");
     let drill = last_drill();

@@ -36,9 +36,11 @@ use super::instance::{self, Instance};
 use super::tools::PhysicalTools;
 use super::{BaseManifest, Lsn, base, heartbeat};
 use crate::store::BackupStore;
+use unpack::Checksums;
 
 mod fetch;
 mod findings;
+mod unpack;
 pub use findings::{DrillFindings, check};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,16 +126,20 @@ pub async fn restore(
         manifest.source.server_version,
         request.dir.display()
     ));
-    unpack_base(store, &manifest, &instance, progress).await?;
+    let checksums = unpack_base(store, &manifest, &instance, progress).await?;
     let wal = fetch::download(store, &manifest, &instance, progress).await?;
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
 
     let verifying = Instant::now();
-    verify_base(&instance).await?;
+    verify_base(&instance, &checksums).await?;
     let verify_seconds = verifying.elapsed().as_secs_f64();
+    let how = match checksums {
+        Checksums::Match(n) => format!("{n} files' CRC-32C taken while unpacking"),
+        Checksums::NotCrc32c => "checksums read back by pg_verifybackup".into(),
+    };
     progress.step(format!(
-        "pg_verifybackup: every file and the WAL range match PostgreSQL's manifest ({verify_seconds:.2} s)"
+        "pg_verifybackup: every file and the WAL range match PostgreSQL's manifest ({how}; {verify_seconds:.2} s)"
     ));
 
     configure(&instance, &manifest, target, wal.timeline)?;
@@ -211,13 +217,14 @@ async fn choose_base(store: &dyn BackupStore, target: Target) -> Result<BaseMani
     })
 }
 
-/// Streams the base from the store into `data/`, checking its SHA-256.
+/// Streams the base from the store into `data/`, checking its SHA-256 and
+/// each file against PostgreSQL's manifest (see [`unpack`]).
 async fn unpack_base(
     store: &dyn BackupStore,
     manifest: &BaseManifest,
     instance: &Instance,
     progress: &Progress,
-) -> Result<(), EngineError> {
+) -> Result<Checksums, EngineError> {
     let key = format!("{}/{}", manifest.backup_name, manifest.base.file);
     let meter = progress.meter(
         "downloading and unpacking the base backup",
@@ -232,25 +239,29 @@ async fn unpack_base(
     });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let data = instance.data();
-    let unpacked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut archive = tar::Archive::new(zstd::Decoder::new(reader)?);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(false);
-        archive.unpack(&data)
-    })
-    .await
-    .map_err(|e| EngineError::io("unpacking the base backup")(std::io::Error::other(e)))?;
+    let unpacked = tokio::task::spawn_blocking(move || unpack::unpack(reader, &data))
+        .await
+        .map_err(|e| EngineError::io("unpacking the base backup")(std::io::Error::other(e)))?;
     drop(meter);
     let sha256 = hex::encode(hasher.lock().unwrap().clone().finalize());
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
     if sha256 != manifest.base.sha256 {
         return Err(corrupt(format!("{key} has SHA-256 {sha256}, its manifest says {}", manifest.base.sha256)));
     }
-    unpacked.map_err(|e| corrupt(format!("{key} does not unpack: {e}")))
+    let sums = unpacked.map_err(|e| corrupt(format!("{key} does not unpack: {e}")))?;
+    let pg_manifest = std::fs::read(instance.data().join("backup_manifest"))
+        .map_err(|e| corrupt(format!("{key} has no readable backup_manifest: {e}")))?;
+    unpack::compare(&pg_manifest, &sums).map_err(corrupt)
 }
 
-async fn verify_base(instance: &Instance) -> Result<(), EngineError> {
-    let out = tokio::process::Command::new(instance.tools.bin("pg_verifybackup"))
+/// pg_verifybackup: the files against PostgreSQL's manifest (their checksums
+/// only when unpacking did not compare them) and the WAL range, parsed.
+async fn verify_base(instance: &Instance, checksums: &Checksums) -> Result<(), EngineError> {
+    let mut command = tokio::process::Command::new(instance.tools.bin("pg_verifybackup"));
+    if matches!(checksums, Checksums::Match(_)) {
+        command.arg("--skip-checksums");
+    }
+    let out = command
         .arg("--quiet")
         .arg(format!("--wal-directory={}", instance.wal().display()))
         .arg(instance.data())
