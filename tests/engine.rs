@@ -734,7 +734,8 @@ async fn long_steps_report_bytes_rate_and_eta_while_they_run() {
 
 /// A table of the test's own: identity, stored generated columns, values
 /// COPY must escape (tabs, newlines, backslashes, COPY's own end marker on a
-/// line of its own), and row security on.
+/// line of its own), a foreign key onto it; row security on audit_log and a
+/// materialized view over it (refreshed only once all of it is in).
 const LEDGER: &str = r#"
 CREATE TABLE "Odd Schema"."Big Ledger" (
     id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -745,12 +746,15 @@ CREATE TABLE "Odd Schema"."Big Ledger" (
 INSERT INTO "Odd Schema"."Big Ledger" (body)
     SELECT format(E'entry %s\n\\.\nwith\ttab, back\\slash and ünïcode %s', i, repeat(md5(i::text), 10))
     FROM generate_series(1, 50000) AS i;
+CREATE TABLE "Odd Schema".ledger_refs (ledger_id bigint NOT NULL REFERENCES "Odd Schema"."Big Ledger" (id));
+INSERT INTO "Odd Schema".ledger_refs SELECT id FROM "Odd Schema"."Big Ledger" WHERE id % 100 = 0;
 ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY one_tenant ON audit_log USING (tenant_id::text = current_setting('app.tenant', true));
 INSERT INTO audit_log (tenant_id, actor_subject, action, resource_type, resource_id, details)
     SELECT (SELECT tenant_id FROM tenants LIMIT 1), 'user-' || i, 'package.publish', 'package', md5(i::text),
            jsonb_build_object('note', E'tab\there\nnewline', 'n', i, 'pad', repeat(md5(i::text), 4))
     FROM generate_series(1, 40000) AS i;
+CREATE MATERIALIZED VIEW public.audit_per_action AS SELECT action, count(*) AS n FROM audit_log GROUP BY action;
 "#;
 
 #[tokio::test]
@@ -814,6 +818,9 @@ async fn the_largest_tables_copied_through_several_sessions_restore_exactly_and_
     .await
     .unwrap();
     assert_eq!(wrong, 0);
+    let per_action = "SELECT sum(n)::bigint FROM audit_per_action";
+    let summed = |pool| async move { sqlx::query_scalar::<_, i64>(per_action).fetch_one(pool).await.unwrap() };
+    assert_eq!(summed(&restored).await, summed(&pool).await, "the view was refreshed over the whole table");
     for (table, column, insert) in [
         (
             "audit_log",

@@ -65,6 +65,8 @@ pub struct Entry {
     /// The statement of an `ENCODING` or `STDSTRINGS` entry (how the data
     /// was written); empty for every other kind.
     pub setting: String,
+    /// The dump ids of the entries this one depends on.
+    pub dependencies: Vec<i64>,
     /// Where the data block starts, and its length (0: no data).
     pub data_at: u64,
     pub data_bytes: u64,
@@ -177,9 +179,14 @@ impl<S: Source> Reader<S> {
     /// pg_dump's string, when it is UTF-8 of at most `max` bytes; otherwise
     /// (or NULL) it is passed over and read as empty.
     fn string(&mut self, max: u64) -> io::Result<String> {
+        Ok(self.text(max)?.unwrap_or_default())
+    }
+
+    /// As [`Reader::string`], but NULL is `None`.
+    fn text(&mut self, max: u64) -> io::Result<Option<String>> {
         let len = self.int()?;
         if len < 0 {
-            return Ok(String::new());
+            return Ok(None);
         }
         let len = len as u64;
         if len > self.len - self.pos {
@@ -187,12 +194,12 @@ impl<S: Source> Reader<S> {
         }
         if len > max {
             self.skip(len)?;
-            return Ok(String::new());
+            return Ok(Some(String::new()));
         }
         let mut bytes = vec![0u8; len as usize];
         self.inner.read_exact(&mut bytes)?;
         self.pos += len;
-        Ok(String::from_utf8(bytes).unwrap_or_default())
+        Ok(Some(String::from_utf8(bytes).unwrap_or_default()))
     }
 
     /// Skips pg_dump's string (an int length, -1 for NULL, then the bytes);
@@ -299,11 +306,26 @@ fn scan_from<S: Source>(input: S, len: u64) -> io::Result<Scan> {
         }
         r.skip_string()?; // owner
         r.skip_string()?; // "false" (with oids)
-        while r.skip_string()? {} // dependencies, NULL-terminated
+        let mut dependencies = Vec::new();
+        // Dependencies, NULL-terminated: each a dump id in decimal.
+        while let Some(dependency) = r.text(MAX_NAME)? {
+            dependencies.extend(dependency.parse::<i64>().ok());
+        }
         let flag_at = r.pos;
         let flag = r.byte()?;
         r.skip(off_size as u64)?;
-        toc.push(Entry { dump_id, section, desc, namespace, tag, copy_statement, setting, data_at: 0, data_bytes: 0 });
+        toc.push(Entry {
+            dump_id,
+            section,
+            desc,
+            namespace,
+            tag,
+            copy_statement,
+            setting,
+            dependencies,
+            data_at: 0,
+            data_bytes: 0,
+        });
         match flag {
             OFFSET_SET => return Ok(Scan::Skipped("the archive already has data offsets".into())),
             OFFSET_NOT_SET => offset_fields.push((dump_id, flag_at)),

@@ -113,6 +113,8 @@ fn a_tables_copy_data_reads_back_from_its_block_as_pg_dump_wrote_it() {
         assert_eq!(encoding.setting, "SET client_encoding = 'UTF8';\n", "pg_dump {major}");
         let tenants = entries.iter().find(|e| e.desc == "TABLE DATA" && e.tag == "tenants").unwrap();
         assert_eq!(tenants.namespace, "public");
+        let table = entries.iter().find(|e| e.desc == "TABLE" && e.tag == "tenants").unwrap();
+        assert_eq!(tenants.dependencies, [table.dump_id], "table data depends on its table");
         assert!(tenants.copy_statement.starts_with("COPY public.tenants ("), "{}", tenants.copy_statement);
         assert!(tenants.copy_statement.ends_with(") FROM stdin;\n"), "{}", tenants.copy_statement);
         let mut text = String::new();

@@ -22,8 +22,8 @@ pub enum Scope<'a> {
     Whole,
     /// One of pg_restore's sections: `pre-data` or `post-data`.
     Section(&'static str),
-    /// Table data, but only what the list (`pg_restore -L`) keeps.
-    DataListed(&'a Path),
+    /// Table data and what is built on it, as far as the list (`pg_restore -L`) keeps them.
+    AfterSchema(&'a Path),
 }
 
 /// What pg_restore restores, how, and with which session settings.
@@ -55,8 +55,8 @@ pub async fn run(
         Scope::Section(section) => {
             command.arg(format!("--section={section}"));
         }
-        Scope::DataListed(list) => {
-            command.arg("--section=data").arg("--use-list").arg(list);
+        Scope::AfterSchema(list) => {
+            command.args(["--section=data", "--section=post-data", "--use-list"]).arg(list);
         }
     }
     let mut child = command
@@ -83,7 +83,7 @@ pub async fn run(
 /// not a progress line, for the error.
 pub struct Restoring<'a> {
     pub entries: Option<&'a [Entry]>,
-    /// Table data restored apart (see `split_copy`), not by this run.
+    /// Entries this run leaves to others (see `split_copy`).
     pub apart: &'a HashSet<i64>,
     pub progress: &'a Progress,
 }
@@ -171,7 +171,7 @@ fn is_verbose_chatter(line: &str) -> bool {
 }
 
 /// Writes the archive's list (`pg_restore -l`) to `list` with the entries
-/// `apart` commented out, for a [`Scope::DataListed`] run.
+/// `apart` commented out, for a [`Scope::AfterSchema`] run.
 pub async fn list_leaving_out(
     tools: &PgTools,
     archive: &Path,

@@ -8,10 +8,13 @@
 //! to `jobs` sessions, each running the archive's own COPY statement, while
 //! pg_restore restores the other tables' data beside them.
 //!
-//! The restore then goes through pg_restore's three sections in turn: schema,
-//! data (pg_restore for the other tables, our sessions for these), and indexes,
-//! constraints and triggers once every row is in — so no index is maintained
-//! and no foreign key checked row by row on a table that is still filling.
+//! The restore then goes in three runs: the schema; everything else except
+//! what depends on these tables (pg_restore restores the other tables' data
+//! and builds their indexes meanwhile, as it would); and once every row is in,
+//! what depends on them — their indexes, constraints and policies, a foreign
+//! key onto them, a materialized view's refresh, their sequences' values — so
+//! no index is maintained and no foreign key checked row by row on a table
+//! that is still filling, and nothing reads it half full.
 //!
 //! What the data ends as is what pg_restore would leave: the COPY statement
 //! names only the columns pg_dump dumped, so stored generated columns are
@@ -19,7 +22,7 @@
 //! set by the archive's own `SEQUENCE SET` entries. Only the rows' physical
 //! order differs, which nothing relies on; parity counts every table after.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
@@ -68,6 +71,29 @@ pub fn plan(entries: &[Entry], layout: Layout, jobs: u32, min_bytes: u64) -> Vec
     chosen
 }
 
+/// The entries restored after the tables copied apart: whatever depends on
+/// those tables' definitions, directly or through other entries. Schema
+/// entries among them were restored before any data anyway.
+pub fn deferred(entries: &[Entry], tables: &[Entry]) -> HashSet<i64> {
+    let mut dependents: HashMap<i64, Vec<&Entry>> = HashMap::new();
+    for entry in entries {
+        for dependency in &entry.dependencies {
+            dependents.entry(*dependency).or_default().push(entry);
+        }
+    }
+    let copied: HashSet<i64> = tables.iter().map(|t| t.dump_id).collect();
+    let mut reached: HashSet<i64> = HashSet::new();
+    let mut next: Vec<i64> = tables.iter().flat_map(|t| t.dependencies.iter().copied()).collect();
+    while let Some(id) = next.pop() {
+        for dependent in dependents.get(&id).into_iter().flatten() {
+            if !copied.contains(&dependent.dump_id) && reached.insert(dependent.dump_id) {
+                next.push(dependent.dump_id);
+            }
+        }
+    }
+    reached
+}
+
 /// How the sections are restored around the tables copied apart.
 pub struct SplitRestore<'a> {
     pub tools: &'a PgTools,
@@ -85,24 +111,28 @@ pub struct SplitRestore<'a> {
 /// `tables`, at the same time), then everything built on the data.
 pub async fn restore(split: SplitRestore<'_>, progress: &Progress) -> Result<Phases, EngineError> {
     let SplitRestore { tools, target, archive, layout, entries, tables, jobs, with_owners, settings } = split;
-    let apart: HashSet<i64> = tables.iter().map(|e| e.dump_id).collect();
+    let after = deferred(entries, tables);
+    let meanwhile: HashSet<i64> = tables.iter().map(|e| e.dump_id).chain(after.iter().copied()).collect();
+    let not_after: HashSet<i64> = entries.iter().map(|e| e.dump_id).filter(|id| !after.contains(id)).collect();
+    let none = HashSet::new();
     let run = |scope| PgRestore { archive, jobs, with_owners, settings, scope };
-    let follow = || Restoring { entries: Some(entries), apart: &apart, progress };
+    let follow = |apart| Restoring { entries: Some(entries), apart, progress };
 
     let t = Instant::now();
-    pg_restore::run(tools, target, run(Scope::Section("pre-data")), follow()).await?;
+    pg_restore::run(tools, target, run(Scope::Section("pre-data")), follow(&none)).await?;
     let schema_seconds = t.elapsed().as_secs_f64();
 
-    let list = archive.with_file_name("data.list");
-    pg_restore::list_leaving_out(tools, archive, &apart, &list).await?;
+    let (meanwhile_list, after_list) = (archive.with_file_name("meanwhile.list"), archive.with_file_name("after.list"));
+    pg_restore::list_leaving_out(tools, archive, &meanwhile, &meanwhile_list).await?;
+    pg_restore::list_leaving_out(tools, archive, &not_after, &after_list).await?;
     let t = Instant::now();
-    let others = pg_restore::run(tools, target, run(Scope::DataListed(&list)), follow());
+    let others = pg_restore::run(tools, target, run(Scope::AfterSchema(&meanwhile_list)), follow(&meanwhile));
     let copied = copy_tables(target, archive, layout, tables, jobs, settings, progress);
     let (_, largest_table) = tokio::try_join!(others, copied)?;
     let data_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    pg_restore::run(tools, target, run(Scope::Section("post-data")), follow()).await?;
+    pg_restore::run(tools, target, run(Scope::AfterSchema(&after_list)), follow(&not_after)).await?;
     let indexes_seconds = t.elapsed().as_secs_f64();
     Ok(Phases { schema_seconds, data_seconds, indexes_seconds, largest_table })
 }
@@ -301,6 +331,7 @@ mod tests {
                 String::new()
             },
             setting: if desc == "ENCODING" { "SET client_encoding = 'UTF8';\n".into() } else { String::new() },
+            dependencies: Vec::new(),
             data_at: 0,
             data_bytes,
         }
@@ -327,6 +358,32 @@ mod tests {
         assert!(plan(&other_encoding, PLAIN, 2, DEFAULT_MIN_BYTES).is_empty(), "not UTF-8");
         let two_big = [entry(1, "ENCODING", 0), entry(2, "TABLE DATA", 300 * MIB), entry(3, "TABLE DATA", 350 * MIB)];
         assert_eq!(ids(plan(&two_big, PLAIN, 2, DEFAULT_MIN_BYTES)), [3, 2], "largest first");
+    }
+
+    #[test]
+    fn what_depends_on_a_copied_table_waits_for_it_and_nothing_else_does() {
+        let on = |id: i64, desc: &str, section: Section, deps: &[i64]| Entry {
+            section,
+            dependencies: deps.to_vec(),
+            ..entry(id, desc, if desc == "TABLE DATA" { MIB } else { 0 })
+        };
+        let entries = [
+            on(1, "TABLE", Section::PreData, &[]), // audit_log
+            on(2, "TABLE", Section::PreData, &[]), // tenants
+            on(3, "TABLE DATA", Section::Data, &[1]),
+            on(4, "TABLE DATA", Section::Data, &[2]),
+            on(5, "CONSTRAINT", Section::PostData, &[1]), // audit_log's key
+            on(6, "INDEX", Section::PostData, &[2]),
+            on(7, "FK CONSTRAINT", Section::PostData, &[2, 5]), // onto audit_log's key
+            on(8, "MATERIALIZED VIEW", Section::PreData, &[1]),
+            on(9, "MATERIALIZED VIEW DATA", Section::PostData, &[8]),
+            on(10, "COMMENT", Section::None, &[5]),
+            on(11, "SEQUENCE SET", Section::Data, &[12]),
+            on(12, "SEQUENCE", Section::PreData, &[1]), // its identity
+        ];
+        let mut after: Vec<i64> = deferred(&entries, &entries[2..3]).into_iter().collect();
+        after.sort();
+        assert_eq!(after, [5, 7, 8, 9, 10, 11, 12]);
     }
 
     fn batches(input: &[u8], step: usize) -> Result<Vec<u8>, String> {
