@@ -45,6 +45,19 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, env=ENV, **kw)
 
 
+def cpu_ticks():
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cores_busy(before):
+    """How many cores were busy on average since `before` (a cpu_ticks())."""
+    busy, total = (a - b for a, b in zip(cpu_ticks(), before))
+    return (os.cpu_count() or 1) * busy / max(total, 1)
+
+
 def timed(cmd, **kw):
     start = time.monotonic()
     out = run(cmd, **kw)
@@ -245,11 +258,12 @@ def main():
         subprocess.run([f"{bindir}/pg_dump", "-Fp", "-f", plain], check=True, env=libpq_env(big))
         base_db = target_server.rsplit("/", 1)[0] + "/baseline"
         settle(source_server, target_server)
-        t0 = time.monotonic()
+        t0, ticks = time.monotonic(), cpu_ticks()
         run(["psql", "-q", target_server, "-c", "CREATE DATABASE baseline"])
         run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", plain, base_db], stdout=subprocess.DEVNULL)
         run(["psql", "-q", base_db, "-c", "ANALYZE"])
         base_usable = time.monotonic() - t0
+        base_cores = cores_busy(ticks)
         for t in tables:
             run(["psql", "-At", base_db, "-c", f"SELECT count(*) FROM {t}"], stdout=subprocess.DEVNULL)
         base_restore = time.monotonic() - t0
@@ -260,12 +274,14 @@ def main():
         ours_db = target_server.rsplit("/", 1)[0] + "/ours"
         jobs = str(os.cpu_count() or 2)
         settle(source_server, target_server)
+        ticks = cpu_ticks()
         ours_restore, out = timed([BIN, "restore", "--store", f"file://{store}", "--backup", "big", "--target", ours_db, "--jobs", jobs],
                                   capture_output=True, text=True)
         m = re.search(
             r"download\+verify ([\d.]+) s, recreate\+pg_restore ([\d.]+) s, settings\+analyze ([\d.]+) s, parity ([\d.]+) s",
             out.stdout,
         )
+        ours_cores = cores_busy(ticks)
         download, restore, analyze, parity = map(float, m.groups())
         ours_usable = download + restore + analyze
         phases = re.search(r"pg_restore schema .*", out.stdout)
@@ -315,6 +331,8 @@ def main():
     print(f"(restore parts: download+verify {download:.1f} s, recreate+pg_restore {restore:.1f} s, "
           f"settings+ANALYZE {analyze:.1f} s, parity {parity:.2f} s)")
     print(f"({restore_phases})")
+    print(f"(CPU: {ours_cores:.2f} of {os.cpu_count()} cores busy on average during our restore, "
+          f"{base_cores:.2f} during the psql baseline's restore and ANALYZE)")
     print(f"(time to usable {download + restore + analyze:.1f} s; to restored and verified "
           f"{download + restore + analyze + parity:.1f} s; whole restore command {ours_restore:.1f} s)\n")
     print(f"| {'measure':<18} | {'ours':>12} | {'baseline (same run)':<34} | {'ratio':>6} | {'target':<20} | verdict |")
