@@ -13,8 +13,29 @@ use crate::db::DatabaseUrl;
 use super::EngineError;
 use super::pgtools::PgTools;
 use super::progress::{Progress, Total, Unit};
-use super::restore::{LargestTable, Phases};
 use super::tuning::{self, SessionSetting};
+
+/// pg_restore's run in parts, read off its verbose output: the schema before
+/// any data (restored by one session), table data until the last table's data
+/// is in (indexes of finished tables already build meanwhile), then what is
+/// left of indexes, constraints and triggers. The largest table bounds the
+/// data phase: one session copies it whatever `-j` is.
+#[derive(Debug, Clone, Default)]
+pub struct Phases {
+    pub schema_seconds: f64,
+    pub data_seconds: f64,
+    pub indexes_seconds: f64,
+    pub largest_table: Option<LargestTable>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LargestTable {
+    pub name: String,
+    pub archive_bytes: u64,
+    pub seconds: f64,
+    /// How many sessions copied it: 1 by pg_restore, more by `split_copy`.
+    pub sessions: u32,
+}
 
 /// What part of the archive one pg_restore run restores.
 #[derive(Clone, Copy)]
@@ -192,7 +213,7 @@ pub async fn list_leaving_out(
     let kept = listed
         .lines()
         .map(|line| {
-            // `3350; 0 16390 TABLE DATA public audit_log app`
+            // `3350; 0 16390 TABLE DATA public big_table app`
             let id = line.split_once(';').and_then(|(id, _)| id.trim().parse::<i64>().ok());
             if id.is_some_and(|id| apart.contains(&id)) { format!(";{line}\n") } else { format!("{line}\n") }
         })

@@ -26,6 +26,7 @@ use artifortress_formats::archive::{Entry, Layout};
 use super::archive_index::{Indexed, Staging, StagingFault};
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pg_restore::{self, PgRestore, Restoring, Scope};
+pub use super::pg_restore::{LargestTable, Phases};
 use super::pgtools::{PgTools, Toolset, parse_major};
 use super::progress::{Meter, Progress, Total, Unit, human_bytes};
 use super::scratch::{self, Maintenance, Needs};
@@ -76,28 +77,6 @@ pub struct Restored {
     pub jobs: u32,
     /// Where pg_restore's time went.
     pub phases: Phases,
-}
-
-/// pg_restore's run in parts, read off its verbose output: the schema before
-/// any data (restored by one session), table data until the last table's data
-/// is in (indexes of finished tables already build meanwhile), then what is
-/// left of indexes, constraints and triggers. The largest table bounds the
-/// data phase: one session copies it whatever `-j` is.
-#[derive(Debug, Clone, Default)]
-pub struct Phases {
-    pub schema_seconds: f64,
-    pub data_seconds: f64,
-    pub indexes_seconds: f64,
-    pub largest_table: Option<LargestTable>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LargestTable {
-    pub name: String,
-    pub archive_bytes: u64,
-    pub seconds: f64,
-    /// How many sessions copied it: 1 by pg_restore, more by `split_copy`.
-    pub sessions: u32,
 }
 
 /// What a restore measured. Parity failures are reported, not raised: a drill

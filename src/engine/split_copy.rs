@@ -1,8 +1,8 @@
 //! Restoring the largest tables through several sessions at once.
 //!
-//! pg_restore copies each table in one session whatever `-j` is. On the
-//! Artifortress shape `audit_log` is most of the data, and its one COPY
-//! bounded the whole restore while the other sessions had run out of work.
+//! pg_restore copies each table in one session whatever `-j` is. When one
+//! table is most of the data (an audit log, an event table), its one COPY
+//! bounds the whole restore while the other sessions have run out of work.
 //! Here such a table's COPY text is read straight out of the staged archive
 //! (the index knows where its block is) and dealt out in line-aligned batches
 //! to `jobs` sessions, each running the archive's own COPY statement, while
@@ -36,10 +36,9 @@ use tokio::sync::{Mutex, mpsc};
 use crate::db::{DatabaseUrl, DbError};
 
 use super::EngineError;
-use super::pg_restore::{self, PgRestore, Restoring, Scope};
+use super::pg_restore::{self, LargestTable, PgRestore, Phases, Restoring, Scope};
 use super::pgtools::PgTools;
 use super::progress::{Meter, Progress, Total, human_bytes};
-use super::restore::{LargestTable, Phases};
 use super::tuning::SessionSetting;
 
 /// Tables with less data than this are left to pg_restore by default: below
@@ -368,13 +367,13 @@ mod tests {
             ..entry(id, desc, if desc == "TABLE DATA" { MIB } else { 0 })
         };
         let entries = [
-            on(1, "TABLE", Section::PreData, &[]), // audit_log
-            on(2, "TABLE", Section::PreData, &[]), // tenants
+            on(1, "TABLE", Section::PreData, &[]), // the big table
+            on(2, "TABLE", Section::PreData, &[]), // a small one
             on(3, "TABLE DATA", Section::Data, &[1]),
             on(4, "TABLE DATA", Section::Data, &[2]),
-            on(5, "CONSTRAINT", Section::PostData, &[1]), // audit_log's key
+            on(5, "CONSTRAINT", Section::PostData, &[1]), // the big table's key
             on(6, "INDEX", Section::PostData, &[2]),
-            on(7, "FK CONSTRAINT", Section::PostData, &[2, 5]), // onto audit_log's key
+            on(7, "FK CONSTRAINT", Section::PostData, &[2, 5]), // onto the big table's key
             on(8, "MATERIALIZED VIEW", Section::PreData, &[1]),
             on(9, "MATERIALIZED VIEW DATA", Section::PostData, &[8]),
             on(10, "COMMENT", Section::None, &[5]),
