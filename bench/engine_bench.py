@@ -210,7 +210,33 @@ def blob_check(server, s3_url, work):
     blobs = json.load(open(verdict))["blobs"]
     if blobs["referenced"] != blobs["present"] or blobs["missing"]:
         sys.exit(f"blob check saw {blobs['referenced']} rows, {blobs['present']} present")
-    return blobs["seconds"], rss, blobs["referenced"]
+    return blobs["seconds"], rss, blobs["referenced"], bare_listing(blob_store)
+
+
+def bare_listing(blob_store, page=1000):
+    """The blob objects listed page after page by curl, nothing parsed but the
+    last key (the next page starts after it): what the S3 server alone takes
+    to list them (seconds, keys)."""
+    import html
+    import urllib.parse
+    endpoint = re.search(r"endpoint=([^&]+)", blob_store).group(1)
+    bucket, prefix = re.match(r"s3://([^/]+)/([^?]*)", blob_store).groups()
+    keys, after, started = 0, None, time.monotonic()
+    while True:
+        query = f"list-type=2&max-keys={page}&prefix={urllib.parse.quote(prefix + '/', safe='')}"
+        if after:
+            query += f"&start-after={urllib.parse.quote(after, safe='')}"
+        listed = subprocess.run(["curl", "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                                 "--user", f"{ENV['AWS_ACCESS_KEY_ID']}:{ENV['AWS_SECRET_ACCESS_KEY']}",
+                                 f"{endpoint}/{bucket}?{query}"], capture_output=True, text=True)
+        if listed.returncode != 0:
+            log(f"bare listing failed: curl exit {listed.returncode} after {keys} keys")  # the command holds the key
+            return None
+        found = re.findall(r"<Key>([^<]*)</Key>", listed.stdout)
+        keys += len(found)
+        if "<IsTruncated>true</IsTruncated>" not in listed.stdout or not found:
+            return time.monotonic() - started, keys
+        after = html.unescape(found[-1])
 
 
 def main():
@@ -287,7 +313,7 @@ def main():
         phases = re.search(r"pg_restore schema .*", out.stdout)
         restore_phases = phases.group(0) if phases else "(no phase line)"
 
-        blob_seconds, blob_rss, blob_rows = blob_check(source_server, s3_url, work)
+        blob_seconds, blob_rss, blob_rows, listing = blob_check(source_server, s3_url, work)
 
         seekable = []
         for major in (15, 18):
@@ -315,6 +341,11 @@ def main():
     rows.append((f"blob check ({blob_rows // 1000}k)", f"{blob_seconds:.2f} s", f"large restore {restore_all:.1f} s",
                  blob_seconds / restore_all, "<= 0.10 (of the restore)"))
     limits.append(0.1)
+    if listing:
+        seconds, keys = listing
+        rows.append(("bare listing", f"{seconds:.2f} s", f"{keys} keys, curl, page by page", seconds / blob_seconds,
+                     "(server alone / check)"))
+        limits.append(float("inf"))
     rows.append((f"blob check RSS", f"{blob_rss / mib:.1f} MiB", "(the whole drill process)", blob_rss / mib / 64,
                  "<= 1.00 (of 64 MiB)"))
     limits.append(1.0)
