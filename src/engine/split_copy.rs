@@ -106,13 +106,13 @@ pub struct SplitRestore<'a> {
     pub settings: &'a [SessionSetting],
 }
 
-/// Schema, then the data (pg_restore for the rest, our sessions for
-/// `tables`, at the same time), then everything built on the data.
+/// The schema; then, while our sessions copy `tables`, everything that does
+/// not depend on them (pg_restore); then what does.
 pub async fn restore(split: SplitRestore<'_>, progress: &Progress) -> Result<Phases, EngineError> {
     let SplitRestore { tools, target, archive, layout, entries, tables, jobs, with_owners, settings } = split;
     let after = deferred(entries, tables);
-    let meanwhile: HashSet<i64> = tables.iter().map(|e| e.dump_id).chain(after.iter().copied()).collect();
-    let not_after: HashSet<i64> = entries.iter().map(|e| e.dump_id).filter(|id| !after.contains(id)).collect();
+    let skip_meanwhile: HashSet<i64> = tables.iter().map(|e| e.dump_id).chain(after.iter().copied()).collect();
+    let skip_after: HashSet<i64> = entries.iter().map(|e| e.dump_id).filter(|id| !after.contains(id)).collect();
     let none = HashSet::new();
     let run = |scope| PgRestore { archive, jobs, with_owners, settings, scope };
     let follow = |apart| Restoring { entries: Some(entries), apart, progress };
@@ -122,16 +122,16 @@ pub async fn restore(split: SplitRestore<'_>, progress: &Progress) -> Result<Pha
     let schema_seconds = t.elapsed().as_secs_f64();
 
     let (meanwhile_list, after_list) = (archive.with_file_name("meanwhile.list"), archive.with_file_name("after.list"));
-    pg_restore::list_leaving_out(tools, archive, &meanwhile, &meanwhile_list).await?;
-    pg_restore::list_leaving_out(tools, archive, &not_after, &after_list).await?;
+    pg_restore::list_leaving_out(tools, archive, &skip_meanwhile, &meanwhile_list).await?;
+    pg_restore::list_leaving_out(tools, archive, &skip_after, &after_list).await?;
     let t = Instant::now();
-    let others = pg_restore::run(tools, target, run(Scope::AfterSchema(&meanwhile_list)), follow(&meanwhile));
+    let others = pg_restore::run(tools, target, run(Scope::AfterSchema(&meanwhile_list)), follow(&skip_meanwhile));
     let copied = copy_tables(target, archive, layout, tables, jobs, settings, progress);
     let (_, largest_table) = tokio::try_join!(others, copied)?;
     let data_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    pg_restore::run(tools, target, run(Scope::AfterSchema(&after_list)), follow(&not_after)).await?;
+    pg_restore::run(tools, target, run(Scope::AfterSchema(&after_list)), follow(&skip_after)).await?;
     let indexes_seconds = t.elapsed().as_secs_f64();
     Ok(Phases { schema_seconds, data_seconds, indexes_seconds, largest_table })
 }
