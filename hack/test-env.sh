@@ -219,6 +219,10 @@ debian_packages() {
   # promtool proves every alert rule fires above its threshold and not at it;
   # the server (same package) evaluates a rule on live figures.
   { command -v promtool && command -v prometheus; } >/dev/null || apt_install prometheus
+  # The reference age CLI and zstd open an encrypted backup without the
+  # operator, as the runbook tells a person in a disaster to.
+  command -v age >/dev/null || apt_install age
+  command -v zstd >/dev/null || apt_install zstd
 }
 
 # The two PostgreSQL 15 servers (source, target) and one of every other major;

@@ -104,10 +104,12 @@ async fn run_runbook(file: &str) {
 
     let workdir = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(support::operator_bin()).parent().unwrap().to_path_buf();
+    // A reader has the operator, kubectl and helm, and PostgreSQL's client tools.
     let path = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         bin_dir.display(),
         support::env("AF_TEST_CHART_TOOLS"),
+        support::env("AF_TEST_PG_BINDIR"),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut command = tokio::process::Command::new("bash");

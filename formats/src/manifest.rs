@@ -8,8 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::FormatError;
 
-/// The manifest format this crate writes and the newest it reads.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The newest manifest format this crate reads. Version 2 is written only
+/// for encrypted backups (it adds `encryption`), so a reader of version 1
+/// refuses them instead of taking an age file for a zstd stream; unencrypted
+/// backups keep version 1.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// The version a manifest is written in.
+pub fn version_for(encryption: Option<&Encryption>) -> u32 {
+    if encryption.is_some() { 2 } else { 1 }
+}
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -52,6 +60,24 @@ pub struct Manifest {
     /// a catalog resync can recreate its `Backup` as it was.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// How the stored objects are encrypted (absent: they are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// Client-side encryption of a backup's stored objects: who can open them.
+/// Public keys only; never a secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Encryption {
+    /// `age` (age-encryption.org/v1), applied over the compressed bytes.
+    pub format: String,
+    /// The X25519 recipients (`age1…`) every object was encrypted to; any one
+    /// of their identities opens them. Empty with a passphrase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// Encrypted with a passphrase (age's scrypt recipient) instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passphrase: bool,
 }
 
 /// How the per-table numbers were measured; a restore measures the same way.

@@ -37,6 +37,21 @@ fn manifest_v1_parses_and_writes_back_byte_for_byte() {
     assert_eq!(String::from_utf8(m.to_json()).unwrap(), String::from_utf8(bytes).unwrap());
 }
 
+/// An encrypted backup's manifest: version 2, so readers of version 1 refuse
+/// it instead of taking the age file for a zstd stream.
+#[test]
+fn an_encrypted_manifest_is_version_2_and_writes_back_byte_for_byte() {
+    let bytes = golden("manifest-v2-encrypted.json");
+    let m = Manifest::parse(&bytes).unwrap();
+    assert_eq!(m.manifest_version, 2);
+    assert_eq!(artifortress_formats::manifest::version_for(m.encryption.as_ref()), 2);
+    let encryption = m.encryption.as_ref().unwrap();
+    assert_eq!((encryption.format.as_str(), encryption.recipients.len(), encryption.passphrase), ("age", 2, false));
+    assert_eq!(m.dump.file, "dump.zst.age");
+    assert_eq!(String::from_utf8(m.to_json()).unwrap(), String::from_utf8(bytes).unwrap().trim_end());
+    assert_eq!(artifortress_formats::manifest::version_for(None), 1);
+}
+
 #[test]
 fn a_manifest_with_fields_this_reader_does_not_know_still_parses() {
     let bytes = golden(MANIFEST_V1);
@@ -46,10 +61,10 @@ fn a_manifest_with_fields_this_reader_does_not_know_still_parses() {
 
 #[test]
 fn a_newer_manifest_is_refused_naming_the_tool_to_use() {
-    let newer = with_field(&golden(MANIFEST_V1), "manifestVersion", 2.into());
+    let newer = with_field(&golden(MANIFEST_V1), "manifestVersion", 3.into());
     let newer = with_field(&newer, "toolVersion", "artifortress-operator 2.3.0".into());
     let err = Manifest::parse(&newer).unwrap_err();
-    assert!(matches!(err, FormatError::Newer { found: 2, supported: 1, .. }), "{err:?}");
+    assert!(matches!(err, FormatError::Newer { found: 3, supported: 2, .. }), "{err:?}");
     assert!(err.to_string().contains("use artifortress-operator 2.3.0 or newer"), "{err}");
 }
 

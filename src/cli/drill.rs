@@ -11,7 +11,7 @@ use artifortress_operator::engine::scratch::Maintenance;
 use artifortress_operator::store::BackupStore;
 
 use super::failure::{Failure, engine_failure, failed};
-use super::flags::{DrillArgs, RestoreArgs, StoreArg, VerifyArgs, database, write_file};
+use super::flags::{DrillArgs, RestoreArgs, SealArgs, StoreArg, VerifyArgs, database, write_file};
 
 #[derive(clap::Args)]
 pub struct DrillCommandArgs {
@@ -32,6 +32,10 @@ pub struct DrillCommandArgs {
     verify: VerifyArgs,
     #[command(flatten)]
     objectives: DrillArgs,
+    /// A fresh backup is encrypted to these recipients (else with
+    /// --passphrase-file when given).
+    #[command(flatten)]
+    seal: SealArgs,
     /// Write the Markdown report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -41,7 +45,7 @@ pub struct DrillCommandArgs {
 }
 
 pub async fn drill(args: DrillCommandArgs) -> Result<(), Failure> {
-    let DrillCommandArgs { source, store, backup, latest, target, verify, objectives, report, json } = args;
+    let DrillCommandArgs { source, store, backup, latest, target, verify, objectives, seal, report, json } = args;
     let source = match &source {
         Some(raw) => Some(database(raw).await?),
         None => None,
@@ -56,11 +60,12 @@ pub async fn drill(args: DrillCommandArgs) -> Result<(), Failure> {
             verify: verify.mode(),
             labels: Default::default(),
             expected_size: None,
+            encryption: seal.sealing(if seal.is_empty() { target.keys.passphrase_file.as_deref() } else { None })?,
         }),
     };
     let check = objectives.blobs.check(source.as_ref()).await?;
     let request =
-        objectives.request(source, target.target_url().await?, choice, target.request(String::new(), &verify))?;
+        objectives.request(source, target.target_url().await?, choice, target.request(String::new(), &verify)?)?;
     let outcome = engine::drill::run(store.as_ref(), &request, Some(&check), &Progress::new("drill"))
         .await
         .map_err(engine_failure)?;
@@ -120,7 +125,7 @@ pub async fn drill_step(args: DrillStepArgs) -> Result<(), Failure> {
         None,
         target.target_url().await?,
         BackupChoice::Named(backup.clone()),
-        target.request(backup.clone(), &verify),
+        target.request(backup.clone(), &verify)?,
     )?;
     let store = store.open().await?;
     let progress = Progress::new("drill");

@@ -86,6 +86,55 @@ pub struct RestoreArgs {
     /// 0 never does (default: 64).
     #[arg(long, value_name = "MIB")]
     split_tables_above: Option<u64>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// What opens encrypted backups (age): only restores and drills hold it.
+#[derive(clap::Args)]
+pub struct KeyArgs {
+    /// An age identity file (AGE-SECRET-KEY-1… lines, as age-keygen writes
+    /// them; repeat for several): opens backups encrypted to its public key.
+    #[arg(long = "identity", value_name = "FILE")]
+    identities: Vec<PathBuf>,
+    /// The passphrase (the file's first line) of backups encrypted with one.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    pub fn keyring(&self) -> Result<engine::encryption::Keyring, Failure> {
+        let files: Vec<&std::path::Path> = self.identities.iter().map(PathBuf::as_path).collect();
+        engine::encryption::Keyring::load(&files, self.passphrase_file.as_deref()).map_err(usage)
+    }
+}
+
+/// Whom new backups are encrypted to (age public keys): the backup side needs
+/// nothing that decrypts.
+#[derive(clap::Args)]
+pub struct SealArgs {
+    /// Encrypt new backups to this age recipient (age1…); repeat for several,
+    /// e.g. a new key beside the old one while rotating.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    recipients: Vec<String>,
+    /// Encrypt new backups to the recipients in this file (one age1… per line).
+    #[arg(long = "encrypt-to-file", value_name = "FILE")]
+    recipient_files: Vec<PathBuf>,
+}
+
+impl SealArgs {
+    /// The encryption of new backups: to the recipients, else with `passphrase` when given.
+    pub fn sealing(
+        &self,
+        passphrase: Option<&std::path::Path>,
+    ) -> Result<Option<engine::encryption::Sealing>, Failure> {
+        let files: Vec<&std::path::Path> = self.recipient_files.iter().map(PathBuf::as_path).collect();
+        engine::encryption::Sealing::load(&self.recipients, &files, passphrase).map_err(usage)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recipients.is_empty() && self.recipient_files.is_empty()
+    }
 }
 
 impl RestoreArgs {
@@ -97,8 +146,8 @@ impl RestoreArgs {
         })
     }
 
-    pub fn request(&self, backup: String, verify: &VerifyArgs) -> RestoreRequest {
-        RestoreRequest {
+    pub fn request(&self, backup: String, verify: &VerifyArgs) -> Result<RestoreRequest, Failure> {
+        Ok(RestoreRequest {
             backup,
             jobs: self.jobs,
             tables: verify.tables.clone(),
@@ -107,7 +156,8 @@ impl RestoreArgs {
             require_roles: self.no_create_roles,
             session_settings: self.session_settings.clone(),
             split_min_bytes: self.split_tables_above.map(|mib| mib.saturating_mul(1 << 20)),
-        }
+            keys: self.keys.keyring()?,
+        })
     }
 }
 

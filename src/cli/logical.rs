@@ -8,7 +8,7 @@ use artifortress_operator::engine::{self, pgtools};
 
 use super::artifortress::reapply;
 use super::failure::{Failure, engine_failure, failed};
-use super::flags::{RestoreArgs, StoreArg, VerifyArgs, database, parse_label, parse_size};
+use super::flags::{RestoreArgs, SealArgs, StoreArg, VerifyArgs, database, parse_label, parse_size};
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
@@ -31,10 +31,17 @@ pub struct BackupArgs {
     expected_size: Option<u64>,
     #[command(flatten)]
     verify: VerifyArgs,
+    #[command(flatten)]
+    seal: SealArgs,
+    /// Encrypt with the passphrase in this file (its first line) instead of
+    /// to recipients: whoever can back up can then also decrypt.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipient_files"])]
+    passphrase_file: Option<std::path::PathBuf>,
 }
 
 pub async fn backup(args: BackupArgs) -> Result<(), Failure> {
-    let BackupArgs { source, store, name, labels, expected_size, verify } = args;
+    let BackupArgs { source, store, name, labels, expected_size, verify, seal, passphrase_file } = args;
+    let encryption = seal.sealing(passphrase_file.as_deref())?;
     let source = database(&source).await?;
     let store = store.open().await?;
     let name = match name {
@@ -42,7 +49,8 @@ pub async fn backup(args: BackupArgs) -> Result<(), Failure> {
         None => engine::backup::default_name(store.as_ref(), chrono::Utc::now()).await.map_err(engine_failure)?,
     };
     let labels = labels.into_iter().collect();
-    let request = BackupRequest { name, verify: verify.mode(), tables: verify.tables, labels, expected_size };
+    let request =
+        BackupRequest { name, verify: verify.mode(), tables: verify.tables, labels, expected_size, encryption };
     let m = engine::backup::run(&source, store.as_ref(), &request, &Progress::new("backup"))
         .await
         .map_err(engine_failure)?;
@@ -61,6 +69,10 @@ pub async fn backup(args: BackupArgs) -> Result<(), Failure> {
         m.dump.sha256
     );
     println!("tables     {} ({} rows)", m.tables.len(), m.tables.iter().map(|t| t.rows).sum::<i64>());
+    if let Some(e) = &m.encryption {
+        let to = if e.passphrase { "a passphrase".to_string() } else { e.recipients.join(", ") };
+        println!("encrypted  {} to {to}", e.format);
+    }
     Ok(())
 }
 
@@ -93,7 +105,7 @@ pub async fn restore(args: RestoreCommandArgs) -> Result<(), Failure> {
         Some(raw) => Some(database(raw).await?),
     };
     let store = store.open().await?;
-    let request = target.request(backup, &verify);
+    let request = target.request(backup, &verify)?;
     let outcome = engine::restore::run(store.as_ref(), &target_url, &request, &Progress::new("restore"))
         .await
         .map_err(engine_failure)?;

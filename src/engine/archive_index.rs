@@ -24,6 +24,8 @@ use artifortress_formats::archive::{self, Entry, Layout, Scan};
 use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 
+use super::encryption::Keyring;
+
 /// How far indexing got.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Indexed {
@@ -38,6 +40,7 @@ pub enum Indexed {
 /// Why staging failed: the stored bytes, or the staging disk.
 #[derive(Debug)]
 pub enum StagingFault {
+    Decrypt(io::Error),
     Decompress(io::Error),
     Write(io::Error),
 }
@@ -53,10 +56,11 @@ pub struct Staging {
 const IN_FLIGHT: usize = 16;
 
 impl Staging {
-    /// Starts staging an archive of `archive_bytes` (decompressed) at `path`.
-    pub fn start(path: PathBuf, archive_bytes: u64) -> Self {
+    /// Starts staging an archive of `archive_bytes` (decompressed) at `path`;
+    /// with `keys`, the chunks are an age stream over the zstd one.
+    pub fn start(path: PathBuf, archive_bytes: u64, keys: Option<Keyring>) -> Self {
         let (chunks, receiver) = mpsc::channel(IN_FLIGHT);
-        let worker = tokio::task::spawn_blocking(move || stage(&path, archive_bytes, receiver));
+        let worker = tokio::task::spawn_blocking(move || stage(&path, archive_bytes, receiver, keys));
         Staging { chunks, worker }
     }
 
@@ -78,10 +82,15 @@ fn stage(
     path: &std::path::Path,
     archive_bytes: u64,
     chunks: mpsc::Receiver<Bytes>,
+    keys: Option<Keyring>,
 ) -> Result<io::Result<Indexed>, StagingFault> {
     let file = File::create(path).map_err(StagingFault::Write)?;
-    let decoder = zstd::stream::read::Decoder::new(Chunks { receiver: chunks, current: Bytes::new() })
-        .map_err(StagingFault::Decompress)?;
+    let stored = Chunks { receiver: chunks, current: Bytes::new() };
+    let compressed: Box<dyn Read + Send> = match keys {
+        Some(keys) => keys.open(stored).map_err(StagingFault::Decrypt)?,
+        None => Box::new(stored),
+    };
+    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(StagingFault::Decompress)?;
     let mut tee = Tee { input: decoder, out: BufWriter::with_capacity(1 << 20, &file), fault: None };
     let scanned = archive::scan_stream(&mut tee, archive_bytes);
     // What the scan did not read (after an archive it does not index) belongs in the file too.
@@ -152,7 +161,7 @@ mod tests {
     const PIPE_DUMP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/formats/tests/data/pg15-pipe.dump");
 
     async fn staged(compressed: &[u8], archive_bytes: u64, path: PathBuf) -> Result<io::Result<Indexed>, StagingFault> {
-        let staging = Staging::start(path, archive_bytes);
+        let staging = Staging::start(path, archive_bytes, None);
         for chunk in compressed.chunks(1000) {
             if !staging.push(Bytes::copy_from_slice(chunk)).await {
                 break;

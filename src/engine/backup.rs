@@ -4,6 +4,8 @@
 //! pg_dump writes an uncompressed custom-format archive (`-Fc -Z0`) and we
 //! compress it with zstd level 1: pg_dump's own zlib is single-threaded and slow,
 //! zstd is both faster and smaller, and the archive stays pg_restore's format.
+//! With encryption configured the compressed stream is then encrypted
+//! ([`super::encryption`]) and the manifest records to whom.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,8 @@ use tokio::io::{AsyncRead, BufReader};
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, ByteStream};
 
-use super::manifest::{self, DUMP_FILE, DumpInfo, MANIFEST_VERSION, Manifest, ParityMethod, VerifyMode};
+use super::encryption::Sealing;
+use super::manifest::{self, DUMP_FILE, DumpInfo, ENCRYPTED_DUMP_FILE, Manifest, ParityMethod, VerifyMode};
 use super::pgtools::{PgTools, Toolset, read_tail};
 use super::progress::{Progress, Total, human_bytes};
 use super::{EngineError, inspect, validate_backup_name};
@@ -42,6 +45,8 @@ pub struct BackupRequest {
     /// About how large the dump will be, when the caller knows better than the
     /// database size (the upload's part size is chosen from it once).
     pub expected_size: Option<u64>,
+    /// Encrypt what is stored (the manifest stays readable).
+    pub encryption: Option<Sealing>,
 }
 
 /// Default backup name: `backup-20261127-231500`, or with `-2`, `-3`, … when
@@ -155,7 +160,8 @@ pub async fn run(
         inspect::prepare_measuring(conn, PARITY_METHOD).await.map_err(db_err("preparing the counting sessions"))?;
     }
 
-    let dump_key = format!("{name}/{DUMP_FILE}");
+    let dump_file = if request.encryption.is_some() { ENCRYPTED_DUMP_FILE } else { DUMP_FILE };
+    let dump_key = format!("{name}/{dump_file}");
     let stats = Arc::new(Mutex::new(OutputStats::default()));
     // The previous backup of the same database estimates this one's size, for
     // the ETA (a store may hold backups of several).
@@ -172,7 +178,8 @@ pub async fn run(
         Err(_) => None,
     };
     let meter = progress.meter("dumping and uploading", previous);
-    let body = dump_stream(&tools, source_url, &snapshot_id, stats.clone(), meter.counter())?;
+    let body =
+        dump_stream(&tools, source_url, &snapshot_id, request.encryption.as_ref(), stats.clone(), meter.counter())?;
     let (uploaded, counted) = tokio::join!(
         store.put_stream_expecting(
             &dump_key,
@@ -210,15 +217,16 @@ pub async fn run(
         store.url()
     ));
 
+    let encryption = request.encryption.as_ref().map(Sealing::describe);
     let manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
+        manifest_version: manifest::version_for(encryption.as_ref()),
         backup_name: name.clone(),
         source: identity.source,
         snapshot_time,
         started_at,
         completed_at: Utc::now(),
         dump: DumpInfo {
-            file: DUMP_FILE.to_string(),
+            file: dump_file.to_string(),
             format: "custom".to_string(),
             compression: "zstd".to_string(),
             size_bytes: stored_bytes,
@@ -234,6 +242,7 @@ pub async fn run(
         roles,
         extensions,
         labels: request.labels.clone(),
+        encryption,
     };
     store.put_bytes(&manifest::key(name), manifest.to_json()).await?;
     Ok(manifest)
@@ -247,7 +256,7 @@ pub(super) type Tap = Box<dyn FnMut(&[u8]) + Send>;
 pub(super) struct OutputStats {
     /// Bytes the tool wrote (the archive pg_restore will read, the tar).
     pub archive_bytes: u64,
-    /// SHA-256 of the stored (compressed) bytes.
+    /// SHA-256 of the stored (compressed, maybe encrypted) bytes.
     pub sha256: Sha256,
     /// The tool's failure, when it exited non-zero or wrote nothing.
     pub failure: Option<String>,
@@ -255,11 +264,12 @@ pub(super) struct OutputStats {
     pub tap: Option<Tap>,
 }
 
-/// pg_dump's output, compressed and hashed, as a stream for the store.
+/// pg_dump's output, compressed, maybe encrypted, and hashed, as a stream for the store.
 fn dump_stream(
     tools: &PgTools,
     source_url: &DatabaseUrl,
     snapshot_id: &str,
+    sealing: Option<&Sealing>,
     stats: Arc<Mutex<OutputStats>>,
     stored: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<ByteStream, EngineError> {
@@ -270,15 +280,17 @@ fn dump_stream(
         .stdout(Stdio::piped())
         .spawn()
         .map_err(EngineError::io(format!("starting {}", tools.pg_dump().display())))?;
-    Ok(compressed_output(child, "pg_dump", stats, stored))
+    Ok(compressed_output(child, "pg_dump", sealing, stats, stored))
 }
 
-/// A tool's stdout, compressed with zstd and hashed, as a stream for the store.
-/// The stream ends with an error — so the store aborts the upload — unless the
-/// tool exits successfully after writing something.
+/// A tool's stdout, compressed with zstd, encrypted when `sealing` says so,
+/// and hashed, as a stream for the store. The stream ends with an error — so
+/// the store aborts the upload — unless the tool exits successfully after
+/// writing something.
 pub(super) fn compressed_output(
     mut child: tokio::process::Child,
     tool: &'static str,
+    sealing: Option<&Sealing>,
     stats: Arc<Mutex<OutputStats>>,
     stored: Arc<std::sync::atomic::AtomicU64>,
 ) -> ByteStream {
@@ -286,19 +298,35 @@ pub(super) fn compressed_output(
     let stderr = tokio::spawn(read_tail(child.stderr.take().expect("piped"), 8 * 1024));
 
     let counting = CountingReader { inner: stdout, stats: stats.clone() };
+    let stats_for_chunks = stats.clone();
     let encoder = async_compression::tokio::bufread::ZstdEncoder::with_quality(
         BufReader::with_capacity(1 << 20, counting),
         async_compression::Level::Precise(1),
     );
+    let sealer = sealing.map(Sealing::sealer);
+    let stored_chunk = move |chunk: bytes::Bytes| {
+        stats_for_chunks.lock().unwrap().sha256.update(&chunk);
+        stored.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        chunk
+    };
     Box::pin(async_stream::stream! {
+        let mut sealer = match sealer.transpose() {
+            Ok(sealer) => sealer,
+            Err(e) => {
+                yield Err(e);
+                return;
+            }
+        };
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(encoder, 1 << 20);
         while let Some(chunk) = chunks.next().await {
+            let chunk = match (chunk, sealer.as_mut()) {
+                (Ok(chunk), None) => Ok(chunk),
+                (Ok(chunk), Some(sealer)) => sealer.seal(&chunk),
+                (Err(e), _) => Err(e),
+            };
             match chunk {
-                Ok(chunk) => {
-                    stats.lock().unwrap().sha256.update(&chunk);
-                    stored.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    yield Ok(chunk);
-                }
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => yield Ok(stored_chunk(chunk)),
                 Err(e) => {
                     yield Err(e);
                     return;
@@ -316,6 +344,10 @@ pub(super) fn compressed_output(
         if let Some(failure) = failure {
             stats.lock().unwrap().failure = Some(failure.clone());
             yield Err(std::io::Error::other(failure));
+            return;
+        }
+        if let Some(sealer) = sealer {
+            yield sealer.finish().map(stored_chunk);
         }
     })
 }

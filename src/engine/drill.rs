@@ -16,6 +16,7 @@ use crate::store::BackupStore;
 use super::EngineError;
 use super::backup::{self, BackupRequest};
 use super::checks::RestoredCheck;
+use super::encryption::KEY_UNAVAILABLE;
 use super::history;
 use super::layout::{DrillEntry, chart_file, chart_key, report_key, result_key};
 use super::manifest::{self, Manifest};
@@ -156,7 +157,8 @@ pub async fn restore_step(
     record.restore_started_at = Some(Utc::now());
     let staged = match restore::stage(store, maintenance, &request.target, &restore_request, progress).await {
         Ok(staged) => staged,
-        Err(e) if e.is_usage() => return Err(e),
+        // A backup no configured key opens is what the drill found, not a mistake in the request.
+        Err(e) if e.is_usage() && e.reason() != Some(KEY_UNAVAILABLE) => return Err(e),
         Err(e) => {
             record_failure(record, "restore", &e);
             return Ok(());

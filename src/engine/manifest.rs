@@ -5,7 +5,7 @@
 use artifortress_formats::FormatError;
 pub use artifortress_formats::manifest::{
     DatabaseProperties, DumpInfo, ExtensionInfo, MANIFEST_VERSION, Manifest, ParityMethod, RoleInfo, SourceIdentity,
-    TableSnapshot, VerifyMode,
+    TableSnapshot, VerifyMode, version_for,
 };
 
 use crate::store::{BackupStore, StoreError};
@@ -14,6 +14,9 @@ use super::EngineError;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const DUMP_FILE: &str = "dump";
+/// An encrypted dump: age over zstd over pg_dump's custom format, named so a
+/// person in a disaster knows the two commands that open it.
+pub const ENCRYPTED_DUMP_FILE: &str = "dump.zst.age";
 
 /// `<backup>/manifest.json`.
 pub fn key(backup: &str) -> String {

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod catalog;
 pub mod checks;
 pub mod drill;
+pub mod encryption;
 pub mod history;
 mod inspect;
 pub mod layout;

@@ -3,7 +3,8 @@
 //! Order matters: everything that can refuse is checked before the target is
 //! touched — the target is not the backup's source and is the engine's own
 //! scratch database (or does not exist yet), the server has the extensions and
-//! (unless they may be created) the roles the backup needs, and the dump is
+//! (unless they may be created) the roles the backup needs, an encrypted
+//! backup has a configured key that opens it, and the dump is
 //! downloaded and checked against the manifest (size, SHA-256). Only then are
 //! missing roles created, the scratch database recreated with the source's
 //! encoding and locale, `pg_restore -j` run (ownership and grants included),
@@ -24,6 +25,7 @@ use crate::store::BackupStore;
 use artifortress_formats::archive::{Entry, Layout};
 
 use super::archive_index::{Indexed, Staging, StagingFault};
+use super::encryption::Keyring;
 use super::manifest::{self, Manifest, ParityMethod, TableSnapshot, VerifyMode};
 use super::pg_restore::{self, PgRestore, Restoring, Scope};
 pub use super::pg_restore::{LargestTable, Phases};
@@ -54,6 +56,8 @@ pub struct RestoreRequest {
     /// Tables with at least this much data are copied through `jobs`
     /// sessions (see [`split_copy`]); default [`split_copy::DEFAULT_MIN_BYTES`], 0 never.
     pub split_min_bytes: Option<u64>,
+    /// What opens an encrypted backup.
+    pub keys: Keyring,
 }
 
 /// A restored, analyzed database, not yet compared with the manifest.
@@ -201,6 +205,9 @@ pub async fn stage(
         )));
     }
     let expected = expected_tables(&manifest, &request.tables, request.verify)?;
+    if let Some(encryption) = &manifest.encryption {
+        request.keys.check(encryption, &format!("backup {:?}", manifest.backup_name))?;
+    }
 
     let scratch = target.database();
     let identity = maintenance.identity().await?;
@@ -236,7 +243,7 @@ pub async fn stage(
         human_bytes(manifest.dump.size_bytes),
         store.url()
     ));
-    let indexed = download_verified(store, &manifest, &archive, progress).await?;
+    let indexed = download_verified(store, &manifest, &request.keys, &archive, progress).await?;
     progress.step(format!("dump verified: {} bytes, sha256 {}", manifest.dump.size_bytes, manifest.dump.sha256));
     let mut index = None;
     match indexed {
@@ -393,13 +400,15 @@ pub fn expected_tables(
 async fn download_verified(
     store: &dyn BackupStore,
     manifest: &Manifest,
+    keys: &Keyring,
     archive: &Path,
     progress: &Progress,
 ) -> Result<std::io::Result<Indexed>, EngineError> {
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
     let dump_key = manifest::dump_key(manifest);
     let mut body = store.get_stream(&dump_key).await?;
-    let staging = Staging::start(archive.to_path_buf(), manifest.dump.archive_bytes);
+    let keys = manifest.encryption.is_some().then(|| keys.clone());
+    let staging = Staging::start(archive.to_path_buf(), manifest.dump.archive_bytes, keys);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut staging_stopped = false;
@@ -423,6 +432,9 @@ async fn download_verified(
     }
     match staging.finish().await {
         Ok(indexed) => Ok(indexed),
+        Err(StagingFault::Decrypt(e)) => {
+            Err(corrupt(format!("the dump matches its checksum but does not decrypt: {e}")))
+        }
         Err(StagingFault::Decompress(e)) => {
             Err(corrupt(format!("the dump matches its checksum but does not decompress: {e}")))
         }

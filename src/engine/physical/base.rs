@@ -182,7 +182,7 @@ pub async fn run(
         stats.lock().unwrap().tap = Some(Box::new(move |bytes| pg_manifest.lock().unwrap().feed(bytes)));
     }
     let meter = progress.meter("streaming the base backup", None);
-    let body = compressed_output(child, "pg_basebackup", stats.clone(), meter.counter());
+    let body = compressed_output(child, "pg_basebackup", None, stats.clone(), meter.counter());
     let key = format!("{name}/{BASE_FILE}");
     let uploaded = store.put_stream(&key, body).await;
     drop(meter);
