@@ -9,8 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use sqlx::PgPool;
-use support::{TestDatabase, assert_exit, env, operator, s3_client, s3_store_url, stderr, unique_name, with_database};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use support::physical::{await_slot, free_port, pitr, pool, system_identifier, terminate, wal_archiver};
+use support::{
+    ExtraPostgres, TestDatabase, assert_exit, env, file_store, operator, s3_client, s3_store_url, stderr, unique_name,
+    with_database,
+};
 
 /// A value that is in exactly one row of the source, and so in the dump.
 const CANARY: &str = "canary-d41d8cd98f00b204-only-in-plaintext";
@@ -286,4 +291,93 @@ async fn after_a_key_rotation_old_and_new_backups_both_drill_and_a_passphrase_wo
         passphrase.to_str().unwrap(),
     ]);
     assert_exit(&out, 2);
+}
+
+/// Every file under `dir` (the file store's objects).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test]
+async fn physical_backups_and_their_wal_are_encrypted_and_drill_only_with_the_identity() {
+    let pg = ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    sqlx::raw_sql(&format!("CREATE TABLE canary (note text); INSERT INTO canary VALUES ('{CANARY}')"))
+        .execute(&source)
+        .await
+        .unwrap();
+    let system = system_identifier(&source).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keypair(keys.path(), "restore");
+    let (wrong, _) = keypair(keys.path(), "wrong");
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_sealed", &["--encrypt-to", &recipient]);
+    await_slot(store_dir.path(), &system, "af_sealed").await;
+    let out = operator(&[
+        "base-backup",
+        "--source",
+        &pg.url,
+        "--store",
+        &store,
+        "--name",
+        "base-1",
+        "--fast-checkpoint",
+        "--encrypt-to",
+        &recipient,
+    ]);
+    assert_exit(&out, 0);
+    // A row committed after the base: only the encrypted WAL holds it.
+    sqlx::query("INSERT INTO canary VALUES ('after the base')").execute(&source).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let base: Value =
+        serde_json::from_slice(&std::fs::read(store_dir.path().join("base-1/base.json")).unwrap()).unwrap();
+    assert_eq!(base["baseManifestVersion"], 2);
+    assert_eq!(base["encryption"]["recipients"], serde_json::json!([recipient]));
+    let wal: Vec<PathBuf> = files_under(&store_dir.path().join(format!("_wal/{system}")))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "zst"))
+        .collect();
+    assert!(!wal.is_empty(), "no WAL stored");
+    for object in wal.iter().chain([&store_dir.path().join("base-1/base.tar.zst.age")]) {
+        let bytes = std::fs::read(object).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{} is not an age file", object.display());
+        assert!(
+            !contains(&bytes, CANARY) && !contains(&bytes, "after the base"),
+            "{} holds a row in clear",
+            object.display()
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = pitr(
+        &store,
+        &dir.path().join("wrong"),
+        free_port(),
+        &["--drill", "wrong", "--identity", wrong.to_str().unwrap()],
+    );
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("KeyUnavailable") && stderr(&out).contains(&recipient), "{}", stderr(&out));
+    assert!(!dir.path().join("wrong").exists(), "the scratch instance's directory was touched");
+
+    let instance = dir.path().join("right");
+    let port = free_port();
+    let out = pitr(&store, &instance, port, &["--drill", "right", "--identity", identity.to_str().unwrap(), "--keep"]);
+    assert_exit(&out, 0);
+    let restored = PgConnectOptions::new().socket(&instance).port(port).username("postgres").database("postgres");
+    let mut conn = PgConnection::connect_with(&restored).await.unwrap();
+    let notes: Vec<String> =
+        sqlx::query_scalar("SELECT note FROM canary ORDER BY note").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(notes, vec!["after the base".to_string(), CANARY.to_string()]);
+    drop(conn);
+    let pid = std::fs::read_to_string(instance.join("data/postmaster.pid")).unwrap();
+    Command::new("kill").args(["-INT", pid.lines().next().unwrap()]).status().unwrap();
+    terminate(&archiver);
+    let _ = archiver.wait_with_output().await;
 }

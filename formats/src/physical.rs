@@ -13,11 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::FormatError;
 
-/// The base-backup manifest format this crate writes and the newest it reads.
-pub const BASE_MANIFEST_VERSION: u32 = 1;
+/// The newest base-backup manifest format this crate reads; version 2 (which
+/// adds `encryption`) is written only for encrypted bases, as for manifests.
+pub const BASE_MANIFEST_VERSION: u32 = 2;
 
 pub const BASE_MANIFEST_FILE: &str = "base.json";
 pub const BASE_FILE: &str = "base.tar.zst";
+/// An encrypted base: age over the zstd stream.
+pub const ENCRYPTED_BASE_FILE: &str = "base.tar.zst.age";
 /// WAL lives beside the backups under a name no backup can have (backup names
 /// have no `_`).
 pub const WAL_PREFIX: &str = "_wal";
@@ -47,6 +50,9 @@ pub struct BaseManifest {
     pub pg_basebackup_version: String,
     #[serde(rename = "toolVersion")]
     pub tool_version: String,
+    /// How the base is encrypted (absent: it is not). Version 2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::manifest::Encryption>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use artifortress_operator::engine::progress::{Progress, human_bytes, human_durat
 use artifortress_operator::store::BackupStore;
 
 use super::failure::{Failure, engine_failure, failed, usage};
-use super::flags::{BlobArgs, StoreArg, database, duration_flag, parse_objective, parse_size};
+use super::flags::{BlobArgs, KeyArgs, SealArgs, StoreArg, database, duration_flag, parse_objective, parse_size};
 use super::shutdown_signal;
 
 #[derive(clap::Args)]
@@ -25,14 +25,20 @@ pub struct BaseBackupArgs {
     /// over checkpoint_completion_target (the backup may wait minutes).
     #[arg(long)]
     fast_checkpoint: bool,
+    #[command(flatten)]
+    seal: SealArgs,
+    /// Encrypt with the passphrase in this file instead of to recipients.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipient_files"])]
+    passphrase_file: Option<PathBuf>,
 }
 
 pub async fn base_backup(args: BaseBackupArgs) -> Result<(), Failure> {
+    let sealing = args.seal.sealing(args.passphrase_file.as_deref())?;
     let source = database(&args.source).await?;
     let store = args.store.open().await?;
     let name = args.name.unwrap_or_else(|| chrono::Utc::now().format("base-%Y%m%d-%H%M%S").to_string());
     let checkpoint = if args.fast_checkpoint { base::Checkpoint::Fast } else { base::Checkpoint::Spread };
-    let m = base::run(&source, store.as_ref(), &name, checkpoint, &Progress::new("base-backup"))
+    let m = base::run(&source, store.as_ref(), &name, checkpoint, sealing.as_ref(), &Progress::new("base-backup"))
         .await
         .map_err(engine_failure)?;
     println!("backup     {} (physical)", m.backup_name);
@@ -80,6 +86,12 @@ pub struct WalArgs {
     /// How often the status (store: _wal/<system>/status.json) and a log line are written.
     #[arg(long, default_value = "10s")]
     status_every: String,
+    /// Every segment is encrypted to these recipients.
+    #[command(flatten)]
+    seal: SealArgs,
+    /// Encrypt with the passphrase in this file instead (a scrypt per upload: about a second of CPU each).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipient_files"])]
+    passphrase_file: Option<PathBuf>,
 }
 
 pub async fn wal(args: WalArgs) -> Result<(), Failure> {
@@ -93,6 +105,7 @@ pub async fn wal(args: WalArgs) -> Result<(), Failure> {
         max_retained: args.max_retained,
         max_spooled: args.spool_segments.max(1),
         status_every: duration_flag("status-every", &args.status_every)?,
+        encryption: args.seal.sealing(args.passphrase_file.as_deref())?,
     };
     wal::run(&source, store.as_ref(), &options, &Progress::new("wal"), shutdown_signal()).await.map_err(engine_failure)
 }
@@ -130,6 +143,8 @@ pub struct PitrArgs {
     drill: Option<String>,
     #[command(flatten)]
     blobs: BlobArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
 }
 
 pub async fn pitr(args: PitrArgs) -> Result<(), Failure> {
@@ -141,6 +156,7 @@ pub async fn pitr(args: PitrArgs) -> Result<(), Failure> {
             port: args.port,
             target: args.target.parse().map_err(usage)?,
             timeout: duration_flag("timeout", &args.timeout)?,
+            keys: args.keys.keyring()?,
         },
         rpo: parse_objective("rpo", args.rpo)?,
         rto: parse_objective("rto", args.rto)?,

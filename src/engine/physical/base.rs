@@ -18,13 +18,14 @@ use sha2::Digest;
 use sqlx::{Connection, PgConnection};
 
 use super::super::backup::{OutputStats, compressed_output};
+use super::super::encryption::Sealing;
 use super::super::progress::{Progress, human_bytes};
 use super::super::{EngineError, validate_backup_name};
 use super::tools::PhysicalTools;
 use super::{BaseManifest, Lsn};
 use crate::db::{DatabaseUrl, DbError};
 use crate::store::{BackupStore, StoreError};
-use artifortress_formats::physical::{BASE_FILE, BASE_MANIFEST_FILE, BASE_MANIFEST_VERSION, BaseFile, PhysicalSource};
+use artifortress_formats::physical::{BASE_FILE, BASE_MANIFEST_FILE, BaseFile, ENCRYPTED_BASE_FILE, PhysicalSource};
 
 /// Settings a server replaying WAL must have at least as large as the source
 /// (PostgreSQL refuses to recover otherwise).
@@ -131,12 +132,13 @@ pub enum Checkpoint {
     Fast,
 }
 
-/// Takes a base backup of `source` into `store` as `name`.
+/// Takes a base backup of `source` into `store` as `name`, encrypted when `sealing` says so.
 pub async fn run(
     source: &DatabaseUrl,
     store: &dyn BackupStore,
     name: &str,
     checkpoint: Checkpoint,
+    sealing: Option<&Sealing>,
     progress: &Progress,
 ) -> Result<BaseManifest, EngineError> {
     validate_backup_name(name)?;
@@ -182,8 +184,9 @@ pub async fn run(
         stats.lock().unwrap().tap = Some(Box::new(move |bytes| pg_manifest.lock().unwrap().feed(bytes)));
     }
     let meter = progress.meter("streaming the base backup", None);
-    let body = compressed_output(child, "pg_basebackup", None, stats.clone(), meter.counter());
-    let key = format!("{name}/{BASE_FILE}");
+    let body = compressed_output(child, "pg_basebackup", sealing, stats.clone(), meter.counter());
+    let file = if sealing.is_some() { ENCRYPTED_BASE_FILE } else { BASE_FILE };
+    let key = format!("{name}/{file}");
     let uploaded = store.put_stream(&key, body).await;
     drop(meter);
     let failure = stats.lock().unwrap().failure.clone();
@@ -209,8 +212,9 @@ pub async fn run(
         human_bytes(stored),
         human_bytes(tar_bytes)
     ));
+    let encryption = sealing.map(Sealing::describe);
     let manifest = BaseManifest {
-        base_manifest_version: BASE_MANIFEST_VERSION,
+        base_manifest_version: artifortress_formats::manifest::version_for(encryption.as_ref()),
         backup_name: name.to_string(),
         source: identity,
         started_at,
@@ -218,9 +222,10 @@ pub async fn run(
         timeline,
         start_lsn,
         end_lsn,
-        base: BaseFile { file: BASE_FILE.to_string(), size_bytes: stored, sha256, tar_bytes },
+        base: BaseFile { file: file.to_string(), size_bytes: stored, sha256, tar_bytes },
         pg_basebackup_version: tools.version.clone(),
         tool_version: format!("artifortress-operator {}", env!("CARGO_PKG_VERSION")),
+        encryption,
     };
     store.put_bytes(&manifest_key(name), manifest.to_json()).await?;
     Ok(manifest)

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::EngineError;
 use super::super::checks::{CheckResult, RestoredCheck};
+use super::super::encryption::{KEY_UNAVAILABLE, Keyring};
 use super::super::objectives;
 use super::super::progress::{Progress, human_bytes, human_duration};
 use super::super::report::{self, ReportContext};
@@ -84,6 +85,8 @@ pub struct PitrRequest {
     pub target: Target,
     /// How long replay may take.
     pub timeout: Duration,
+    /// What opens an encrypted base and its WAL.
+    pub keys: Keyring,
 }
 
 pub struct Restored {
@@ -110,6 +113,9 @@ pub async fn restore(
         Some(name) => base::load(store, name).await?,
         None => choose_base(store, target).await?,
     };
+    if let Some(encryption) = &manifest.encryption {
+        request.keys.check(encryption, &format!("base backup {:?}", manifest.backup_name))?;
+    }
     let tools = PhysicalTools::for_server(manifest.source.major).await?;
     instance::claim(&request.dir, request.port, &tools).await?;
     let instance = Instance {
@@ -126,8 +132,8 @@ pub async fn restore(
         manifest.source.server_version,
         request.dir.display()
     ));
-    let checksums = unpack_base(store, &manifest, &instance, progress).await?;
-    let wal = fetch::download(store, &manifest, &instance, progress).await?;
+    let checksums = unpack_base(store, &manifest, &request.keys, &instance, progress).await?;
+    let wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
 
@@ -222,6 +228,7 @@ async fn choose_base(store: &dyn BackupStore, target: Target) -> Result<BaseMani
 async fn unpack_base(
     store: &dyn BackupStore,
     manifest: &BaseManifest,
+    keys: &Keyring,
     instance: &Instance,
     progress: &Progress,
 ) -> Result<Checksums, EngineError> {
@@ -239,9 +246,13 @@ async fn unpack_base(
     });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let data = instance.data();
-    let unpacked = tokio::task::spawn_blocking(move || unpack::unpack(reader, &data))
-        .await
-        .map_err(|e| EngineError::io("unpacking the base backup")(std::io::Error::other(e)))?;
+    let keys = manifest.encryption.is_some().then(|| keys.clone());
+    let unpacked = tokio::task::spawn_blocking(move || match keys {
+        Some(keys) => unpack::unpack(keys.open(reader)?, &data),
+        None => unpack::unpack(reader, &data),
+    })
+    .await
+    .map_err(|e| EngineError::io("unpacking the base backup")(std::io::Error::other(e)))?;
     drop(meter);
     let sha256 = hex::encode(hasher.lock().unwrap().clone().finalize());
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
@@ -389,7 +400,8 @@ pub async fn drill(
     let mut checked = CheckResult::default();
     let mut recovery_point = manifest.completed_at;
     match restore(store, &request.restore, progress).await {
-        Err(e) if e.is_usage() => return Err(e),
+        // A base no configured key opens is what the drill found, not a mistake in the request.
+        Err(e) if e.is_usage() && e.reason() != Some(KEY_UNAVAILABLE) => return Err(e),
         Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string(), &mut reason),
         Ok(r) => {
             let usable = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;

@@ -25,6 +25,7 @@ use sqlx::{Connection, PgConnection};
 
 use self::uploader::Uploader;
 use super::super::EngineError;
+use super::super::encryption::{Encryption, Sealing};
 use super::super::pgtools::read_tail;
 use super::super::progress::{Progress, human_bytes};
 use super::liveness::Liveness;
@@ -50,6 +51,9 @@ pub struct WalOptions {
     pub max_spooled: usize,
     /// How often the status document and a progress line are written.
     pub status_every: Duration,
+    /// Encrypt every segment and history file (public keys: the archiver
+    /// cannot decrypt what it stored).
+    pub encryption: Option<Sealing>,
 }
 
 /// `_wal/<system>/status.json`: where the archiver stands, for people and the operator.
@@ -90,6 +94,10 @@ pub struct WalStatus {
     /// keeps exiting, a position standing still while the source's moves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled: Option<String>,
+    /// Whom the segments uploaded since the archiver started are encrypted to
+    /// (each object says itself whether it is: an age file or a zstd one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl WalStatus {
@@ -109,6 +117,7 @@ impl WalStatus {
             flushed_lsn: None,
             server_lsn: None,
             stalled: None,
+            encryption: None,
         }
     }
 }
@@ -193,7 +202,7 @@ pub async fn run(
         store.location(&WalObject::prefix(&system))
     ));
 
-    let mut uploader = Uploader::new(store, &system, &spool, segment_bytes).await?;
+    let mut uploader = Uploader::new(store, &system, &spool, segment_bytes, options.encryption.clone()).await?;
     match claimed {
         Claimed::New | Claimed::Resumed => {}
         Claimed::MovedAside { moved_to, reason } => progress.step(format!(
@@ -217,7 +226,10 @@ pub async fn run(
         }
     }
     let mut receiver: Option<tokio::process::Child> = None;
-    let mut status = WalStatus::starting(&options.slot);
+    let mut status = WalStatus {
+        encryption: options.encryption.as_ref().map(Sealing::describe),
+        ..WalStatus::starting(&options.slot)
+    };
     uploader.rejections.append(&mut rejections);
     let (mut last_beat, mut last_status, mut last_partial) = (None::<Instant>, Instant::now(), Instant::now());
     let mut liveness = Liveness::new(Instant::now());

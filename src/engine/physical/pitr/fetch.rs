@@ -16,6 +16,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::super::super::EngineError;
+use super::super::super::encryption::Keyring;
 use super::super::super::progress::Progress;
 use super::super::instance::Instance;
 use super::super::{BaseManifest, Segment, WalObject, spool};
@@ -67,12 +68,13 @@ impl Archive {
 pub async fn download(
     store: &dyn BackupStore,
     manifest: &BaseManifest,
+    keys: &Keyring,
     instance: &Instance,
     progress: &Progress,
 ) -> Result<Fetched, EngineError> {
     let prefix = WalObject::prefix(&manifest.source.system_identifier);
     let mut archive = Archive::list(store, &prefix).await?;
-    let history = follow(store, manifest, &archive, instance).await?;
+    let history = follow(store, manifest, keys, &archive, instance).await?;
     let way = history.path();
     let segment_bytes = manifest.source.wal_segment_bytes;
     let first = manifest.segment_of(manifest.start_lsn);
@@ -94,7 +96,7 @@ pub async fn download(
         // Fetched a few at a time (a segment is 16 MiB to download,
         // decompress and hash), written in order.
         let mut fetched = futures::stream::iter(plan.iter().map(|(name, key, object)| async move {
-            fetch(store, manifest, name, key, object).await.map(|raw| (name, raw))
+            fetch(store, manifest, keys, name, key, object).await.map(|raw| (name, raw))
         }))
         .buffered(FETCHES_AT_ONCE);
         let mut gone = false;
@@ -190,11 +192,12 @@ enum Fetch {
 async fn fetch(
     store: &dyn BackupStore,
     manifest: &BaseManifest,
+    keys: &Keyring,
     name: &str,
     key: &str,
     object: &WalObject,
 ) -> Result<Vec<u8>, Fetch> {
-    let compressed = match store.get_bytes(key).await {
+    let stored = match store.get_bytes(key).await {
         Err(e @ crate::store::StoreError::NotFound { .. }) => return Err(Fetch::Gone(e)),
         other => other.map_err(|e| Fetch::Failed(e.into()))?,
     };
@@ -204,6 +207,7 @@ async fn fetch(
             detail: format!("WAL segment {name} ({key}) {detail}"),
         })
     };
+    let compressed = keys.open_all(stored).map_err(|e| corrupt(format!("does not decrypt: {e}")))?;
     let raw = zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
     let sha = hex::encode(Sha256::digest(&raw));
     if sha != object.sha256 {
@@ -223,6 +227,7 @@ async fn fetch(
 async fn follow(
     store: &dyn BackupStore,
     manifest: &BaseManifest,
+    keys: &Keyring,
     archive: &Archive,
     instance: &Instance,
 ) -> Result<TimelineHistory, EngineError> {
@@ -234,8 +239,10 @@ async fn follow(
             backup: manifest.backup_name.clone(),
             detail: format!("timeline history {name} ({key}) {detail}"),
         };
-        let raw = zstd::stream::decode_all(&store.get_bytes(key).await?[..])
-            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+        let compressed =
+            keys.open_all(store.get_bytes(key).await?).map_err(|e| corrupt(format!("does not decrypt: {e}")))?;
+        let raw =
+            zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
         if hex::encode(Sha256::digest(&raw)) != object.sha256 {
             return Err(corrupt("does not have the SHA-256 its key says".into()));
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::super::super::EngineError;
+use super::super::super::encryption::Sealing;
 use super::super::spool;
 use super::super::{Lsn, Segment, WalObject};
 use crate::store::BackupStore;
@@ -31,6 +32,8 @@ pub(super) struct Uploader<'a> {
     pub(super) rejections: Vec<String>,
     /// The stored WAL reaches at least this far.
     pub(super) through: Lsn,
+    /// Applied over the zstd bytes of every object.
+    sealing: Option<Sealing>,
 }
 
 impl<'a> Uploader<'a> {
@@ -39,6 +42,7 @@ impl<'a> Uploader<'a> {
         system: &str,
         spool: &Path,
         segment_bytes: u64,
+        sealing: Option<Sealing>,
     ) -> Result<Uploader<'a>, EngineError> {
         let mut stored = BTreeMap::new();
         let mut partial = None;
@@ -66,6 +70,7 @@ impl<'a> Uploader<'a> {
             partial,
             rejections: Vec::new(),
             through: Lsn(0),
+            sealing,
         })
     }
 
@@ -166,8 +171,9 @@ impl<'a> Uploader<'a> {
         }
         let object =
             WalObject { segment: name.to_string(), partial: false, sha256: hex::encode(Sha256::digest(&bytes)) };
-        let compressed = zstd::bulk::compress(&bytes, 3).map_err(EngineError::io("compressing a history file"))?;
-        self.store.put_bytes(&object.key(&self.system), compressed).await?;
+        let stored =
+            stored_form(&bytes, self.sealing.as_ref()).map_err(EngineError::io("compressing a history file"))?;
+        self.store.put_bytes(&object.key(&self.system), stored).await?;
         Ok(true)
     }
 
@@ -178,15 +184,16 @@ impl<'a> Uploader<'a> {
     async fn put(&mut self, segment: &str, path: &Path, partial: bool) -> Result<Option<String>, EngineError> {
         let file = path.to_path_buf();
         let (system, name, segment_bytes) = (self.system.clone(), segment.to_string(), self.segment_bytes);
+        let sealing = self.sealing.clone();
         type Read = (Result<bool, String>, String, Vec<u8>);
-        let (checked, sha256, compressed) = tokio::task::spawn_blocking(move || -> std::io::Result<Read> {
+        let (checked, sha256, stored) = tokio::task::spawn_blocking(move || -> std::io::Result<Read> {
             let bytes = std::fs::read(&file)?;
             let checked = spool::check_bytes(&bytes, &system, &name, segment_bytes);
             if checked != Ok(true) {
                 return Ok((checked, String::new(), Vec::new()));
             }
             let sha = hex::encode(Sha256::digest(&bytes));
-            Ok((checked, sha, zstd::bulk::compress(&bytes, 3)?))
+            Ok((checked, sha, stored_form(&bytes, sealing.as_ref())?))
         })
         .await
         .map_err(|e| EngineError::io("compressing a WAL segment")(std::io::Error::other(e)))?
@@ -207,7 +214,16 @@ impl<'a> Uploader<'a> {
         }
         let object = WalObject { segment: segment.to_string(), partial, sha256 };
         let key = object.key(&self.system);
-        self.store.put_bytes(&key, compressed).await?;
+        self.store.put_bytes(&key, stored).await?;
         Ok(Some(key))
+    }
+}
+
+/// What is stored of a file: zstd, then encrypted when configured.
+fn stored_form(bytes: &[u8], sealing: Option<&Sealing>) -> std::io::Result<Vec<u8>> {
+    let compressed = zstd::bulk::compress(bytes, 3)?;
+    match sealing {
+        Some(sealing) => sealing.seal_all(&compressed),
+        None => Ok(compressed),
     }
 }
