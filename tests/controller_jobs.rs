@@ -55,6 +55,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
         probe_interval: "30s".into(),
         job_template: None,
         wal_archive: None,
+        encryption: None,
     };
     let store = jobs::backup_store_url(&spec, "production");
     let job = jobs::engine_job(EngineJob {

@@ -96,6 +96,8 @@ async fn an_encrypted_backup_hides_its_rows_opens_with_age_and_pg_restore_and_dr
     let sealed = stored(&s3, &bucket, "af/sealed/dump.zst.age").await;
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!contains(&sealed, CANARY), "the stored dump holds a row value in clear");
+    // Nor does it open as the plain zstd stream an unencrypted dump is.
+    assert!(zstd::stream::decode_all(&sealed[..]).is_err());
 
     // A person in a disaster, without the operator: age, zstd, pg_restore.
     let work = tempfile::tempdir().unwrap();
@@ -353,6 +355,7 @@ async fn physical_backups_and_their_wal_are_encrypted_and_drill_only_with_the_id
             "{} holds a row in clear",
             object.display()
         );
+        assert!(zstd::stream::decode_all(&bytes[..]).is_err(), "{} opens without a key", object.display());
     }
 
     let dir = tempfile::tempdir().unwrap();

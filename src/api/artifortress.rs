@@ -65,6 +65,32 @@ pub struct ArtifortressSpec {
     /// a restarted archiver) until dropped by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_archive: Option<WalArchiveSpec>,
+    /// Client-side encryption (age) of everything backups store: dumps, base
+    /// backups and WAL. Backup Jobs and the WAL archiver get only the
+    /// recipients (public keys); only restore and drill Jobs get the identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSpec>,
+}
+
+/// Whom backups are encrypted to, and what opens them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    /// age recipients (`age1…`, public keys) new backups and WAL are encrypted
+    /// to; add the new one beside the old while rotating. Not secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// The Secret key holding the identities (`AGE-SECRET-KEY-1…` lines, as
+    /// `age-keygen` writes them) restores and drills open backups with: every
+    /// identity of older backups too, until they expire. Given only to
+    /// restore and drill Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities_secret_ref: Option<SecretKeyRef>,
+    /// Instead of recipients, a passphrase (small setups): every backup, WAL
+    /// archiver, restore and drill Job gets it, so whoever steals one can read
+    /// every backup. Not with `recipients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_secret_ref: Option<SecretKeyRef>,
 }
 
 /// The WAL archiver of an installation.

@@ -11,6 +11,7 @@ use artifortress_operator::artifortress::drill::ArtifortressCheck;
 use artifortress_operator::db::DatabaseUrl;
 use artifortress_operator::engine;
 use artifortress_operator::engine::drill::{BackupChoice, DrillRequest};
+use artifortress_operator::engine::encryption::{IDENTITIES_ENV, PASSPHRASE_ENV};
 use artifortress_operator::engine::manifest::VerifyMode;
 use artifortress_operator::engine::restore::RestoreRequest;
 use artifortress_operator::engine::verdict::RtoBasis;
@@ -95,9 +96,11 @@ pub struct RestoreArgs {
 pub struct KeyArgs {
     /// An age identity file (AGE-SECRET-KEY-1… lines, as age-keygen writes
     /// them; repeat for several): opens backups encrypted to its public key.
+    /// Identities are also read from $ARTIFORTRESS_AGE_IDENTITIES.
     #[arg(long = "identity", value_name = "FILE")]
     identities: Vec<PathBuf>,
-    /// The passphrase (the file's first line) of backups encrypted with one.
+    /// The passphrase (the file's first line) of backups encrypted with one;
+    /// default: $ARTIFORTRESS_BACKUP_PASSPHRASE.
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 }
@@ -105,7 +108,19 @@ pub struct KeyArgs {
 impl KeyArgs {
     pub fn keyring(&self) -> Result<engine::encryption::Keyring, Failure> {
         let files: Vec<&std::path::Path> = self.identities.iter().map(PathBuf::as_path).collect();
-        engine::encryption::Keyring::load(&files, self.passphrase_file.as_deref()).map_err(usage)
+        let inline = std::env::var(IDENTITIES_ENV).ok();
+        let inline = inline.as_deref().map(|text| (text, IDENTITIES_ENV));
+        engine::encryption::Keyring::load(&files, inline, passphrase(self.passphrase_file.as_deref())?).map_err(usage)
+    }
+}
+
+/// The passphrase from its file, else from $ARTIFORTRESS_BACKUP_PASSPHRASE.
+pub fn passphrase(file: Option<&std::path::Path>) -> Result<Option<engine::encryption::SecretString>, Failure> {
+    match file {
+        Some(file) => engine::encryption::read_passphrase(file).map(Some).map_err(usage),
+        None => {
+            Ok(std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(engine::encryption::SecretString::from))
+        }
     }
 }
 
@@ -123,12 +138,18 @@ pub struct SealArgs {
 }
 
 impl SealArgs {
-    /// The encryption of new backups: to the recipients, else with `passphrase` when given.
+    /// The encryption of new backups: to the recipients, else with the
+    /// passphrase of `passphrase_file` or $ARTIFORTRESS_BACKUP_PASSPHRASE.
     pub fn sealing(
         &self,
-        passphrase: Option<&std::path::Path>,
+        passphrase_file: Option<&std::path::Path>,
     ) -> Result<Option<engine::encryption::Sealing>, Failure> {
         let files: Vec<&std::path::Path> = self.recipient_files.iter().map(PathBuf::as_path).collect();
+        let passphrase = match (self.is_empty(), passphrase_file) {
+            (_, Some(file)) => passphrase(Some(file))?,
+            (true, None) => passphrase(None)?,
+            (false, None) => None,
+        };
         engine::encryption::Sealing::load(&self.recipients, &files, passphrase).map_err(usage)
     }
 

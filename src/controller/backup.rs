@@ -252,16 +252,20 @@ async fn start_job(
         namespace: &ns,
         installation,
         image: &ctx.image,
-        args: match backup.spec.method {
-            BackupMethod::Logical => jobs::backup_args(
-                store_url,
-                &name,
-                backup.spec.verify,
-                &backup.spec.tables,
-                &catalog_labels(backup.labels()),
-            ),
-            BackupMethod::Physical => jobs::base_backup_args(store_url, &name, backup.spec.checkpoint),
-        },
+        args: [
+            match backup.spec.method {
+                BackupMethod::Logical => jobs::backup_args(
+                    store_url,
+                    &name,
+                    backup.spec.verify,
+                    &backup.spec.tables,
+                    &catalog_labels(backup.labels()),
+                ),
+                BackupMethod::Physical => jobs::base_backup_args(store_url, &name, backup.spec.checkpoint),
+            },
+            jobs::encryption_args(&af.spec),
+        ]
+        .concat(),
         secret_env: jobs::backup_secret_env(&af.spec),
         staging_bytes: None,
         template: &template,

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use crate::api::common::{CheckpointMode, SecretKeyRef, VerifyMode};
 use crate::api::job_template::{JobTemplate, StagingVolumeKind};
 use crate::api::recovery_drill::{BlobFindingPolicy, CleanupPolicy, DrillTemplate, RtoBasis};
+use crate::engine::encryption::{IDENTITIES_ENV, PASSPHRASE_ENV};
 
 pub const MANAGED_BY: &str = "artifortress-operator";
 /// The label every object the operator creates carries, with [`MANAGED_BY`].
@@ -74,7 +75,28 @@ pub fn backup_storage(spec: &ArtifortressSpec) -> &ObjectStorageSpec {
 pub fn backup_secret_env(spec: &ArtifortressSpec) -> Vec<(&'static str, SecretKeyRef)> {
     let mut env = vec![("SOURCE_DATABASE_URL", spec.db().connection_secret_ref.clone())];
     env.extend(s3_credentials(backup_storage(spec)));
+    env.extend(passphrase_env(spec));
     env
+}
+
+/// Arguments that encrypt what a backup Job or the WAL archiver stores to
+/// the installation's recipients (public keys: nothing there decrypts).
+pub fn encryption_args(spec: &ArtifortressSpec) -> Vec<String> {
+    let recipients = spec.encryption.iter().flat_map(|e| e.recipients.iter());
+    recipients.flat_map(|r| ["--encrypt-to".to_string(), r.clone()]).collect()
+}
+
+/// What a restore or drill Job opens encrypted backups with: the identities
+/// and the passphrase, from their Secrets. Only those Jobs get them.
+pub fn key_env(spec: &ArtifortressSpec) -> Vec<(&'static str, SecretKeyRef)> {
+    let identities = spec.encryption.iter().filter_map(|e| e.identities_secret_ref.clone());
+    let mut env: Vec<_> = identities.map(|r| (IDENTITIES_ENV, r)).collect();
+    env.extend(passphrase_env(spec));
+    env
+}
+
+fn passphrase_env(spec: &ArtifortressSpec) -> Option<(&'static str, SecretKeyRef)> {
+    spec.encryption.as_ref()?.passphrase_secret_ref.clone().map(|r| (PASSPHRASE_ENV, r))
 }
 
 /// A Kubernetes name from parts, cut to 63 characters with a hash suffix when

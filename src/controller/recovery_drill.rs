@@ -314,6 +314,9 @@ impl DrillRun<'_> {
             secret_env.push(("TARGET_DATABASE_URL", target.connection_secret_ref.clone()));
         }
         secret_env.extend(jobs::s3_credentials(jobs::backup_storage(&self.af.spec)));
+        if step == "restore" || self.physical() {
+            secret_env.extend(jobs::key_env(&self.af.spec));
+        }
         if step == "verify" || self.physical() {
             secret_env.extend(jobs::blob_credentials(self.af.spec.blobs()));
             // Read only: which missing blobs went since the restore point, what a restore takes back.

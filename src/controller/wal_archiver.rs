@@ -49,7 +49,7 @@ pub async fn apply(ctx: &Context, af: &Artifortress) -> Result<Result<(), String
         namespace: &ns,
         installation: &installation,
         image: &ctx.image,
-        args: jobs::wal_args(&store_url, &installation, spec),
+        args: [jobs::wal_args(&store_url, &installation, spec), jobs::encryption_args(&af.spec)].concat(),
         secret_env: jobs::backup_secret_env(&af.spec),
         staging_bytes: Some(jobs::wal_spool_bytes(spec)),
         template: &template,

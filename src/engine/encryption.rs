@@ -16,7 +16,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use age::secrecy::{ExposeSecret, SecretString};
+use age::secrecy::ExposeSecret;
+pub use age::secrecy::SecretString;
 use bytes::Bytes;
 
 pub use artifortress_formats::manifest::Encryption;
@@ -25,6 +26,11 @@ use super::EngineError;
 
 /// What every age file starts with; tells an encrypted object from a zstd one.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// Where the operator's Jobs find the identities (the text of an identity
+/// file) and the passphrase: environment from Secrets, never arguments.
+pub const IDENTITIES_ENV: &str = "ARTIFORTRESS_AGE_IDENTITIES";
+pub const PASSPHRASE_ENV: &str = "ARTIFORTRESS_BACKUP_PASSPHRASE";
 
 /// The reason a restore or drill reports when no configured key opens its backup.
 pub const KEY_UNAVAILABLE: &str = "KeyUnavailable";
@@ -50,12 +56,12 @@ impl std::fmt::Debug for Sealing {
 
 impl Sealing {
     /// Recipients from `age1…` strings and recipients files (one per line, `#`
-    /// comments, as `age-keygen -y` writes them); a passphrase from a file
-    /// (its first line). Exactly one of the two kinds.
+    /// comments, as `age-keygen -y` writes them), or a passphrase: one of the
+    /// two kinds at most.
     pub fn load(
         recipients: &[String],
         recipient_files: &[&Path],
-        passphrase_file: Option<&Path>,
+        passphrase: Option<SecretString>,
     ) -> Result<Option<Sealing>, EngineError> {
         let mut keys = Vec::new();
         for r in recipients {
@@ -66,10 +72,10 @@ impl Sealing {
                 keys.push(parse_recipient(line, &file.display().to_string())?);
             }
         }
-        match (keys.is_empty(), passphrase_file) {
+        match (keys.is_empty(), passphrase) {
             (true, None) => Ok(None),
             (false, None) => Ok(Some(Sealing::Recipients(keys))),
-            (true, Some(file)) => Ok(Some(Sealing::Passphrase(Arc::new(read_passphrase(file)?)))),
+            (true, Some(passphrase)) => Ok(Some(Sealing::Passphrase(Arc::new(passphrase)))),
             (false, Some(_)) => Err(EngineError::Config(
                 "a backup is encrypted either to recipients or with a passphrase, not both: age allows a passphrase only alone"
                     .into(),
@@ -166,25 +172,34 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// Identities from identity files (`AGE-SECRET-KEY-1…` lines, as
-    /// `age-keygen` writes them; several files and keys allowed) and a
-    /// passphrase from a file.
-    pub fn load(identity_files: &[&Path], passphrase_file: Option<&Path>) -> Result<Keyring, EngineError> {
-        let mut identities = Vec::new();
+    /// Identities from identity files and from `inline` text (what a Secret
+    /// holds: `AGE-SECRET-KEY-1…` lines, as `age-keygen` writes them; several
+    /// keys allowed) with where it came from, and a passphrase.
+    pub fn load(
+        identity_files: &[&Path],
+        inline: Option<(&str, &str)>,
+        passphrase: Option<SecretString>,
+    ) -> Result<Keyring, EngineError> {
+        let mut keyring = Keyring { identities: Vec::new(), passphrase: passphrase.map(Arc::new) };
         for file in identity_files {
-            let text = read_key_file(file, "identity")?;
-            for line in key_lines(&text) {
-                // The parse error would not name the line; the line itself is secret.
-                identities.push(line.parse::<age::x25519::Identity>().map_err(|_| {
-                    EngineError::Config(format!(
-                        "{} holds a line that is not an age identity (AGE-SECRET-KEY-1…); create one with age-keygen",
-                        file.display()
-                    ))
-                })?);
-            }
+            keyring.add_identities(&read_key_file(file, "identity")?, &file.display().to_string())?;
         }
-        let passphrase = passphrase_file.map(read_passphrase).transpose()?.map(Arc::new);
-        Ok(Keyring { identities, passphrase })
+        if let Some((text, from)) = inline {
+            keyring.add_identities(text, from)?;
+        }
+        Ok(keyring)
+    }
+
+    fn add_identities(&mut self, text: &str, from: &str) -> Result<(), EngineError> {
+        for line in key_lines(text) {
+            // The parse error would not name the line; the line itself is secret.
+            self.identities.push(line.parse::<age::x25519::Identity>().map_err(|_| {
+                EngineError::Config(format!(
+                    "{from} holds a line that is not an age identity (AGE-SECRET-KEY-1…); create one with age-keygen"
+                ))
+            })?);
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -284,7 +299,8 @@ fn read_key_file(path: &Path, kind: &str) -> Result<String, EngineError> {
         .map_err(|e| EngineError::Config(format!("reading the {kind} file {}: {e}", path.display())))
 }
 
-fn read_passphrase(path: &Path) -> Result<SecretString, EngineError> {
+/// A passphrase file's first line.
+pub fn read_passphrase(path: &Path) -> Result<SecretString, EngineError> {
     let text = read_key_file(path, "passphrase")?;
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {

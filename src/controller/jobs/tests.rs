@@ -26,6 +26,7 @@ fn spec(backup_storage: Option<ObjectStorageSpec>) -> ArtifortressSpec {
         probe_interval: "30s".into(),
         job_template: None,
         wal_archive: None,
+        encryption: None,
     }
 }
 
@@ -283,4 +284,32 @@ fn the_wal_archiver_is_one_locked_down_pod_replaced_only_when_its_spec_changes()
     assert!(spool.0.parse::<u64>().unwrap() >= 10 * (16 << 20), "room for the spooled segments: {spool:?}");
     let env = c.env.as_ref().unwrap();
     assert!(env.iter().filter(|e| e.name.ends_with("_URL") || e.name.starts_with("AWS_")).all(|e| e.value.is_none()));
+}
+
+/// Backup Jobs and the WAL archiver get the recipients (public keys) and never
+/// the identities; restore Jobs get the identities from their Secret.
+#[test]
+fn only_restores_get_the_identities_and_backups_only_the_recipients() {
+    let mut spec = spec(None);
+    spec.encryption = Some(crate::api::artifortress::EncryptionSpec {
+        recipients: vec!["age1new".into(), "age1old".into()],
+        identities_secret_ref: Some(SecretKeyRef { name: "age-identities".into(), key: "keys.txt".into() }),
+        passphrase_secret_ref: None,
+    });
+    assert_eq!(encryption_args(&spec).join(" "), "--encrypt-to age1new --encrypt-to age1old");
+    let backup_env: Vec<&str> = backup_secret_env(&spec).iter().map(|(var, _)| *var).collect();
+    assert!(!backup_env.iter().any(|v| v.contains("AGE") || v.contains("PASSPHRASE")), "{backup_env:?}");
+    let keys = key_env(&spec);
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].0, keys[0].1.name.as_str()), ("ARTIFORTRESS_AGE_IDENTITIES", "age-identities"));
+
+    // Passphrase mode: every side holds the passphrase, and nothing else.
+    spec.encryption = Some(crate::api::artifortress::EncryptionSpec {
+        recipients: Vec::new(),
+        identities_secret_ref: None,
+        passphrase_secret_ref: Some(SecretKeyRef { name: "backup-passphrase".into(), key: "passphrase".into() }),
+    });
+    assert!(encryption_args(&spec).is_empty());
+    assert!(backup_secret_env(&spec).iter().any(|(var, _)| *var == "ARTIFORTRESS_BACKUP_PASSPHRASE"));
+    assert_eq!(key_env(&spec).iter().map(|(var, _)| *var).collect::<Vec<_>>(), ["ARTIFORTRESS_BACKUP_PASSPHRASE"]);
 }
