@@ -1172,3 +1172,61 @@ async fn the_wal_archiver_deployment_follows_the_spec_and_a_foreign_one_is_left_
     };
     tokio::time::timeout(MINUTE, gone).await.expect("the archiver's Deployment is deleted without walArchive");
 }
+
+/// An identity file and its recipient, made by the reference `age-keygen`.
+fn age_keypair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let file = dir.join(name);
+    let made = std::process::Command::new("age-keygen").arg("-o").arg(&file).output().expect("age-keygen (apt: age)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let public = std::process::Command::new("age-keygen").arg("-y").arg(&file).output().unwrap();
+    (std::fs::read_to_string(&file).unwrap(), String::from_utf8(public.stdout).unwrap().trim().to_string())
+}
+
+#[tokio::test]
+async fn an_installation_warns_when_no_identity_it_can_reach_opens_its_newest_backup() {
+    let i = Installation::start("ctlkey", None).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (_, recipient) = age_keypair(keys.path(), "lost.txt");
+    let (other, other_recipient) = age_keypair(keys.path(), "other.txt");
+    // Backups go to a recipient whose identity was lost; the Secret holds another.
+    secret(&i.client, &i.ns, "age-identities", json!({"keys.txt": other})).await;
+    let encryption = json!({"spec": {"encryption": {"recipients": [recipient],
+        "identitiesSecretRef": {"name": "age-identities", "key": "keys.txt"}}}});
+    let installations = i.api::<Artifortress>();
+    installations
+        .patch("production", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&encryption))
+        .await
+        .unwrap();
+    i.create("Backup", json!({"metadata": {"name": "sealed"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    let backup = wait_until(&i.api::<Backup>(), "sealed", 2 * MINUTE, finished_backup).await;
+    let status = backup.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Completed), "{:?}", status.message);
+    assert_eq!(status.encryption.unwrap().recipients, vec![recipient.clone()]);
+
+    let condition = |a: &Artifortress, wanted: &str| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "BackupsDecryptable" && c.reason == wanted))
+    };
+    let af = wait_until(&installations, "production", MINUTE, |a| condition(a, "KeyUnavailable")).await;
+    let c = af.status.unwrap().conditions.into_iter().find(|c| c.type_ == "BackupsDecryptable").unwrap();
+    assert_eq!(c.status, ConditionStatus::False);
+    assert!(c.message.contains(&recipient) && c.message.contains(&other_recipient), "{}", c.message);
+    assert!(!c.message.contains("AGE-SECRET-KEY"), "{}", c.message);
+
+    // The lost identity found again and added: the newest backup opens.
+    let (found, found_recipient) = age_keypair(keys.path(), "found.txt");
+    let encryption = json!({"spec": {"encryption": {"recipients": [found_recipient]}}});
+    installations
+        .patch("production", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&encryption))
+        .await
+        .unwrap();
+    i.create("Backup", json!({"metadata": {"name": "sealed-2"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    wait_until(&i.api::<Backup>(), "sealed-2", 2 * MINUTE, finished_backup).await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = i.api();
+    let both = json!({"stringData": {"keys.txt": format!("{other}{found}")}});
+    secrets.patch("age-identities", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&both)).await.unwrap();
+    wait_until(&installations, "production", MINUTE, |a| condition(a, "KeyAvailable")).await;
+}

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use artifortress_operator::api::artifortress::Artifortress;
 use artifortress_operator::api::backup::{Backup, BackupPhase};
 use artifortress_operator::api::recovery_drill::{DrillPhase, DrillResult, RecoveryDrill};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,7 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::cluster::{backup_storage, create, provision, secret, storage, wait_until};
 use support::{TestDatabase, env, unique_name};
@@ -192,6 +193,20 @@ async fn helm_install_is_ready_through_the_kubelet_and_a_drill_runs_every_job_as
     let write = kubectl(&["-n", &r.ns, "exec", &pod_name, "--", "touch", "/written"]);
     assert!(!write.status.success() && text(&write).contains("Read-only file system"), "{}", text(&write));
 
+    // Backups encrypted to a recipient; only restores get the identity.
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("keys.txt");
+    let keygen = std::process::Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap();
+    assert!(keygen.status.success(), "age-keygen: {}", text(&keygen));
+    let recipient = std::process::Command::new("age-keygen").arg("-y").arg(&identity).output().unwrap();
+    let recipient = String::from_utf8(recipient.stdout).unwrap().trim().to_string();
+    let identities = std::fs::read_to_string(&identity).unwrap();
+    secret(&r.client, &r.ns, "age-identities", json!({"keys.txt": identities})).await;
+    let encryption = json!({"spec": {"encryption": {"recipients": [recipient],
+        "identitiesSecretRef": {"name": "age-identities", "key": "keys.txt"}}}});
+    let installations = r.api::<Artifortress>();
+    installations.patch("production", &PatchParams::default(), &Patch::Merge(&encryption)).await.unwrap();
+
     r.drill("nightly", "target").await;
     let drills = r.api::<RecoveryDrill>();
     let drill = wait_until(&drills, "nightly", 6 * MINUTE, finished).await;
@@ -223,6 +238,13 @@ async fn helm_install_is_ready_through_the_kubelet_and_a_drill_runs_every_job_as
             "{job} reads a Secret through the kubelet"
         );
         assert!(env.iter().all(|e| !e.value.clone().unwrap_or_default().contains("postgres://")), "no URL in {job}");
+        // The identity reaches the restore's pod only; the backup's holds the recipient.
+        let has_identity = env.iter().any(|e| e.name == "ARTIFORTRESS_AGE_IDENTITIES");
+        assert_eq!(has_identity, step == "restore", "{job}: {env:?}");
+        if step == "backup" {
+            let args = container.args.clone().unwrap_or_default().join(" ");
+            assert!(args.contains(&format!("--encrypt-to {recipient}")), "{args}");
+        }
         if step == "restore" {
             let volumes = pod.spec.as_ref().unwrap().volumes.clone().unwrap();
             assert!(volumes.iter().any(|v| v.name == "staging" && v.empty_dir.is_some()), "{volumes:?}");

@@ -130,6 +130,38 @@ pub struct BackupStatus {
     /// Per-table numbers recorded inside the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableSnapshot>,
+    /// Whom the stored backup is encrypted to (absent: not encrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BackupEncryption>,
+}
+
+/// How a stored backup is encrypted, as its manifest records it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupEncryption {
+    /// The age recipients (public keys) it was encrypted to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// Encrypted with a passphrase instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passphrase: bool,
+}
+
+impl From<manifest::Encryption> for BackupEncryption {
+    fn from(e: manifest::Encryption) -> Self {
+        BackupEncryption { recipients: e.recipients, passphrase: e.passphrase }
+    }
+}
+
+impl BackupEncryption {
+    /// What the manifest recorded (the format is the only one written).
+    pub fn recorded(&self) -> manifest::Encryption {
+        manifest::Encryption {
+            format: crate::engine::encryption::FORMAT.into(),
+            recipients: self.recipients.clone(),
+            passphrase: self.passphrase,
+        }
+    }
 }
 
 /// Identity of a PostgreSQL database, used to refuse restoring over the source.

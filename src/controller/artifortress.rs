@@ -131,6 +131,7 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
         note_grace_setting(&mut conditions, hours);
     }
     resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
+    keys::record_keys(&ctx, &af, &mut conditions, &backups).await?;
     if let Err(problem) = super::wal_archiver::apply(&ctx, &af).await? {
         conditions.set("WalArchiving", false, "ArchiverNotDeployed", problem);
     }
@@ -551,6 +552,7 @@ async fn write_status(
     Ok(())
 }
 
+mod keys;
 mod wal;
 use wal::{record_physical_path, record_wal_archiver};
 

@@ -385,6 +385,7 @@ fn completed_status(status: BackupStatus, store_url: &str, m: &Manifest) -> Back
         source: Some(m.source.clone().into()),
         pg_dump_version: Some(m.pg_dump_version.clone()),
         tables: m.tables.iter().cloned().map(Into::into).collect(),
+        encryption: m.encryption.clone().map(Into::into),
         ..status
     }
 }
@@ -408,6 +409,7 @@ fn base_status(status: BackupStatus, store_url: &str, m: &BaseManifest) -> Backu
             database: m.source.database.clone(),
             server_version: m.source.server_version.clone(),
         }),
+        encryption: m.encryption.clone().map(Into::into),
         ..status
     }
 }

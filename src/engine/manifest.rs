@@ -4,8 +4,8 @@
 
 use artifortress_formats::FormatError;
 pub use artifortress_formats::manifest::{
-    DatabaseProperties, DumpInfo, ExtensionInfo, MANIFEST_VERSION, Manifest, ParityMethod, RoleInfo, SourceIdentity,
-    TableSnapshot, VerifyMode, version_for,
+    DatabaseProperties, DumpInfo, Encryption, ExtensionInfo, MANIFEST_VERSION, Manifest, ParityMethod, RoleInfo,
+    SourceIdentity, TableSnapshot, VerifyMode, version_for,
 };
 
 use crate::store::{BackupStore, StoreError};
