@@ -68,6 +68,7 @@ bench:
 	hack/fuzz.sh 120
 	$(CARGO) build --release
 	bench/engine_bench.py
+	bench/encryption_bench.py
 	bench/restore_bench.py
 	bench/http_bench.py
 	bench/pgbackrest_bench.py

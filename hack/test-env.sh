@@ -3,6 +3,7 @@
 #   - two throwaway PostgreSQL 15 servers, "source" and "target", and one server
 #     of each other supported major (14, 16, 17, 18; hack/install-postgres-majors.sh);
 #   - a Garage S3 server (HTTP, path-style, region us-east-1);
+#   - a Ceph object gateway (hack/rgw.sh) for bucket versioning and Object Lock;
 #   - etcd + kube-apiserver (no scheduler or kubelet: tests play the job controller;
 #     generic ephemeral volumes, alpha in v1.20, enabled as they are GA since v1.23);
 #   - a second, complete single-node cluster whose pods run the operator image
@@ -23,6 +24,7 @@
 #   AF_TEST_PG14_URL … AF_TEST_PG18_URL            superuser URL of a server of that major (15: the source)
 #   ARTIFORTRESS_PG_BINDIR                         the client tools of 15, 16 and 18, for the operator
 #   AF_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+#   AF_TEST_RGW_ENDPOINT, AF_TEST_RGW_ACCESS_KEY_ID, AF_TEST_RGW_SECRET_ACCESS_KEY   the Ceph gateway
 #   KUBECONFIG (cluster admin), AF_TEST_KUBE_SERVER, AF_TEST_KUBE_TOKEN_{ADMIN,ALICE,BOB}
 #   AF_TEST_NODE_KUBECONFIG, AF_TEST_NODE_KUBECTL, AF_TEST_NODE_IP, AF_TEST_NODE_IMAGE   the node cluster
 #   AF_TEST_ENV_DIR                                the state directory
@@ -256,10 +258,11 @@ start() {
   CHART_TOOLS=$(timed "install: chart tools" "$HACK/install-chart-tools.sh")
   MAJORS=$(timed "install: postgresql majors" "$HACK/install-postgres-majors.sh")
   NODE_IP=$("$HACK/node.sh" bridge)
-  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18), Garage and the node cluster in $STATE"
+  log "starting etcd + kube-apiserver, PostgreSQL servers (15 twice, 14, 16, 17, 18), Garage, Ceph RGW and the node cluster in $STATE"
   timed "start: etcd + kube-apiserver" start_kube
   timed "start: postgresql servers" start_postgres_servers
   timed "start: garage" start_garage
+  RGW_ENV=$(timed "start: ceph rgw" "$HACK/rgw.sh" start "$STATE/rgw" | sed 's/^/export /')
   timed "start: kube-apiserver ready" wait_kube
   local binary=${AF_TEST_NODE_BINARY:-$HACK/../target/debug/artifortress-operator}
   [ -x "$binary" ] || (cd "$HACK/.." && cargo build >&2)
@@ -272,6 +275,7 @@ export AF_TEST_PG_BINDIR='$PG_BINDIR'
 export AF_TEST_PG_USER='$PG_USER'
 ${MAJOR_URLS}export ARTIFORTRESS_PG_BINDIR='$TOOL_DIRS'
 export AF_TEST_S3_ENDPOINT='$S3_ENDPOINT'
+$RGW_ENV
 export AWS_ACCESS_KEY_ID='$S3_KEY_ID'
 export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
 export AWS_REGION=us-east-1
@@ -293,6 +297,7 @@ stop() {
   STATE=$1
   [ -d "$STATE" ] || return 0
   [ -d "$STATE/node" ] && "$HACK/node.sh" stop "$STATE/node"
+  [ -d "$STATE/rgw" ] && "$HACK/rgw.sh" stop "$STATE/rgw"
   PG_USER=$(pg_user)
   for d in "$STATE"/pg-*; do
     [ -f "$d/data/postmaster.pid" ] && as_pg "$(cat "$d/bindir")/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true

@@ -1,0 +1,116 @@
+//! The Ceph object gateway of the test environment (hack/rgw.sh): what Garage
+//! lacks — bucket versioning and S3 Object Lock — as the operator's store
+//! sees it, and backups written to and restored from it.
+
+mod support;
+
+use artifortress_operator::store::{self, StaticCredentials, Versioning};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+    NoncurrentVersionExpiration, ObjectLockLegalHoldStatus, VersioningConfiguration,
+};
+use support::{TestDatabase, assert_exit, env, operator, operator_with_env, unique_name, with_database};
+
+async fn rgw() -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        env("AF_TEST_RGW_ACCESS_KEY_ID"),
+        env("AF_TEST_RGW_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "rgw-test",
+    );
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(env("AF_TEST_RGW_ENDPOINT"))
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn store_url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}?endpoint={}&region=us-east-1&path_style=true", env("AF_TEST_RGW_ENDPOINT"))
+}
+
+fn rgw_env() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), env("AF_TEST_RGW_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY".into(), env("AF_TEST_RGW_SECRET_ACCESS_KEY")),
+    ]
+}
+
+async fn our_store(bucket: &str) -> Box<dyn store::BackupStore> {
+    let credentials = StaticCredentials {
+        access_key_id: env("AF_TEST_RGW_ACCESS_KEY_ID"),
+        secret_access_key: env("AF_TEST_RGW_SECRET_ACCESS_KEY"),
+    };
+    store::open_with_credentials(&store_url(bucket, ""), Some(credentials)).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_store_tells_versioning_and_object_lock_apart_as_the_gateway_has_them() {
+    let s3 = rgw().await;
+    let plain = unique_name("plain");
+    s3.create_bucket().bucket(&plain).send().await.unwrap();
+    assert!(matches!(our_store(&plain).await.versioning().await.unwrap(), Versioning::Off { suspended: false }));
+
+    let versioned = unique_name("versioned");
+    s3.create_bucket().bucket(&versioned).send().await.unwrap();
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning().bucket(&versioned).versioning_configuration(enabled).send().await.unwrap();
+    let store = our_store(&versioned).await;
+    assert!(matches!(store.versioning().await.unwrap(), Versioning::Enabled { object_lock: false }));
+    assert_eq!(store.noncurrent_version_expiry().await.unwrap(), None);
+    let rule = LifecycleRule::builder()
+        .id("old-versions")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(30).build())
+        .build()
+        .unwrap();
+    let lifecycle = BucketLifecycleConfiguration::builder().rules(rule).build().unwrap();
+    s3.put_bucket_lifecycle_configuration().bucket(&versioned).lifecycle_configuration(lifecycle).send().await.unwrap();
+    assert_eq!(store.noncurrent_version_expiry().await.unwrap(), Some(30));
+
+    let locked = unique_name("locked");
+    s3.create_bucket().bucket(&locked).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    assert!(matches!(our_store(&locked).await.versioning().await.unwrap(), Versioning::Enabled { object_lock: true }));
+    // What Object Lock is for, as the gateway enforces it: a version under
+    // legal hold is not deleted, whoever asks.
+    let put = s3.put_object().bucket(&locked).key("held").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let version = put.version_id().unwrap().to_string();
+    let hold = aws_sdk_s3::types::ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::On).build();
+    s3.put_object_legal_hold().bucket(&locked).key("held").legal_hold(hold).send().await.unwrap();
+    assert!(s3.delete_object().bucket(&locked).key("held").version_id(&version).send().await.is_err());
+    let off = aws_sdk_s3::types::ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::Off).build();
+    s3.put_object_legal_hold().bucket(&locked).key("held").legal_hold(off).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_encrypted_backup_goes_through_the_gateway_and_drills() {
+    let source = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "rgwsrc").await;
+    assert_exit(&operator(&["migrate", "--database", source.url.expose()]), 0);
+    assert_exit(&operator(&["seed", "--database", source.url.expose(), "--scale", "small"]), 0);
+    let s3 = rgw().await;
+    let bucket = unique_name("rgwbk");
+    s3.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let store = store_url(&bucket, "af");
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("key.txt");
+    assert!(std::process::Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap().status.success());
+    let recipient = std::process::Command::new("age-keygen").arg("-y").arg(&identity).output().unwrap();
+    let recipient = String::from_utf8(recipient.stdout).unwrap().trim().to_string();
+    let out = operator_with_env(
+        &["backup", "--source", source.url.expose(), "--store", &store, "--name", "b1", "--encrypt-to", &recipient],
+        &rgw_env(),
+    );
+    assert_exit(&out, 0);
+    let target = with_database(&env("AF_TEST_PG_TARGET_URL"), &unique_name("rgwscratch").replace('-', "_"));
+    let out = operator_with_env(
+        &["drill", "--backup", "b1", "--store", &store, "--target", &target, "--identity", identity.to_str().unwrap()],
+        &rgw_env(),
+    );
+    assert_exit(&out, 0);
+}
