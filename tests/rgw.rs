@@ -114,3 +114,51 @@ async fn an_encrypted_backup_goes_through_the_gateway_and_drills() {
     );
     assert_exit(&out, 0);
 }
+
+#[tokio::test]
+async fn a_locked_backup_resists_the_operators_own_keys_and_a_bucket_without_lock_is_refused() {
+    let source = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "rgwlock").await;
+    assert_exit(&operator(&["migrate", "--database", source.url.expose()]), 0);
+    assert_exit(&operator(&["seed", "--database", source.url.expose(), "--scale", "small"]), 0);
+    let s3 = rgw().await;
+    let locked = unique_name("rgwlocked");
+    s3.create_bucket().bucket(&locked).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let store = format!("{}&object_lock=compliance&retain=1d", store_url(&locked, "af"));
+    let out =
+        operator_with_env(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "b1"], &rgw_env());
+    assert_exit(&out, 0);
+
+    // Every object of the backup is a version locked in compliance mode for a day.
+    let versions = s3.list_object_versions().bucket(&locked).prefix("af/b1/").send().await.unwrap();
+    let written: Vec<(String, String)> = versions
+        .versions()
+        .iter()
+        .map(|v| (v.key().unwrap().to_string(), v.version_id().unwrap().to_string()))
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    let in_a_day = chrono::Utc::now() + chrono::Duration::hours(23);
+    for (key, version) in &written {
+        let retention = s3.get_object_retention().bucket(&locked).key(key).version_id(version).send().await.unwrap();
+        let retention = retention.retention().unwrap();
+        assert_eq!(retention.mode().map(|m| m.as_str()), Some("COMPLIANCE"), "{key}");
+        let until = retention.retain_until_date().unwrap().secs();
+        assert!(until > in_a_day.timestamp(), "{key} retained until {until}");
+        // The operator's own keys cannot delete it.
+        let deleted = s3.delete_object().bucket(&locked).key(key).version_id(version).send().await;
+        assert!(deleted.is_err(), "{key} version {version} was deleted");
+    }
+    let target = with_database(&env("AF_TEST_PG_TARGET_URL"), &unique_name("rgwlock").replace('-', "_"));
+    let out = operator_with_env(&["drill", "--backup", "b1", "--store", &store, "--target", &target], &rgw_env());
+    assert_exit(&out, 0);
+
+    // A store asked to lock on a bucket that cannot: refused before anything is written.
+    let plain = unique_name("rgwplain");
+    s3.create_bucket().bucket(&plain).send().await.unwrap();
+    let store = format!("{}&object_lock=compliance&retain=1d", store_url(&plain, "af"));
+    let out =
+        operator_with_env(&["backup", "--source", source.url.expose(), "--store", &store, "--name", "b1"], &rgw_env());
+    assert_exit(&out, 2);
+    assert!(support::stderr(&out).contains("does not have it"), "{}", support::stderr(&out));
+    let listed = s3.list_objects_v2().bucket(&plain).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "something was written: {:?}", listed.contents());
+}

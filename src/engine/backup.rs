@@ -75,6 +75,7 @@ pub async fn run(
 ) -> Result<Manifest, EngineError> {
     let name = &request.name;
     validate_backup_name(name)?;
+    store.require_object_lock().await?;
     match store.get_bytes(&manifest::key(name)).await {
         Ok(_) => {
             return Err(EngineError::Config(format!(

@@ -9,7 +9,7 @@ mod file;
 mod s3;
 
 pub use file::FileStore;
-pub use s3::{S3Store, StaticCredentials, UploadTuning, in_flight_parts, part_size_for, sdk_config};
+pub use s3::{ObjectLock, S3Store, StaticCredentials, UploadTuning, in_flight_parts, part_size_for, sdk_config};
 
 /// Like [`open`], with a static access key pair for `s3://` stores instead of
 /// the AWS chain (e.g. the blob bucket's own keys beside the backup store's).
@@ -150,6 +150,12 @@ pub trait BackupStore: Send + Sync {
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Refuses a store asked to lock what it writes (S3 Object Lock) whose
+    /// bucket cannot; writers call it before writing anything.
+    async fn require_object_lock(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Checks that the store is reachable with the configured credentials
     /// (S3: HeadBucket; file: the directory exists).

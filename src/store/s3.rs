@@ -36,7 +36,9 @@ use super::{BackupStore, ByteStream, ObjectInfo, StoreError};
 /// How long connecting to the store may take, for every request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod lock;
 mod tuning;
+pub use lock::ObjectLock;
 use tuning::MAX_PARTS;
 pub use tuning::{UploadTuning, in_flight_parts, part_size_for};
 
@@ -54,6 +56,8 @@ pub struct S3Store {
     /// The URL as given, for messages (it never holds credentials).
     display: String,
     tuning: UploadTuning,
+    /// Retention of every object written (`object_lock` and `retain` in the URL).
+    lock: Option<ObjectLock>,
 }
 
 /// The SDK configuration stores are built from: the HTTPS client (TLS roots,
@@ -98,6 +102,7 @@ impl S3Store {
         let mut endpoint = None;
         let mut region = std::env::var("AWS_REGION").ok().unwrap_or_else(|| "us-east-1".to_string());
         let mut path_style = false;
+        let (mut lock_mode, mut retain) = (None, None);
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "endpoint" => endpoint = Some(v.into_owned()),
@@ -106,8 +111,12 @@ impl S3Store {
                     path_style =
                         v.parse().map_err(|_| invalid(format!("path_style must be true or false, not {v:?}")))?
                 }
+                "object_lock" => lock_mode = Some(v.into_owned()),
+                "retain" => retain = Some(v.into_owned()),
                 other => {
-                    return Err(invalid(format!("unknown parameter {other:?}; known: endpoint, region, path_style")));
+                    return Err(invalid(format!(
+                        "unknown parameter {other:?}; known: endpoint, region, path_style, object_lock, retain"
+                    )));
                 }
             }
         }
@@ -126,6 +135,7 @@ impl S3Store {
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        let lock = ObjectLock::from_params(lock_mode.as_deref(), retain.as_deref()).map_err(invalid)?;
         let prefix = url.path().trim_matches('/').to_string();
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
@@ -133,6 +143,7 @@ impl S3Store {
             prefix,
             display: url.to_string(),
             tuning: UploadTuning::default(),
+            lock,
         })
     }
 
@@ -182,11 +193,14 @@ impl S3Store {
 
     async fn put_single(&self, key: &str, data: Bytes) -> Result<u64, StoreError> {
         let len = data.len() as u64;
+        let locked = self.lock.as_ref();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
             .body(AwsByteStream::from(data))
+            .set_object_lock_mode(locked.map(|l| l.mode.clone()))
+            .set_object_lock_retain_until_date(locked.map(ObjectLock::retain_until))
             .send()
             .await
             .map_err(|e| self.err("uploading", key, e))?;
@@ -418,6 +432,8 @@ impl BackupStore for S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_object_lock_mode(self.lock.as_ref().map(|l| l.mode.clone()))
+            .set_object_lock_retain_until_date(self.lock.as_ref().map(ObjectLock::retain_until))
             .send()
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
@@ -531,6 +547,22 @@ impl BackupStore for S3Store {
             Some(BucketVersioningStatus::Suspended) => super::Versioning::Off { suspended: true },
             _ => super::Versioning::Off { suspended: false },
         })
+    }
+
+    async fn require_object_lock(&self) -> Result<(), StoreError> {
+        let Some(lock) = &self.lock else { return Ok(()) };
+        match self.versioning().await? {
+            super::Versioning::Enabled { object_lock: true } => Ok(()),
+            found => Err(StoreError::InvalidUrl {
+                url: self.display.clone(),
+                reason: format!(
+                    "it asks for Object Lock ({} mode) but bucket {} does not have it ({found:?}): \
+                     create the bucket with Object Lock enabled, or remove object_lock and retain from the URL",
+                    lock.mode.as_str().to_lowercase(),
+                    self.bucket
+                ),
+            }),
+        }
     }
 
     async fn check(&self) -> Result<(), StoreError> {

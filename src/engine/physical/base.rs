@@ -142,6 +142,7 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<BaseManifest, EngineError> {
     validate_backup_name(name)?;
+    store.require_object_lock().await?;
     for key in [manifest_key(name), super::super::manifest::key(name)] {
         match store.get_bytes(&key).await {
             Ok(_) => {

@@ -179,6 +179,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), EngineError> {
     validate_slot(&options.slot)?;
+    store.require_object_lock().await?;
     super::capability::require_physical(source).await?;
     let identity = base::source_identity(source).await?;
     let tools = PhysicalTools::for_streaming(identity.major).await?;
