@@ -151,6 +151,34 @@ async fn a_locked_backup_resists_the_operators_own_keys_and_a_bucket_without_loc
     let out = operator_with_env(&["drill", "--backup", "b1", "--store", &store, "--target", &target], &rgw_env());
     assert_exit(&out, 0);
 
+    // The manifest pins the dump's version. Anyone with the operator's keys
+    // can still put a newer version over the key: the drill restores the
+    // pinned one and says what happened; then the same after a delete marker.
+    let manifest = s3.get_object().bucket(&locked).key("af/b1/manifest.json").send().await.unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest.body.collect().await.unwrap().into_bytes()).unwrap();
+    let pinned = manifest["dump"]["versionId"].as_str().expect("the dump's version in the manifest").to_string();
+    assert!(written.iter().any(|(key, version)| key == "af/b1/dump" && *version == pinned), "{written:?}");
+    let forged = s3.put_object().bucket(&locked).key("af/b1/dump").body(ByteStream::from_static(b"forged"));
+    let forged = forged.send().await.unwrap().version_id().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("verdict.json");
+    let drill = |json: &std::path::Path| {
+        let args =
+            ["drill", "--backup", "b1", "--store", &store, "--target", &target, "--json", json.to_str().unwrap()];
+        let out = operator_with_env(&args, &rgw_env());
+        let verdict: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        (out, verdict)
+    };
+    let (out, verdict) = drill(&json);
+    assert_exit(&out, 0);
+    let warnings = verdict["warnings"].to_string();
+    assert!(warnings.contains("overwritten") && warnings.contains(&forged) && warnings.contains(&pinned), "{warnings}");
+    s3.delete_object().bucket(&locked).key("af/b1/dump").send().await.unwrap();
+    let (out, verdict) = drill(&json);
+    assert_exit(&out, 0);
+    assert!(verdict["warnings"].to_string().contains("delete marker"), "{verdict:#}");
+
     // A store asked to lock on a bucket that cannot: refused before anything is written.
     let plain = unique_name("rgwplain");
     s3.create_bucket().bucket(&plain).send().await.unwrap();

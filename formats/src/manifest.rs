@@ -165,6 +165,10 @@ pub struct DumpInfo {
     /// Size of the archive pg_restore reads (decompressed).
     #[serde(rename = "archiveBytes")]
     pub archive_bytes: u64,
+    /// The dump's version id on a versioned bucket: restores read exactly
+    /// this version, whatever was written over the key since.
+    #[serde(rename = "versionId", default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// Identity of a PostgreSQL database, used to refuse restoring over the source.

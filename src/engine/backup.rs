@@ -211,6 +211,9 @@ pub async fn run(
         let stats = stats.lock().unwrap();
         (hex::encode(stats.sha256.clone().finalize()), stats.archive_bytes)
     };
+    // On a versioned bucket the manifest pins the dump's version; a version
+    // written over the key later is then seen, and never restored.
+    let version_id = store.current_version(&dump_key).await?;
     progress.step(format!(
         "stored {} (archive {}) in {}",
         human_bytes(stored_bytes),
@@ -233,6 +236,7 @@ pub async fn run(
             size_bytes: stored_bytes,
             sha256,
             archive_bytes,
+            version_id,
         },
         verify: request.verify,
         tables,

@@ -176,6 +176,8 @@ pub struct Staged {
     download_seconds: f64,
     /// The archive's entries and layout, when indexing read them.
     index: Option<(Vec<Entry>, Layout)>,
+    /// What staging found that the restore reports (a dump overwritten since).
+    warnings: Vec<String>,
     // Dropping it removes the staged archive.
     staging: tempfile::TempDir,
 }
@@ -256,7 +258,8 @@ pub async fn stage(
         Err(e) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
-    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, index, staging })
+    let warnings = overwritten(store, &manifest).await?;
+    Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, index, staging, warnings })
 }
 
 /// Creates the missing roles, recreates the scratch database, restores the
@@ -264,7 +267,7 @@ pub async fn stage(
 pub async fn load(
     maintenance: &mut Maintenance,
     target: &DatabaseUrl,
-    staged: Staged,
+    mut staged: Staged,
     request: &RestoreRequest,
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
@@ -316,7 +319,8 @@ pub async fn load(
     let restore_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let warnings = maintenance.apply_settings(properties).await?;
+    let mut warnings = std::mem::take(&mut staged.warnings);
+    warnings.extend(maintenance.apply_settings(properties).await?);
     for warning in &warnings {
         progress.step(format!("warning: {warning}"));
     }
@@ -406,7 +410,7 @@ async fn download_verified(
 ) -> Result<std::io::Result<Indexed>, EngineError> {
     let corrupt = |detail: String| EngineError::Corrupt { backup: manifest.backup_name.clone(), detail };
     let dump_key = manifest::dump_key(manifest);
-    let mut body = store.get_stream(&dump_key).await?;
+    let mut body = store.get_stream_version(&dump_key, manifest.dump.version_id.as_deref()).await?;
     let keys = manifest.encryption.is_some().then(|| keys.clone());
     let staging = Staging::start(archive.to_path_buf(), manifest.dump.archive_bytes, keys);
     let mut hasher = Sha256::new();
@@ -466,4 +470,30 @@ async fn measure_restored(
     inspect::measure_tables(&mut conns, &tables, mode, method, Some(meter))
         .await
         .map_err(db_err("counting restored tables"))
+}
+
+/// Whether the dump's key now holds another version than the one the
+/// manifest pinned (the pinned one is what was downloaded and checked): an
+/// object lock protects versions, not keys, so whoever holds write access can
+/// put a newer one over it. Said as a warning naming both versions.
+async fn overwritten(store: &dyn BackupStore, manifest: &Manifest) -> Result<Vec<String>, EngineError> {
+    let Some(pinned) = &manifest.dump.version_id else { return Ok(Vec::new()) };
+    let key = manifest::dump_key(manifest);
+    let current = match store.current_version(&key).await {
+        Err(crate::store::StoreError::NotFound { .. }) => {
+            return Ok(vec![format!(
+                "{} was deleted after the backup (a delete marker hides it); the manifest's version {pinned} was restored",
+                store.location(&key)
+            )]);
+        }
+        other => other?,
+    };
+    Ok(match current {
+        Some(current) if &current != pinned => vec![format!(
+            "{} was overwritten after the backup: its current version is {current}, the manifest's is {pinned} \
+             (restored, and checked against its SHA-256); someone with write access to the bucket wrote over it",
+            store.location(&key)
+        )],
+        _ => Vec::new(),
+    })
 }

@@ -97,6 +97,18 @@ pub trait BackupStore: Send + Sync {
     /// Reads `key` as a stream of chunks.
     async fn get_stream(&self, key: &str) -> Result<ByteStream, StoreError>;
 
+    /// Reads exactly `version` of `key` (on a versioned bucket), else the current object.
+    async fn get_stream_version(&self, key: &str, version: Option<&str>) -> Result<ByteStream, StoreError> {
+        let _ = version;
+        self.get_stream(key).await
+    }
+
+    /// The version id of `key`'s current object, on a versioned bucket.
+    async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Every complete object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
 

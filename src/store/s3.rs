@@ -450,7 +450,25 @@ impl BackupStore for S3Store {
     }
 
     async fn get_stream(&self, key: &str) -> Result<ByteStream, StoreError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).send().await.map_err(|e| {
+        self.get_stream_version(key, None).await
+    }
+
+    async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let head = self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await;
+        let head = head.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                StoreError::NotFound { store: self.display.clone(), key: key.to_string() }
+            } else {
+                self.err("reading the version of", key, e)
+            }
+        })?;
+        // An unversioned bucket answers "null" (or nothing).
+        Ok(head.version_id().filter(|v| *v != "null").map(str::to_string))
+    }
+
+    async fn get_stream_version(&self, key: &str, version: Option<&str>) -> Result<ByteStream, StoreError> {
+        let request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+        let out = request.set_version_id(version.map(str::to_string)).send().await.map_err(|e| {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 StoreError::NotFound { store: self.display.clone(), key: key.to_string() }
             } else {
