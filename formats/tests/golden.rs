@@ -110,6 +110,10 @@ fn base_manifest_v1_parses_and_writes_back_byte_for_byte() {
     assert_eq!(m.segment_of(m.start_lsn).name(), "000000010000000000000004");
     assert_eq!(m.source.recovery_settings["max_connections"], "300");
     assert_eq!(String::from_utf8(m.to_json()).unwrap(), String::from_utf8(bytes.clone()).unwrap());
-    let newer = with_field(&bytes, "baseManifestVersion", serde_json::json!(2));
-    assert!(matches!(BaseManifest::parse(&newer), Err(FormatError::Newer { found: 2, .. })));
+    // Version 2 adds `encryption` (written only for an encrypted base).
+    let encrypted = with_field(&bytes, "baseManifestVersion", serde_json::json!(2));
+    let encrypted = with_field(&encrypted, "encryption", serde_json::json!({"format": "age", "recipients": ["age1x"]}));
+    assert_eq!(BaseManifest::parse(&encrypted).unwrap().encryption.unwrap().recipients, ["age1x"]);
+    let newer = with_field(&bytes, "baseManifestVersion", serde_json::json!(3));
+    assert!(matches!(BaseManifest::parse(&newer), Err(FormatError::Newer { found: 3, .. })));
 }
