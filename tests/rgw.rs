@@ -179,6 +179,13 @@ async fn a_locked_backup_resists_the_operators_own_keys_and_a_bucket_without_loc
     assert_exit(&out, 0);
     assert!(verdict["warnings"].to_string().contains("delete marker"), "{verdict:#}");
 
+    // Deleting it, even forced, is refused while the lock runs: nothing is attempted.
+    let out = operator_with_env(&["backups", "delete", "--store", &store, "b1", "--force"], &rgw_env());
+    assert_exit(&out, 2);
+    assert!(support::stderr(&out).contains("locked (S3 Object Lock)"), "{}", support::stderr(&out));
+    let listed = s3.list_objects_v2().bucket(&locked).prefix("af/b1/manifest.json").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1, "the manifest was hidden");
+
     // A store asked to lock on a bucket that cannot: refused before anything is written.
     let plain = unique_name("rgwplain");
     s3.create_bucket().bucket(&plain).send().await.unwrap();

@@ -22,6 +22,7 @@ use super::{Context, Error, claims, job_result};
 use crate::api::artifortress::Artifortress;
 use crate::api::backup::{Backup, BackupPhase, BackupStatus, DeletionPolicy, SourceIdentity};
 use crate::api::common::{BackupMethod, ConditionStatus, SecretKeyRef};
+use crate::engine::catalog;
 use crate::engine::manifest::{self, Manifest};
 use crate::engine::physical::{base, retention};
 use crate::engine::progress::{Progress, human_bytes, human_duration};
@@ -138,6 +139,16 @@ async fn release_data(ctx: &Context, backups: &Api<Backup>, backup: &Backup) -> 
             let url = jobs::backup_store_url(&af.spec, installation);
             let store = ctx.backup_store(&ns, &af.spec, &url).await?;
             if finalizer == DATA_FINALIZER {
+                // A locked backup is deleted when its lock expires, not before.
+                if let Some(until) = catalog::locked_until(store.as_ref(), &name).await? {
+                    let note = format!(
+                        "{name} is locked (S3 Object Lock) until {}: its deletion waits until then",
+                        until.to_rfc3339()
+                    );
+                    ctx.event(backup, false, "DeletionPlanned", note).await;
+                    let wait = (until - ctx.now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+                    return Ok(Action::requeue(wait.min(Duration::from_secs(3600))));
+                }
                 delete_backup_data(store.as_ref(), &name).await?;
                 if backup.spec.method == BackupMethod::Physical
                     && let Some(note) = prune_wal(backups, installation, store.as_ref()).await?

@@ -225,6 +225,7 @@ pub async fn delete(store: &dyn BackupStore, name: &str, force: bool) -> Result<
             store.url()
         )));
     }
+    refuse_if_locked(store, name).await?;
     let mut objects = 0;
     if entry.state != BackupState::Incomplete {
         let key = if entry.is_physical() { super::physical::base::manifest_key(name) } else { manifest::key(name) };
@@ -240,6 +241,32 @@ pub async fn delete(store: &dyn BackupStore, name: &str, force: bool) -> Result<
         false => None,
     };
     Ok(Deleted { name: name.to_string(), objects, bytes: entry.stored_bytes, wal })
+}
+
+/// The latest S3 Object Lock retention of a backup's objects, when one is
+/// still running: before then its objects cannot be deleted (a deletion would
+/// only hide them behind delete markers), so nothing is attempted.
+pub async fn locked_until(store: &dyn BackupStore, name: &str) -> Result<Option<DateTime<Utc>>, EngineError> {
+    let mut latest = None;
+    for object in store.list(&format!("{name}/")).await? {
+        latest = latest.max(store.locked_until(&object.key).await?);
+    }
+    Ok(latest)
+}
+
+/// Refuses (reason `BackupLocked`) to delete a backup still under Object Lock.
+pub async fn refuse_if_locked(store: &dyn BackupStore, name: &str) -> Result<(), EngineError> {
+    match locked_until(store, name).await? {
+        None => Ok(()),
+        Some(until) => Err(EngineError::refused(
+            "BackupLocked",
+            format!(
+                "{name} is locked (S3 Object Lock) in {} until {}: it can be deleted from then on; nothing was deleted",
+                store.url(),
+                until.to_rfc3339()
+            ),
+        )),
+    }
 }
 
 /// Columns padded to their widest cell, two spaces apart.

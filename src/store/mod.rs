@@ -103,6 +103,13 @@ pub trait BackupStore: Send + Sync {
         self.get_stream(key).await
     }
 
+    /// Until when `key`'s current version is locked against deletion (S3
+    /// Object Lock retention, when in the future).
+    async fn locked_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// The version id of `key`'s current object, on a versioned bucket.
     async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
         let _ = key;

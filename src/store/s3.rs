@@ -453,6 +453,29 @@ impl BackupStore for S3Store {
         self.get_stream_version(key, None).await
     }
 
+    async fn locked_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let retention = self.client.get_object_retention().bucket(&self.bucket).key(self.full_key(key)).send().await;
+        let until = match retention {
+            Ok(r) => r.retention().and_then(|r| r.retain_until_date()).map(|d| d.secs()),
+            // No retention on the object, or no Object Lock on the bucket.
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    matches!(
+                        s.meta().code(),
+                        Some(
+                            "NoSuchObjectLockConfiguration" | "InvalidRequest" | "ObjectLockConfigurationNotFoundError"
+                        )
+                    )
+                }) =>
+            {
+                None
+            }
+            Err(e) => return Err(self.err("reading the retention of", key, e)),
+        };
+        let until = until.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0));
+        Ok(until.filter(|u| *u > chrono::Utc::now()))
+    }
+
     async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
         let head = self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await;
         let head = head.map_err(|e| {
