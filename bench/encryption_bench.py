@@ -5,7 +5,7 @@ unencrypted, on the same data and machine.
 
 Target (issue 35): encrypted backup and restore each <= 1.05 x unencrypted.
 
-Rounds alternate plain and encrypted (ROUNDS each, default 3) so drift on the
+Rounds alternate plain and encrypted (ROUNDS each, default 5) so drift on the
 machine hits both sides alike; the medians are compared. Restores are timed
 to usable (download + decrypt + verify + pg_restore + settings + ANALYZE, from
 the restore's own timings line), parity excluded (it does not read the dump).
@@ -22,7 +22,7 @@ import tempfile
 
 from engine_bench import BIN, ENV, HARNESS, SCALE, log, run, seeded, settle, timed
 
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 
 
 def keypair(work):

@@ -49,6 +49,7 @@ async fn a_built_backup_job_runs_the_engine_with_credentials_from_secrets() {
                 access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
                 secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
             }),
+            object_lock: None,
         }),
         backup_storage: None,
         slo: Default::default(),

@@ -1230,3 +1230,49 @@ async fn an_installation_warns_when_no_identity_it_can_reach_opens_its_newest_ba
     secrets.patch("age-identities", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&both)).await.unwrap();
     wait_until(&installations, "production", MINUTE, |a| condition(a, "KeyAvailable")).await;
 }
+
+#[tokio::test]
+async fn an_installation_says_whether_its_newest_backup_is_locked_against_deletion() {
+    let i = Installation::start("ctlimm", None).await;
+    let installations = i.api::<Artifortress>();
+    let reason_of = |a: &Artifortress| {
+        let conditions = a.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.iter().find(|c| c.type_ == "BackupsImmutable").map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    // On Garage (no Object Lock): said plainly.
+    let af = wait_until(&installations, "production", MINUTE, |a| reason_of(a).is_some()).await;
+    assert_eq!(reason_of(&af).unwrap().0, "NotLocked");
+
+    // Backups into a Ceph bucket created with Object Lock, written locked.
+    let rgw = support::rgw_client().await;
+    let bucket = support::unique_name("ctlimm");
+    rgw.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    secret(
+        &i.client,
+        &i.ns,
+        "rgw",
+        json!({"AWS_ACCESS_KEY_ID": env("AF_TEST_RGW_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AF_TEST_RGW_SECRET_ACCESS_KEY")}),
+    )
+    .await;
+    let backup_storage = json!({"spec": {"backupStorage": {"bucket": bucket, "endpoint": env("AF_TEST_RGW_ENDPOINT"),
+        "forcePathStyle": true, "credentialsSecretRef": {"name": "rgw"},
+        "objectLock": {"mode": "Compliance", "retain": "1d"}}}});
+    let patch = kube::api::Patch::Merge(&backup_storage);
+    installations.patch("production", &kube::api::PatchParams::default(), &patch).await.unwrap();
+    i.create("Backup", json!({"metadata": {"name": "locked"}, "spec": {"artifortressRef": {"name": "production"}}}))
+        .await;
+    let backup = wait_until(&i.api::<Backup>(), "locked", 2 * MINUTE, finished_backup).await;
+    assert_eq!(backup.status.unwrap().phase, Some(BackupPhase::Completed));
+    let af = wait_until(&installations, "production", MINUTE, |a| reason_of(a).is_some_and(|r| r.0 == "Locked")).await;
+    let (_, message) = reason_of(&af).unwrap();
+    assert!(message.contains("locked until") && message.contains("locked"), "{message}");
+
+    // The Backup deleted: its data stays until the lock expires, and the deletion waits.
+    i.api::<Backup>().delete("locked", &DeleteParams::default()).await.unwrap();
+    let events = event_matching(&i.api::<Event>(), MINUTE, |e| e.reason.as_deref() == Some("DeletionPlanned")).await;
+    let planned =
+        events.iter().find(|e| e.reason.as_deref() == Some("DeletionPlanned")).expect("a DeletionPlanned Event");
+    assert!(planned.note.as_deref().unwrap_or_default().contains("waits until then"), "{planned:?}");
+    let kept = rgw.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert!(kept.contents().iter().any(|o| o.key().is_some_and(|k| k.ends_with("locked/manifest.json"))));
+}

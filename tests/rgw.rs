@@ -13,21 +13,7 @@ use aws_sdk_s3::types::{
 use support::{TestDatabase, assert_exit, env, operator, operator_with_env, unique_name, with_database};
 
 async fn rgw() -> aws_sdk_s3::Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        env("AF_TEST_RGW_ACCESS_KEY_ID"),
-        env("AF_TEST_RGW_SECRET_ACCESS_KEY"),
-        None,
-        None,
-        "rgw-test",
-    );
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(env("AF_TEST_RGW_ENDPOINT"))
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    support::rgw_client().await
 }
 
 fn store_url(bucket: &str, prefix: &str) -> String {
@@ -196,4 +182,29 @@ async fn a_locked_backup_resists_the_operators_own_keys_and_a_bucket_without_loc
     assert!(support::stderr(&out).contains("does not have it"), "{}", support::stderr(&out));
     let listed = s3.list_objects_v2().bucket(&plain).send().await.unwrap();
     assert!(listed.contents().is_empty(), "something was written: {:?}", listed.contents());
+}
+
+#[tokio::test]
+async fn a_backup_is_deleted_once_its_lock_expired_and_not_before() {
+    let source = TestDatabase::create("AF_TEST_PG_SOURCE_URL", "rgwexp").await;
+    assert_exit(&operator(&["migrate", "--database", source.url.expose()]), 0);
+    let s3 = rgw().await;
+    let bucket = unique_name("rgwexp");
+    s3.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let store = format!("{}&object_lock=governance&retain=4s", store_url(&bucket, "af"));
+    for name in ["older", "newer"] {
+        let out = operator_with_env(
+            &["backup", "--source", source.url.expose(), "--store", &store, "--name", name],
+            &rgw_env(),
+        );
+        assert_exit(&out, 0);
+    }
+    let delete = || operator_with_env(&["backups", "delete", "--store", &store, "older"], &rgw_env());
+    let out = delete();
+    assert_exit(&out, 2);
+    assert!(support::stderr(&out).contains("locked (S3 Object Lock)"), "{}", support::stderr(&out));
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_exit(&delete(), 0);
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix("af/older/").send().await.unwrap();
+    assert!(listed.contents().is_empty(), "{:?}", listed.contents());
 }

@@ -212,6 +212,29 @@ pub struct ObjectStorageSpec {
     /// (e.g. IAM roles for service accounts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsRef>,
+    /// For `backupStorage`: write every backup object (dumps, manifests, base
+    /// backups, WAL) as a version locked against deletion (S3 Object Lock; the
+    /// bucket must have it enabled, or backups are refused saying so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockSpec>,
+}
+
+/// How long what the operator writes stays locked, and how strictly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLockSpec {
+    /// `Compliance`: nobody can delete a locked version early, not even the
+    /// account's root; `Governance`: only with the bypass permission.
+    pub mode: ObjectLockModeSpec,
+    /// How long each object stays locked after it is written (e.g. `30d`):
+    /// at least as long as backups are kept. Deleting a Backup waits for it.
+    pub retain: DurationString,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectLockModeSpec {
+    Compliance,
+    Governance,
 }
 
 fn default_region() -> String {

@@ -132,6 +132,9 @@ pub async fn reconcile(af: Arc<Artifortress>, ctx: Arc<Context>) -> Result<Actio
     }
     resync_catalog(&ctx, &af, &mut conditions, &backups).await?;
     keys::record_keys(&ctx, &af, &mut conditions, &backups).await?;
+    if storage_ok {
+        immutable::record_immutability(&ctx, &af, &mut conditions, &backups).await?;
+    }
     if let Err(problem) = super::wal_archiver::apply(&ctx, &af).await? {
         conditions.set("WalArchiving", false, "ArchiverNotDeployed", problem);
     }
@@ -552,6 +555,7 @@ async fn write_status(
     Ok(())
 }
 
+mod immutable;
 mod keys;
 mod wal;
 use wal::{record_physical_path, record_wal_archiver};

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::api::artifortress::{ArtifortressSpec, ObjectStorageSpec, WalArchiveSpec};
+use crate::api::artifortress::{ArtifortressSpec, ObjectLockModeSpec, ObjectStorageSpec, WalArchiveSpec};
 use chrono::{DateTime, Utc};
 
 use crate::api::common::{CheckpointMode, SecretKeyRef, VerifyMode};
@@ -61,6 +61,14 @@ pub fn store_url(storage: &ObjectStorageSpec, path: &str) -> String {
         }
         q.append_pair("region", &storage.region);
         q.append_pair("path_style", if storage.force_path_style { "true" } else { "false" });
+        if let Some(lock) = &storage.object_lock {
+            let mode = match lock.mode {
+                ObjectLockModeSpec::Compliance => "compliance",
+                ObjectLockModeSpec::Governance => "governance",
+            };
+            q.append_pair("object_lock", mode);
+            q.append_pair("retain", &lock.retain.0);
+        }
     }
     url.to_string()
 }

@@ -274,6 +274,7 @@ pub async fn resolve_installation(client: &kube::Client, af: &Artifortress) -> R
                 access_key_id_key: config::ACCESS_KEY.into(),
                 secret_access_key_key: config::SECRET_KEY.into(),
             }),
+            object_lock: None,
         });
     }
     Ok(Ok(Resolved { artifortress: resolved, lifecycle: Some(lifecycle) }))

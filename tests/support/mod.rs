@@ -148,6 +148,25 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3)
 }
 
+/// A client of the harness's Ceph object gateway (versioning, Object Lock), with its own keys.
+pub async fn rgw_client() -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        env("AF_TEST_RGW_ACCESS_KEY_ID"),
+        env("AF_TEST_RGW_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "rgw-test",
+    );
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(env("AF_TEST_RGW_ENDPOINT"))
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// A Kubernetes client for the harness's kube-apiserver as cluster admin.
 pub async fn kube_client() -> kube::Client {
     env("KUBECONFIG");

@@ -13,6 +13,7 @@ fn storage(bucket: &str, prefix: Option<&str>) -> ObjectStorageSpec {
             access_key_id_key: "AWS_ACCESS_KEY_ID".into(),
             secret_access_key_key: "AWS_SECRET_ACCESS_KEY".into(),
         }),
+        object_lock: None,
     }
 }
 
@@ -312,4 +313,14 @@ fn only_restores_get_the_identities_and_backups_only_the_recipients() {
     assert!(encryption_args(&spec).is_empty());
     assert!(backup_secret_env(&spec).iter().any(|(var, _)| *var == "ARTIFORTRESS_BACKUP_PASSPHRASE"));
     assert_eq!(key_env(&spec).iter().map(|(var, _)| *var).collect::<Vec<_>>(), ["ARTIFORTRESS_BACKUP_PASSPHRASE"]);
+}
+
+#[test]
+fn a_locked_backup_storage_puts_its_lock_into_the_store_url() {
+    use crate::api::artifortress::{ObjectLockModeSpec, ObjectLockSpec};
+    let mut locked = storage("backups", None);
+    locked.object_lock = Some(ObjectLockSpec { mode: ObjectLockModeSpec::Compliance, retain: "30d".into() });
+    let url = store_url(&locked, "production");
+    assert!(url.ends_with("&object_lock=compliance&retain=30d"), "{url}");
+    assert!(!store_url(&storage("backups", None), "production").contains("object_lock"));
 }
