@@ -32,12 +32,18 @@ pub(super) async fn record_immutability(
     };
     let store = match ctx.backup_store(&ns, &af.spec, &url).await {
         Ok(store) => store,
-        Err(e) => return Ok(unknown(conditions, e.to_string())),
+        Err(e) => {
+            unknown(conditions, e.to_string());
+            return Ok(());
+        }
     };
     let enforced = match store.versioning().await {
         Ok(Versioning::Enabled { object_lock: true }) => true,
         Ok(_) => false,
-        Err(e) => return Ok(unknown(conditions, e.to_string())),
+        Err(e) => {
+            unknown(conditions, e.to_string());
+            return Ok(());
+        }
     };
     if !asked && !enforced {
         let message = "backups can be deleted by anyone holding the operator's storage credentials: the backup bucket has no Object Lock (set backupStorage.objectLock on a bucket created with Object Lock)";
