@@ -1259,8 +1259,8 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
         "objectLock": {"mode": "Compliance", "retain": "1d"}}}});
     let patch = kube::api::Patch::Merge(&backup_storage);
     installations.patch("production", &kube::api::PatchParams::default(), &patch).await.unwrap();
-    i.create("Backup", json!({"metadata": {"name": "locked"}, "spec": {"artifortressRef": {"name": "production"}}}))
-        .await;
+    let spec = json!({"artifortressRef": {"name": "production"}, "deletionPolicy": "Delete"});
+    i.create("Backup", json!({"metadata": {"name": "locked"}, "spec": spec})).await;
     let backup = wait_until(&i.api::<Backup>(), "locked", 2 * MINUTE, finished_backup).await;
     assert_eq!(backup.status.unwrap().phase, Some(BackupPhase::Completed));
     let af = wait_until(&installations, "production", MINUTE, |a| reason_of(a).is_some_and(|r| r.0 == "Locked")).await;
