@@ -36,6 +36,24 @@ need_root() {
   [ "$(id -u)" = 0 ] || { log "the node needs root (bridge, iptables, mounts, cgroups)"; exit 1; }
 }
 
+# One node per machine: the bridge, its address and kube-proxy's rules are
+# global. OWNER names the directory of the node that has them.
+OWNER=/run/artifortress-node
+
+# Every process of a node names its directory on its command line. None alive
+# means the machine lost them (a restart, a killed session) while /run and the
+# directory stayed: undo what is left. Run before anything listens on the
+# bridge, since the clean-up removes it.
+clear_stale_owner() {
+  [ -f "$OWNER" ] || return 0
+  local other
+  other=$(cat "$OWNER")
+  if [ -d "$other" ] && pgrep -f -- "$other/" >/dev/null; then return 0; fi
+  log "the node of $other is not running (left by an earlier run); cleaning up after it"
+  (stop "$other")
+  rm -f "$OWNER"
+}
+
 bridge() {
   need_root
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -90,6 +108,7 @@ import_images() {
 start() {
   D=$1 BINARY=$2
   need_root
+  clear_stale_owner
   mkdir -p "$D"/certs
   chmod 755 "$D"
   : > "$D/pids"
@@ -98,13 +117,11 @@ start() {
   [ -z "${MISSING:-}" ] || apt_install $MISSING
   command -v etcd >/dev/null || apt_install etcd-server
   KUBE_BIN=$("$HACK/install-kubernetes.sh")
-  # One node per machine: the bridge, its address and kube-proxy's rules are global.
-  local owner=/run/artifortress-node
-  if [ -f "$owner" ] && [ -d "$(cat "$owner")" ]; then
-    log "a node is running from $(cat "$owner"); stop it first: hack/node.sh stop $(cat "$owner")"
+  if [ -f "$OWNER" ]; then
+    log "a node is running from $(cat "$OWNER"); stop it first: hack/node.sh stop $(cat "$OWNER")"
     exit 1
   fi
-  echo "$D" > "$owner"
+  echo "$D" > "$OWNER"
   for s in $SYSCTLS; do v=$(sysctl -n "$s" 2>/dev/null) && echo "$s=$v"; done > "$D/sysctl.saved" || true
   # kube-proxy --cleanup leaves its canary and mark chains: removed at stop
   # unless the host had KUBE-* chains of its own before.
@@ -241,7 +258,7 @@ stop() {
     while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done < "$D/pids"
   fi
   pkill -9 -f "containerd-shim.*$D/containerd.sock" 2>/dev/null || true
-  grep -o " $D[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $D[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
     grep -qx "$ns" "$D/netns.before" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true
   done
@@ -263,12 +280,12 @@ stop() {
       [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
   fi
-  [ "$(cat /run/artifortress-node 2>/dev/null)" = "$D" ] && rm -f /run/artifortress-node
+  [ "$(cat "$OWNER" 2>/dev/null)" = "$D" ] && rm -f "$OWNER"
   rm -rf "$D"
 }
 
 case "${1:-}" in
-  bridge) bridge ;;
+  bridge) need_root; clear_stale_owner; bridge ;;
   start) start "${2:?state dir}" "${3:?operator binary}" ;;
   image) D=${2:?state dir} BINARY=${3:?operator binary}; import_images; echo "$IMAGE" ;;
   stop) stop "${2:?state dir}" ;;

@@ -38,6 +38,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 mod lock;
 mod tuning;
+mod versions;
 pub use lock::ObjectLock;
 use tuning::MAX_PARTS;
 pub use tuning::{UploadTuning, in_flight_parts, part_size_for};
@@ -453,42 +454,6 @@ impl BackupStore for S3Store {
         self.get_stream_version(key, None).await
     }
 
-    async fn locked_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        let retention = self.client.get_object_retention().bucket(&self.bucket).key(self.full_key(key)).send().await;
-        let until = match retention {
-            Ok(r) => r.retention().and_then(|r| r.retain_until_date()).map(|d| d.secs()),
-            // No retention on the object, or no Object Lock on the bucket.
-            Err(e)
-                if e.as_service_error().is_some_and(|s| {
-                    matches!(
-                        s.meta().code(),
-                        Some(
-                            "NoSuchObjectLockConfiguration" | "InvalidRequest" | "ObjectLockConfigurationNotFoundError"
-                        )
-                    )
-                }) =>
-            {
-                None
-            }
-            Err(e) => return Err(self.err("reading the retention of", key, e)),
-        };
-        let until = until.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0));
-        Ok(until.filter(|u| *u > chrono::Utc::now()))
-    }
-
-    async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let head = self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await;
-        let head = head.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_not_found()) {
-                StoreError::NotFound { store: self.display.clone(), key: key.to_string() }
-            } else {
-                self.err("reading the version of", key, e)
-            }
-        })?;
-        // An unversioned bucket answers "null" (or nothing).
-        Ok(head.version_id().filter(|v| *v != "null").map(str::to_string))
-    }
-
     async fn get_stream_version(&self, key: &str, version: Option<&str>) -> Result<ByteStream, StoreError> {
         let request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
         let out = request.set_version_id(version.map(str::to_string)).send().await.map_err(|e| {
@@ -566,44 +531,24 @@ impl BackupStore for S3Store {
         })
     }
 
+    async fn locked_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.retention(key).await
+    }
+
+    async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.head_version(key).await
+    }
+
     async fn versioning(&self) -> Result<super::Versioning, StoreError> {
-        use aws_sdk_s3::types::BucketVersioningStatus;
-        let versioning = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
-            Ok(v) => v,
-            Err(e) => return Ok(super::Versioning::Unknown(format!("{}", DisplayErrorContext(&e)))),
-        };
-        Ok(match versioning.status() {
-            Some(BucketVersioningStatus::Enabled) => {
-                let object_lock = self
-                    .client
-                    .get_object_lock_configuration()
-                    .bucket(&self.bucket)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|c| c.object_lock_configuration().and_then(|c| c.object_lock_enabled().cloned()))
-                    .is_some_and(|e| e.as_str() == "Enabled");
-                super::Versioning::Enabled { object_lock }
-            }
-            Some(BucketVersioningStatus::Suspended) => super::Versioning::Off { suspended: true },
-            _ => super::Versioning::Off { suspended: false },
-        })
+        self.bucket_versioning().await
     }
 
     async fn require_object_lock(&self) -> Result<(), StoreError> {
-        let Some(lock) = &self.lock else { return Ok(()) };
-        match self.versioning().await? {
-            super::Versioning::Enabled { object_lock: true } => Ok(()),
-            found => Err(StoreError::InvalidUrl {
-                url: self.display.clone(),
-                reason: format!(
-                    "it asks for Object Lock ({} mode) but bucket {} does not have it ({found:?}): \
-                     create the bucket with Object Lock enabled, or remove object_lock and retain from the URL",
-                    lock.mode.as_str().to_lowercase(),
-                    self.bucket
-                ),
-            }),
-        }
+        self.check_object_lock().await
+    }
+
+    async fn noncurrent_version_expiry(&self) -> Result<Option<u32>, StoreError> {
+        self.lifecycle_noncurrent_expiry().await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -614,24 +559,6 @@ impl BackupStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| self.err("checking bucket", "", e))
-    }
-
-    async fn noncurrent_version_expiry(&self) -> Result<Option<u32>, StoreError> {
-        let rules = match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
-            Ok(c) => c.rules().to_vec(),
-            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchLifecycleConfiguration") => {
-                return Ok(None);
-            }
-            Err(e) => return Err(self.err("reading the lifecycle configuration of", "", e)),
-        };
-        // The shortest expiry of an enabled rule that covers the whole bucket.
-        Ok(rules
-            .iter()
-            .filter(|r| r.status().as_str() == "Enabled")
-            .filter(|r| r.filter().and_then(|f| f.prefix()).unwrap_or("").is_empty())
-            .filter_map(|r| r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()))
-            .filter_map(|days| u32::try_from(days).ok())
-            .min())
     }
 
     async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
