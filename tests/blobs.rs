@@ -9,8 +9,11 @@
 mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use serde_json::Value;
-use support::{TestDatabase, assert_exit, env, operator, s3_client, s3_store_url, unique_name, with_database};
+use support::{
+    TestDatabase, assert_exit, env, operator, operator_with_env, s3_client, s3_store_url, unique_name, with_database,
+};
 
 /// A seeded installation database whose objects are in a Garage bucket, and
 /// a backup of it in a file store.
@@ -19,17 +22,33 @@ struct Installation {
     bucket: String,
     s3: aws_sdk_s3::Client,
     blob_store: String,
+    /// The blob bucket's own keys (BLOB_AWS_*), when not Garage's.
+    blob_keys: Vec<(String, String)>,
     store_dir: tempfile::TempDir,
 }
 
 impl Installation {
+    /// On Garage (no versioning).
     async fn new() -> Installation {
+        Installation::on(s3_client().await, &env("AF_TEST_S3_ENDPOINT"), Vec::new()).await
+    }
+
+    /// On the Ceph object gateway, whose buckets can keep versions.
+    async fn on_rgw() -> Installation {
+        let keys = vec![
+            ("BLOB_AWS_ACCESS_KEY_ID".to_string(), env("AF_TEST_RGW_ACCESS_KEY_ID")),
+            ("BLOB_AWS_SECRET_ACCESS_KEY".to_string(), env("AF_TEST_RGW_SECRET_ACCESS_KEY")),
+        ];
+        Installation::on(support::rgw_client().await, &env("AF_TEST_RGW_ENDPOINT"), keys).await
+    }
+
+    async fn on(s3: aws_sdk_s3::Client, endpoint: &str, blob_keys: Vec<(String, String)>) -> Installation {
         let db = TestDatabase::migrated("blobs").await;
-        let s3 = s3_client().await;
         let bucket = unique_name("blobs");
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        let blob_store = s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "");
-        let out = operator(&["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store]);
+        let blob_store = s3_store_url(endpoint, &bucket, "");
+        let seed = ["seed", "--database", db.url.expose(), "--scale", "small", "--blob-store", &blob_store];
+        let out = operator_with_env(&seed, &blob_keys);
         assert_exit(&out, 0);
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("2590 blob objects written"),
@@ -37,7 +56,7 @@ impl Installation {
             support::stderr(&out)
         );
         let store_dir = tempfile::tempdir().unwrap();
-        let i = Installation { db, bucket, s3, blob_store, store_dir };
+        let i = Installation { db, bucket, s3, blob_store, blob_keys, store_dir };
         let backup =
             ["backup", "--source", i.db.url.expose(), "--store", &i.store(), "--name", "b1", "--verify", "checksums"];
         assert_exit(&operator(&backup), 0);
@@ -67,7 +86,7 @@ impl Installation {
             json.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let out = operator(&args);
+        let out = operator_with_env(&args, &self.blob_keys);
         let verdict = serde_json::from_slice(&std::fs::read(&json).unwrap())
             .unwrap_or_else(|e| panic!("{e}: {}", support::stderr(&out)));
         (verdict, out.status.code())
@@ -104,6 +123,34 @@ impl Installation {
 
     async fn delete(&self, key: &str) {
         self.s3.delete_object().bucket(&self.bucket).key(key).send().await.unwrap();
+    }
+
+    /// What upstream's garbage collection does to a blob after the backup:
+    /// the manifest referencing it lets go, its row and then its object are deleted.
+    async fn collect(&self, key: &str, digest: &str) {
+        sqlx::raw_sql(&format!(
+            "UPDATE manifests SET manifest_blob_digest = NULL WHERE manifest_blob_digest = '{digest}';
+             DELETE FROM blobs WHERE digest = '{digest}';"
+        ))
+        .execute(&self.db.pool().await)
+        .await
+        .unwrap();
+        self.delete(key).await;
+    }
+
+    async fn versioning(&self, status: BucketVersioningStatus) {
+        let config = VersioningConfiguration::builder().status(status).build();
+        self.s3.put_bucket_versioning().bucket(&self.bucket).versioning_configuration(config).send().await.unwrap();
+    }
+
+    /// `restore` of the backup into a new scratch database with the blob bucket and more flags.
+    fn restore(&self, extra: &[&str]) -> std::process::Output {
+        let target = with_database(&env("AF_TEST_PG_TARGET_URL"), &unique_name("restored").replace('-', "_"));
+        let store = self.store();
+        let mut args =
+            vec!["restore", "--backup", "b1", "--store", &store, "--target", &target, "--blob-store", &self.blob_store];
+        args.extend_from_slice(extra);
+        operator_with_env(&args, &self.blob_keys)
     }
 }
 
@@ -241,4 +288,67 @@ async fn blob_rows_that_cannot_be_read_fail_the_check_never_skip_it() {
     assert_eq!(verdict["reason"], "BlobsUnreadable", "{verdict:#}");
     let failures = verdict["failures"].to_string();
     assert!(failures.contains("cannot be checked") && failures.contains("not an Artifortress database"), "{failures}");
+}
+
+#[tokio::test]
+async fn a_blob_collected_after_the_backup_comes_back_from_its_kept_version_and_one_deleted_unversioned_is_lost() {
+    // Seeded while the bucket kept no versions; versioning turned on later,
+    // as on a live installation that turns it on one day.
+    let i = Installation::on_rgw().await;
+    i.versioning(BucketVersioningStatus::Enabled).await;
+    // After the backup, a GC deletes a blob its manifest no longer needs:
+    // on a versioned bucket a delete marker now hides its bytes.
+    let (collected, length, digest) = i.blob("manifests").await;
+    i.collect(&collected, &digest).await;
+    // An unreferenced blob collected too: nothing references it, nothing brings it back.
+    let (unreferenced, _, _) = i.blob("none").await;
+    i.delete(&unreferenced).await;
+
+    let (verdict, code) = i.drill(&[]);
+    assert_eq!((code, verdict["reason"].as_str()), (Some(1), Some("BlobsMissing")), "{verdict:#}");
+    let found = &verdict["blobs"]["fromVersions"];
+    assert_eq!((found["recoverable"].as_u64(), found["lost"].as_u64()), (Some(1), Some(0)), "{verdict:#}");
+    assert!(found["recoverableKeys"].to_string().contains(&collected), "{found}");
+    assert_eq!(found["broughtBack"], serde_json::Value::Null, "a drill only reports");
+    assert!(verdict["failures"].to_string().contains("restore --restore-blobs brings"), "{verdict:#}");
+    assert!(i.s3.head_object().bucket(&i.bucket).key(&collected).send().await.is_err(), "a drill writes nothing");
+
+    let out = i.restore(&["--restore-blobs"]);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 object(s) brought back"), "{stdout}");
+    let back = i.s3.get_object().bucket(&i.bucket).key(&collected).send().await.unwrap();
+    let bytes = back.body.collect().await.unwrap().into_bytes();
+    assert_eq!(bytes.len() as i64, length);
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), digest, "exactly the row's bytes");
+    assert!(
+        i.s3.head_object().bucket(&i.bucket).key(&unreferenced).send().await.is_err(),
+        "an object no restored row references is not brought back"
+    );
+    let (verdict, code) = i.drill(&[]);
+    assert_eq!(code, Some(0), "after --restore-blobs the drill passes: {verdict:#}");
+
+    // Deleted while versioning was suspended: the delete replaced the only
+    // (unversioned) copy. Lost; --restore-blobs writes nothing and says so.
+    i.versioning(BucketVersioningStatus::Suspended).await;
+    let (gone, _, _) = i.blob("entries").await;
+    i.delete(&gone).await;
+    let (verdict, code) = i.drill(&[]);
+    assert_eq!(code, Some(1));
+    let found = &verdict["blobs"]["fromVersions"];
+    assert_eq!((found["recoverable"].as_u64(), found["lost"].as_u64()), (Some(0), Some(1)), "{verdict:#}");
+    assert!(found["lostKeys"].to_string().contains(&gone), "{found}");
+    let out = i.restore(&["--restore-blobs"]);
+    assert_exit(&out, 1);
+    let stderr = support::stderr(&out);
+    assert!(stderr.contains("1 lost") && stderr.contains(&gone), "{stderr}");
+}
+
+#[tokio::test]
+async fn restore_blobs_on_a_bucket_without_versions_is_refused_with_the_reason() {
+    let i = Installation::new().await;
+    let out = i.restore(&["--restore-blobs"]);
+    assert_exit(&out, 1);
+    assert!(support::stderr(&out).contains("keeps no versions"), "{}", support::stderr(&out));
 }

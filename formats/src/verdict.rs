@@ -227,6 +227,9 @@ pub struct BlobCheck {
     /// The missing objects of referenced rows, by what the live database says of them.
     #[serde(rename = "missingSince", default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<MissingSince>,
+    /// The missing objects of referenced rows, by what the bucket's versions keep of them.
+    #[serde(rename = "fromVersions", default, skip_serializing_if = "Option::is_none")]
+    pub from_versions: Option<FromVersions>,
     /// The objects without a row, by kind.
     #[serde(rename = "withoutRow", default, skip_serializing_if = "Option::is_none")]
     pub without_row: Option<ObjectsWithoutRow>,
@@ -271,6 +274,28 @@ pub struct MissingSince {
     pub missing_live_keys: Vec<String>,
     /// Not compared (no live database was given, or too many to compare).
     pub unknown: u64,
+}
+
+/// Missing objects of referenced rows, looked up in the versions a versioned
+/// blob bucket keeps (a delete marker or a newer version hides an object the
+/// garbage collection deleted; its bytes stay until the noncurrent versions expire).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FromVersions {
+    /// A kept version has the row's size and SHA-256: the object can come
+    /// back. Keys are named with that version (`key (version v)`).
+    pub recoverable: u64,
+    #[serde(rename = "recoverableKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub recoverable_keys: Vec<String>,
+    /// No kept version has the row's bytes (never versioned, or expired).
+    pub lost: u64,
+    #[serde(rename = "lostKeys", default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_keys: Vec<String>,
+    /// Not looked up (more missing objects than one check examines).
+    #[serde(rename = "notExamined", default, skip_serializing_if = "is_zero")]
+    pub not_examined: u64,
+    /// Recoverable objects made current again by this run (`restore --restore-blobs`).
+    #[serde(rename = "broughtBack", default, skip_serializing_if = "is_zero")]
+    pub brought_back: u64,
 }
 
 /// Objects in the blob store that no blob row names.

@@ -27,8 +27,8 @@ use super::schema::{self, Use};
 use crate::db::{DatabaseUrl, DbError};
 use crate::engine::EngineError;
 use crate::engine::progress::{Progress, human_duration};
-use crate::engine::verdict::{BlobCheck, BlobClasses, MissingSince, ObjectsWithoutRow};
-use crate::store::{BackupStore, ObjectInfo};
+use crate::engine::verdict::{BlobCheck, BlobClasses, FromVersions, MissingSince, ObjectsWithoutRow};
+use crate::store::{BackupStore, ObjectInfo, Versioning};
 
 /// How many keys of each finding a report names.
 const NAMED: usize = 10;
@@ -86,9 +86,12 @@ fn count(classes: &mut BlobClasses, class: RowClass) {
     }
 }
 
-/// A missing object of a referenced row, kept for the comparison with the live database.
+/// A missing object of a referenced row, kept for the comparison with the
+/// live database and the lookup in the bucket's versions.
+#[derive(Clone)]
 pub struct Missing {
     pub key: String,
+    pub length: i64,
     pub digest: String,
 }
 
@@ -159,7 +162,7 @@ where
                 if r.class != RowClass::Unreferenced {
                     note(&mut m.check.missing_keys, &r.key);
                     if m.missing.len() < COMPARED_AT_MOST {
-                        m.missing.push(Missing { key: r.key.clone(), digest: r.digest.clone() });
+                        m.missing.push(Missing { key: r.key.clone(), length: r.length, digest: r.digest.clone() });
                     } else {
                         m.missing_beyond += 1;
                     }
@@ -212,13 +215,16 @@ const ROWS: &str = "SELECT b.storage_key, b.length_bytes, b.digest::text,
 
 /// Checks the restored database's blob rows against `store`; with `live`,
 /// each missing object of a referenced row is classified as deleted since the
-/// restore point or missing for the live installation too. A `blobs` table
-/// that cannot be read is an error, never a skipped check.
+/// restore point or missing for the live installation too; on a bucket that
+/// keeps versions, as recoverable or lost, and with `bring_back` the
+/// recoverable ones are made current again. A `blobs` table that cannot be
+/// read is an error, never a skipped check.
 pub async fn check(
     restored: &DatabaseUrl,
     store: &dyn BackupStore,
     live: Option<&DatabaseUrl>,
     digests: DigestCheck,
+    bring_back: bool,
     progress: &Progress,
 ) -> Result<BlobCheck, EngineError> {
     let started = Instant::now();
@@ -304,6 +310,10 @@ pub async fn check(
             Some(live) => compare_with_live(live, &merged.missing, merged.missing_beyond).await?,
             None => MissingSince { unknown: merged.missing.len() as u64 + merged.missing_beyond, ..Default::default() },
         });
+        if keeps_versions(store).await? {
+            let found = versions::examine(store, &merged.missing, merged.missing_beyond, bring_back, progress).await?;
+            check.from_versions = Some(found);
+        }
     }
     check.seconds = started.elapsed().as_secs_f64();
     progress.step(format!(
@@ -318,6 +328,12 @@ pub async fn check(
         human_duration(check.seconds)
     ));
     Ok(check)
+}
+
+/// Whether deleted objects may still be kept as versions (versioning on, or
+/// suspended after it was on).
+pub async fn keeps_versions(store: &dyn BackupStore) -> Result<bool, EngineError> {
+    Ok(matches!(store.versioning().await?, Versioning::Enabled { .. } | Versioning::Off { suspended: true }))
 }
 
 /// Hashes the object of every row (a second pass over the rows, many objects
@@ -346,7 +362,7 @@ where
     let mut hashed = std::pin::pin!(
         rows.map(|row| async move {
             let (key, digest) = row?;
-            let found = hash_of(store, &key).await?;
+            let found = hash_of(store, &key, None).await?;
             Ok::<_, EngineError>(found.map(|h| (h == digest, key)))
         })
         .buffer_unordered(HASHED_AT_ONCE)
@@ -363,9 +379,10 @@ where
     Ok((count, corrupt))
 }
 
-/// The bare hex SHA-256 of an object's bytes; `None` when it is gone.
-async fn hash_of(store: &dyn BackupStore, key: &str) -> Result<Option<String>, EngineError> {
-    let mut body = match store.get_stream(key).await {
+/// The bare hex SHA-256 of an object's bytes (of one version of it);
+/// `None` when it is gone.
+async fn hash_of(store: &dyn BackupStore, key: &str, version: Option<&str>) -> Result<Option<String>, EngineError> {
+    let mut body = match store.get_stream_version(key, version).await {
         Ok(body) => body,
         Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -445,6 +462,7 @@ pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
         Some(s) => format!("; {} not compared with the live database (give the live database to compare)", s.unknown),
         None => String::new(),
     };
+    let since = since + &from_versions(check.from_versions.as_ref());
     if missing.referenced > 0 {
         failures.push((
             "BlobsMissing".to_string(),
@@ -461,7 +479,11 @@ pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
             "blobs: {} objects of blobs only a committed upload references are missing from {} (downloads through those uploads would fail; upstream's garbage collection may delete such blobs){}",
             missing.committed_only,
             check.store,
-            if missing.referenced == 0 { format!(" (first: {})", first(&check.missing_keys)) } else { String::new() }
+            if missing.referenced == 0 {
+                format!(" (first: {}){}", first(&check.missing_keys), from_versions(check.from_versions.as_ref()))
+            } else {
+                String::new()
+            }
         ));
     }
     if check.size_mismatches > 0 {
@@ -496,6 +518,28 @@ pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
         ));
     }
     (failures, warnings)
+}
+
+/// What the bucket's versions keep of the missing objects, for messages.
+fn from_versions(found: Option<&FromVersions>) -> String {
+    let Some(f) = found else { return String::new() };
+    let named = |keys: &[String]| if keys.is_empty() { String::new() } else { format!(" ({})", keys.join(", ")) };
+    let mut text = format!(
+        "; in the bucket's versions: {} recoverable{}, {} lost{}",
+        f.recoverable,
+        named(&f.recoverable_keys),
+        f.lost,
+        named(&f.lost_keys)
+    );
+    if f.not_examined > 0 {
+        text += &format!(", {} not looked up", f.not_examined);
+    }
+    if f.brought_back > 0 {
+        text += &format!(", {} brought back", f.brought_back);
+    } else if f.recoverable > 0 {
+        text += " (restore --restore-blobs brings the recoverable ones back)";
+    }
+    text
 }
 
 /// Writes every object of a seed of `sizes` into `store`, `parallel` at a
@@ -541,3 +585,4 @@ pub async fn write_seed_objects(
 
 #[cfg(test)]
 mod tests;
+mod versions;

@@ -35,7 +35,7 @@ impl RestoredCheck for ArtifortressCheck {
             ApplicationCheck { name: "Artifortress".into(), schema_level: shape.level.clone(), ..Default::default() };
         application.notes.push(format!("restored schema: {}", shape.summary()));
         if let Some(store) = &self.blob_store {
-            match blobs::check(restored, store.as_ref(), self.live.as_ref(), self.digests, progress).await {
+            match blobs::check(restored, store.as_ref(), self.live.as_ref(), self.digests, false, progress).await {
                 Ok(check) => {
                     let (failures, warnings) = blobs::findings(&check);
                     result.warnings.extend(warnings);

@@ -139,3 +139,37 @@ pub async fn reapply(restored: &DatabaseUrl, live: Option<&DatabaseUrl>) -> Resu
     }
     Ok(())
 }
+
+/// The restored database's blob rows against the installation's bucket; with
+/// `bring_back`, the missing objects a kept version still has are written
+/// back, then the bucket is checked again. Fails while a referenced object is
+/// missing.
+pub async fn restore_blobs(restored: &DatabaseUrl, bucket: &str, bring_back: bool) -> Result<(), Failure> {
+    let store = open_blob_store(bucket).await?;
+    if bring_back && !blobs::keeps_versions(store.as_ref()).await.map_err(engine_failure)? {
+        return Err(failed(format!(
+            "--restore-blobs: {} keeps no versions (versioning is off), so a deleted object cannot come back from it",
+            store.url()
+        )));
+    }
+    let progress = Progress::new("blobs");
+    let no_hashing = blobs::DigestCheck { sample: 0, all: false };
+    let mut check = blobs::check(restored, store.as_ref(), None, no_hashing, bring_back, &progress)
+        .await
+        .map_err(engine_failure)?;
+    let brought = check.from_versions.as_ref().map_or(0, |f| f.brought_back);
+    if brought > 0 {
+        println!("blobs      {brought} object(s) brought back from the bucket's versions");
+        check =
+            blobs::check(restored, store.as_ref(), None, no_hashing, false, &progress).await.map_err(engine_failure)?;
+    }
+    let (failures, warnings) = blobs::findings(&check);
+    for warning in warnings {
+        println!("warning    {warning}");
+    }
+    if !failures.is_empty() {
+        return Err(failed(failures.into_iter().map(|(_, message)| message).collect::<Vec<_>>().join("\n")));
+    }
+    println!("blobs      every referenced object of {restored} is in {}", store.url());
+    Ok(())
+}

@@ -95,10 +95,22 @@ pub struct RestoreCommandArgs {
     /// log's newest security decisions listed for a person to decide.
     #[arg(long, value_name = "LIVE_DATABASE|none")]
     reapply_from: Option<String>,
+    /// The installation's blob bucket (as for drill --blob-store): after the
+    /// restore, every blob row of the restored database must have its object
+    /// there; missing ones are looked up in the bucket's versions.
+    #[arg(long)]
+    blob_store: Option<String>,
+    /// Bring back each missing object of a referenced row whose bytes a kept
+    /// version still has (deleted by a garbage collection since the restore
+    /// point): written as the key's current object, checked against the row's
+    /// SHA-256. A key that has a current object, and an object no restored row
+    /// references, is never written.
+    #[arg(long, requires = "blob_store")]
+    restore_blobs: bool,
 }
 
 pub async fn restore(args: RestoreCommandArgs) -> Result<(), Failure> {
-    let RestoreCommandArgs { store, backup, target, verify, reapply_from } = args;
+    let RestoreCommandArgs { store, backup, target, verify, reapply_from, blob_store, restore_blobs } = args;
     let target_url = target.target_url().await?;
     let live = match reapply_from.as_deref() {
         None | Some("none") => None,
@@ -116,6 +128,9 @@ pub async fn restore(args: RestoreCommandArgs) -> Result<(), Failure> {
     println!("restored {} into {target_url}: every table matches", outcome.restored.manifest.backup_name);
     if reapply_from.is_some() {
         reapply(&target_url, live.as_ref()).await?;
+    }
+    if let Some(bucket) = &blob_store {
+        super::artifortress::restore_blobs(&target_url, bucket, restore_blobs).await?;
     }
     Ok(())
 }

@@ -50,6 +50,18 @@ pub enum Versioning {
     Unknown(String),
 }
 
+/// One kept version of a key on a versioned bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub version_id: String,
+    pub size: u64,
+    /// A delete marker: the key looks deleted while this is its newest version.
+    pub delete_marker: bool,
+    /// The key's newest version (an object, or a delete marker).
+    pub latest: bool,
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Errors of the stores; messages name the store (never with credentials) and key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -114,6 +126,13 @@ pub trait BackupStore: Send + Sync {
     async fn current_version(&self, key: &str) -> Result<Option<String>, StoreError> {
         let _ = key;
         Ok(None)
+    }
+
+    /// Every version a versioned bucket keeps of exactly `key`, delete markers
+    /// included, newest first; none where nothing is versioned.
+    async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let _ = key;
+        Ok(Vec::new())
     }
 
     /// Every complete object whose key starts with `prefix`, sorted by key.

@@ -543,6 +543,10 @@ impl BackupStore for S3Store {
         self.bucket_versioning().await
     }
 
+    async fn versions(&self, key: &str) -> Result<Vec<super::ObjectVersion>, StoreError> {
+        self.versions_of(key).await
+    }
+
     async fn require_object_lock(&self) -> Result<(), StoreError> {
         self.check_object_lock().await
     }

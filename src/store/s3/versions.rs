@@ -6,7 +6,7 @@
 use aws_sdk_s3::error::DisplayErrorContext;
 
 use super::S3Store;
-use crate::store::{StoreError, Versioning};
+use crate::store::{ObjectVersion, StoreError, Versioning};
 
 impl S3Store {
     /// Until when the object's current version is locked (None: not locked, or
@@ -112,5 +112,55 @@ impl S3Store {
             .filter_map(|r| r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()))
             .filter_map(|days| u32::try_from(days).ok())
             .min())
+    }
+
+    /// The versions of exactly `key`, newest first (a listing by prefix also
+    /// returns longer keys; those are skipped).
+    pub(super) async fn versions_of(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let full = self.full_key(key);
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("listing the versions of", key, e))?;
+            let when = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+                t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+            };
+            for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
+                out.push(ObjectVersion {
+                    version_id: v.version_id().unwrap_or("null").to_string(),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                    delete_marker: false,
+                    latest: v.is_latest().unwrap_or(false),
+                    modified: when(v.last_modified()),
+                });
+            }
+            for m in page.delete_markers().iter().filter(|m| m.key() == Some(full.as_str())) {
+                out.push(ObjectVersion {
+                    version_id: m.version_id().unwrap_or("null").to_string(),
+                    size: 0,
+                    delete_marker: true,
+                    latest: m.is_latest().unwrap_or(false),
+                    modified: when(m.last_modified()),
+                });
+            }
+            // Past the key itself, later pages hold only longer keys.
+            let past = page.next_key_marker().is_some_and(|k| k != full);
+            if !page.is_truncated().unwrap_or(false) || past {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+        out.sort_by(|a, b| b.latest.cmp(&a.latest).then(b.modified.cmp(&a.modified)));
+        Ok(out)
     }
 }
