@@ -313,6 +313,20 @@ async fn a_blob_collected_after_the_backup_comes_back_from_its_kept_version_and_
     assert!(verdict["failures"].to_string().contains("restore --restore-blobs brings"), "{verdict:#}");
     assert!(i.s3.head_object().bucket(&i.bucket).key(&collected).send().await.is_err(), "a drill writes nothing");
 
+    // Keys that may not list versions: the drill still finds the object
+    // missing, and says the lookup could not be made instead of failing on it.
+    let deny = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":{{"AWS":["*"]}},"Action":["s3:ListBucketVersions"],"Resource":["arn:aws:s3:::{}"]}}]}}"#,
+        i.bucket
+    );
+    i.s3.put_bucket_policy().bucket(&i.bucket).policy(deny).send().await.unwrap();
+    let (verdict, code) = i.drill(&[]);
+    i.s3.delete_bucket_policy().bucket(&i.bucket).send().await.unwrap();
+    assert_eq!((code, verdict["reason"].as_str()), (Some(1), Some("BlobsMissing")), "{verdict:#}");
+    let found = &verdict["blobs"]["fromVersions"];
+    assert!(found["unreadable"].is_string() && found["notExamined"].as_u64() == Some(1), "{verdict:#}");
+    assert!(verdict["warnings"].to_string().contains("s3:ListBucketVersions"), "{verdict:#}");
+
     let out = i.restore(&["--restore-blobs"]);
     assert_exit(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -296,6 +296,10 @@ pub struct FromVersions {
     /// Recoverable objects made current again by this run (`restore --restore-blobs`).
     #[serde(rename = "broughtBack", default, skip_serializing_if = "is_zero")]
     pub brought_back: u64,
+    /// Why the versions could not be read (a drill reports without them;
+    /// e.g. credentials without `s3:ListBucketVersions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// Objects in the blob store that no blob row names.

@@ -310,10 +310,24 @@ pub async fn check(
             Some(live) => compare_with_live(live, &merged.missing, merged.missing_beyond).await?,
             None => MissingSince { unknown: merged.missing.len() as u64 + merged.missing_beyond, ..Default::default() },
         });
-        if keeps_versions(store).await? {
-            let found = versions::examine(store, &merged.missing, merged.missing_beyond, bring_back, progress).await?;
-            check.from_versions = Some(found);
-        }
+        let looked_up = async {
+            match keeps_versions(store).await? {
+                true => versions::examine(store, &merged.missing, merged.missing_beyond, bring_back, progress)
+                    .await
+                    .map(Some),
+                false => Ok(None),
+            }
+        };
+        check.from_versions = match looked_up.await {
+            Ok(found) => found,
+            // Only reporting: the lookup adds to the finding, its failure must not replace it.
+            Err(e) if !bring_back => Some(FromVersions {
+                not_examined: merged.missing.len() as u64 + merged.missing_beyond,
+                unreadable: Some(e.to_string()),
+                ..Default::default()
+            }),
+            Err(e) => return Err(e),
+        };
     }
     check.seconds = started.elapsed().as_secs_f64();
     progress.step(format!(
@@ -486,6 +500,11 @@ pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
             }
         ));
     }
+    if let Some(why) = check.from_versions.as_ref().and_then(|f| f.unreadable.as_ref()) {
+        warnings.push(format!(
+            "blobs: the blob bucket's versions could not be read ({why}); looking up missing objects needs s3:GetBucketVersioning, s3:ListBucketVersions and s3:GetObjectVersion"
+        ));
+    }
     if check.size_mismatches > 0 {
         failures.push((
             "BlobCorrupt".to_string(),
@@ -523,6 +542,9 @@ pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
 /// What the bucket's versions keep of the missing objects, for messages.
 fn from_versions(found: Option<&FromVersions>) -> String {
     let Some(f) = found else { return String::new() };
+    if let Some(why) = &f.unreadable {
+        return format!("; whether the bucket's versions keep them is unknown: they could not be read ({why})");
+    }
     let named = |keys: &[String]| if keys.is_empty() { String::new() } else { format!(" ({})", keys.join(", ")) };
     let mut text = format!(
         "; in the bucket's versions: {} recoverable{}, {} lost{}",
