@@ -1276,3 +1276,71 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
     let kept = rgw.list_objects_v2().bucket(&bucket).send().await.unwrap();
     assert!(kept.contents().iter().any(|o| o.key().is_some_and(|k| k.ends_with("locked/manifest.json"))));
 }
+
+/// A schedule whose retention locks: each Backup it creates is written
+/// locked for `maxAge`, and retention, letting one go while it is locked,
+/// plans its deletion instead of hiding it behind delete markers, then
+/// deletes it once the lock has ended.
+#[tokio::test]
+async fn a_locking_retention_deletes_a_backup_only_once_its_lock_has_ended() {
+    let clock = ManualClock::at("2030-01-01T00:59:00Z");
+    let i = Installation::start("ctlsl", Some(clock.clone())).await;
+    let rgw = support::rgw_client().await;
+    let bucket = support::unique_name("ctlsl");
+    rgw.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    secret(
+        &i.client,
+        &i.ns,
+        "rgw",
+        json!({"AWS_ACCESS_KEY_ID": env("AF_TEST_RGW_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AF_TEST_RGW_SECRET_ACCESS_KEY")}),
+    )
+    .await;
+    // Stored under the installation's prefix `prod`.
+    let backup_storage = json!({"spec": {"backupStorage": {"bucket": bucket, "endpoint": env("AF_TEST_RGW_ENDPOINT"),
+        "forcePathStyle": true, "credentialsSecretRef": {"name": "rgw"}}}});
+    let patch = kube::api::Patch::Merge(&backup_storage);
+    i.api::<Artifortress>().patch("production", &kube::api::PatchParams::default(), &patch).await.unwrap();
+    i.create(
+        "BackupSchedule",
+        json!({"metadata": {"name": "hourly"},
+               "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 * * * *", "timeZone": "UTC",
+                        "retention": {"keepLast": 1, "maxAge": "25s", "lockMode": "Governance"}}}),
+    )
+    .await;
+    let backups = i.api::<Backup>();
+    for now in ["2030-01-01T01:00:10Z", "2030-01-01T02:00:05Z"] {
+        clock.set(now);
+        let hour = &now[11..13];
+        let b = wait_until(&backups, &format!("hourly-20300101{hour}00"), 2 * MINUTE, finished_backup).await;
+        assert_eq!(b.status.unwrap().phase, Some(BackupPhase::Completed));
+        let lock = b.spec.object_lock.expect("the schedule locks its backups");
+        assert_eq!((format!("{:?}", lock.mode), lock.retain.0), ("Governance".to_string(), "25s".to_string()));
+    }
+    let first = "hourly-203001010100";
+    let listed =
+        rgw.list_objects_v2().bucket(&bucket).prefix(format!("prod/production/{first}/")).send().await.unwrap();
+    let key = listed.contents().iter().find_map(|o| o.key()).expect("the first backup's objects").to_string();
+    let retention = rgw.get_object_retention().bucket(&bucket).key(&key).send().await.unwrap();
+    assert_eq!(retention.retention().and_then(|r| r.mode()).map(|m| m.as_str()), Some("GOVERNANCE"), "{key}");
+
+    // Retention keeps one: the first is let go, but it is locked.
+    let events = event_matching(&i.api::<Event>(), MINUTE, |e| e.reason.as_deref() == Some("DeletionPlanned")).await;
+    let planned = events.iter().find(|e| e.reason.as_deref() == Some("DeletionPlanned")).unwrap();
+    assert!(planned.note.as_deref().unwrap_or_default().contains(first), "{planned:?}");
+    assert!(backups.get_opt(first).await.unwrap().is_some(), "kept while locked");
+    let listed =
+        rgw.list_objects_v2().bucket(&bucket).prefix(format!("prod/production/{first}/")).send().await.unwrap();
+    assert!(!listed.contents().is_empty(), "its objects are current, not hidden behind delete markers");
+
+    // Once the lock ends, retention takes it: resource and objects.
+    let gone = async {
+        while backups.get_opt(first).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(MINUTE, gone).await.expect("deleted after its lock ended");
+    let listed =
+        rgw.list_objects_v2().bucket(&bucket).prefix(format!("prod/production/{first}/")).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "{:?}", listed.contents());
+    assert!(backups.get_opt("hourly-203001010200").await.unwrap().is_some());
+}

@@ -208,3 +208,98 @@ async fn a_backup_is_deleted_once_its_lock_expired_and_not_before() {
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("af/older/").send().await.unwrap();
     assert!(listed.contents().is_empty(), "{:?}", listed.contents());
 }
+
+/// The completed WAL segments of `system` in the bucket, by name.
+async fn wal_segments(s3: &aws_sdk_s3::Client, bucket: &str, system: &str) -> Vec<String> {
+    let prefix = format!("af/_wal/{system}/");
+    let listed = s3.list_objects_v2().bucket(bucket).prefix(&prefix).send().await.unwrap();
+    let mut names: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key()?.strip_prefix(&prefix))
+        .filter(|n| n.len() > 24 && n[..24].chars().all(|c| c.is_ascii_hexdigit()) && !n.contains(".partial"))
+        .map(|n| n[..24].to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// WAL retention never hides a segment still under Object Lock behind a
+/// delete marker: segments no base needs are counted as locked, with the date,
+/// and stay current objects; a pruning after that date deletes them.
+#[tokio::test]
+async fn wal_retention_leaves_locked_segments_until_their_lock_ends() {
+    use support::physical::{pool, system_identifier, terminate};
+    let pg = support::ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let s3 = rgw().await;
+    let bucket = unique_name("rgwwal");
+    s3.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    // Segments stay locked for a while; base backups (another URL to the same
+    // place) only for a second, so they can be deleted at once.
+    let wal_store = format!("{}&object_lock=governance&retain=40s", store_url(&bucket, "af"));
+    let base_store = format!("{}&object_lock=governance&retain=1s", store_url(&bucket, "af"));
+    let spool = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(support::operator_bin());
+    command
+        .args(["wal", "--source", &pg.url, "--store", &wal_store, "--slot", "af_locked", "--spool"])
+        .arg(spool.path())
+        .args(["--partial-every", "1s", "--status-every", "2s"])
+        .envs(rgw_env());
+    let (archiver, logs) = support::spawn_with_logs(&mut command);
+    let slot = format!("af/_wal/{system}/slot-af_locked.json");
+    for _ in 0..300 {
+        if s3.head_object().bucket(&bucket).key(&slot).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut id = 0;
+    for base in ["base-1", "base-2", "base-3"] {
+        let wanted = wal_segments(&s3, &bucket, &system).await.len() + 2;
+        for _ in 0..100 {
+            if wal_segments(&s3, &bucket, &system).await.len() >= wanted {
+                break;
+            }
+            id += 1;
+            sqlx::query("INSERT INTO ledger VALUES ($1, 'filler')").bind(id).execute(&source).await.unwrap();
+            sqlx::query("SELECT pg_switch_wal()").execute(&source).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        let args = ["base-backup", "--source", &pg.url, "--store", &base_store, "--name", base, "--fast-checkpoint"];
+        assert_exit(&operator_with_env(&args, &rgw_env()), 0);
+    }
+    let manifest = s3.get_object().bucket(&bucket).key("af/base-2/base.json").send().await.unwrap();
+    let manifest = manifest.body.collect().await.unwrap().into_bytes();
+    let manifest = artifortress_formats::physical::BaseManifest::parse(&manifest).unwrap();
+    let needed = manifest.segment_of(manifest.start_lsn).name();
+    let older: Vec<String> = wal_segments(&s3, &bucket, &system).await.into_iter().filter(|s| *s < needed).collect();
+    assert!(older.len() >= 2, "segments before base-2's start {needed}: {older:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    let delete = |name: &str| {
+        let out =
+            operator_with_env(&["backups", "delete", name, "--store", &base_store, "--output", "json"], &rgw_env());
+        assert_exit(&out, 0);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let deleted = delete("base-1");
+    let wal = &deleted["wal"];
+    let locked = wal["locked"].as_u64().unwrap_or(0);
+    assert!(locked > 0, "the newest of them were written seconds ago: {deleted}");
+    assert_eq!(wal["segments"].as_u64().unwrap() + locked, older.len() as u64, "{deleted}");
+    let after = wal_segments(&s3, &bucket, &system).await;
+    assert!(after.iter().filter(|s| **s < needed).count() as u64 == locked, "locked ones stay current: {after:?}");
+
+    let until: chrono::DateTime<chrono::Utc> = wal["lockedUntil"].as_str().unwrap().parse().unwrap();
+    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    delete("base-2");
+    let after = wal_segments(&s3, &bucket, &system).await;
+    assert!(older.iter().all(|s| !after.contains(s)), "deleted once their lock ended: {after:?}");
+    terminate(&archiver);
+    let _ = archiver.wait_with_output().await;
+    drop(logs);
+}

@@ -6,6 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::artifortress::ObjectLockSpec;
 use super::common::{ArtifortressRef, BackupMethod, CheckpointMode, Condition, VerifyMode};
 use super::job_template::JobTemplate;
 use crate::engine::manifest;
@@ -55,6 +56,11 @@ pub struct BackupSpec {
     /// Pod settings of this backup's Job, over the installation's `jobTemplate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_template: Option<JobTemplate>,
+    /// Write this backup's objects under S3 Object Lock (a schedule sets it
+    /// from its `retention.lockMode` and `maxAge`). With the installation's
+    /// `backupStorage.objectLock` too, the stricter mode and the longer period win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockSpec>,
 }
 
 /// Fate of stored objects when their resource is deleted.

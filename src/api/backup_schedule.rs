@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::artifortress::ObjectRefWithTime;
+use super::artifortress::{ObjectLockModeSpec, ObjectRefWithTime};
 use super::common::{ArtifortressRef, BackupMethod, CheckpointMode, Condition, DurationString, VerifyMode};
 use super::job_template::JobTemplate;
 use super::recovery_drill::DrillTemplate;
@@ -112,6 +112,13 @@ pub struct Retention {
     /// Keep every successful backup younger than this, e.g. `14d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<DurationString>,
+    /// Write this schedule's backups under S3 Object Lock in this mode, each
+    /// locked for `maxAge` (required with it): nobody holding the operator's
+    /// storage credentials deletes one before retention would. The backup
+    /// bucket must have Object Lock; `backupStorage.objectLock` applies too
+    /// (the stricter mode and the longer period win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<ObjectLockModeSpec>,
 }
 
 /// Limits on finished objects kept in the cluster, so thousands of runs never

@@ -61,6 +61,12 @@ pub async fn backups(command: BackupsCommand) -> Result<(), Failure> {
                 if let Some(wal) = &d.wal {
                     let bytes = human_bytes(wal.bytes);
                     out += &format!("WAL no remaining base backup needs: {} segments, {bytes}\n", wal.segments);
+                    if let Some(until) = wal.locked_until {
+                        out += &format!(
+                            "and {} more locked until {until}: deleted by a deletion after then\n",
+                            wal.locked
+                        );
+                    }
                 }
                 out
             });

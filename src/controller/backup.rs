@@ -106,7 +106,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     // The Job: start it, or read how it ended.
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     match jobs_api.get_opt(&jobs::job_name("backup", &backup.name_any())).await? {
-        None => start_job(&ctx, &backups, &jobs_api, &backup, &af, &store_url, status).await,
+        None => start_job(&ctx, &backups, &jobs_api, &backup, &af, status).await,
         Some(job) => match job_result(&ctx.client, &job).await {
             None => Ok(Action::requeue(Duration::from_secs(30))),
             Some(outcome) => finish(&ctx, &backups, &backup, &af, &store_url, status, outcome).await,
@@ -189,13 +189,16 @@ pub async fn prune_wal(
         return Ok(None);
     }
     let pruned = retention::prune(store, &Progress::quiet()).await?;
-    Ok((pruned.segments > 0).then(|| {
-        format!(
-            "deleted {} WAL segments ({}) that no remaining base backup needs",
-            pruned.segments,
-            human_bytes(pruned.bytes)
-        )
-    }))
+    let mut note = Vec::new();
+    if pruned.segments > 0 {
+        let (n, bytes) = (pruned.segments, human_bytes(pruned.bytes));
+        note.push(format!("deleted {n} WAL segments ({bytes}) that no remaining base backup needs"));
+    }
+    if let Some(until) = pruned.locked_until {
+        let (n, until) = (pruned.locked, until.to_rfc3339());
+        note.push(format!("{n} more are locked (S3 Object Lock) until {until} and deleted by a pruning after then"));
+    }
+    Ok((!note.is_empty()).then(|| note.join("; ")))
 }
 
 /// Holds the finalizer of the Backup's deletion policy (and only that one: the
@@ -241,7 +244,6 @@ async fn start_job(
     jobs_api: &Api<Job>,
     backup: &Backup,
     af: &Artifortress,
-    store_url: &str,
     status: BackupStatus,
 ) -> Result<Action, Error> {
     let (ns, name) = (backup.namespace().unwrap_or_default(), backup.name_any());
@@ -256,6 +258,8 @@ async fn start_job(
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     let template = ctx.job_template(af, backup.spec.job_template.as_ref());
+    // Written with the Backup's own lock, if it has one.
+    let store_url = &jobs::backup_job_store_url(&af.spec, installation, backup.spec.object_lock.as_ref());
     let job = jobs::engine_job(EngineJob {
         step: "backup",
         owner_name: &name,

@@ -29,6 +29,7 @@ pub fn backup_resource(meta: ObjectMeta, installation: &str, template: BackupTem
             tables: template.tables,
             deletion_policy: Default::default(),
             job_template: template.job_template,
+            object_lock: None,
         },
         status: None,
     }

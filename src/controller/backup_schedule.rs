@@ -22,13 +22,14 @@ use super::recovery_drill;
 use super::retention::{self, BackupEntry, Finished};
 use super::schedule::{self, Decision, Schedule};
 use super::{Context, Error, jobs};
-use crate::api::artifortress::{Artifortress, ObjectRefWithTime};
+use crate::api::artifortress::{Artifortress, ObjectLockSpec, ObjectRefWithTime};
 use crate::api::backup::{Backup, BackupPhase};
 use crate::api::backup_schedule::{BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, ScheduleFailure};
 use crate::api::common::{BackupMethod, ConditionStatus, DurationString};
 use crate::api::recovery_drill::{
     DrillBackup, DrillBackupMode, DrillPhase, DrillTemplate, RecoveryDrill, RecoveryDrillSpec,
 };
+use crate::engine::catalog;
 
 pub fn controller(ctx: Arc<Context>, namespace: Option<&str>) -> futures::stream::BoxStream<'static, ()> {
     let schedules = super::scoped::<BackupSchedule>(&ctx.client, namespace);
@@ -74,13 +75,23 @@ pub struct Rules {
     pub max_age: Option<Duration>,
     /// Present when the schedule drills its backups.
     pub drill_interval: Option<Duration>,
+    /// How the backups it creates are locked (`retention.lockMode` for `maxAge`).
+    pub lock: Option<ObjectLockSpec>,
 }
 
 impl Rules {
     /// Everything in the spec that can be wrong beyond what the API server checks.
     pub fn parse(spec: &BackupScheduleSpec) -> Result<Rules, String> {
         let duration = |field: &str, d: &DurationString| d.parse().map_err(|e| format!("{field}: {e}"));
+        let lock = match (spec.retention.lock_mode, &spec.retention.max_age) {
+            (None, _) => None,
+            (Some(mode), Some(max_age)) => Some(ObjectLockSpec { mode, retain: max_age.clone() }),
+            (Some(_), None) => {
+                return Err("retention.lockMode needs retention.maxAge: each backup is locked for as long as retention keeps it by age".into());
+            }
+        };
         Ok(Rules {
+            lock,
             cron: Schedule::parse(&spec.schedule, &spec.time_zone)?,
             max_age: spec.retention.max_age.as_ref().map(|d| duration("retention.maxAge", d)).transpose()?,
             drill_interval: spec.drill.as_ref().map(|d| duration("drill.minInterval", &d.min_interval)).transpose()?,
@@ -151,10 +162,12 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
 
     // Decide, apply, report.
     let plan = plan(&schedule, &rules, &children, ctx.now(), ctx.max_requeue);
-    apply(&ctx, &schedule, &af, &plan).await?;
+    let unlocked = apply(&ctx, &schedule, &af, &plan).await?;
     let (status, reason, message) = (plan.status, plan.reason, plan.message);
     super::write_ready(&ctx, &schedules, schedule.as_ref(), status, ConditionStatus::True, reason, message).await?;
-    Ok(Action::requeue(plan.requeue))
+    // Back when the first lock holding a pruned backup ends.
+    let until_unlocked = unlocked.map(|t| (t - ctx.now()).to_std().unwrap_or_default() + Duration::from_secs(1));
+    Ok(Action::requeue(until_unlocked.map_or(plan.requeue, |wait| wait.min(plan.requeue))))
 }
 
 async fn fetch_children(ctx: &Context, schedule: &BackupSchedule) -> Result<Children, Error> {
@@ -247,7 +260,8 @@ fn plan_run(
             let replace = if matches!(decision, Decision::ReplaceAndRun { .. }) { active } else { Vec::new() };
             let meta = schedule_child(schedule, &backup_name(&schedule.name_any(), scheduled), "schedule");
             let template = &spec.backup_template;
-            let backup = backup_resource(meta, &spec.artifortress_ref.name, template.clone());
+            let mut backup = backup_resource(meta, &spec.artifortress_ref.name, template.clone());
+            backup.spec.object_lock = rules.lock.clone();
             (replace, Some(backup), Vec::new())
         }
         Decision::SkipBusy { scheduled } => {
@@ -365,8 +379,55 @@ fn newest_completed<'a>(backups: &[&'a Backup]) -> Option<(&'a Backup, DateTime<
     backups.iter().filter_map(|b| Some((*b, completed_at(b)?))).max_by_key(|(_, t)| *t)
 }
 
-/// Carries out a plan: stops, creates, prunes and forgets, with an Event for each.
-async fn apply(ctx: &Context, schedule: &BackupSchedule, af: &Artifortress, plan: &Plan) -> Result<(), Error> {
+/// Deletes the backups retention let go (objects and resource), except those
+/// still under S3 Object Lock: deleting them now would only hide them behind
+/// delete markers, so they are planned for when their lock ends (every
+/// reconcile decides retention anew and takes them then); returns when the
+/// first of those locks ends.
+async fn prune(
+    ctx: &Context,
+    schedule: &BackupSchedule,
+    af: &Artifortress,
+    backups: &Api<Backup>,
+    names: &[String],
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let installation = &schedule.spec.artifortress_ref.name;
+    let url = jobs::backup_store_url(&af.spec, installation);
+    let store = ctx.backup_store(&ns, &af.spec, &url).await?;
+    let mut first_unlocked: Option<DateTime<Utc>> = None;
+    for backup in names {
+        if let Some(until) = catalog::locked_until(store.as_ref(), backup).await? {
+            first_unlocked = Some(first_unlocked.map_or(until, |t| t.min(until)));
+            let until = until.to_rfc3339();
+            let note = format!(
+                "retention lets {backup} go, but it is locked (S3 Object Lock) until {until}: it is deleted then"
+            );
+            ctx.event(schedule, false, "DeletionPlanned", note).await;
+            continue;
+        }
+        super::backup::delete_backup_data(store.as_ref(), backup).await?;
+        super::delete_child(backups, backup).await?;
+        ctx.event(schedule, false, "BackupPruned", format!("deleted {backup} (objects and resource) by retention"))
+            .await;
+    }
+    // The schedule's base backups: the WAL only they needed goes with them.
+    if schedule.spec.backup_template.method == BackupMethod::Physical
+        && let Some(note) = super::backup::prune_wal(backups, installation, store.as_ref()).await?
+    {
+        ctx.event(schedule, false, "WalPruned", note).await;
+    }
+    Ok(first_unlocked)
+}
+
+/// Carries out a plan: stops, creates, prunes and forgets, with an Event for
+/// each. Says when the first lock that held a backup back from pruning ends.
+async fn apply(
+    ctx: &Context,
+    schedule: &BackupSchedule,
+    af: &Artifortress,
+    plan: &Plan,
+) -> Result<Option<DateTime<Utc>>, Error> {
     let ns = schedule.namespace().unwrap_or_default();
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
     let drills: Api<RecoveryDrill> = Api::namespaced(ctx.client.clone(), &ns);
@@ -388,23 +449,10 @@ async fn apply(ctx: &Context, schedule: &BackupSchedule, af: &Artifortress, plan
     for (warning, reason, note) in &plan.events {
         ctx.event(schedule, *warning, reason, note.clone()).await;
     }
-    if !plan.prune.is_empty() {
-        let installation = &schedule.spec.artifortress_ref.name;
-        let url = jobs::backup_store_url(&af.spec, installation);
-        let store = ctx.backup_store(&ns, &af.spec, &url).await?;
-        for backup in &plan.prune {
-            super::backup::delete_backup_data(store.as_ref(), backup).await?;
-            super::delete_child(&backups, backup).await?;
-            let note = format!("deleted {backup} (objects and resource) by retention");
-            ctx.event(schedule, false, "BackupPruned", note).await;
-        }
-        // The schedule's base backups: the WAL only they needed goes with them.
-        if schedule.spec.backup_template.method == BackupMethod::Physical
-            && let Some(note) = super::backup::prune_wal(&backups, installation, store.as_ref()).await?
-        {
-            ctx.event(schedule, false, "WalPruned", note).await;
-        }
-    }
+    let unlocked = match plan.prune.is_empty() {
+        true => None,
+        false => prune(ctx, schedule, af, &backups, &plan.prune).await?,
+    };
     for name in &plan.forget_backups {
         super::delete_child(&backups, name).await?;
     }
@@ -417,7 +465,7 @@ async fn apply(ctx: &Context, schedule: &BackupSchedule, af: &Artifortress, plan
         let note = format!("created RecoveryDrill {} for {backup}", drill.name_any());
         ctx.event(schedule, false, "DrillCreated", note).await;
     }
-    Ok(())
+    Ok(unlocked)
 }
 
 fn finished_at(meta: &ObjectMeta, at: Option<DateTime<Utc>>) -> DateTime<Utc> {
@@ -435,6 +483,7 @@ fn schedule_child(schedule: &BackupSchedule, name: &str, step: &str) -> ObjectMe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::artifortress::ObjectLockModeSpec;
     use crate::api::common::CheckpointMode;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -487,6 +536,26 @@ mod tests {
         assert_eq!(plan.status.last_successful_backup.map(|b| b.name).as_deref(), Some("nightly-202611280100"));
         assert_eq!(plan.status.next_schedule_time, Some(at("2026-11-28T03:00:00Z")));
         assert_eq!(plan.requeue, Duration::from_secs(300), "never longer than the longest wait");
+    }
+
+    #[test]
+    fn a_locking_retention_locks_each_backup_for_its_max_age_and_needs_one() {
+        let with = |retention: serde_json::Value| -> BackupSchedule {
+            object(serde_json::json!({
+                "apiVersion": "artifortress.io/v1alpha1", "kind": "BackupSchedule",
+                "metadata": {"name": "nightly", "namespace": "prod", "uid": "u-1", "creationTimestamp": "2026-11-01T00:00:00Z"},
+                "spec": {"artifortressRef": {"name": "production"}, "schedule": "0 * * * *", "retention": retention},
+                "status": {"lastScheduleTime": "2026-11-28T01:00:00Z"},
+            }))
+        };
+        let refused = Rules::parse(&with(serde_json::json!({"keepLast": 3, "lockMode": "Compliance"})).spec);
+        assert!(refused.err().is_some_and(|e| e.contains("retention.lockMode needs retention.maxAge")));
+        let schedule = with(serde_json::json!({"maxAge": "14d", "lockMode": "Governance"}));
+        let rules = Rules::parse(&schedule.spec).unwrap();
+        let children = Children { backups: Vec::new(), drills: Vec::new(), in_use: BTreeSet::new() };
+        let plan = plan(&schedule, &rules, &children, at("2026-11-28T02:00:30Z"), Duration::from_secs(300));
+        let lock = plan.create.expect("the 02:00 run is due").spec.object_lock.expect("locked");
+        assert_eq!((lock.mode, lock.retain.0.as_str()), (ObjectLockModeSpec::Governance, "14d"));
     }
 
     #[test]

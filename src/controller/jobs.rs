@@ -17,7 +17,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::api::artifortress::{ArtifortressSpec, ObjectLockModeSpec, ObjectStorageSpec, WalArchiveSpec};
+use crate::api::artifortress::{
+    ArtifortressSpec, ObjectLockModeSpec, ObjectLockSpec, ObjectStorageSpec, WalArchiveSpec,
+};
 use chrono::{DateTime, Utc};
 
 use crate::api::common::{CheckpointMode, SecretKeyRef, VerifyMode};
@@ -45,8 +47,31 @@ pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 6 * 3600;
 /// The store URL of an installation's backups:
 /// `s3://<bucket>/<prefix>/<installation>?endpoint=…&region=…&path_style=…`.
 pub fn backup_store_url(spec: &ArtifortressSpec, installation: &str) -> String {
+    installation_store_url(spec, backup_storage(spec), installation)
+}
+
+/// The store URL a Backup's Job writes with: the installation's, locked by
+/// the stricter of `backupStorage.objectLock` and the Backup's own lock.
+pub fn backup_job_store_url(spec: &ArtifortressSpec, installation: &str, own: Option<&ObjectLockSpec>) -> String {
+    let Some(own) = own else { return backup_store_url(spec, installation) };
+    let mut storage = backup_storage(spec).clone();
+    storage.object_lock = Some(stricter(storage.object_lock.as_ref(), own));
+    installation_store_url(spec, &storage, installation)
+}
+
+/// Compliance over governance, the longer period over the shorter.
+fn stricter(a: Option<&ObjectLockSpec>, b: &ObjectLockSpec) -> ObjectLockSpec {
+    let Some(a) = a else { return b.clone() };
+    let longer = |x: &ObjectLockSpec| x.retain.parse().unwrap_or_default();
+    let compliance = [a.mode, b.mode].contains(&ObjectLockModeSpec::Compliance);
+    ObjectLockSpec {
+        mode: if compliance { ObjectLockModeSpec::Compliance } else { ObjectLockModeSpec::Governance },
+        retain: if longer(a) >= longer(b) { a.retain.clone() } else { b.retain.clone() },
+    }
+}
+
+fn installation_store_url(spec: &ArtifortressSpec, storage: &ObjectStorageSpec, installation: &str) -> String {
     let default_prefix = if spec.backup_storage.is_some() { "" } else { "artifortress-backups" };
-    let storage = backup_storage(spec);
     let prefix = storage.prefix.as_deref().unwrap_or(default_prefix).trim_matches('/');
     store_url(storage, &if prefix.is_empty() { installation.to_string() } else { format!("{prefix}/{installation}") })
 }

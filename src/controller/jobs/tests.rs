@@ -324,3 +324,23 @@ fn a_locked_backup_storage_puts_its_lock_into_the_store_url() {
     assert!(url.ends_with("&object_lock=compliance&retain=30d"), "{url}");
     assert!(!store_url(&storage("backups", None), "production").contains("object_lock"));
 }
+
+#[test]
+fn a_backups_own_lock_and_the_installations_combine_to_the_stricter() {
+    use crate::api::artifortress::{ObjectLockModeSpec, ObjectLockSpec};
+    let lock = |mode, retain: &str| ObjectLockSpec { mode, retain: retain.into() };
+    let own = lock(ObjectLockModeSpec::Governance, "14d");
+    let unlocked = spec(Some(storage("backups", None)));
+    assert_eq!(backup_job_store_url(&unlocked, "p", None), backup_store_url(&unlocked, "p"));
+    let url = backup_job_store_url(&unlocked, "p", Some(&own));
+    assert!(url.starts_with("s3://backups/p?") && url.ends_with("&object_lock=governance&retain=14d"), "{url}");
+    // The installation's compliance mode stays; the backup's longer period wins.
+    let mut locked = storage("backups", None);
+    locked.object_lock = Some(lock(ObjectLockModeSpec::Compliance, "7d"));
+    let url = backup_job_store_url(&spec(Some(locked.clone())), "p", Some(&own));
+    assert!(url.ends_with("&object_lock=compliance&retain=14d"), "{url}");
+    // A shorter period of the backup never shortens the installation's.
+    locked.object_lock = Some(lock(ObjectLockModeSpec::Compliance, "30d"));
+    let url = backup_job_store_url(&spec(Some(locked)), "p", Some(&own));
+    assert!(url.ends_with("&object_lock=compliance&retain=30d"), "{url}");
+}

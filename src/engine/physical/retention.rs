@@ -9,6 +9,10 @@
 //! it completes). Segments of later timelines and every timeline history file
 //! are kept: a restore reads the histories to follow the source's switches.
 //!
+//! A segment still under S3 Object Lock is left in place, not hidden behind
+//! a delete marker: it is counted with the date its lock ends, and a pass
+//! after that date deletes it.
+//!
 //! One race is the caller's to avoid: a base that began *before* the oldest
 //! complete one and is still running needs WAL older than that one's start.
 //! The operator prunes only when no physical Backup of the installation runs.
@@ -16,10 +20,11 @@
 use std::collections::BTreeMap;
 
 use artifortress_formats::physical::{Segment, WalObject};
+use chrono::{DateTime, Utc};
 
 use crate::engine::EngineError;
 use crate::engine::progress::{Progress, human_bytes};
-use crate::store::BackupStore;
+use crate::store::{BackupStore, Versioning};
 
 /// What a pruning pass deleted, and from which segment on each source's WAL is kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +34,15 @@ pub struct Pruned {
     pub bytes: u64,
     /// Source (system identifier) → the first segment kept.
     pub kept_from: BTreeMap<String, String>,
+    /// Segments no base needs, still locked: deleted by a pass after `locked_until`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub locked: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The first segment the oldest complete base of each source needs.
@@ -47,12 +61,20 @@ async fn needed_from(store: &dyn BackupStore) -> Result<BTreeMap<String, Segment
 /// Deletes the stored WAL no complete base backup needs.
 pub async fn prune(store: &dyn BackupStore, progress: &Progress) -> Result<Pruned, EngineError> {
     let mut pruned = Pruned::default();
+    // Only a bucket with Object Lock can hold locked segments: elsewhere no
+    // retention is read, one request per segment saved.
+    let lockable = matches!(store.versioning().await?, Versioning::Enabled { object_lock: true });
     for (system, first) in needed_from(store).await? {
         let prefix = WalObject::prefix(&system);
         for object in store.list(&prefix).await? {
             let Some(wal) = object.key.strip_prefix(&prefix).and_then(WalObject::parse) else { continue };
             let Some(segment) = Segment::parse(&wal.segment, first.segment_bytes) else { continue };
             if segment.timeline <= first.timeline && segment.number < first.number {
+                if lockable && let Some(until) = store.locked_until(&object.key).await? {
+                    pruned.locked += 1;
+                    pruned.locked_until = pruned.locked_until.max(Some(until));
+                    continue;
+                }
                 store.delete(&object.key).await?;
                 pruned.segments += 1;
                 pruned.bytes += object.size;
@@ -65,6 +87,12 @@ pub async fn prune(store: &dyn BackupStore, progress: &Progress) -> Result<Prune
             "WAL retention: deleted {} segments ({}) no stored base backup needs",
             pruned.segments,
             human_bytes(pruned.bytes)
+        ));
+    }
+    if let Some(until) = pruned.locked_until {
+        progress.step(format!(
+            "WAL retention: {} more segments are locked until {until}; a pass after then deletes them",
+            pruned.locked
         ));
     }
     Ok(pruned)
