@@ -87,6 +87,9 @@ pub struct BaseFile {
     /// Bytes of the tar pg_basebackup wrote.
     #[serde(rename = "tarBytes")]
     pub tar_bytes: u64,
+    /// Its version id on a versioned bucket: restores read exactly this version.
+    #[serde(rename = "versionId", default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 impl BaseManifest {

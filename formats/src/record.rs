@@ -50,6 +50,10 @@ pub struct RestoreRecord {
     /// When the restored database became usable (restored and analyzed).
     #[serde(rename = "usableAt", default, skip_serializing_if = "Option::is_none")]
     pub usable_at: Option<DateTime<Utc>>,
+    /// The manifest version the restore read (pinned by the `Backup` status),
+    /// so the verify step reads the same one.
+    #[serde(rename = "manifestVersionId", default, skip_serializing_if = "Option::is_none")]
+    pub manifest_version_id: Option<String>,
 }
 
 fn version_one() -> u32 {
@@ -73,6 +77,7 @@ impl RestoreRecord {
             reason: None,
             warnings: Vec::new(),
             roles_created: Vec::new(),
+            manifest_version_id: None,
             analyze_seconds: None,
             server_majors: None,
             usable_at: None,

@@ -29,6 +29,12 @@ pub struct Verdict {
     /// setting that could not be carried).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The warnings that report a backup object changed after its backup (a
+    /// newer version over a pinned key, or a delete marker hiding it): the
+    /// pinned version was restored, but someone with write access to the
+    /// bucket wrote to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampering: Vec<String>,
     /// Roles the restore created on the target (`NOLOGIN`), because the backup
     /// needs them and the target lacked them.
     #[serde(rename = "rolesCreated", default, skip_serializing_if = "Vec::is_empty")]

@@ -127,6 +127,14 @@ pub struct BackupStatus {
     /// SHA-256 of the stored dump, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// On a versioned backup bucket: the S3 version of the manifest when the
+    /// backup completed. Restores and drills read exactly this version; a
+    /// newer one written over it is reported as tampering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_version_id: Option<String>,
+    /// The S3 version of the dump (or base backup) the manifest pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version_id: Option<String>,
     /// The database the backup was taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceIdentity>,

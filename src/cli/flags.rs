@@ -87,6 +87,11 @@ pub struct RestoreArgs {
     /// 0 never does (default: 64).
     #[arg(long, value_name = "MIB")]
     split_tables_above: Option<u64>,
+    /// Read the backup's manifest at exactly this S3 version (a `Backup`'s
+    /// status.manifestVersionId, `backups show`): a newer version written over
+    /// it since is reported as tampering, never used.
+    #[arg(long, value_name = "VERSION_ID")]
+    manifest_version: Option<String>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -178,6 +183,7 @@ impl RestoreArgs {
             session_settings: self.session_settings.clone(),
             split_min_bytes: self.split_tables_above.map(|mib| mib.saturating_mul(1 << 20)),
             keys: self.keys.keyring()?,
+            manifest_version: self.manifest_version.clone(),
         })
     }
 }

@@ -141,6 +141,11 @@ pub struct PitrArgs {
     /// Names the verdict (`<base>/drills/<drill>.json`; default pitr-<time>).
     #[arg(long)]
     drill: Option<String>,
+    /// With --backup: read its base manifest at exactly this S3 version (a
+    /// `Backup`'s status.manifestVersionId): a newer version written over it
+    /// since is reported as tampering, never used.
+    #[arg(long, value_name = "VERSION_ID", requires = "backup")]
+    manifest_version: Option<String>,
     #[command(flatten)]
     blobs: BlobArgs,
     #[command(flatten)]
@@ -157,6 +162,7 @@ pub async fn pitr(args: PitrArgs) -> Result<(), Failure> {
             target: args.target.parse().map_err(usage)?,
             timeout: duration_flag("timeout", &args.timeout)?,
             keys: args.keys.keyring()?,
+            manifest_version: args.manifest_version,
         },
         rpo: parse_objective("rpo", args.rpo)?,
         rto: parse_objective("rto", args.rto)?,

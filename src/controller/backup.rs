@@ -370,6 +370,13 @@ async fn finish(
                     (completed_status(status, store_url, &manifest), message, manifest.dump.size_bytes, seconds)
                 }
             };
+            // The manifest as it is now, right after its Job wrote it, is what
+            // restores of this Backup read from now on.
+            let key = match backup.spec.method {
+                BackupMethod::Physical => base::manifest_key(&name),
+                BackupMethod::Logical => manifest::key(&name),
+            };
+            let completed = BackupStatus { manifest_version_id: store.current_version(&key).await?, ..completed };
             write_status(ctx, backups, backup, completed, "Completed", message).await?;
             m.backup_successes.get_or_create(&labels).inc();
             m.backup_last_status.get_or_create(&labels).set(1);
@@ -397,6 +404,7 @@ fn completed_status(status: BackupStatus, store_url: &str, m: &Manifest) -> Back
         size: Some(human_bytes(m.dump.size_bytes)),
         size_bytes: Some(m.dump.size_bytes),
         sha256: Some(m.dump.sha256.clone()),
+        data_version_id: m.dump.version_id.clone(),
         source: Some(m.source.clone().into()),
         pg_dump_version: Some(m.pg_dump_version.clone()),
         tables: m.tables.iter().cloned().map(Into::into).collect(),
@@ -419,6 +427,7 @@ fn base_status(status: BackupStatus, store_url: &str, m: &BaseManifest) -> Backu
         size: Some(human_bytes(m.base.size_bytes)),
         size_bytes: Some(m.base.size_bytes),
         sha256: Some(m.base.sha256.clone()),
+        data_version_id: m.base.version_id.clone(),
         source: Some(SourceIdentity {
             system_identifier: m.source.system_identifier.clone(),
             database: m.source.database.clone(),

@@ -154,6 +154,7 @@ pub async fn restore_step(
     progress: &Progress,
 ) -> Result<(), EngineError> {
     let restore_request = RestoreRequest { backup: record.backup.clone(), ..request.restore.clone() };
+    record.manifest_version_id = restore_request.manifest_version.clone();
     record.restore_started_at = Some(Utc::now());
     let staged = match restore::stage(store, maintenance, &request.target, &restore_request, progress).await {
         Ok(staged) => staged,
@@ -230,8 +231,9 @@ pub async fn conclude(
     };
     let manifest = match record.backup.as_str() {
         "" => None,
-        name => match manifest::load(store, name).await {
-            Ok(m) => Some(m),
+        // The version the restore read; its tampering warning is already in the record.
+        name => match manifest::load_pinned(store, name, record.manifest_version_id.as_deref()).await {
+            Ok((m, _)) => Some(m),
             Err(e) => {
                 if found.failures.is_empty() {
                     found.fail(e.reason().unwrap_or("VerifyFailed"), format!("verify: {e}"));
@@ -350,6 +352,7 @@ async fn finish(
         result: if passed { DrillResult::Passed } else { DrillResult::Failed },
         reason: if passed { None } else { found.reason },
         failures: found.failures,
+        tampering: super::pinned::tampered(&found.warnings),
         warnings: found.warnings,
         roles_created: record.roles_created.clone(),
         server_majors: record.server_majors,

@@ -32,7 +32,17 @@ pub fn dump_key(manifest: &Manifest) -> String {
 /// does not exist. A manifest written in a newer format is refused naming the
 /// tool version that reads it.
 pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<Manifest, EngineError> {
-    let bytes = match store.get_bytes(&key(backup)).await {
+    Ok(load_pinned(store, backup, None).await?.0)
+}
+
+/// [`load`] of the version the `Backup` status pinned (`None`: the current
+/// one), with a tampering warning when the key now holds another version.
+pub async fn load_pinned(
+    store: &dyn BackupStore,
+    backup: &str,
+    version: Option<&str>,
+) -> Result<(Manifest, Option<String>), EngineError> {
+    let bytes = match store.get_bytes_version(&key(backup), version).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => {
             return Err(EngineError::Config(format!(
@@ -42,8 +52,12 @@ pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<Manifest, Eng
         }
         Err(e) => return Err(e.into()),
     };
+    let warning = match version {
+        Some(pinned) => super::pinned::tampering(store, &key(backup), pinned, "manifest").await?,
+        None => None,
+    };
     match Manifest::parse(&bytes) {
-        Ok(manifest) => Ok(manifest),
+        Ok(manifest) => Ok((manifest, warning)),
         Err(e @ FormatError::Newer { .. }) => Err(EngineError::Config(format!("backup {backup:?}: {e}"))),
         Err(e) => Err(EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() }),
     }

@@ -17,6 +17,7 @@ pub mod parity;
 mod pg_restore;
 pub mod pgtools;
 pub mod physical;
+pub mod pinned;
 pub mod progress;
 pub mod report;
 pub mod restore;

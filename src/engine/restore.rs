@@ -58,6 +58,8 @@ pub struct RestoreRequest {
     pub split_min_bytes: Option<u64>,
     /// What opens an encrypted backup.
     pub keys: Keyring,
+    /// The manifest's pinned version (see [`super::pinned`]); `None`: the current one.
+    pub manifest_version: Option<String>,
 }
 
 /// A restored, analyzed database, not yet compared with the manifest.
@@ -199,7 +201,8 @@ pub async fn stage(
     progress: &Progress,
 ) -> Result<Staged, EngineError> {
     let started_at = Utc::now();
-    let manifest = manifest::load(store, &request.backup).await?;
+    let (manifest, manifest_tampered) =
+        manifest::load_pinned(store, &request.backup, request.manifest_version.as_deref()).await?;
     if request.verify == VerifyMode::Checksums && manifest.verify != VerifyMode::Checksums {
         return Err(EngineError::Config(format!(
             "backup {:?} recorded counts only; checksum verification needs a backup taken with --verify checksums",
@@ -258,7 +261,10 @@ pub async fn stage(
         Err(e) => progress.step(format!("archive not indexed ({e}); pg_restore will scan it")),
     }
     let download_seconds = t.elapsed().as_secs_f64();
-    let warnings = overwritten(store, &manifest).await?;
+    let mut warnings: Vec<String> = manifest_tampered.into_iter().collect();
+    if let Some(pinned) = &manifest.dump.version_id {
+        warnings.extend(super::pinned::tampering(store, &manifest::dump_key(&manifest), pinned, "dump").await?);
+    }
     Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, index, staging, warnings })
 }
 
@@ -470,30 +476,4 @@ async fn measure_restored(
     inspect::measure_tables(&mut conns, &tables, mode, method, Some(meter))
         .await
         .map_err(db_err("counting restored tables"))
-}
-
-/// Whether the dump's key now holds another version than the one the
-/// manifest pinned (the pinned one is what was downloaded and checked): an
-/// object lock protects versions, not keys, so whoever holds write access can
-/// put a newer one over it. Said as a warning naming both versions.
-async fn overwritten(store: &dyn BackupStore, manifest: &Manifest) -> Result<Vec<String>, EngineError> {
-    let Some(pinned) = &manifest.dump.version_id else { return Ok(Vec::new()) };
-    let key = manifest::dump_key(manifest);
-    let current = match store.current_version(&key).await {
-        Err(crate::store::StoreError::NotFound { .. }) => {
-            return Ok(vec![format!(
-                "{} was deleted after the backup (a delete marker hides it); the manifest's version {pinned} was restored",
-                store.location(&key)
-            )]);
-        }
-        other => other?,
-    };
-    Ok(match current {
-        Some(current) if &current != pinned => vec![format!(
-            "{} was overwritten after the backup: its current version is {current}, the manifest's is {pinned} \
-             (restored, and checked against its SHA-256); someone with write access to the bucket wrote over it",
-            store.location(&key)
-        )],
-        _ => Vec::new(),
-    })
 }

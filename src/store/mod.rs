@@ -217,8 +217,13 @@ pub trait BackupStore: Send + Sync {
     /// [`MAX_DOCUMENT_BYTES`] is refused: whoever can write to the bucket must
     /// not be able to make the operator allocate without bound.
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.get_bytes_version(key, None).await
+    }
+
+    /// [`get_bytes`](Self::get_bytes) of one version of the key (`None`: the current one).
+    async fn get_bytes_version(&self, key: &str, version: Option<&str>) -> Result<Vec<u8>, StoreError> {
         use futures::TryStreamExt;
-        let mut stream = self.get_stream(key).await?;
+        let mut stream = self.get_stream_version(key, version).await?;
         let mut out = Vec::new();
         let io = |message: String| StoreError::Io { store: self.url(), op: "reading", key: key.to_string(), message };
         while let Some(chunk) = stream.try_next().await.map_err(|e| io(e.to_string()))? {

@@ -45,7 +45,17 @@ pub fn manifest_key(backup: &str) -> String {
 /// Reads a base backup's manifest; a missing one means the base is incomplete
 /// or does not exist.
 pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<BaseManifest, EngineError> {
-    let bytes = match store.get_bytes(&manifest_key(backup)).await {
+    Ok(load_pinned(store, backup, None).await?.0)
+}
+
+/// [`load`] of a pinned version (`None`: the current one), with a tampering
+/// warning when the key now holds another version (see `pinned`).
+pub async fn load_pinned(
+    store: &dyn BackupStore,
+    backup: &str,
+    version: Option<&str>,
+) -> Result<(BaseManifest, Option<String>), EngineError> {
+    let bytes = match store.get_bytes_version(&manifest_key(backup), version).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => {
             return Err(EngineError::Config(format!(
@@ -55,7 +65,13 @@ pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<BaseManifest,
         }
         Err(e) => return Err(e.into()),
     };
-    BaseManifest::parse(&bytes).map_err(|e| EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() })
+    let warning = match version {
+        Some(pinned) => crate::engine::pinned::tampering(store, &manifest_key(backup), pinned, "base manifest").await?,
+        None => None,
+    };
+    let manifest = BaseManifest::parse(&bytes)
+        .map_err(|e| EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() })?;
+    Ok((manifest, warning))
 }
 
 /// Every complete base backup of the store (one whose manifest reads).
@@ -200,6 +216,8 @@ pub async fn run(
         let stats = stats.lock().unwrap();
         (hex::encode(stats.sha256.clone().finalize()), stats.archive_bytes)
     };
+    // Pinned, as a logical backup pins its dump (see `pinned`).
+    let version_id = store.current_version(&key).await?;
     let range = pg_manifest.lock().unwrap().contents().and_then(|m| wal_range(&m));
     let Some((timeline, start_lsn, end_lsn)) = range else {
         let _ = store.delete(&key).await;
@@ -223,7 +241,7 @@ pub async fn run(
         timeline,
         start_lsn,
         end_lsn,
-        base: BaseFile { file: file.to_string(), size_bytes: stored, sha256, tar_bytes },
+        base: BaseFile { file: file.to_string(), size_bytes: stored, sha256, tar_bytes, version_id },
         pg_basebackup_version: tools.version.clone(),
         tool_version: format!("artifortress-operator {}", env!("CARGO_PKG_VERSION")),
         encryption,

@@ -87,6 +87,8 @@ pub struct PitrRequest {
     pub timeout: Duration,
     /// What opens an encrypted base and its WAL.
     pub keys: Keyring,
+    /// The base manifest's pinned version (with `backup`; see `pinned`).
+    pub manifest_version: Option<String>,
 }
 
 pub struct Restored {
@@ -97,6 +99,8 @@ pub struct Restored {
     pub download_seconds: f64,
     pub verify_seconds: f64,
     pub replay_seconds: f64,
+    /// Objects changed since the backup (see `pinned`); their pinned versions were read.
+    pub warnings: Vec<String>,
 }
 
 /// Restores into a new scratch instance, started and promoted.
@@ -109,9 +113,12 @@ pub async fn restore(
         Target::Random(window) => Target::Time(draw_time(store, window, Utc::now()).await?),
         target => target,
     };
-    let manifest = match &request.backup {
-        Some(name) => base::load(store, name).await?,
-        None => choose_base(store, target).await?,
+    let (manifest, mut warnings) = match &request.backup {
+        Some(name) => {
+            let (manifest, tampered) = base::load_pinned(store, name, request.manifest_version.as_deref()).await?;
+            (manifest, tampered.into_iter().collect())
+        }
+        None => (choose_base(store, target).await?, Vec::new()),
     };
     if let Some(encryption) = &manifest.encryption {
         request.keys.check(encryption, &format!("base backup {:?}", manifest.backup_name))?;
@@ -133,6 +140,10 @@ pub async fn restore(
         request.dir.display()
     ));
     let checksums = unpack_base(store, &manifest, &request.keys, &instance, progress).await?;
+    if let Some(pinned) = &manifest.base.version_id {
+        let key = format!("{}/{}", manifest.backup_name, manifest.base.file);
+        warnings.extend(crate::engine::pinned::tampering(store, &key, pinned, "base backup").await?);
+    }
     let wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
@@ -159,7 +170,7 @@ pub async fn restore(
     }
     let replay_seconds = replaying.elapsed().as_secs_f64();
     progress.step(format!("promoted after {}", human_duration(replay_seconds)));
-    Ok(Restored { instance, manifest, segments, wal_bytes, download_seconds, verify_seconds, replay_seconds })
+    Ok(Restored { instance, manifest, segments, wal_bytes, download_seconds, verify_seconds, replay_seconds, warnings })
 }
 
 fn describe(target: Target) -> String {
@@ -240,7 +251,7 @@ async fn unpack_base(
     let counter = meter.counter();
     let hasher = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
     let tap = hasher.clone();
-    let stream = store.get_stream(&key).await?.inspect_ok(move |chunk| {
+    let stream = store.get_stream_version(&key, manifest.base.version_id.as_deref()).await?.inspect_ok(move |chunk| {
         tap.lock().unwrap().update(chunk);
         counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
     });
@@ -385,7 +396,8 @@ pub async fn drill(
         request.restore.target = Target::Time(at);
     }
     let manifest = match &request.restore.backup {
-        Some(name) => base::load(store, name).await?,
+        // The pinned version; `restore` reports it if it was written over.
+        Some(name) => base::load_pinned(store, name, request.restore.manifest_version.as_deref()).await?.0,
         None => choose_base(store, request.restore.target).await?,
     };
     request.restore.backup = Some(manifest.backup_name.clone());
@@ -404,6 +416,7 @@ pub async fn drill(
         Err(e) if e.is_usage() && e.reason() != Some(KEY_UNAVAILABLE) => return Err(e),
         Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string(), &mut reason),
         Ok(r) => {
+            warnings.extend(r.warnings.iter().cloned());
             let usable = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
             let (measured, failure) = objectives::evaluate("RTO", usable, request.rto);
             if let Some(f) = failure {
@@ -477,6 +490,7 @@ pub async fn drill(
         result: if passed { DrillResult::Passed } else { DrillResult::Failed },
         reason: if passed { None } else { reason },
         failures,
+        tampering: super::super::pinned::tampered(&warnings),
         warnings,
         roles_created: Vec::new(),
         server_majors: Some(ServerMajors { source: manifest.source.major, target: manifest.source.major }),
