@@ -1262,7 +1262,17 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
     let spec = json!({"artifortressRef": {"name": "production"}, "deletionPolicy": "Delete"});
     i.create("Backup", json!({"metadata": {"name": "locked"}, "spec": spec})).await;
     let backup = wait_until(&i.api::<Backup>(), "locked", 2 * MINUTE, finished_backup).await;
-    assert_eq!(backup.status.unwrap().phase, Some(BackupPhase::Completed));
+    let status = backup.status.unwrap();
+    assert_eq!(status.phase, Some(BackupPhase::Completed));
+    // The versions restores of it read: the manifest's and the dump's it pins.
+    let versions = rgw.list_object_versions().bucket(&bucket).send().await.unwrap();
+    let version_of = |suffix: &str| {
+        let v = versions.versions().iter().find(|v| v.key().is_some_and(|k| k.ends_with(suffix)));
+        v.and_then(|v| v.version_id()).map(str::to_string)
+    };
+    assert_eq!(status.manifest_version_id, version_of("locked/manifest.json"));
+    assert_eq!(status.data_version_id, version_of("locked/dump"));
+    assert!(status.manifest_version_id.is_some() && status.data_version_id.is_some());
     let af = wait_until(&installations, "production", MINUTE, |a| reason_of(a).is_some_and(|r| r.0 == "Locked")).await;
     let (_, message) = reason_of(&af).unwrap();
     assert!(message.contains("locked until") && message.contains("locked"), "{message}");

@@ -165,6 +165,31 @@ async fn a_locked_backup_resists_the_operators_own_keys_and_a_bucket_without_loc
     assert_exit(&out, 0);
     assert!(verdict["warnings"].to_string().contains("delete marker"), "{verdict:#}");
 
+    // The manifest itself written over, pointing at the forged dump: a drill
+    // given the manifest's pinned version (a Backup's status.manifestVersionId)
+    // restores the real backup and reports both as tampering; one reading
+    // the current manifest follows the forgery and fails on its bytes.
+    let (_, original) = written.iter().find(|(key, _)| key == "af/b1/manifest.json").unwrap();
+    let mut forged_manifest = manifest.clone();
+    forged_manifest["dump"]["versionId"] = serde_json::json!(forged);
+    let body = ByteStream::from(serde_json::to_vec(&forged_manifest).unwrap());
+    s3.put_object().bucket(&locked).key("af/b1/manifest.json").body(body).send().await.unwrap();
+    let pinned_drill = |json: &std::path::Path| {
+        let args =
+            ["drill", "--backup", "b1", "--store", &store, "--target", &target, "--json", json.to_str().unwrap()];
+        let args = [&args[..], &["--manifest-version", original]].concat();
+        let out = operator_with_env(&args, &rgw_env());
+        let verdict: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        (out, verdict)
+    };
+    let (out, verdict) = pinned_drill(&json);
+    assert_exit(&out, 0);
+    let tampering = verdict["tampering"].to_string();
+    assert!(tampering.contains("manifest") && tampering.contains(original.as_str()), "{verdict:#}");
+    assert!(tampering.contains("dump") && tampering.contains("delete marker"), "{verdict:#}");
+    let (out, _) = drill(&json);
+    assert_exit(&out, 1);
+
     // Deleting it, even forced, is refused while the lock runs: nothing is attempted.
     let out = operator_with_env(&["backups", "delete", "--store", &store, "b1", "--force"], &rgw_env());
     assert_exit(&out, 2);

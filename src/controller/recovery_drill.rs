@@ -201,7 +201,10 @@ pub async fn reconcile(drill: Arc<RecoveryDrill>, ctx: Arc<Context>) -> Result<A
             return conclude_failed(&ctx, &drills, &drill, status, failure).await;
         }
     };
-    let run = DrillRun { ctx: &ctx, drills, drill: &drill, af: &af, store, store_url, backup, started_at };
+    // The manifest version its Backup pinned, read back exactly (see `engine::pinned`).
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
+    let pinned = backups.get_opt(&backup).await?.and_then(|b| b.status?.manifest_version_id);
+    let run = DrillRun { ctx: &ctx, drills, drill: &drill, af: &af, store, store_url, backup, pinned, started_at };
     let steps = run.steps().await?;
 
     // Decide, then apply.
@@ -262,6 +265,8 @@ struct DrillRun<'a> {
     store: Box<dyn BackupStore>,
     store_url: String,
     backup: String,
+    /// The Backup status's `manifestVersionId`.
+    pinned: Option<String>,
     started_at: DateTime<Utc>,
 }
 
@@ -324,7 +329,7 @@ impl DrillRun<'_> {
         }
         let blob_store_url = jobs::blob_store_url(&self.af.spec);
         let job_template = self.ctx.job_template(self.af, template.job_template.as_ref());
-        let args = if self.physical() {
+        let mut args = if self.physical() {
             jobs::pitr_args(&self.store_url, &self.backup, &drill_id(self.drill), template, &blob_store_url)
         } else {
             jobs::drill_step_args(jobs::DrillStepArgs {
@@ -339,6 +344,9 @@ impl DrillRun<'_> {
                 restore_jobs: jobs::restore_jobs(template.restore_jobs, &job_template),
             })
         };
+        if let Some(version) = self.pinned.as_ref().filter(|_| step == "restore" || self.physical()) {
+            args.extend(["--manifest-version".into(), version.clone()]);
+        }
         jobs::engine_job(EngineJob {
             step,
             owner_name: &name,

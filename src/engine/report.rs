@@ -272,6 +272,7 @@ mod tests {
             result: DrillResult::Failed,
             reason: Some("RTOMissed".into()),
             warnings: Vec::new(),
+            tampering: Vec::new(),
             roles_created: vec!["app_reader".into()],
             rto_basis: Some(RtoBasis::Usable),
             server_majors: Some(crate::engine::verdict::ServerMajors { source: 15, target: 18 }),
