@@ -88,8 +88,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "MIB")]
     split_tables_above: Option<u64>,
     /// Read the backup's manifest at exactly this S3 version (a `Backup`'s
-    /// status.manifestVersionId, `backups show`): a newer version written over
-    /// it since is reported as tampering, never used.
+    /// status.manifestVersionId): a newer version written over it since is
+    /// reported as tampering, never used.
     #[arg(long, value_name = "VERSION_ID")]
     manifest_version: Option<String>,
     #[command(flatten)]
