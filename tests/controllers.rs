@@ -1244,21 +1244,8 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
     assert_eq!(reason_of(&af).unwrap().0, "NotLocked");
 
     // Backups into a Ceph bucket created with Object Lock, written locked.
-    let rgw = support::rgw_client().await;
-    let bucket = support::unique_name("ctlimm");
-    rgw.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
-    secret(
-        &i.client,
-        &i.ns,
-        "rgw",
-        json!({"AWS_ACCESS_KEY_ID": env("AF_TEST_RGW_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AF_TEST_RGW_SECRET_ACCESS_KEY")}),
-    )
-    .await;
-    let backup_storage = json!({"spec": {"backupStorage": {"bucket": bucket, "endpoint": env("AF_TEST_RGW_ENDPOINT"),
-        "forcePathStyle": true, "credentialsSecretRef": {"name": "rgw"},
-        "objectLock": {"mode": "Compliance", "retain": "1d"}}}});
-    let patch = kube::api::Patch::Merge(&backup_storage);
-    installations.patch("production", &kube::api::PatchParams::default(), &patch).await.unwrap();
+    let object_lock = json!({"mode": "Compliance", "retain": "1d"});
+    let (rgw, bucket) = backups_on_rgw(&i, "ctlimm", Some(object_lock)).await;
     let spec = json!({"artifortressRef": {"name": "production"}, "deletionPolicy": "Delete"});
     i.create("Backup", json!({"metadata": {"name": "locked"}, "spec": spec})).await;
     let backup = wait_until(&i.api::<Backup>(), "locked", 2 * MINUTE, finished_backup).await;
@@ -1287,16 +1274,15 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
     assert!(kept.contents().iter().any(|o| o.key().is_some_and(|k| k.ends_with("locked/manifest.json"))));
 }
 
-/// A schedule whose retention locks: each Backup it creates is written
-/// locked for `maxAge`, and retention, letting one go while it is locked,
-/// plans its deletion instead of hiding it behind delete markers, then
-/// deletes it once the lock has ended.
-#[tokio::test]
-async fn a_locking_retention_deletes_a_backup_only_once_its_lock_has_ended() {
-    let clock = ManualClock::at("2030-01-01T00:59:00Z");
-    let i = Installation::start("ctlsl", Some(clock.clone())).await;
+/// A new Ceph bucket created with Object Lock as the installation's backup
+/// storage (its keys in Secret `rgw`), with `objectLock` if given.
+async fn backups_on_rgw(
+    i: &Installation,
+    prefix: &str,
+    object_lock: Option<serde_json::Value>,
+) -> (aws_sdk_s3::Client, String) {
     let rgw = support::rgw_client().await;
-    let bucket = support::unique_name("ctlsl");
+    let bucket = support::unique_name(prefix);
     rgw.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
     secret(
         &i.client,
@@ -1305,11 +1291,26 @@ async fn a_locking_retention_deletes_a_backup_only_once_its_lock_has_ended() {
         json!({"AWS_ACCESS_KEY_ID": env("AF_TEST_RGW_ACCESS_KEY_ID"), "AWS_SECRET_ACCESS_KEY": env("AF_TEST_RGW_SECRET_ACCESS_KEY")}),
     )
     .await;
-    // Stored under the installation's prefix `prod`.
-    let backup_storage = json!({"spec": {"backupStorage": {"bucket": bucket, "endpoint": env("AF_TEST_RGW_ENDPOINT"),
-        "forcePathStyle": true, "credentialsSecretRef": {"name": "rgw"}}}});
-    let patch = kube::api::Patch::Merge(&backup_storage);
+    let mut storage = json!({"bucket": bucket, "endpoint": env("AF_TEST_RGW_ENDPOINT"), "forcePathStyle": true,
+        "credentialsSecretRef": {"name": "rgw"}});
+    if let Some(lock) = object_lock {
+        storage["objectLock"] = lock;
+    }
+    let patch = kube::api::Patch::Merge(json!({"spec": {"backupStorage": storage}}));
     i.api::<Artifortress>().patch("production", &kube::api::PatchParams::default(), &patch).await.unwrap();
+    (rgw, bucket)
+}
+
+/// A schedule whose retention locks: each Backup it creates is written
+/// locked for `maxAge`, and retention, letting one go while it is locked,
+/// plans its deletion instead of hiding it behind delete markers, then
+/// deletes it once the lock has ended.
+#[tokio::test]
+async fn a_locking_retention_deletes_a_backup_only_once_its_lock_has_ended() {
+    let clock = ManualClock::at("2030-01-01T00:59:00Z");
+    let i = Installation::start("ctlsl", Some(clock.clone())).await;
+    // Stored under the installation's prefix `prod`.
+    let (rgw, bucket) = backups_on_rgw(&i, "ctlsl", None).await;
     i.create(
         "BackupSchedule",
         json!({"metadata": {"name": "hourly"},

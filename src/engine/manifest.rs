@@ -52,10 +52,7 @@ pub async fn load_pinned(
         }
         Err(e) => return Err(e.into()),
     };
-    let warning = match version {
-        Some(pinned) => super::pinned::tampering(store, &key(backup), pinned, "manifest").await?,
-        None => None,
-    };
+    let warning = super::pinned::tampering(store, &key(backup), version, "manifest").await?;
     match Manifest::parse(&bytes) {
         Ok(manifest) => Ok((manifest, warning)),
         Err(e @ FormatError::Newer { .. }) => Err(EngineError::Config(format!("backup {backup:?}: {e}"))),

@@ -17,13 +17,15 @@ use crate::store::{BackupStore, StoreError};
 pub const TAMPERING: &str = "tampering: ";
 
 /// A warning when `key`'s current version is not `pinned` (overwritten, or
-/// hidden behind a delete marker); `None` when it still is.
+/// hidden behind a delete marker); `None` when it still is, or when nothing
+/// was pinned (an unversioned bucket, or no version given).
 pub async fn tampering(
     store: &dyn BackupStore,
     key: &str,
-    pinned: &str,
+    pinned: Option<&str>,
     what: &str,
 ) -> Result<Option<String>, EngineError> {
+    let Some(pinned) = pinned else { return Ok(None) };
     let at = store.location(key);
     match store.current_version(key).await {
         Err(StoreError::NotFound { .. }) => Ok(Some(format!(

@@ -262,9 +262,8 @@ pub async fn stage(
     }
     let download_seconds = t.elapsed().as_secs_f64();
     let mut warnings: Vec<String> = manifest_tampered.into_iter().collect();
-    if let Some(pinned) = &manifest.dump.version_id {
-        warnings.extend(super::pinned::tampering(store, &manifest::dump_key(&manifest), pinned, "dump").await?);
-    }
+    let pinned = manifest.dump.version_id.as_deref();
+    warnings.extend(super::pinned::tampering(store, &manifest::dump_key(&manifest), pinned, "dump").await?);
     Ok(Staged { manifest, expected, tools, needs, versions, started_at, download_seconds, index, staging, warnings })
 }
 

@@ -42,6 +42,11 @@ pub fn manifest_key(backup: &str) -> String {
     format!("{backup}/{BASE_MANIFEST_FILE}")
 }
 
+/// The stored base (tar) of the backup a manifest describes.
+pub fn data_key(manifest: &BaseManifest) -> String {
+    format!("{}/{}", manifest.backup_name, manifest.base.file)
+}
+
 /// Reads a base backup's manifest; a missing one means the base is incomplete
 /// or does not exist.
 pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<BaseManifest, EngineError> {
@@ -65,10 +70,7 @@ pub async fn load_pinned(
         }
         Err(e) => return Err(e.into()),
     };
-    let warning = match version {
-        Some(pinned) => crate::engine::pinned::tampering(store, &manifest_key(backup), pinned, "base manifest").await?,
-        None => None,
-    };
+    let warning = crate::engine::pinned::tampering(store, &manifest_key(backup), version, "base manifest").await?;
     let manifest = BaseManifest::parse(&bytes)
         .map_err(|e| EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() })?;
     Ok((manifest, warning))

@@ -140,10 +140,9 @@ pub async fn restore(
         request.dir.display()
     ));
     let checksums = unpack_base(store, &manifest, &request.keys, &instance, progress).await?;
-    if let Some(pinned) = &manifest.base.version_id {
-        let key = format!("{}/{}", manifest.backup_name, manifest.base.file);
-        warnings.extend(crate::engine::pinned::tampering(store, &key, pinned, "base backup").await?);
-    }
+    let key = base::data_key(&manifest);
+    let pinned = manifest.base.version_id.as_deref();
+    warnings.extend(crate::engine::pinned::tampering(store, &key, pinned, "base backup").await?);
     let wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
@@ -243,7 +242,7 @@ async fn unpack_base(
     instance: &Instance,
     progress: &Progress,
 ) -> Result<Checksums, EngineError> {
-    let key = format!("{}/{}", manifest.backup_name, manifest.base.file);
+    let key = base::data_key(manifest);
     let meter = progress.meter(
         "downloading and unpacking the base backup",
         Some(super::super::progress::Total::Exact(manifest.base.size_bytes)),
