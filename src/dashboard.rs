@@ -94,6 +94,7 @@ fn panels() -> Vec<Panel> {
                 q("missing {{installation}}", "artifortress_drill_blobs_missing{}"),
                 q("corrupt {{installation}}", "artifortress_drill_blobs_corrupt{}"),
                 q("orphans {{installation}}", "artifortress_drill_blobs_orphans{}"),
+                q("tampered objects {{installation}}", "artifortress_drill_tampered_objects{}"),
                 q("restore points recoverable {{installation}}", "artifortress_blobs_recoverable{}"),
             ],
         },

@@ -111,6 +111,7 @@ pub struct Metrics {
     pub drill_blobs_missing: Family<InstallationLabels, Gauge>,
     pub drill_blobs_corrupt: Family<InstallationLabels, Gauge>,
     pub drill_blobs_orphans: Family<InstallationLabels, Gauge>,
+    pub drill_tampered_objects: Family<InstallationLabels, Gauge>,
     pub blobs_recoverable: Family<InstallationLabels, Gauge>,
     pub wal_status_age: Family<InstallationLabels, FloatGauge>,
     pub wal_retained_bytes: Family<InstallationLabels, Gauge>,
@@ -160,6 +161,7 @@ impl Metrics {
             drill_blobs_missing: Family::default(),
             drill_blobs_corrupt: Family::default(),
             drill_blobs_orphans: Family::default(),
+            drill_tampered_objects: Family::default(),
             blobs_recoverable: Family::default(),
             wal_status_age: Family::default(),
             wal_retained_bytes: Family::default(),
@@ -267,6 +269,11 @@ impl Metrics {
             "drill_blobs_orphans",
             "Objects no blob row references, in the last finished drill (informational)",
             m.drill_blobs_orphans.clone(),
+        );
+        registry.register(
+            "drill_tampered_objects",
+            "Backup objects the last finished drill found changed after they were written (tampering)",
+            m.drill_tampered_objects.clone(),
         );
         registry.register(
             "blobs_recoverable",

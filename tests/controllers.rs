@@ -1264,6 +1264,20 @@ async fn an_installation_says_whether_its_newest_backup_is_locked_against_deleti
     let (_, message) = reason_of(&af).unwrap();
     assert!(message.contains("locked until") && message.contains("locked"), "{message}");
 
+    // Someone with write access puts a newer version over the dump: a drill
+    // of the Backup restores the pinned one and tells the cluster.
+    let dump = versions.versions().iter().filter_map(|v| v.key()).find(|k| k.ends_with("locked/dump")).unwrap();
+    let forged = aws_sdk_s3::primitives::ByteStream::from_static(b"forged");
+    rgw.put_object().bucket(&bucket).key(dump).body(forged).send().await.unwrap();
+    i.create("RecoveryDrill", drill("check", json!({"mode": "Named", "name": "locked"}), json!({}))).await;
+    let drilled = wait_until(&i.api::<RecoveryDrill>(), "check", 3 * MINUTE, finished_drill).await.status.unwrap();
+    assert_eq!(drilled.result, Some(DrillResult::Passed), "{:?}", drilled.failures);
+    assert!(drilled.tampering.len() == 1 && drilled.tampering[0].contains("overwritten"), "{:?}", drilled.tampering);
+    let tampered = |e: &Event| e.reason.as_deref() == Some("TamperingDetected");
+    let events = event_matching(&i.api::<Event>(), MINUTE, tampered).await;
+    let note = events.iter().find(|e| tampered(e)).and_then(|e| e.note.clone()).unwrap_or_default();
+    assert!(note.contains("1 object(s) of backup locked") && note.contains("overwritten"), "{note}");
+
     // The Backup deleted: its data stays until the lock expires, and the deletion waits.
     i.api::<Backup>().delete("locked", &DeleteParams::default()).await.unwrap();
     let events = event_matching(&i.api::<Event>(), MINUTE, |e| e.reason.as_deref() == Some("DeletionPlanned")).await;

@@ -14,8 +14,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use support::physical::*;
 use support::{ExtraPostgres, assert_exit, env, file_store, operator, s3_client, s3_store_url, unique_name};
 
@@ -36,34 +35,6 @@ fn between(commits: &[Commit], i: usize) -> chrono::DateTime<Utc> {
     let (before, after) = (commits[i], commits[i + 1]);
     assert!(before.returned < after.sent);
     before.returned + (after.sent - before.returned) / 2
-}
-
-/// The rows a drill restored: `pitr --keep` into a new instance, counted,
-/// then the instance stopped.
-async fn drilled_rows(store: &str, extra: &[&str]) -> (i64, Option<i32>) {
-    let dir = tempfile::tempdir().unwrap();
-    let instance = dir.path().join("instance");
-    let port = free_port();
-    let mut args = vec!["--keep"];
-    args.extend_from_slice(extra);
-    let out = pitr(store, &instance, port, &args);
-    assert_exit(&out, 0);
-    let restored = PgConnectOptions::new().socket(&instance).port(port).username("postgres").database("postgres");
-    let mut conn = PgConnection::connect_with(&restored).await.unwrap();
-    let counted = sqlx::query_as("SELECT count(*), max(id) FROM ledger").fetch_one(&mut conn).await.unwrap();
-    drop(conn);
-    // A fast shutdown (SIGINT to the postmaster), awaited.
-    let pid = std::fs::read_to_string(instance.join("data/postmaster.pid")).unwrap();
-    let pid = pid.lines().next().unwrap().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let alive = || {
-        let probe = std::process::Command::new("kill").args(["-0", &pid]).stderr(std::process::Stdio::null()).status();
-        probe.unwrap().success()
-    };
-    while alive() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    counted
 }
 
 #[tokio::test]
@@ -114,18 +85,20 @@ async fn drills_follow_a_failover_to_either_side_of_the_switch() {
     }
 
     // From the base before the switch: a target before it, and one after it.
-    let counted =
-        drilled_rows(&store, &["--backup", "before-switch", "--target", &between(&commits, 19).to_rfc3339()]).await;
+    let (counted, _) =
+        drilled_rows(&store, &[], &["--backup", "before-switch", "--target", &between(&commits, 19).to_rfc3339()])
+            .await;
     assert_eq!(counted, (20, Some(20)), "a target before the switch: the rows committed before it");
-    let counted =
-        drilled_rows(&store, &["--backup", "before-switch", "--target", &between(&commits, 59).to_rfc3339()]).await;
+    let (counted, _) =
+        drilled_rows(&store, &[], &["--backup", "before-switch", "--target", &between(&commits, 59).to_rfc3339()])
+            .await;
     assert_eq!(counted, (60, Some(60)), "a target after the switch, through timeline 2");
 
     // A base taken on the new timeline restores too, to the latest point.
     base_backup(&primary.url, &store, "after-switch");
     commit(&source, 81..=85).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (rows, _) = drilled_rows(&store, &["--backup", "after-switch"]).await;
+    let ((rows, _), _) = drilled_rows(&store, &[], &["--backup", "after-switch"]).await;
     assert!(rows >= 80, "the latest point of a base after the switch has every row before it: {rows}");
     terminate(&archiver);
     let _ = archiver.wait_with_output().await;

@@ -320,3 +320,90 @@ async fn wal_retention_leaves_locked_segments_until_their_lock_ends() {
     let _ = archiver.wait_with_output().await;
     drop(logs);
 }
+
+/// WAL someone other than the archiver wrote: a newer version put over one
+/// segment's key and a second object (another digest, a valid key) for
+/// another segment. Both are reported as tampering, and the restore replays
+/// the archiver's own bytes: every row comes back.
+#[tokio::test]
+async fn forged_wal_is_reported_as_tampering_and_never_replayed() {
+    use sha2::Digest;
+    use support::physical::{drilled_rows, pool, system_identifier, terminate};
+    let pg = support::ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let s3 = rgw().await;
+    let bucket = unique_name("rgwforge");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(enabled).send().await.unwrap();
+    let store = store_url(&bucket, "af");
+    let spool = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(support::operator_bin());
+    command
+        .args(["wal", "--source", &pg.url, "--store", &store, "--slot", "af_forged", "--spool"])
+        .arg(spool.path())
+        .args(["--partial-every", "1s", "--status-every", "2s"])
+        .envs(rgw_env());
+    let (archiver, logs) = support::spawn_with_logs(&mut command);
+    let slot = format!("af/_wal/{system}/slot-af_forged.json");
+    for _ in 0..300 {
+        if s3.head_object().bucket(&bucket).key(&slot).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let args = ["base-backup", "--source", &pg.url, "--store", &store, "--name", "base", "--fast-checkpoint"];
+    assert_exit(&operator_with_env(&args, &rgw_env()), 0);
+    // Rows in segments of their own, all stored complete before the archiver stops.
+    let before = wal_segments(&s3, &bucket, &system).await.len();
+    for id in 1..=3 {
+        sqlx::query("INSERT INTO ledger VALUES ($1, 'real')").bind(id).execute(&source).await.unwrap();
+        sqlx::query("SELECT pg_switch_wal()").execute(&source).await.unwrap();
+    }
+    for _ in 0..100 {
+        if wal_segments(&s3, &bucket, &system).await.len() >= before + 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    terminate(&archiver);
+    let _ = archiver.wait_with_output().await;
+    drop(logs);
+    let segments = wal_segments(&s3, &bucket, &system).await;
+    let (overwritten, doubled) = (&segments[segments.len() - 2], &segments[segments.len() - 1]);
+    // S3 times have a second's resolution: the forgeries come clearly later.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let prefix = format!("af/_wal/{system}/");
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix(&prefix).send().await.unwrap();
+    let key_of = |segment: &str| {
+        let mut keys = listed.contents().iter().filter_map(|o| o.key());
+        keys.find(|k| k.starts_with(&format!("{prefix}{segment}.")) && !k.contains(".partial")).unwrap().to_string()
+    };
+    let forged = zstd::encode_all(&b"forged WAL"[..], 0).unwrap();
+    let body = ByteStream::from(forged);
+    s3.put_object().bucket(&bucket).key(key_of(overwritten)).body(body).send().await.unwrap();
+    // Its key sorts after the real one's, so a listing taken in key order
+    // would meet it last.
+    let real = key_of(doubled);
+    let (forgery, second) = (0..)
+        .map(|n| {
+            let bytes = format!("forged WAL {n}").into_bytes();
+            let key = format!("{prefix}{doubled}.{}.zst", hex::encode(sha2::Sha256::digest(&bytes)));
+            (bytes, key)
+        })
+        .find(|(_, key)| *key > real)
+        .unwrap();
+    let body = ByteStream::from(zstd::encode_all(&forgery[..], 0).unwrap());
+    s3.put_object().bucket(&bucket).key(&second).body(body).send().await.unwrap();
+
+    let (counted, out) = drilled_rows(&store, &rgw_env(), &["--backup", "base"]).await;
+    assert_eq!(counted, (3, Some(3)), "every row the archiver stored is replayed");
+    let stderr = support::stderr(&out);
+    let tampering: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: tampering: WAL")).collect();
+    assert_eq!(tampering.len(), 2, "{stderr}");
+    assert!(tampering.iter().any(|w| w.contains(overwritten.as_str()) && w.contains("newer version")), "{stderr}");
+    assert!(tampering.iter().any(|w| w.contains(&second) && w.contains("stored twice")), "{stderr}");
+}

@@ -245,6 +245,12 @@ pub struct RecoveryDrillStatus {
     /// What did not fail the drill but deserves attention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Objects of the backup someone changed after it was written (a newer
+    /// version over a pinned key, a forged WAL segment): the drill read the
+    /// backup's own versions and never what was put over them. Also among
+    /// `warnings`; a person should find out who wrote them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampering: Vec<String>,
     /// Roles the restore created on the target (NOLOGIN) because the backup needs them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles_created: Vec<String>,
@@ -450,6 +456,7 @@ impl From<verdict::Verdict> for RecoveryDrillStatus {
             reason: v.reason,
             failures: v.failures,
             warnings: v.warnings,
+            tampering: v.tampering,
             roles_created: v.roles_created,
             source_major: v.server_majors.map(|m| m.source),
             target_major: v.server_majors.map(|m| m.target),

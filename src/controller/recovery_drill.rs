@@ -570,6 +570,15 @@ async fn conclude(
         m.drill_blobs_corrupt.get_or_create(&labels).set((b.size_mismatches + b.corrupt) as i64);
         m.drill_blobs_orphans.get_or_create(&labels).set(b.orphans as i64);
     }
+    m.drill_tampered_objects.get_or_create(&labels).set(status.tampering.len() as i64);
+    if let Some(first) = status.tampering.first() {
+        let backup = status.backup.as_ref().map_or("its backup".to_string(), |b| format!("backup {}", b.name));
+        let note = format!(
+            "{} object(s) of {backup} were changed after it was written; the drill read the backup's own versions. First: {first}",
+            status.tampering.len()
+        );
+        ctx.event(drill, true, "TamperingDetected", note).await;
+    }
     if let (Some(source), Some(target)) = (status.source_major, status.target_major) {
         m.drill_source_major.get_or_create(&labels).set(i64::from(source));
         m.drill_target_major.get_or_create(&labels).set(i64::from(target));

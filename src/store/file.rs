@@ -37,7 +37,7 @@ impl FileStore {
     }
 
     /// Every file under the root whose key starts with `prefix`, partial ones included.
-    async fn walk(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn walk(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
         let mut dirs = vec![self.root.clone()];
         while let Some(dir) = dirs.pop() {
@@ -53,7 +53,8 @@ impl FileStore {
                 } else {
                     let key = relative_key(&self.root, &entry.path());
                     if key.starts_with(prefix) {
-                        out.push((key, meta.len()));
+                        let modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                        out.push(ObjectInfo { key, size: meta.len(), modified });
                     }
                 }
             }
@@ -119,13 +120,8 @@ impl BackupStore for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let mut out: Vec<ObjectInfo> = self
-            .walk(prefix)
-            .await?
-            .into_iter()
-            .filter(|(key, _)| !key.contains(PARTIAL_MARKER))
-            .map(|(key, size)| ObjectInfo { key, size })
-            .collect();
+        let mut out: Vec<ObjectInfo> =
+            self.walk(prefix).await?.into_iter().filter(|o| !o.key.contains(PARTIAL_MARKER)).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -140,7 +136,7 @@ impl BackupStore for FileStore {
 
     async fn clean_incomplete(&self, prefix: &str, older_than: std::time::Duration) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for (key, _) in self.walk(prefix).await? {
+        for ObjectInfo { key, .. } in self.walk(prefix).await? {
             if !key.contains(PARTIAL_MARKER) {
                 continue;
             }

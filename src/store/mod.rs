@@ -83,6 +83,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the object was written, where the store says.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A place to keep backups.

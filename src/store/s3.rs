@@ -366,6 +366,20 @@ impl PartUpload {
     }
 }
 
+/// A listed object, its key relative to the store's prefix.
+fn listed(object: &aws_sdk_s3::types::Object, key: &str) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_string(),
+        size: object.size().unwrap_or(0).max(0) as u64,
+        modified: time(object.last_modified()),
+    }
+}
+
+/// An S3 time as a chrono one.
+fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
 /// Whether an upload error may pass on a retry: timeouts, broken connections,
 /// server errors and throttling, not refusals (403, a vanished upload).
 fn retryable<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
@@ -475,10 +489,7 @@ impl BackupStore for S3Store {
             let page = page.map_err(|e| self.err("listing", prefix, e))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
-                    out.push(ObjectInfo {
-                        key: key[strip.min(key.len())..].to_string(),
-                        size: object.size().unwrap_or(0) as u64,
-                    });
+                    out.push(listed(object, &key[strip.min(key.len())..]));
                 }
             }
         }
@@ -496,7 +507,7 @@ impl BackupStore for S3Store {
                 let page = page.map_err(|e| self.err("listing", prefix, e))?;
                 for object in page.contents() {
                     if let Some(key) = object.key() {
-                        yield ObjectInfo { key: key[strip.min(key.len())..].to_string(), size: object.size().unwrap_or(0) as u64 };
+                        yield listed(object, &key[strip.min(key.len())..]);
                     }
                 }
             }
@@ -524,7 +535,7 @@ impl BackupStore for S3Store {
                         if up_to.is_some_and(|u| key > u) {
                             break 'pages;
                         }
-                        yield ObjectInfo { key: key.to_string(), size: object.size().unwrap_or(0) as u64 };
+                        yield listed(object, key);
                     }
                 }
             }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
-use super::{assert_exit, operator, operator_bin, spawn_with_logs};
+use super::{assert_exit, operator, operator_bin, operator_with_env, spawn_with_logs};
 
 pub async fn pool(url: &str) -> PgPool {
     PgPoolOptions::new().max_connections(2).connect(url).await.unwrap()
@@ -97,10 +97,51 @@ pub fn terminate(child: &tokio::process::Child) {
 
 /// `pitr` into `instance` on `port`, with `extra` flags.
 pub fn pitr(store: &str, instance: &Path, port: u16, extra: &[&str]) -> std::process::Output {
+    pitr_with_env(store, instance, port, &[], extra)
+}
+
+/// [`pitr`] with more environment (a store's credentials).
+pub fn pitr_with_env(
+    store: &str,
+    instance: &Path,
+    port: u16,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> std::process::Output {
     let port = port.to_string();
     let mut args = vec!["pitr", "--store", store, "--dir", instance.to_str().unwrap(), "--port", &port];
     args.extend_from_slice(extra);
-    operator(&args)
+    operator_with_env(&args, env)
+}
+
+/// The rows of `ledger` a drill restored: `pitr --keep` into a new instance
+/// (it must pass), counted, then the instance stopped; and the drill's output.
+pub async fn drilled_rows(
+    store: &str,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> ((i64, Option<i32>), std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("instance");
+    let port = free_port();
+    let out = pitr_with_env(store, &instance, port, env, &[&["--keep"], extra].concat());
+    assert_exit(&out, 0);
+    let restored = PgConnectOptions::new().socket(&instance).port(port).username("postgres").database("postgres");
+    let mut conn = PgConnection::connect_with(&restored).await.unwrap();
+    let counted = sqlx::query_as("SELECT count(*), max(id) FROM ledger").fetch_one(&mut conn).await.unwrap();
+    drop(conn);
+    // A fast shutdown (SIGINT to the postmaster), awaited.
+    let pid = std::fs::read_to_string(instance.join("data/postmaster.pid")).unwrap();
+    let pid = pid.lines().next().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let alive = || {
+        let probe = std::process::Command::new("kill").args(["-0", &pid]).stderr(std::process::Stdio::null()).status();
+        probe.unwrap().success()
+    };
+    while alive() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (counted, out)
 }
 
 pub fn rpo_of(out: &std::process::Output) -> f64 {

@@ -5,7 +5,7 @@ fn r(key: &str, length: i64, class: RowClass) -> Result<BlobRow, EngineError> {
 }
 
 fn o(key: &str, size: u64) -> Result<ObjectInfo, EngineError> {
-    Ok(ObjectInfo { key: key.into(), size })
+    Ok(ObjectInfo { key: key.into(), size, modified: None })
 }
 
 async fn run(

@@ -143,7 +143,8 @@ pub async fn restore(
     let key = base::data_key(&manifest);
     let pinned = manifest.base.version_id.as_deref();
     warnings.extend(crate::engine::pinned::tampering(store, &key, pinned, "base backup").await?);
-    let wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
+    let mut wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
+    warnings.append(&mut wal.tampering);
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
 

@@ -131,16 +131,13 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| self.err("listing the versions of", key, e))?;
-            let when = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
-                t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-            };
             for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
                 out.push(ObjectVersion {
                     version_id: v.version_id().unwrap_or("null").to_string(),
                     size: v.size().unwrap_or(0).max(0) as u64,
                     delete_marker: false,
                     latest: v.is_latest().unwrap_or(false),
-                    modified: when(v.last_modified()),
+                    modified: super::time(v.last_modified()),
                 });
             }
             for m in page.delete_markers().iter().filter(|m| m.key() == Some(full.as_str())) {
@@ -149,7 +146,7 @@ impl S3Store {
                     size: 0,
                     delete_marker: true,
                     latest: m.is_latest().unwrap_or(false),
-                    modified: when(m.last_modified()),
+                    modified: super::time(m.last_modified()),
                 });
             }
             // Past the key itself, later pages hold only longer keys.

@@ -9,6 +9,13 @@
 //! for each segment it takes every version on that way, as PostgreSQL looks
 //! for the newest one itself, and stops at the first segment the archive
 //! lacks, or after the growing one.
+//!
+//! The archiver stores each segment once, under a key carrying its SHA-256.
+//! Whoever else can write to the bucket may add a second object for a
+//! segment (another digest, a valid key) or put a newer version over a key:
+//! the restore then replays the first object written (what Object Lock keeps)
+//! and, over a key, the oldest version whose bytes match its digest, and
+//! reports the rest as tampering, never replaying it.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +27,7 @@ use super::super::super::encryption::Keyring;
 use super::super::super::progress::Progress;
 use super::super::instance::Instance;
 use super::super::{BaseManifest, Segment, WalObject, spool};
+use crate::engine::pinned::TAMPERING;
 use crate::store::BackupStore;
 use artifortress_formats::physical::TimelineHistory;
 
@@ -29,6 +37,8 @@ pub struct Fetched {
     pub segments: usize,
     pub bytes: u64,
     pub timeline: u32,
+    /// Objects someone other than the archiver wrote (see the module's opening).
+    pub tampering: Vec<String>,
 }
 
 type Listing = BTreeMap<String, (String, WalObject)>;
@@ -39,19 +49,52 @@ struct Archive {
     complete: Listing,
     partial: Listing,
     histories: Listing,
+    /// Second objects of a complete segment or history file, not taken.
+    tampering: Vec<String>,
 }
 
 impl Archive {
     async fn list(store: &dyn BackupStore, prefix: &str) -> Result<Archive, EngineError> {
-        let mut archive = Archive { complete: Listing::new(), partial: Listing::new(), histories: Listing::new() };
+        let mut archive = Archive {
+            complete: Listing::new(),
+            partial: Listing::new(),
+            histories: Listing::new(),
+            tampering: Vec::new(),
+        };
+        // When each kept object was written.
+        let mut written = BTreeMap::new();
         for object in store.list(prefix).await? {
-            if let Some(o) = object.key.strip_prefix(prefix).and_then(WalObject::parse) {
-                let map = match (o.history_of(), o.partial) {
-                    (Some(_), _) => &mut archive.histories,
-                    (None, true) => &mut archive.partial,
-                    (None, false) => &mut archive.complete,
-                };
-                map.insert(o.segment.clone(), (object.key.clone(), o));
+            let Some(o) = object.key.strip_prefix(prefix).and_then(WalObject::parse) else { continue };
+            let (map, growing) = match (o.history_of(), o.partial) {
+                (Some(_), _) => (&mut archive.histories, false),
+                (None, true) => (&mut archive.partial, true),
+                (None, false) => (&mut archive.complete, false),
+            };
+            let Some((kept, _)) = map.get(&o.segment) else {
+                written.insert(object.key.clone(), object.modified);
+                map.insert(o.segment.clone(), (object.key, o));
+                continue;
+            };
+            let kept_at = written.get(kept).copied().flatten();
+            // A growing segment is replaced as it grows (the newest counts);
+            // anything else is written once, so the first written is the archiver's.
+            let take = match (kept_at, object.modified) {
+                (Some(kept_at), Some(at)) => (at > kept_at) == growing,
+                _ => false,
+            };
+            if !growing {
+                let (first, second) = if take { (&object.key, kept) } else { (kept, &object.key) };
+                archive.tampering.push(format!(
+                    "{TAMPERING}WAL {} is stored twice with different bytes: {} was written first and replayed, {} later, \
+                     not by the archiver (which stores each once), and was not replayed",
+                    o.segment,
+                    store.location(first),
+                    store.location(second)
+                ));
+            }
+            if take {
+                written.insert(object.key.clone(), object.modified);
+                map.insert(o.segment.clone(), (object.key, o));
             }
         }
         Ok(archive)
@@ -89,19 +132,20 @@ pub async fn download(
     };
     let meter = progress.meter("downloading WAL", None);
     let mut relisted = 0;
-    let (reached, count, bytes) = loop {
+    let (reached, count, bytes, tampering) = loop {
         let (plan, reached) = plan(&archive, first.number, &versions);
         // After a new listing everything is written (and counted) again.
         let (mut count, mut bytes) = (0usize, 0u64);
+        let mut tampering = archive.tampering.clone();
         // Fetched a few at a time (a segment is 16 MiB to download,
         // decompress and hash), written in order.
         let mut fetched = futures::stream::iter(plan.iter().map(|(name, key, object)| async move {
-            fetch(store, manifest, keys, name, key, object).await.map(|raw| (name, raw))
+            fetch(store, manifest, keys, name, key, object).await.map(|(raw, tampering)| (name, raw, tampering))
         }))
         .buffered(FETCHES_AT_ONCE);
         let mut gone = false;
         while let Some(result) = fetched.next().await {
-            let (name, raw) = match result {
+            let (name, raw, overwritten) = match result {
                 Ok(done) => done,
                 // The archiver replaced the growing segment (or completed it)
                 // since the listing: list again and take its newer form.
@@ -117,9 +161,10 @@ pub async fn download(
                 .map_err(EngineError::io(format!("writing WAL segment {name}")))?;
             count += 1;
             bytes += raw.len() as u64;
+            tampering.extend(overwritten);
         }
         if !gone {
-            break (reached, count, bytes);
+            break (reached, count, bytes, tampering);
         }
         relisted += 1;
         archive = Archive::list(store, &prefix).await?;
@@ -140,7 +185,7 @@ pub async fn download(
             ),
         });
     }
-    Ok(Fetched { segments: count, bytes, timeline: history.timeline })
+    Ok(Fetched { segments: count, bytes, timeline: history.timeline, tampering })
 }
 
 /// Segments fetched at once: enough to keep the store, decompression and
@@ -196,7 +241,7 @@ async fn fetch(
     name: &str,
     key: &str,
     object: &WalObject,
-) -> Result<Vec<u8>, Fetch> {
+) -> Result<(Vec<u8>, Option<String>), Fetch> {
     let stored = match store.get_bytes(key).await {
         Err(e @ crate::store::StoreError::NotFound { .. }) => return Err(Fetch::Gone(e)),
         other => other.map_err(|e| Fetch::Failed(e.into()))?,
@@ -207,18 +252,55 @@ async fn fetch(
             detail: format!("WAL segment {name} ({key}) {detail}"),
         })
     };
-    let compressed = keys.open_all(stored).map_err(|e| corrupt(format!("does not decrypt: {e}")))?;
-    let raw = zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-    let sha = hex::encode(Sha256::digest(&raw));
-    if sha != object.sha256 {
-        return Err(corrupt(format!("has SHA-256 {sha}, its key says {}", object.sha256)));
-    }
+    let (raw, tampering) = match open(keys, stored, &object.sha256) {
+        Ok(raw) => (raw, None),
+        Err(why) => match first_matching_version(store, keys, key, &object.sha256).await {
+            Some((version, raw)) => (
+                raw,
+                Some(format!(
+                    "{TAMPERING}WAL segment {} {why}: a newer version was put over it; its first version {version}, \
+                     which does match, was replayed",
+                    store.location(key)
+                )),
+            ),
+            None => return Err(corrupt(why)),
+        },
+    };
     let system = &manifest.source.system_identifier;
     match spool::check_bytes(&raw, system, name, manifest.source.wal_segment_bytes) {
-        Ok(true) => Ok(raw),
+        Ok(true) => Ok((raw, tampering)),
         Ok(false) => Err(corrupt("has no page header where it starts".into())),
         Err(why) => Err(corrupt(format!("{why}: it is not this backup's WAL"))),
     }
+}
+
+/// A stored WAL object's bytes: decrypted, decompressed, and having `sha256`.
+fn open(keys: &Keyring, stored: Vec<u8>, sha256: &str) -> Result<Vec<u8>, String> {
+    let compressed = keys.open_all(stored).map_err(|e| format!("does not decrypt: {e}"))?;
+    let raw = zstd::stream::decode_all(&compressed[..]).map_err(|e| format!("does not decompress: {e}"))?;
+    let sha = hex::encode(Sha256::digest(&raw));
+    if sha != sha256 {
+        return Err(format!("has SHA-256 {sha}, its key says {sha256}"));
+    }
+    Ok(raw)
+}
+
+/// On a versioned bucket, the oldest version of `key` (the archiver's)
+/// whose bytes have the key's digest, when the current one does not.
+async fn first_matching_version(
+    store: &dyn BackupStore,
+    keys: &Keyring,
+    key: &str,
+    sha256: &str,
+) -> Option<(String, Vec<u8>)> {
+    let versions = store.versions(key).await.ok()?;
+    for version in versions.iter().rev().filter(|v| !v.delete_marker && !v.latest) {
+        let Ok(stored) = store.get_bytes_version(key, Some(&version.version_id)).await else { continue };
+        if let Ok(raw) = open(keys, stored, sha256) {
+            return Some((version.version_id.clone(), raw));
+        }
+    }
+    None
 }
 
 /// The history the restore follows: the newest timeline whose history leads
@@ -239,13 +321,7 @@ async fn follow(
             backup: manifest.backup_name.clone(),
             detail: format!("timeline history {name} ({key}) {detail}"),
         };
-        let compressed =
-            keys.open_all(store.get_bytes(key).await?).map_err(|e| corrupt(format!("does not decrypt: {e}")))?;
-        let raw =
-            zstd::stream::decode_all(&compressed[..]).map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-        if hex::encode(Sha256::digest(&raw)) != object.sha256 {
-            return Err(corrupt("does not have the SHA-256 its key says".into()));
-        }
+        let raw = open(keys, store.get_bytes(key).await?, &object.sha256).map_err(corrupt)?;
         let history = std::str::from_utf8(&raw)
             .map_err(|e| e.to_string())
             .and_then(|text| TimelineHistory::parse(timeline, text))
