@@ -7,7 +7,7 @@
 CARGO ?= cargo
 BIN := target/debug/artifortress-operator
 
-.PHONY: demo test fmt-check clippy deny fuzz-short test-build crds alerts build bench audit e2e-kind e2e-local
+.PHONY: demo test fmt-check clippy deny fuzz-short test-build crds alerts build plugin bench audit e2e-kind e2e-local
 
 demo: build
 	hack/demo.py
@@ -43,6 +43,11 @@ test-build:
 
 build:
 	$(CARGO) build
+
+# The kubectl plugin: the same binary through a link kubectl finds on the PATH.
+plugin: build
+	ln -sf artifortress-operator target/debug/kubectl-artifortress
+	@echo "PATH=\"$$PWD/target/debug:\$$PATH\" kubectl artifortress --help"
 
 # Regenerate the CRDs from the Rust types (tests/crds_in_sync.rs checks them).
 crds: build

@@ -11,10 +11,15 @@ use cli::failure::{Failure, write_termination_message};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
     artifortress_operator::install_crypto_provider();
-    artifortress_operator::telemetry::init(cli.log_format);
-    match cli::run(cli.command).await {
+    let outcome = if invoked_as_plugin() {
+        cli::plugin::run(cli::plugin::PluginCli::parse().args).await
+    } else {
+        let cli = cli::Cli::parse();
+        artifortress_operator::telemetry::init(cli.log_format);
+        cli::run(cli.command).await
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, message }) => {
             eprintln!("error: {message}");
@@ -22,4 +27,11 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Run through a link named `kubectl-artifortress` (how kubectl finds plugins).
+fn invoked_as_plugin() -> bool {
+    let program = std::env::args_os().next().unwrap_or_default();
+    let name = std::path::Path::new(&program).file_name().unwrap_or_default().to_string_lossy().into_owned();
+    name.starts_with("kubectl-artifortress")
 }

@@ -257,6 +257,8 @@ async fn helm_install_is_ready_through_the_kubelet_and_a_drill_runs_every_job_as
     assert!(table.lines().any(|l| l.starts_with("nightly") && l.contains("Passed")), "{table}");
     println!("{}", kubectl_ok(&["-n", &r.ns, "get", "pods,jobs,recoverydrills", "-o", "wide"]));
 
+    on_call_with_the_plugin(&r).await;
+
     // Deleting the drill deletes its restore and verify Jobs and their pods:
     // the garbage collector follows the owner references.
     kubectl_ok(&["-n", &r.ns, "delete", "recoverydrill", "nightly"]);
@@ -270,6 +272,69 @@ async fn helm_install_is_ready_through_the_kubelet_and_a_drill_runs_every_job_as
         left == 0
     })
     .await;
+}
+
+/// The on-call engineer's `kubectl artifortress`, found by kubectl through a
+/// link on the PATH, with their own kubeconfig: a backup and a drill of the
+/// newest backup followed to the end, both in `status`; a user bound only to
+/// the chart's viewer role reads the status and is told why a backup is refused.
+async fn on_call_with_the_plugin(r: &Release) {
+    let links = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(support::operator_bin(), links.path().join("kubectl-artifortress")).unwrap();
+    let plugin = |kubeconfig: &std::path::Path, args: &[&str]| {
+        let path = format!("{}:{}", links.path().display(), std::env::var("PATH").unwrap_or_default());
+        let mut command = Command::new(env("AF_TEST_NODE_KUBECTL"));
+        command.env("KUBECONFIG", kubeconfig).env("PATH", path).args(["artifortress", "-n", &r.ns]).args(args);
+        command.output().unwrap()
+    };
+    let admin = std::path::PathBuf::from(env("AF_TEST_NODE_KUBECONFIG"));
+    let out = plugin(&admin, &["backup", "production", "--wait", "--timeout", "5m"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), kubectl_diagnostics(&r.ns));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let backup = stdout.split_whitespace().next().and_then(|b| b.strip_prefix("backup.artifortress.io/")).unwrap();
+    // The scratch target: the one the installation's last drill used.
+    let out = plugin(&admin, &["drill", "production", "--latest", "--wait", "--timeout", "5m"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), kubectl_diagnostics(&r.ns));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("passed: RPO"), "{stdout}");
+    let drill =
+        stdout.split_whitespace().next().and_then(|d| d.strip_prefix("recoverydrill.artifortress.io/")).unwrap();
+
+    let out = plugin(&admin, &["status", "production", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["newestBackup"]["name"], backup, "{status:#}");
+    assert_eq!(status["newestBackup"]["encryptedTo"].as_array().map(Vec::len), Some(1), "{status:#}");
+    assert_eq!(
+        (status["lastDrill"]["name"].as_str(), status["lastDrill"]["result"].as_str()),
+        (Some(drill), Some("Passed"))
+    );
+    assert_eq!(status["lastDrill"]["backup"], backup, "{status:#}");
+    let out = plugin(&admin, &["status"]);
+    let screen = text(&out);
+    assert!(out.status.success() && screen.contains(backup) && screen.contains(drill), "{screen}");
+    assert!(!screen.contains('\x1b'), "no colors in a pipe: {screen}");
+    println!("{screen}");
+
+    kubectl_ok(&["-n", &r.ns, "create", "serviceaccount", "reader"]);
+    let viewer = format!("--clusterrole={}-viewer", r.fullname());
+    let account = format!("--serviceaccount={}:reader", r.ns);
+    kubectl_ok(&["-n", &r.ns, "create", "rolebinding", "reader", &viewer, &account]);
+    let reader = links.path().join("reader.kubeconfig");
+    std::fs::write(&reader, kubectl_ok(&["config", "view", "--raw", "--minify", "--flatten"])).unwrap();
+    let token = token_of(r, "reader").await;
+    let as_reader = |args: &[&str]| {
+        let out = Command::new(env("AF_TEST_NODE_KUBECTL")).arg("--kubeconfig").arg(&reader).args(args).output();
+        assert!(out.as_ref().unwrap().status.success(), "{}", text(&out.unwrap()));
+    };
+    as_reader(&["config", "set-credentials", "reader", &format!("--token={token}")]);
+    as_reader(&["config", "set-context", "--current", "--user=reader"]);
+    let out = plugin(&reader, &["status", "production"]);
+    assert!(out.status.success() && text(&out).contains(backup), "{}", text(&out));
+    let out = plugin(&reader, &["backup", "production"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let refusal = text(&out);
+    assert!(refusal.contains(&format!("RBAC: you may not create backups in namespace {}", r.ns)), "{refusal}");
 }
 
 /// Polls `done` every half second, failing after `within`.

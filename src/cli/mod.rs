@@ -8,6 +8,7 @@
 //! - `catalog`: what a store holds
 //! - `cluster`: `run`, the operator; `serve`: one installation's HTTP server
 //! - `generate`: the CRDs, alert rules and dashboard made from the code
+//! - `plugin`: `kubectl artifortress`, the on-call view through the user's kubeconfig
 
 mod artifortress;
 mod catalog;
@@ -18,6 +19,7 @@ mod flags;
 mod generate;
 mod logical;
 mod physical;
+pub mod plugin;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -97,6 +99,10 @@ pub enum Command {
     /// compares it with the manifest, measures RPO/RTO, cleans up and stores the
     /// verdict and report next to the backup. Exit code 0 = step passed.
     DrillStep(drill::DrillStepArgs),
+    /// The kubectl plugin (`kubectl artifortress`, through a link named
+    /// kubectl-artifortress on the PATH): status, backup, drill, backups, drills,
+    /// logs, with your kubeconfig and RBAC.
+    Kubectl(plugin::PluginArgs),
 }
 
 pub async fn run(command: Command) -> Result<(), Failure> {
@@ -118,6 +124,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Drills { command } => catalog::drills(command).await,
         Command::Tools => logical::tools().await,
         Command::DrillStep(args) => drill::drill_step(args).await,
+        Command::Kubectl(args) => plugin::run(args).await,
     }
 }
 
