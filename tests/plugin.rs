@@ -106,6 +106,12 @@ async fn a_backup_and_a_drill_made_with_the_plugin_show_in_its_status_and_catalo
     let listed = drills.as_array().unwrap();
     assert!(listed.iter().any(|d| d["drill"] == drill.as_str() && d["result"] == "Passed"), "{drills:#}");
 
+    let out = plugin.run(&["report", &drill]).await;
+    let report = stdout(&out);
+    assert!(report.starts_with(&format!("# Recovery drill {drill}: Passed")), "{report}");
+    assert!(report.contains("## Tables") && report.contains("| yes |") && !report.contains("| NO |"), "{report}");
+    assert!(report.contains("The operator's report: s3://") && report.contains(".history.svg"), "{report}");
+
     // A second drill without --target-secret takes the last one's target.
     let out = plugin.run(&["drill", "production", "--backup", backup]).await;
     assert!(out.status.success(), "{}", support::stderr(&out));

@@ -9,6 +9,7 @@ mod access;
 mod create;
 mod lists;
 mod render;
+mod report;
 mod view;
 
 use std::io::IsTerminal;
@@ -76,6 +77,12 @@ pub enum PluginCommand {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// A drill's report in Markdown from its status, and where the operator
+    /// stored its own report and history chart.
+    Report {
+        /// A RecoveryDrill name.
+        drill: String,
+    },
     /// The log of a Backup's or RecoveryDrill's Job (the newest step's).
     Logs {
         /// A Backup or RecoveryDrill name.
@@ -111,6 +118,7 @@ pub async fn run(args: PluginArgs) -> Result<(), Failure> {
         PluginCommand::Drill(args) => create::drill(&cluster, args).await,
         PluginCommand::Backups { installation, output } => lists::backups(&cluster, &installation, output).await,
         PluginCommand::Drills { installation, output } => lists::drills(&cluster, &installation, output).await,
+        PluginCommand::Report { drill } => report::report(&cluster, &drill).await,
         PluginCommand::Logs { name } => create::logs(&cluster, &name).await,
         PluginCommand::Completion { .. } => unreachable!("answered above"),
     }
