@@ -300,6 +300,8 @@ async fn on_call_with_the_plugin(r: &Release) {
     let drill =
         stdout.split_whitespace().next().and_then(|d| d.strip_prefix("recoverydrill.artifortress.io/")).unwrap();
 
+    let out = plugin(&admin, &["logs", backup]);
+    assert!(out.status.success() && text(&out).contains("backup: ["), "the backup pod's log: {}", text(&out));
     let out = plugin(&admin, &["status", "production", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -112,6 +112,11 @@ async fn a_backup_and_a_drill_made_with_the_plugin_show_in_its_status_and_catalo
     assert!(report.contains("## Tables") && report.contains("| yes |") && !report.contains("| NO |"), "{report}");
     assert!(report.contains("The operator's report: s3://") && report.contains(".history.svg"), "{report}");
 
+    // No pods here (the test plays the job controller): said plainly.
+    let out = plugin.run(&["logs", backup]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(support::stderr(&out).contains("has no pod left"), "{}", support::stderr(&out));
+
     // A second drill without --target-secret takes the last one's target.
     let out = plugin.run(&["drill", "production", "--backup", backup]).await;
     assert!(out.status.success(), "{}", support::stderr(&out));

@@ -209,21 +209,28 @@ where
 }
 
 pub async fn logs(cluster: &Cluster, name: &str) -> Result<(), Failure> {
-    let owner = match (cluster.get::<Backup>(name).await?, cluster.get::<RecoveryDrill>(name).await?) {
-        (Some(b), _) => b.name_any(),
-        (None, Some(d)) => d.name_any(),
+    // What the operator kept of a finished step: the container's termination
+    // message (why it failed), in the resource's status.
+    let kept = match (cluster.get::<Backup>(name).await?, cluster.get::<RecoveryDrill>(name).await?) {
+        (Some(b), _) => b.status.and_then(|s| s.message).into_iter().collect::<Vec<_>>(),
+        (None, Some(d)) => d.status.map(|s| s.failures).unwrap_or_default(),
         (None, None) => {
             return Err(usage(format!("no Backup or RecoveryDrill {name:?} in namespace {}", cluster.namespace)));
         }
     };
-    let selector = format!("{LABEL_OWNER}={}", label_value(&owner));
+    let selector = format!("{LABEL_OWNER}={}", label_value(name));
     let pods = cluster.api::<Pod>().list(&ListParams::default().labels(&selector)).await;
     let mut pods = pods.map_err(|e| cluster.explain(e, "list", "pods"))?.items;
     pods.sort_by_key(|p| p.creation_timestamp().map(|t| artifortress_operator::controller::k8s_time(&t)));
     let Some(pod) = pods.last() else {
-        return Err(failed(format!(
-            "{name} has no pod left: its Job finished and Kubernetes removed it; the verdict and report stay in status"
-        )));
+        let mut said = format!("{name} has no pod left (its Job finished and was removed)");
+        if kept.is_empty() {
+            said += "; its status holds the outcome: kubectl artifortress status";
+            return Err(failed(said));
+        }
+        eprintln!("{said}; what the operator kept of why it failed:");
+        println!("{}", kept.join("\n"));
+        return Ok(());
     };
     let log = cluster.api::<Pod>().logs(&pod.name_any(), &LogParams::default()).await;
     print!("{}", log.map_err(|e| cluster.explain(e, "get", "pods/log"))?);
