@@ -290,6 +290,8 @@ async fn on_call_with_the_plugin(r: &Release) {
     let admin = std::path::PathBuf::from(env("AF_TEST_NODE_KUBECONFIG"));
     let out = plugin(&admin, &["backup", "production", "--wait", "--timeout", "5m"]);
     assert!(out.status.success(), "{}\n{}", text(&out), kubectl_diagnostics(&r.ns));
+    // Followed with the Job pod's own progress lines.
+    assert!(text(&out).contains("| backup: ["), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let backup = stdout.split_whitespace().next().and_then(|b| b.strip_prefix("backup.artifortress.io/")).unwrap();
     // The scratch target: the one the installation's last drill used.

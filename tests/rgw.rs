@@ -241,6 +241,35 @@ async fn wal_segments(s3: &aws_sdk_s3::Client, bucket: &str, system: &str) -> Ve
     names
 }
 
+/// The WAL archiver of `pg_url` into `store` (on the gateway) through `slot`,
+/// once it has recorded its slot in `bucket` (it then streams); with its
+/// spool, which must outlive it.
+async fn archiver_on_rgw(
+    pg_url: &str,
+    store: &str,
+    slot: &str,
+    bucket: &str,
+    system: &str,
+) -> (tokio::process::Child, std::sync::Arc<std::sync::Mutex<String>>, tempfile::TempDir) {
+    let spool = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(support::operator_bin());
+    command
+        .args(["wal", "--source", pg_url, "--store", store, "--slot", slot, "--spool"])
+        .arg(spool.path())
+        .args(["--partial-every", "1s", "--status-every", "2s"])
+        .envs(rgw_env());
+    let (archiver, logs) = support::spawn_with_logs(&mut command);
+    let record = format!("af/_wal/{system}/slot-{slot}.json");
+    let s3 = rgw().await;
+    for _ in 0..300 {
+        if s3.head_object().bucket(bucket).key(&record).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    (archiver, logs, spool)
+}
+
 /// WAL retention never hides a segment still under Object Lock behind a
 /// delete marker: segments no base needs are counted as locked, with the date,
 /// and stay current objects; a pruning after that date deletes them.
@@ -258,21 +287,7 @@ async fn wal_retention_leaves_locked_segments_until_their_lock_ends() {
     // place) only for a second, so they can be deleted at once.
     let wal_store = format!("{}&object_lock=governance&retain=40s", store_url(&bucket, "af"));
     let base_store = format!("{}&object_lock=governance&retain=1s", store_url(&bucket, "af"));
-    let spool = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(support::operator_bin());
-    command
-        .args(["wal", "--source", &pg.url, "--store", &wal_store, "--slot", "af_locked", "--spool"])
-        .arg(spool.path())
-        .args(["--partial-every", "1s", "--status-every", "2s"])
-        .envs(rgw_env());
-    let (archiver, logs) = support::spawn_with_logs(&mut command);
-    let slot = format!("af/_wal/{system}/slot-af_locked.json");
-    for _ in 0..300 {
-        if s3.head_object().bucket(&bucket).key(&slot).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (archiver, logs, _spool) = archiver_on_rgw(&pg.url, &wal_store, "af_locked", &bucket, &system).await;
     let mut id = 0;
     for base in ["base-1", "base-2", "base-3"] {
         let wanted = wal_segments(&s3, &bucket, &system).await.len() + 2;
@@ -339,21 +354,7 @@ async fn forged_wal_is_reported_as_tampering_and_never_replayed() {
     let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
     s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(enabled).send().await.unwrap();
     let store = store_url(&bucket, "af");
-    let spool = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(support::operator_bin());
-    command
-        .args(["wal", "--source", &pg.url, "--store", &store, "--slot", "af_forged", "--spool"])
-        .arg(spool.path())
-        .args(["--partial-every", "1s", "--status-every", "2s"])
-        .envs(rgw_env());
-    let (archiver, logs) = support::spawn_with_logs(&mut command);
-    let slot = format!("af/_wal/{system}/slot-af_forged.json");
-    for _ in 0..300 {
-        if s3.head_object().bucket(&bucket).key(&slot).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (archiver, logs, _spool) = archiver_on_rgw(&pg.url, &store, "af_forged", &bucket, &system).await;
     let args = ["base-backup", "--source", &pg.url, "--store", &store, "--name", "base", "--fast-checkpoint"];
     assert_exit(&operator_with_env(&args, &rgw_env()), 0);
     // Rows in segments of their own, all stored complete before the archiver stops.

@@ -68,16 +68,11 @@ pub async fn backup(cluster: &Cluster, args: BackupArgs) -> Result<(), Failure> 
         "apiVersion": "artifortress.io/v1alpha1", "kind": "Backup", "metadata": {"name": name},
         "spec": {"artifortressRef": {"name": args.installation}, "method": method}});
     let backup: Backup = serde_json::from_value(body).expect("a valid Backup");
-    cluster.create(&backup).await?;
-    println!("backup.artifortress.io/{name} created");
-    if !args.wait.wait {
-        return Ok(());
-    }
-    let done = follow(cluster, &name, args.wait.timeout, |b: &Backup| {
+    let followed = create_and_follow(cluster, &backup, "backup", &args.wait, |b: &Backup| {
         let s = b.status.as_ref()?;
         Some((format!("{:?}", s.phase?), matches!(s.phase, Some(BackupPhase::Completed | BackupPhase::Failed))))
-    })
-    .await?;
+    });
+    let Some(done) = followed.await? else { return Ok(()) };
     let s = done.status.unwrap_or_default();
     if s.phase == Some(BackupPhase::Completed) {
         let size = s.size.unwrap_or_else(|| "-".into());
@@ -111,16 +106,11 @@ pub async fn drill(cluster: &Cluster, args: DrillArgs) -> Result<(), Failure> {
     let body = serde_json::json!({"apiVersion": "artifortress.io/v1alpha1", "kind": "RecoveryDrill",
                                   "metadata": {"name": name}, "spec": spec});
     let drill: RecoveryDrill = serde_json::from_value(body).map_err(|e| usage(format!("drill spec: {e}")))?;
-    cluster.create(&drill).await?;
-    println!("recoverydrill.artifortress.io/{name} created");
-    if !args.wait.wait {
-        return Ok(());
-    }
-    let done = follow(cluster, &name, args.wait.timeout, |d: &RecoveryDrill| {
+    let followed = create_and_follow(cluster, &drill, "recoverydrill", &args.wait, |d: &RecoveryDrill| {
         let s = d.status.as_ref()?;
         Some((format!("{:?}", s.phase?), matches!(s.phase, Some(DrillPhase::Succeeded | DrillPhase::Failed))))
-    })
-    .await?;
+    });
+    let Some(done) = followed.await? else { return Ok(()) };
     let s = done.status.unwrap_or_default();
     let summary = |o: &Option<artifortress_operator::api::recovery_drill::ObjectiveResult>| {
         o.as_ref().map_or("-".to_string(), |o| o.summary.clone())
@@ -168,23 +158,36 @@ async fn drill_target(cluster: &Cluster, args: &DrillArgs) -> Result<serde_json:
     Ok(serde_json::to_value(target).expect("a target serializes"))
 }
 
-/// Polls `name` until `state` says it finished, printing each new state.
-async fn follow<K>(
+/// Creates `object` and says so as kubectl does; with --wait, polls it until
+/// `state` (its phase, and whether that is final) says it finished, printing
+/// each new phase. `None` without --wait.
+async fn create_and_follow<K>(
     cluster: &Cluster,
-    name: &str,
-    timeout: Duration,
+    object: &K,
+    kind: &str,
+    wait: &WaitArgs,
     state: impl Fn(&K) -> Option<(String, bool)>,
-) -> Result<K, Failure>
+) -> Result<Option<K>, Failure>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
+        + serde::Serialize
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
+    cluster.create(object).await?;
+    let name = object.name_any();
+    println!("{kind}.artifortress.io/{name} created");
+    if !wait.wait {
+        return Ok(None);
+    }
+    let (name, timeout) = (name.as_str(), wait.timeout);
     let started = Instant::now();
     let mut last = String::new();
+    let mut logs = LogFollower::default();
     loop {
+        logs.poll(cluster, name).await;
         let Some(object) = cluster.get::<K>(name).await? else {
             return Err(failed(format!("{name} was deleted while it was followed")));
         };
@@ -194,7 +197,8 @@ where
                 last = phase;
             }
             if finished {
-                return Ok(object);
+                logs.finish().await;
+                return Ok(Some(object));
             }
         }
         if started.elapsed() > timeout {
@@ -205,6 +209,48 @@ where
             )));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The log of each pod of `owner`'s Jobs, streamed to stderr as it is
+/// written, so a person sees the step's own progress lines; silent where the
+/// user may not read pods or their logs.
+#[derive(Default)]
+struct LogFollower {
+    streamed: Vec<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LogFollower {
+    async fn poll(&mut self, cluster: &Cluster, owner: &str) {
+        let selector = format!("{LABEL_OWNER}={}", label_value(owner));
+        let Ok(pods) = cluster.api::<Pod>().list(&ListParams::default().labels(&selector)).await else { return };
+        for pod in pods.items {
+            let name = pod.name_any();
+            let started = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p != "Pending");
+            if !started || self.streamed.contains(&name) {
+                continue;
+            }
+            let follow = LogParams { follow: true, ..Default::default() };
+            let Ok(stream) = cluster.api::<Pod>().log_stream(&name, &follow).await else { continue };
+            self.streamed.push(name.clone());
+            self.tasks.push(tokio::spawn(async move {
+                let mut lines = futures::AsyncBufReadExt::lines(stream);
+                while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
+                    eprintln!("  {name} | {line}");
+                }
+            }));
+        }
+    }
+
+    /// Lets the streams of the finished pods end (a few seconds at most).
+    async fn finish(self) {
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+                abort.abort();
+            }
+        }
     }
 }
 
