@@ -161,6 +161,70 @@ async fn a_physical_drill_checks_the_blobs_and_reports_them_as_a_logical_drill_d
     let _ = archiver.wait_with_output().await;
 }
 
+/// A physical restore brings back, from the versions the blob bucket kept,
+/// the objects its restored rows reference that were deleted since the base
+/// (`pitr --keep --restore-blobs`, on Ceph RGW); a drill after that passes.
+#[tokio::test]
+async fn a_physical_restore_brings_deleted_blobs_back_from_the_buckets_versions() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let pg = ExtraPostgres::start();
+    assert_exit(&operator(&["migrate", "--database", &pg.url]), 0);
+    let s3 = support::rgw_client().await;
+    let bucket = unique_name("pvblobs");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(enabled).send().await.unwrap();
+    let blob_store = s3_store_url(&env("AF_TEST_RGW_ENDPOINT"), &bucket, "");
+    let keys = vec![
+        ("BLOB_AWS_ACCESS_KEY_ID".to_string(), env("AF_TEST_RGW_ACCESS_KEY_ID")),
+        ("BLOB_AWS_SECRET_ACCESS_KEY".to_string(), env("AF_TEST_RGW_SECRET_ACCESS_KEY")),
+    ];
+    let seed = ["seed", "--database", &pg.url, "--scale", "small", "--blob-store", &blob_store];
+    assert_exit(&support::operator_with_env(&seed, &keys), 0);
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_vblobs", &[]);
+    await_slot(store_dir.path(), &system, "af_vblobs").await;
+    base_backup(&pg.url, &store, "base-1");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // An object an artifact entry references, deleted since: a delete marker hides its bytes.
+    let (key, digest): (String, String) = sqlx::query_as(
+        "SELECT storage_key, digest::text FROM blobs b \
+         WHERE EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest) ORDER BY storage_key LIMIT 1",
+    )
+    .fetch_one(&source)
+    .await
+    .unwrap();
+    s3.delete_object().bucket(&bucket).key(&key).send().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("restored");
+    let args = ["--keep", "--blob-store", &blob_store, "--restore-blobs"];
+    let out = support::physical::pitr_with_env(&store, &instance, free_port(), &keys, &args);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), support::stderr(&out));
+    assert_exit(&out, 0);
+    assert!(said.contains("1 object(s) brought back") && said.contains("blob failures are mended"), "{said}");
+    stop_instance(&instance).await;
+    let back = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+    let bytes = back.body.collect().await.unwrap().into_bytes();
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), digest, "exactly the row's bytes");
+
+    let out = support::physical::pitr_with_env(
+        &store,
+        &dir.path().join("again"),
+        free_port(),
+        &keys,
+        &["--blob-store", &blob_store],
+    );
+    assert_exit(&out, 0);
+    terminate(&archiver);
+    let _ = archiver.wait_with_output().await;
+}
+
 #[tokio::test]
 async fn a_source_role_without_replication_is_refused_naming_what_to_grant() {
     let pg = ExtraPostgres::start();

@@ -270,6 +270,11 @@ enum BlobPolicyFlag {
 }
 
 impl BlobArgs {
+    /// The blob bucket's URL, when given.
+    pub fn store(&self) -> Option<&str> {
+        self.blob_store.as_deref()
+    }
+
     /// The Artifortress checks of a drill; `source` is the live database unless `--live` names another.
     pub async fn check(&self, source: Option<&DatabaseUrl>) -> Result<ArtifortressCheck, Failure> {
         let blob_store = match &self.blob_store {

@@ -130,7 +130,13 @@ pub async fn drilled_rows(
     let mut conn = PgConnection::connect_with(&restored).await.unwrap();
     let counted = sqlx::query_as("SELECT count(*), max(id) FROM ledger").fetch_one(&mut conn).await.unwrap();
     drop(conn);
-    // A fast shutdown (SIGINT to the postmaster), awaited.
+    stop_instance(&instance).await;
+    (counted, out)
+}
+
+/// Stops an instance `pitr --keep` left running: a fast shutdown (SIGINT to
+/// its postmaster), awaited.
+pub async fn stop_instance(instance: &Path) {
     let pid = std::fs::read_to_string(instance.join("data/postmaster.pid")).unwrap();
     let pid = pid.lines().next().unwrap().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
@@ -141,7 +147,6 @@ pub async fn drilled_rows(
     while alive() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (counted, out)
 }
 
 pub fn rpo_of(out: &std::process::Output) -> f64 {

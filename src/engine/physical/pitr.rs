@@ -378,6 +378,8 @@ pub struct PhysicalDrill {
 /// when the restore got that far, the restore's numbers and findings.
 pub struct PhysicalOutcome {
     pub verdict: Verdict,
+    /// The reason of each of the verdict's failures, in their order.
+    pub reasons: Vec<String>,
     pub restored: Option<(Restored, DrillFindings)>,
 }
 
@@ -401,11 +403,12 @@ pub async fn drill(
         None => choose_base(store, request.restore.target).await?,
     };
     request.restore.backup = Some(manifest.backup_name.clone());
-    let mut failures = Vec::new();
+    let (mut failures, mut reasons) = (Vec::new(), Vec::new());
     let mut warnings = Vec::new();
     let mut reason = None;
     let mut fail = |why: &str, message: String, reason: &mut Option<String>| {
         reason.get_or_insert_with(|| why.to_string());
+        reasons.push(why.to_string());
         failures.push(message);
     };
     let (mut rpo, mut rto, mut timings, mut restored) = (None, None, Timings::default(), None);
@@ -536,7 +539,7 @@ pub async fn drill(
     }
     let key = super::super::layout::result_key(&manifest.backup_name, &request.drill);
     store.put_bytes(&key, verdict.to_json()).await?;
-    Ok(PhysicalOutcome { verdict, restored })
+    Ok(PhysicalOutcome { verdict, reasons, restored })
 }
 
 #[cfg(test)]
