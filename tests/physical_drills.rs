@@ -104,28 +104,73 @@ async fn drills_follow_a_failover_to_either_side_of_the_switch() {
     let _ = archiver.wait_with_output().await;
 }
 
+/// A migrated source seeded with its blobs' objects in `s3`'s new bucket
+/// (`keys`: the blob bucket's own credentials, when not Garage's), archived
+/// into a file store with one base backup, `base-1`, taken.
+struct ArchivedSeed {
+    pg: ExtraPostgres,
+    source: PgPool,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    blob_store: String,
+    store_dir: tempfile::TempDir,
+    store: String,
+    archiver: tokio::process::Child,
+    _spool: tempfile::TempDir,
+}
+
+impl ArchivedSeed {
+    async fn start(s3: aws_sdk_s3::Client, endpoint: &str, keys: &[(String, String)], versioned: bool) -> ArchivedSeed {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        let pg = ExtraPostgres::start();
+        assert_exit(&operator(&["migrate", "--database", &pg.url]), 0);
+        let bucket = unique_name("pblobs");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        if versioned {
+            let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+            s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(enabled).send().await.unwrap();
+        }
+        let blob_store = s3_store_url(endpoint, &bucket, "");
+        let seed = ["seed", "--database", &pg.url, "--scale", "small", "--blob-store", &blob_store];
+        assert_exit(&support::operator_with_env(&seed, keys), 0);
+        let source = pool(&pg.url).await;
+        let system = system_identifier(&source).await;
+        let (store_dir, store) = file_store();
+        let spool = tempfile::tempdir().unwrap();
+        let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_blobs", &[]);
+        await_slot(store_dir.path(), &system, "af_blobs").await;
+        base_backup(&pg.url, &store, "base-1");
+        // The growing segment holding the base's end is stored every second.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ArchivedSeed { pg, source, s3, bucket, blob_store, store_dir, store, archiver, _spool: spool }
+    }
+
+    /// The key (and digest) of a blob an artifact entry references.
+    async fn referenced_blob(&self) -> (String, String) {
+        sqlx::query_as(
+            "SELECT storage_key, digest::text FROM blobs b \
+             WHERE EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest) ORDER BY storage_key LIMIT 1",
+        )
+        .fetch_one(&self.source)
+        .await
+        .unwrap()
+    }
+
+    async fn stop(self) {
+        terminate(&self.archiver);
+        let _ = self.archiver.wait_with_output().await;
+        drop(self.pg);
+    }
+}
+
 #[tokio::test]
 async fn a_physical_drill_checks_the_blobs_and_reports_them_as_a_logical_drill_does() {
-    let pg = ExtraPostgres::start();
-    assert_exit(&operator(&["migrate", "--database", &pg.url]), 0);
-    let s3 = s3_client().await;
-    let bucket = unique_name("pblobs");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let blob_store = s3_store_url(&env("AF_TEST_S3_ENDPOINT"), &bucket, "");
-    assert_exit(&operator(&["seed", "--database", &pg.url, "--scale", "small", "--blob-store", &blob_store]), 0);
-    let source = pool(&pg.url).await;
-    let system = system_identifier(&source).await;
-    let (store_dir, store) = file_store();
-    let spool = tempfile::tempdir().unwrap();
-    let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_blobs", &[]);
-    await_slot(store_dir.path(), &system, "af_blobs").await;
-    base_backup(&pg.url, &store, "base-1");
-    // The growing segment holding the base's end is stored every second.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seeded = ArchivedSeed::start(s3_client().await, &env("AF_TEST_S3_ENDPOINT"), &[], false).await;
+    let (store_dir, store, blob_store) = (&seeded.store_dir, &seeded.store, &seeded.blob_store);
     let dir = tempfile::tempdir().unwrap();
     let drill = |name: &str| {
-        let args = ["--drill", name, "--blob-store", &blob_store, "--verify-blob-digests"];
-        pitr(&store, &dir.path().join(name), free_port(), &args)
+        let args = ["--drill", name, "--blob-store", blob_store, "--verify-blob-digests"];
+        pitr(store, &dir.path().join(name), free_port(), &args)
     };
     let verdict = |name: &str| -> serde_json::Value {
         let path = store_dir.path().join(format!("base-1/drills/{name}.json"));
@@ -143,22 +188,15 @@ async fn a_physical_drill_checks_the_blobs_and_reports_them_as_a_logical_drill_d
     assert!(report.contains("## Blobs") && report.contains("Physical drill:"), "{report}");
 
     // An object an artifact entry references, deleted from the bucket.
-    let lost: String = sqlx::query_scalar(
-        "SELECT storage_key FROM blobs b WHERE EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest) \
-         ORDER BY storage_key LIMIT 1",
-    )
-    .fetch_one(&source)
-    .await
-    .unwrap();
-    s3.delete_object().bucket(&bucket).key(&lost).send().await.unwrap();
+    let (lost, _) = seeded.referenced_blob().await;
+    seeded.s3.delete_object().bucket(&seeded.bucket).key(&lost).send().await.unwrap();
     let out = drill("one-lost");
     assert_exit(&out, 1);
     let v = verdict("one-lost");
     assert_eq!((v["result"].as_str(), v["reason"].as_str()), (Some("Failed"), Some("BlobsMissing")), "{v:#}");
     assert_eq!(v["blobs"]["missing"], 1);
     assert!(v["failures"].to_string().contains(&lost), "{v:#}");
-    terminate(&archiver);
-    let _ = archiver.wait_with_output().await;
+    seeded.stop().await;
 }
 
 /// A physical restore brings back, from the versions the blob bucket kept,
@@ -166,63 +204,33 @@ async fn a_physical_drill_checks_the_blobs_and_reports_them_as_a_logical_drill_d
 /// (`pitr --keep --restore-blobs`, on Ceph RGW); a drill after that passes.
 #[tokio::test]
 async fn a_physical_restore_brings_deleted_blobs_back_from_the_buckets_versions() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-    let pg = ExtraPostgres::start();
-    assert_exit(&operator(&["migrate", "--database", &pg.url]), 0);
-    let s3 = support::rgw_client().await;
-    let bucket = unique_name("pvblobs");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-    s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(enabled).send().await.unwrap();
-    let blob_store = s3_store_url(&env("AF_TEST_RGW_ENDPOINT"), &bucket, "");
     let keys = vec![
         ("BLOB_AWS_ACCESS_KEY_ID".to_string(), env("AF_TEST_RGW_ACCESS_KEY_ID")),
         ("BLOB_AWS_SECRET_ACCESS_KEY".to_string(), env("AF_TEST_RGW_SECRET_ACCESS_KEY")),
     ];
-    let seed = ["seed", "--database", &pg.url, "--scale", "small", "--blob-store", &blob_store];
-    assert_exit(&support::operator_with_env(&seed, &keys), 0);
-    let source = pool(&pg.url).await;
-    let system = system_identifier(&source).await;
-    let (store_dir, store) = file_store();
-    let spool = tempfile::tempdir().unwrap();
-    let (archiver, _logs) = wal_archiver(&pg.url, &store, spool.path(), "af_vblobs", &[]);
-    await_slot(store_dir.path(), &system, "af_vblobs").await;
-    base_backup(&pg.url, &store, "base-1");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
+    let seeded = ArchivedSeed::start(support::rgw_client().await, &env("AF_TEST_RGW_ENDPOINT"), &keys, true).await;
+    let (store, blob_store) = (&seeded.store, &seeded.blob_store);
     // An object an artifact entry references, deleted since: a delete marker hides its bytes.
-    let (key, digest): (String, String) = sqlx::query_as(
-        "SELECT storage_key, digest::text FROM blobs b \
-         WHERE EXISTS (SELECT 1 FROM artifact_entries e WHERE e.blob_digest = b.digest) ORDER BY storage_key LIMIT 1",
-    )
-    .fetch_one(&source)
-    .await
-    .unwrap();
-    s3.delete_object().bucket(&bucket).key(&key).send().await.unwrap();
+    let (key, digest) = seeded.referenced_blob().await;
+    seeded.s3.delete_object().bucket(&seeded.bucket).key(&key).send().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let instance = dir.path().join("restored");
-    let args = ["--keep", "--blob-store", &blob_store, "--restore-blobs"];
-    let out = support::physical::pitr_with_env(&store, &instance, free_port(), &keys, &args);
+    let args = ["--keep", "--blob-store", blob_store, "--restore-blobs"];
+    let out = support::physical::pitr_with_env(store, &instance, free_port(), &keys, &args);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), support::stderr(&out));
     assert_exit(&out, 0);
     assert!(said.contains("1 object(s) brought back") && said.contains("blob failures are mended"), "{said}");
     stop_instance(&instance).await;
-    let back = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+    let back = seeded.s3.get_object().bucket(&seeded.bucket).key(&key).send().await.unwrap();
     let bytes = back.body.collect().await.unwrap().into_bytes();
     use sha2::Digest;
     assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), digest, "exactly the row's bytes");
 
-    let out = support::physical::pitr_with_env(
-        &store,
-        &dir.path().join("again"),
-        free_port(),
-        &keys,
-        &["--blob-store", &blob_store],
-    );
+    let again = dir.path().join("again");
+    let out = support::physical::pitr_with_env(store, &again, free_port(), &keys, &["--blob-store", blob_store]);
     assert_exit(&out, 0);
-    terminate(&archiver);
-    let _ = archiver.wait_with_output().await;
+    seeded.stop().await;
 }
 
 #[tokio::test]
