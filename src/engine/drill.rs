@@ -232,8 +232,8 @@ pub async fn conclude(
     let manifest = match record.backup.as_str() {
         "" => None,
         // The version the restore read; its tampering warning is already in the record.
-        name => match manifest::load_pinned(store, name, record.manifest_version_id.as_deref()).await {
-            Ok((m, _)) => Some(m),
+        name => match manifest::load_version(store, name, record.manifest_version_id.as_deref()).await {
+            Ok(m) => Some(m),
             Err(e) => {
                 if found.failures.is_empty() {
                     found.fail(e.reason().unwrap_or("VerifyFailed"), format!("verify: {e}"));

@@ -32,16 +32,15 @@ pub fn dump_key(manifest: &Manifest) -> String {
 /// does not exist. A manifest written in a newer format is refused naming the
 /// tool version that reads it.
 pub async fn load(store: &dyn BackupStore, backup: &str) -> Result<Manifest, EngineError> {
-    Ok(load_pinned(store, backup, None).await?.0)
+    load_version(store, backup, None).await
 }
 
-/// [`load`] of the version the `Backup` status pinned (`None`: the current
-/// one), with a tampering warning when the key now holds another version.
-pub async fn load_pinned(
+/// [`load`] of one version of the manifest (`None`: the current one).
+pub async fn load_version(
     store: &dyn BackupStore,
     backup: &str,
     version: Option<&str>,
-) -> Result<(Manifest, Option<String>), EngineError> {
+) -> Result<Manifest, EngineError> {
     let bytes = match store.get_bytes_version(&key(backup), version).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => {
@@ -52,12 +51,22 @@ pub async fn load_pinned(
         }
         Err(e) => return Err(e.into()),
     };
-    let warning = super::pinned::tampering(store, &key(backup), version, "manifest").await?;
     match Manifest::parse(&bytes) {
-        Ok(manifest) => Ok((manifest, warning)),
+        Ok(manifest) => Ok(manifest),
         Err(e @ FormatError::Newer { .. }) => Err(EngineError::Config(format!("backup {backup:?}: {e}"))),
         Err(e) => Err(EngineError::Corrupt { backup: backup.to_string(), detail: e.to_string() }),
     }
+}
+
+/// [`load_version`] of the version the `Backup` status pinned, with a
+/// tampering warning when the key now holds another version.
+pub async fn load_pinned(
+    store: &dyn BackupStore,
+    backup: &str,
+    version: Option<&str>,
+) -> Result<(Manifest, Option<String>), EngineError> {
+    let manifest = load_version(store, backup, version).await?;
+    Ok((manifest, super::pinned::tampering(store, &key(backup), version, "manifest").await?))
 }
 
 /// What a store holds: every complete backup with a readable manifest (oldest

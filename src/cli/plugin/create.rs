@@ -212,6 +212,14 @@ where
     }
 }
 
+/// The pods of `owner`'s Jobs (the operator labels them), oldest first.
+async fn pods_of(cluster: &Cluster, owner: &str) -> Result<Vec<Pod>, kube::Error> {
+    let selector = format!("{LABEL_OWNER}={}", label_value(owner));
+    let mut pods = cluster.api::<Pod>().list(&ListParams::default().labels(&selector)).await?.items;
+    pods.sort_by_key(|p| p.creation_timestamp().map(|t| artifortress_operator::controller::k8s_time(&t)));
+    Ok(pods)
+}
+
 /// The log of each pod of `owner`'s Jobs, streamed to stderr as it is
 /// written, so a person sees the step's own progress lines; silent where the
 /// user may not read pods or their logs.
@@ -223,9 +231,8 @@ struct LogFollower {
 
 impl LogFollower {
     async fn poll(&mut self, cluster: &Cluster, owner: &str) {
-        let selector = format!("{LABEL_OWNER}={}", label_value(owner));
-        let Ok(pods) = cluster.api::<Pod>().list(&ListParams::default().labels(&selector)).await else { return };
-        for pod in pods.items {
+        let Ok(pods) = pods_of(cluster, owner).await else { return };
+        for pod in pods {
             let name = pod.name_any();
             let started = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p != "Pending");
             if !started || self.streamed.contains(&name) {
@@ -264,10 +271,7 @@ pub async fn logs(cluster: &Cluster, name: &str) -> Result<(), Failure> {
             return Err(usage(format!("no Backup or RecoveryDrill {name:?} in namespace {}", cluster.namespace)));
         }
     };
-    let selector = format!("{LABEL_OWNER}={}", label_value(name));
-    let pods = cluster.api::<Pod>().list(&ListParams::default().labels(&selector)).await;
-    let mut pods = pods.map_err(|e| cluster.explain(e, "list", "pods"))?.items;
-    pods.sort_by_key(|p| p.creation_timestamp().map(|t| artifortress_operator::controller::k8s_time(&t)));
+    let pods = pods_of(cluster, name).await.map_err(|e| cluster.explain(e, "list", "pods"))?;
     let Some(pod) = pods.last() else {
         let mut said = format!("{name} has no pod left (its Job finished and was removed)");
         if kept.is_empty() {

@@ -12,6 +12,7 @@ use artifortress_operator::api::backup::{Backup, BackupPhase};
 use artifortress_operator::api::common::{BackupMethod, Condition, ConditionStatus};
 use artifortress_operator::api::recovery_drill::{DrillPhase, DrillResult, ObjectiveResult, RecoveryDrill};
 use artifortress_operator::controller::jobs::LABEL_STEP;
+use artifortress_operator::engine::physical::Lsn;
 
 /// How an installation stands, worst first when sorted.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,7 +157,7 @@ pub fn installation_view(
     };
     let mut slo = status.slo.as_ref().map(|s| s.signals.clone()).unwrap_or_default();
     slo.retain(|s| s.severity != Severity::Ok);
-    slo.sort_by(|a, b| rank(b.severity).cmp(&rank(a.severity)).then(a.signal.cmp(&b.signal)));
+    slo.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.signal.cmp(&b.signal)));
     let last_drill = newest_drill(&name, drills, now);
     let rpo_objective = last_drill.as_ref().and_then(|d| d.rpo.as_ref()).and_then(|o| o.objective_seconds);
     let newest_backup = newest_backup(&name, backups, now).map(|mut b| {
@@ -198,22 +199,13 @@ fn condition_view(c: &Condition) -> ConditionView {
     ConditionView { ok: c.status == ConditionStatus::True, reason: c.reason.clone(), message: c.message.clone() }
 }
 
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Ok => 0,
-        Severity::Warning => 1,
-        Severity::Critical => 2,
-    }
-}
-
 fn seconds(d: chrono::TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
 /// `16/B374D848` as a number.
 fn lsn(text: Option<&str>) -> Option<u64> {
-    let (high, low) = text?.split_once('/')?;
-    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+    text?.parse::<Lsn>().ok().map(|l| l.0)
 }
 
 fn newest_backup(installation: &str, backups: &[Backup], now: DateTime<Utc>) -> Option<BackupView> {

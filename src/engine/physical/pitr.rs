@@ -103,23 +103,17 @@ pub struct Restored {
     pub warnings: Vec<String>,
 }
 
-/// Restores into a new scratch instance, started and promoted.
-pub async fn restore(
+/// Restores the base the drill chose (`warnings`: what reading its manifest
+/// found) into a new scratch instance, started and promoted, replaying up to
+/// the request's target (a random one already drawn).
+async fn restore(
     store: &dyn BackupStore,
     request: &PitrRequest,
+    manifest: BaseManifest,
+    mut warnings: Vec<String>,
     progress: &Progress,
 ) -> Result<Restored, EngineError> {
-    let target = match request.target {
-        Target::Random(window) => Target::Time(draw_time(store, window, Utc::now()).await?),
-        target => target,
-    };
-    let (manifest, mut warnings) = match &request.backup {
-        Some(name) => {
-            let (manifest, tampered) = base::load_pinned(store, name, request.manifest_version.as_deref()).await?;
-            (manifest, tampered.into_iter().collect())
-        }
-        None => (choose_base(store, target).await?, Vec::new()),
-    };
+    let target = request.target;
     if let Some(encryption) = &manifest.encryption {
         request.keys.check(encryption, &format!("base backup {:?}", manifest.backup_name))?;
     }
@@ -349,7 +343,7 @@ fn configure(instance: &Instance, manifest: &BaseManifest, target: Target, timel
             settings.push(("recovery_target_time".into(), t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()))
         }
         Target::Lsn(l) => settings.push(("recovery_target_lsn".into(), l.to_string())),
-        Target::Random(_) => unreachable!("restore() draws a random target's time before configuring"),
+        Target::Random(_) => unreachable!("the drill draws a random target's time before restoring"),
     }
     let mut auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
     auto.push_str("\n# artifortress-operator: the scratch instance's own settings, over the source's\n");
@@ -397,12 +391,11 @@ pub async fn drill(
         progress.step(format!("recovery target drawn at random: {}", at.to_rfc3339()));
         request.restore.target = Target::Time(at);
     }
-    let manifest = match &request.restore.backup {
-        // The pinned version; `restore` reports it if it was written over.
-        Some(name) => base::load_pinned(store, name, request.restore.manifest_version.as_deref()).await?.0,
-        None => choose_base(store, request.restore.target).await?,
+    // Read once, at its pinned version when given; a newer one written over it is reported.
+    let (manifest, tampered) = match &request.restore.backup {
+        Some(name) => base::load_pinned(store, name, request.restore.manifest_version.as_deref()).await?,
+        None => (choose_base(store, request.restore.target).await?, None),
     };
-    request.restore.backup = Some(manifest.backup_name.clone());
     let (mut failures, mut reasons) = (Vec::new(), Vec::new());
     let mut warnings = Vec::new();
     let mut reason = None;
@@ -414,7 +407,7 @@ pub async fn drill(
     let (mut rpo, mut rto, mut timings, mut restored) = (None, None, Timings::default(), None);
     let mut checked = CheckResult::default();
     let mut recovery_point = manifest.completed_at;
-    match restore(store, &request.restore, progress).await {
+    match restore(store, &request.restore, manifest.clone(), tampered.into_iter().collect(), progress).await {
         // A base no configured key opens is what the drill found, not a mistake in the request.
         Err(e) if e.is_usage() && e.reason() != Some(KEY_UNAVAILABLE) => return Err(e),
         Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string(), &mut reason),

@@ -41,7 +41,14 @@ pub struct Fetched {
     pub tampering: Vec<String>,
 }
 
-type Listing = BTreeMap<String, (String, WalObject)>;
+/// One stored WAL object: its key, what the key says, and when it was written.
+struct Stored {
+    key: String,
+    wal: WalObject,
+    written: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type Listing = BTreeMap<String, Stored>;
 
 /// The stored WAL of one source: complete segments, growing ones and
 /// history files, by name.
@@ -61,47 +68,43 @@ impl Archive {
             histories: Listing::new(),
             tampering: Vec::new(),
         };
-        // When each kept object was written.
-        let mut written = BTreeMap::new();
         for object in store.list(prefix).await? {
-            let Some(o) = object.key.strip_prefix(prefix).and_then(WalObject::parse) else { continue };
-            let (map, growing) = match (o.history_of(), o.partial) {
+            let Some(wal) = object.key.strip_prefix(prefix).and_then(WalObject::parse) else { continue };
+            let (map, growing) = match (wal.history_of(), wal.partial) {
                 (Some(_), _) => (&mut archive.histories, false),
                 (None, true) => (&mut archive.partial, true),
                 (None, false) => (&mut archive.complete, false),
             };
-            let Some((kept, _)) = map.get(&o.segment) else {
-                written.insert(object.key.clone(), object.modified);
-                map.insert(o.segment.clone(), (object.key, o));
+            let stored = Stored { key: object.key, wal, written: object.modified };
+            let Some(kept) = map.get(&stored.wal.segment) else {
+                map.insert(stored.wal.segment.clone(), stored);
                 continue;
             };
-            let kept_at = written.get(kept).copied().flatten();
             // A growing segment is replaced as it grows (the newest counts);
             // anything else is written once, so the first written is the archiver's.
-            let take = match (kept_at, object.modified) {
+            let take = match (kept.written, stored.written) {
                 (Some(kept_at), Some(at)) => (at > kept_at) == growing,
                 _ => false,
             };
             if !growing {
-                let (first, second) = if take { (&object.key, kept) } else { (kept, &object.key) };
+                let (first, second) = if take { (&stored.key, &kept.key) } else { (&kept.key, &stored.key) };
                 archive.tampering.push(format!(
                     "{TAMPERING}WAL {} is stored twice with different bytes: {} was written first and replayed, {} later, \
                      not by the archiver (which stores each once), and was not replayed",
-                    o.segment,
+                    stored.wal.segment,
                     store.location(first),
                     store.location(second)
                 ));
             }
             if take {
-                written.insert(object.key.clone(), object.modified);
-                map.insert(o.segment.clone(), (object.key, o));
+                map.insert(stored.wal.segment.clone(), stored);
             }
         }
         Ok(archive)
     }
 
     /// The stored version of a segment: complete, else growing (`true`).
-    fn find(&self, name: &str) -> Option<(&(String, WalObject), bool)> {
+    fn find(&self, name: &str) -> Option<(&Stored, bool)> {
         self.complete.get(name).map(|c| (c, false)).or_else(|| self.partial.get(name).map(|p| (p, true)))
     }
 }
@@ -206,7 +209,7 @@ fn plan(
         let mut newest: Option<bool> = None;
         for segment in versions(number) {
             let name = segment.name();
-            if let Some(((key, object), growing)) = archive.find(&name) {
+            if let Some((Stored { key, wal: object, .. }, growing)) = archive.find(&name) {
                 plan.push((name, key.clone(), object.clone()));
                 newest.get_or_insert(growing);
             }
@@ -315,7 +318,7 @@ async fn follow(
 ) -> Result<TimelineHistory, EngineError> {
     let mut newest = TimelineHistory { timeline: manifest.timeline, ended: Vec::new() };
     let mut files = BTreeMap::new();
-    for (name, (key, object)) in &archive.histories {
+    for (name, Stored { key, wal: object, .. }) in &archive.histories {
         let timeline = object.history_of().expect("listed as a history file");
         let corrupt = |detail: String| EngineError::Corrupt {
             backup: manifest.backup_name.clone(),
