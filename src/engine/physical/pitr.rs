@@ -133,11 +133,16 @@ async fn restore(
         manifest.source.server_version,
         request.dir.display()
     ));
-    let checksums = unpack_base(store, &manifest, &request.keys, &instance, progress).await?;
     let key = base::data_key(&manifest);
     let pinned = manifest.base.version_id.as_deref();
-    warnings.extend(crate::engine::pinned::tampering(store, &key, pinned, "base backup").await?);
-    let mut wal = fetch::download(store, &manifest, &request.keys, &instance, progress).await?;
+    // The WAL comes down while the base unpacks: one is mostly network and
+    // hashing, the other decompression and writes, and neither needs the other.
+    let (checksums, mut wal, tampered) = tokio::try_join!(
+        unpack_base(store, &manifest, &request.keys, &instance, progress),
+        fetch::download(store, &manifest, &request.keys, &instance, progress),
+        crate::engine::pinned::tampering(store, &key, pinned, "base backup"),
+    )?;
+    warnings.extend(tampered);
     warnings.append(&mut wal.tampering);
     let (segments, wal_bytes) = (wal.segments, wal.bytes);
     let download_seconds = started.elapsed().as_secs_f64();
