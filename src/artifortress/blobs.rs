@@ -240,34 +240,45 @@ pub async fn check(
         return Err(EngineError::Config(format!("the blob rows of {restored} cannot be checked: {}", shape.summary())));
     }
     progress.step(format!("checking blob rows against {}", store.url()));
-    let in_flight: HashSet<String> = sqlx::query_scalar(
-        "SELECT object_staging_key FROM upload_sessions
-         WHERE state IN ('initiated', 'parts_uploading', 'pending_commit') AND object_staging_key IS NOT NULL",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(db_err("reading the open upload sessions"))?
-    .into_iter()
-    .collect();
-    // The database's own references, as upstream's blob reconcile counts them.
-    let dangling: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM artifact_entries e WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = e.blob_digest))
-              + (SELECT count(*) FROM manifests m WHERE m.manifest_blob_digest IS NOT NULL
-                   AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = m.manifest_blob_digest))",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .map_err(db_err("counting references to missing blob rows"))?;
+    // A second session for what the merge does not wait for, so the
+    // database's and the bucket's side work overlaps the listing.
+    let mut side = PgConnection::connect_with(&restored.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: restored.to_string(), source })?;
+    let in_flight = async {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT object_staging_key FROM upload_sessions
+             WHERE state IN ('initiated', 'parts_uploading', 'pending_commit') AND object_staging_key IS NOT NULL",
+        )
+        .fetch_all(&mut side)
+        .await
+        .map_err(db_err("reading the open upload sessions"))?;
+        Ok::<_, EngineError>(keys.into_iter().collect::<HashSet<String>>())
+    };
     // Every SLICE-th key splits the listing into slices.
-    let splits: Vec<String> = sqlx::query_scalar(
-        "SELECT storage_key FROM (SELECT storage_key, row_number() OVER (ORDER BY storage_key COLLATE \"C\") AS n
-         FROM blobs) AS k WHERE n % $1 = 0 ORDER BY storage_key COLLATE \"C\"",
-    )
-    .bind(SLICE)
-    .fetch_all(&mut conn)
-    .await
-    .map_err(db_err("splitting the blob rows"))?;
-    let multipart = store.incomplete_uploads("").await?.len() as u64;
+    let splits = async {
+        sqlx::query_scalar(
+            "SELECT storage_key FROM (SELECT storage_key, row_number() OVER (ORDER BY storage_key COLLATE \"C\") AS n
+             FROM blobs) AS k WHERE n % $1 = 0 ORDER BY storage_key COLLATE \"C\"",
+        )
+        .bind(SLICE)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(db_err("splitting the blob rows"))
+    };
+    let (in_flight, splits): (HashSet<String>, Vec<String>) = tokio::try_join!(in_flight, splits)?;
+    // The database's own references, as upstream's blob reconcile counts them.
+    let dangling = async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT count(*) FROM artifact_entries e WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = e.blob_digest))
+                  + (SELECT count(*) FROM manifests m WHERE m.manifest_blob_digest IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = m.manifest_blob_digest))",
+        )
+        .fetch_one(&mut side)
+        .await
+        .map_err(db_err("counting references to missing blob rows"))
+    };
+    let multipart = async { Ok::<_, EngineError>(store.incomplete_uploads("").await?.len() as u64) };
     let rows = sqlx::query_as::<_, (String, i64, String, String)>(ROWS).fetch(&mut conn).map(|row| {
         row.map(|(key, length, digest, class)| BlobRow {
             key,
@@ -284,12 +295,13 @@ pub async fn check(
     let objects = sliced_listing(store, &splits);
     let k = if digests.all { 0 } else { usize::try_from(digests.sample).unwrap_or(usize::MAX) };
     let mut reservoir = Reservoir { k, seen: 0, kept: Vec::new() };
-    let merged = merge(Box::pin(rows), objects, &in_flight, |r| {
+    let merging = merge(Box::pin(rows), objects, &in_flight, |r| {
         if r.class != RowClass::Unreferenced {
             reservoir.offer(r)
         }
-    })
-    .await?;
+    });
+    let (merged, dangling, multipart) = tokio::try_join!(merging, dangling, multipart)?;
+    drop(side);
     let mut check = merged.check;
     check.store = store.url();
     check.multipart_in_progress = multipart;
