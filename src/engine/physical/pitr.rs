@@ -403,9 +403,7 @@ pub async fn drill(
     };
     let (mut failures, mut reasons) = (Vec::new(), Vec::new());
     let mut warnings = Vec::new();
-    let mut reason = None;
-    let mut fail = |why: &str, message: String, reason: &mut Option<String>| {
-        reason.get_or_insert_with(|| why.to_string());
+    let mut fail = |why: &str, message: String| {
         reasons.push(why.to_string());
         failures.push(message);
     };
@@ -415,20 +413,20 @@ pub async fn drill(
     match restore(store, &request.restore, manifest.clone(), tampered.into_iter().collect(), progress).await {
         // A base no configured key opens is what the drill found, not a mistake in the request.
         Err(e) if e.is_usage() && e.reason() != Some(KEY_UNAVAILABLE) => return Err(e),
-        Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string(), &mut reason),
+        Err(e) => fail(e.reason().unwrap_or("RestoreFailed"), e.to_string()),
         Ok(r) => {
             warnings.extend(r.warnings.iter().cloned());
             let usable = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
             let (measured, failure) = objectives::evaluate("RTO", usable, request.rto);
             if let Some(f) = failure {
-                fail("RTOMissed", f, &mut reason);
+                fail("RTOMissed", f);
             }
             rto = Some(measured);
             timings.download_seconds = Some(r.download_seconds);
             timings.restore_seconds = Some(r.verify_seconds + r.replay_seconds);
             timings.usable_seconds = Some(usable);
             match check(&r, request.restore.target, started).await {
-                Err(e) => fail("VerificationFailed", e.to_string(), &mut reason),
+                Err(e) => fail("VerificationFailed", e.to_string()),
                 Ok(found) => {
                     warnings.extend(found.warnings.iter().cloned());
                     timings.parity_seconds = Some(found.amcheck_seconds);
@@ -438,7 +436,7 @@ pub async fn drill(
                             recovery_point = at;
                             let (measured, failure) = objectives::evaluate("RPO", gap, request.rpo);
                             if let Some(f) = failure {
-                                fail("RPOMissed", f, &mut reason);
+                                fail("RPOMissed", f);
                             }
                             rpo = Some(measured);
                         }
@@ -448,7 +446,6 @@ pub async fn drill(
                                 "an RPO objective was given and the restored database has no {} rows to measure it (run wal with --heartbeat)",
                                 heartbeat::TABLE
                             ),
-                            &mut reason,
                         ),
                         _ => warnings
                             .push(format!("RPO not measured: no {} rows in the restored database", heartbeat::TABLE)),
@@ -461,12 +458,12 @@ pub async fn drill(
                         match result {
                             Ok(mut result) => {
                                 for (why, message) in std::mem::take(&mut result.failures) {
-                                    fail(&why, message, &mut reason);
+                                    fail(&why, message);
                                 }
                                 warnings.append(&mut result.warnings);
                                 checked = result;
                             }
-                            Err(e) => fail("VerificationFailed", format!("application check: {e}"), &mut reason),
+                            Err(e) => fail("VerificationFailed", format!("application check: {e}")),
                         }
                     }
                     restored = Some((r, found));
@@ -489,7 +486,7 @@ pub async fn drill(
         verdict_version: super::super::verdict::VERDICT_VERSION,
         phase: if passed { FinalPhase::Succeeded } else { FinalPhase::Failed },
         result: if passed { DrillResult::Passed } else { DrillResult::Failed },
-        reason: if passed { None } else { reason },
+        reason: if passed { None } else { reasons.first().cloned() },
         failures,
         tampering: super::super::pinned::tampered(&warnings),
         warnings,
