@@ -28,7 +28,7 @@ use aws_sdk_s3::primitives::ByteStream as AwsByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backon::{ExponentialBuilder, Retryable};
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 use super::{BackupStore, ByteStream, ObjectInfo, StoreError};
@@ -36,6 +36,7 @@ use super::{BackupStore, ByteStream, ObjectInfo, StoreError};
 /// How long connecting to the store may take, for every request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod listing;
 mod lock;
 mod tuning;
 mod versions;
@@ -177,6 +178,53 @@ impl S3Store {
                 return Ok(uploads);
             }
         }
+    }
+
+    /// The objects under `prefix` after `after` (exclusive), in key order
+    /// (ListObjectsV2 returns byte order, up to 1 000 keys a page), keys
+    /// relative to the store's prefix, one page fetched at a time.
+    fn listed<'a>(&'a self, prefix: &'a str, after: Option<&'a str>) -> super::ObjectStream<'a> {
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        Box::pin(async_stream::try_stream! {
+            let (mut after, mut token) = (after.map(|a| self.full_key(a)), None);
+            loop {
+                let page = self.list_page(prefix, after.take(), token.take()).await?;
+                for mut object in page.objects {
+                    object.key.drain(..strip.min(object.key.len()));
+                    yield object;
+                }
+                match page.next {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+        })
+    }
+
+    /// One ListObjectsV2 page under `prefix`, read by our own parser ([`listing`]).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<String>,
+        continuation: Option<String>,
+    ) -> Result<listing::Page, StoreError> {
+        let taken = listing::Taken::default();
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .set_start_after(start_after)
+            .set_continuation_token(continuation)
+            .customize()
+            .interceptor(listing::TakeBody(taken.clone()))
+            .send()
+            .await
+            .map_err(|e| self.err("listing", prefix, e))?;
+        let body = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let unreadable =
+            |message| StoreError::Io { store: self.display.clone(), op: "listing", key: prefix.to_string(), message };
+        listing::parse(&body.ok_or_else(|| unreadable("the listing's body went missing".to_string()))?)
+            .map_err(unreadable)
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -366,15 +414,6 @@ impl PartUpload {
     }
 }
 
-/// A listed object, its key relative to the store's prefix.
-fn listed(object: &aws_sdk_s3::types::Object, key: &str) -> ObjectInfo {
-    ObjectInfo {
-        key: key.to_string(),
-        size: object.size().unwrap_or(0).max(0) as u64,
-        modified: time(object.last_modified()),
-    }
-}
-
 /// An S3 time as a chrono one.
 fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
@@ -481,37 +520,13 @@ impl BackupStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-        let mut pages =
-            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.err("listing", prefix, e))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    out.push(listed(object, &key[strip.min(key.len())..]));
-                }
-            }
-        }
+        let mut out: Vec<ObjectInfo> = self.listed(prefix, None).try_collect().await?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
     fn list_stream<'a>(&'a self, prefix: &'a str) -> super::ObjectStream<'a> {
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-        Box::pin(async_stream::try_stream! {
-            // ListObjectsV2 returns keys in byte order, a page (up to 1 000) at a time.
-            let mut pages =
-                self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.err("listing", prefix, e))?;
-                for object in page.contents() {
-                    if let Some(key) = object.key() {
-                        yield listed(object, &key[strip.min(key.len())..]);
-                    }
-                }
-            }
-        })
+        self.listed(prefix, None)
     }
 
     fn list_range<'a>(
@@ -520,26 +535,11 @@ impl BackupStore for S3Store {
         after: Option<&'a str>,
         up_to: Option<&'a str>,
     ) -> super::ObjectStream<'a> {
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-        Box::pin(async_stream::try_stream! {
-            let mut request = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix));
-            if let Some(after) = after {
-                request = request.start_after(self.full_key(after));
-            }
-            let mut pages = request.into_paginator().send();
-            'pages: while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.err("listing", prefix, e))?;
-                for object in page.contents() {
-                    if let Some(key) = object.key() {
-                        let key = &key[strip.min(key.len())..];
-                        if up_to.is_some_and(|u| key > u) {
-                            break 'pages;
-                        }
-                        yield listed(object, key);
-                    }
-                }
-            }
-        })
+        // Stopping at the first key past the slice stops the paging too.
+        Box::pin(
+            self.listed(prefix, after)
+                .try_take_while(move |o| futures::future::ready(Ok(up_to.is_none_or(|u| o.key.as_str() <= u)))),
+        )
     }
 
     async fn locked_until(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
