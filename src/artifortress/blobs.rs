@@ -32,10 +32,11 @@ use crate::store::{BackupStore, ObjectInfo, Versioning};
 
 /// How many keys of each finding a report names.
 const NAMED: usize = 10;
-/// The bucket is listed in slices of about this many rows, this many slices
-/// at once (in order): one listing request returns at most 1 000 keys, and one
-/// request after the other is what takes the time.
-const SLICE: i64 = 10_000;
+/// The bucket is listed in slices of about this many rows (split at every
+/// hundredth key of a 1 % sample), this many slices at once (in order): one
+/// listing request returns at most 1 000 keys, and one request after the
+/// other is what takes the time.
+const SLICE: usize = 10_000;
 const SLICES_AT_ONCE: usize = 8;
 /// Missing referenced objects compared with the live database at most; more
 /// are counted as not compared (a lost bucket is already the finding).
@@ -255,16 +256,18 @@ pub async fn check(
         .map_err(db_err("reading the open upload sessions"))?;
         Ok::<_, EngineError>(keys.into_iter().collect::<HashSet<String>>())
     };
-    // Every SLICE-th key splits the listing into slices.
+    // Split points from a sample of the keys: sorting every key took longer
+    // (0.4 s at 200 000 blobs) and the listing waits for them; slices need
+    // not be even.
     let splits = async {
-        sqlx::query_scalar(
-            "SELECT storage_key FROM (SELECT storage_key, row_number() OVER (ORDER BY storage_key COLLATE \"C\") AS n
-             FROM blobs) AS k WHERE n % $1 = 0 ORDER BY storage_key COLLATE \"C\"",
+        let sample: Vec<String> = sqlx::query_scalar(
+            "SELECT storage_key FROM blobs TABLESAMPLE BERNOULLI (1) REPEATABLE (0) ORDER BY storage_key COLLATE \"C\"",
         )
-        .bind(SLICE)
         .fetch_all(&mut conn)
         .await
-        .map_err(db_err("splitting the blob rows"))
+        .map_err(db_err("splitting the blob rows"))?;
+        let per_slice = SLICE / 100;
+        Ok::<_, EngineError>(sample.into_iter().skip(per_slice - 1).step_by(per_slice).collect())
     };
     let (in_flight, splits): (HashSet<String>, Vec<String>) = tokio::try_join!(in_flight, splits)?;
     // The database's own references, as upstream's blob reconcile counts them.
