@@ -72,6 +72,26 @@ def wrk(url, connections, token=None, overloaded=False):
     return dict(rate=rate, p50=ms("50"), p99=ms("99"), answered=answered, errors=errors + timeouts)
 
 
+def flush_latency(directory, seconds=5):
+    """p50 and p99 (ms) of writing 8 KiB and fdatasync-ing it in `directory`,
+    as PostgreSQL flushes a commit's WAL: the floor under an answer that waits
+    for its audit row to be durable."""
+    path = os.path.join(directory, "flush-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    block, took, end = b"\0" * 8192, [], time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            os.pwrite(fd, block, (len(took) % 128) * 8192)
+            os.fdatasync(fd)
+            took.append((time.monotonic() - started) * 1000)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    took.sort()
+    return dict(p50=took[len(took) // 2], p99=took[len(took) * 99 // 100], flushes=len(took))
+
+
 def audited(db):
     return int(eb.run(["psql", "-At", db, "-c", "SELECT count(*) FROM audit_log WHERE action = 'ops.summary.read'"],
                       capture_output=True, text=True).stdout)
@@ -128,6 +148,8 @@ def main():
         # The seed's gigabytes reach the disk first: written back during a
         # run, they would stall the audit rows' WAL flushes and measure that.
         eb.settle(server)
+        flushes = flush_latency(state)
+        eb.log(f"disk flushes: {flushes}")
         proc, base = serve(db, tokens)
         servers.append(proc)
         eb.log("ops summary, as shipped")
@@ -156,6 +178,8 @@ def main():
         rows = r.get("audit_rows", "")
         print(f"| {name:<31} | {r['rate']:>9.1f} | {r['p50']:>6.2f}ms | {r['p99']:>6.2f}ms | {r['answered']:>8} | "
               f"{r['errors']:>6} | {rows:>10} |")
+    print(f"\ndisk flush (8 KiB + fdatasync, {flushes['flushes']} in 5 s, before the loads): "
+          f"p50 {flushes['p50']:.2f} ms, p99 {flushes['p99']:.2f} ms: every ops-summary answer waits for one")
     one, many, ready = results["one tenant, 1 client"], results["one tenant, 32 clients"], results["ready, 32 clients"]
     every = results["every tenant, 1 client"]
     print()
