@@ -89,7 +89,7 @@ def flush_latency(directory, seconds=5):
         os.close(fd)
         os.remove(path)
     took.sort()
-    return dict(p50=took[len(took) // 2], p99=took[len(took) * 99 // 100], flushes=len(took))
+    return dict(p50=took[len(took) // 2], p99=took[len(took) * 99 // 100], flushes=len(took), seconds=seconds)
 
 
 def audited(db):
@@ -178,7 +178,7 @@ def main():
         rows = r.get("audit_rows", "")
         print(f"| {name:<31} | {r['rate']:>9.1f} | {r['p50']:>6.2f}ms | {r['p99']:>6.2f}ms | {r['answered']:>8} | "
               f"{r['errors']:>6} | {rows:>10} |")
-    print(f"\ndisk flush (8 KiB + fdatasync, {flushes['flushes']} in 5 s, before the loads): "
+    print(f"\ndisk flush (8 KiB + fdatasync, {flushes['flushes']} in {flushes['seconds']} s, before the loads): "
           f"p50 {flushes['p50']:.2f} ms, p99 {flushes['p99']:.2f} ms: every ops-summary answer waits for one")
     one, many, ready = results["one tenant, 1 client"], results["one tenant, 32 clients"], results["ready, 32 clients"]
     every = results["every tenant, 1 client"]

@@ -111,8 +111,18 @@ pub fn parse(body: &[u8]) -> Result<Page, String> {
         return Err(format!("not a ListObjectsV2 result: {}", text.chars().take(200).collect::<String>()));
     }
     let mut page = Page::default();
+    let (mut truncated, mut next) = (false, None);
+    // The page-level elements come before, between or after the objects.
+    let mut page_level = |gap: &str| -> Result<(), String> {
+        truncated |= element(gap, &IS_TRUNCATED).is_some_and(|t| t.trim() == "true");
+        if let Some(token) = element(gap, &NEXT_TOKEN) {
+            next = Some(unescape(token)?);
+        }
+        Ok(())
+    };
     let mut rest = text;
     while let Some(start) = rest.find(CONTENTS.0) {
+        page_level(&rest[..start])?;
         let end = rest[start..].find(CONTENTS.1).ok_or("a <Contents> element is not closed")? + start;
         let contents = &rest[start + CONTENTS.0.len()..end];
         let key = element(contents, &KEY).ok_or("an object without a <Key>")?;
@@ -126,20 +136,12 @@ pub fn parse(body: &[u8]) -> Result<Page, String> {
         page.objects.push(ObjectInfo { key: unescape(key)?, size, modified });
         rest = &rest[end + CONTENTS.1.len()..];
     }
-    // The page-level elements come before, after or between the objects.
-    let outside = text.split(CONTENTS.0).map(|part| part.rsplit(CONTENTS.1).next().unwrap_or(part));
-    let mut truncated = false;
-    for part in outside {
-        truncated |= element(part, &IS_TRUNCATED).is_some_and(|t| t.trim() == "true");
-        if let Some(token) = element(part, &NEXT_TOKEN) {
-            page.next = Some(unescape(token)?);
-        }
-    }
-    if !truncated {
-        page.next = None;
-    } else if page.next.is_none() {
-        return Err("the page is truncated but names no NextContinuationToken".into());
-    }
+    page_level(rest)?;
+    page.next = match (truncated, next) {
+        (false, _) => None,
+        (true, Some(token)) => Some(token),
+        (true, None) => return Err("the page is truncated but names no NextContinuationToken".into()),
+    };
     Ok(page)
 }
 
