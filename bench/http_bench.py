@@ -12,6 +12,15 @@ Targets (issues 4, 20 and 32):
   /health/ready, 32 clients                p99 <= 3 ms (cached)
 The same loads with a read for every request (--summary-max-age 0s) are printed
 beside them: the cost of the statement itself on upstream's indexes.
+
+wrk corrects its latencies for coordinated omission: a request that took longer
+than the run's mean interval adds samples for the requests a steady client would
+have sent meanwhile, so one 150 ms stall of the database's commits (the disk's
+journal, measured: a few per minute under these loads) becomes about a hundred
+samples of 1 to 150 ms, and a 1-client p99 of tens of milliseconds. Each 1-client
+load is therefore also timed by one sequential keep-alive client that records
+each request as it was, with its longest stall: both p99s are printed, and the
+targets are judged on wrk's.
 Every ops-summary request is audited, one row per tenant read: the audit rows
 written during a run must equal the requests wrk saw answered times the tenants
 each read (up to the connections still in flight when it stopped).
@@ -29,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import http.client
 import urllib.request
 
 import engine_bench as eb
@@ -70,6 +80,28 @@ def wrk(url, connections, token=None, overloaded=False):
     took = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     rate = (answered - errors) / took
     return dict(rate=rate, p50=ms("50"), p99=ms("99"), answered=answered, errors=errors + timeouts)
+
+
+def sequential(base, path, token, seconds):
+    """p50, p99 and the longest (ms) of one keep-alive client's requests, each
+    timed as it was (no correction), and how many took over 20 ms."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    took, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            sys.exit(f"{path}: {response.status}")
+        took.append((time.monotonic() - started) * 1000)
+    conn.close()
+    took.sort()
+    return dict(p50=took[len(took) // 2], p99=took[len(took) * 99 // 100], longest=took[-1],
+                over_20ms=sum(t > 20 for t in took), requests=len(took))
 
 
 def flush_latency(directory, seconds=5):
@@ -123,6 +155,8 @@ def load(db, base, token, path, connections, overloaded=False):
     if not served * per_request <= rows <= (result["answered"] + connections) * per_request:
         sys.exit(f"{served} requests served, {rows} audit rows: not every tenant read audited")
     result["audit_rows"] = rows
+    if connections == 1:
+        result["sequential"] = sequential(base, path, token, float(SECONDS))
     eb.log(f"{connections} clients: {result}")
     return result
 
@@ -178,6 +212,14 @@ def main():
         rows = r.get("audit_rows", "")
         print(f"| {name:<31} | {r['rate']:>9.1f} | {r['p50']:>6.2f}ms | {r['p99']:>6.2f}ms | {r['answered']:>8} | "
               f"{r['errors']:>6} | {rows:>10} |")
+    print("\n1-client loads timed request by request (no correction for coordinated omission):\n")
+    print("| load                            | requests |      p50 |      p99 |  longest | over 20 ms |")
+    print("|---------------------------------|---------:|---------:|---------:|---------:|-----------:|")
+    for name, r in results.items():
+        if "sequential" in r:
+            q = r["sequential"]
+            print(f"| {name:<31} | {q['requests']:>8} | {q['p50']:>6.2f}ms | {q['p99']:>6.2f}ms | "
+                  f"{q['longest']:>6.1f}ms | {q['over_20ms']:>10} |")
     print(f"\ndisk flush (8 KiB + fdatasync, {flushes['flushes']} in {flushes['seconds']} s, before the loads): "
           f"p50 {flushes['p50']:.2f} ms, p99 {flushes['p99']:.2f} ms: every ops-summary answer waits for one")
     one, many, ready = results["one tenant, 1 client"], results["one tenant, 32 clients"], results["ready, 32 clients"]
@@ -185,8 +227,11 @@ def main():
     print()
     for name, value, target, met in [
         ("one tenant p99, 1 client", f"{one['p99']:.2f} ms", "<= 5 ms", one["p99"] <= 5),
+        ("  the same, uncorrected", f"{one['sequential']['p99']:.2f} ms", "<= 5 ms", one["sequential"]["p99"] <= 5),
         ("one tenant, 32 clients", f"{many['rate']:.0f} req/s", ">= 3000 req/s", many["rate"] >= 3000),
         ("every tenant p99, 1 client", f"{every['p99']:.2f} ms", "<= 25 ms", every["p99"] <= 25),
+        ("  the same, uncorrected", f"{every['sequential']['p99']:.2f} ms", "<= 25 ms",
+         every["sequential"]["p99"] <= 25),
         ("ready p99, 32 clients", f"{ready['p99']:.2f} ms", "<= 3 ms", ready["p99"] <= 3),
     ]:
         print(f"{name:<28} {value:>12}  target {target:<14} {'met' if met else 'MISSED'}")

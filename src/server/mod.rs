@@ -16,6 +16,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum_server::accept::NoDelayAcceptor;
 
 use crate::installations::Installations;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
@@ -139,6 +141,11 @@ const TLS_RELOAD_CHECK: Duration = Duration::from_secs(2);
 
 /// Serves (HTTPS with `tls`, else plain HTTP) until `shutdown` resolves, then
 /// finishes in-flight requests and writes the audit rows still counted.
+///
+/// Every connection has `TCP_NODELAY`: hyper may write a response's head and
+/// body in two writes, and with Nagle's algorithm the second waits for the
+/// client's delayed acknowledgement of the first, up to 40 ms (measured: 1-2 %
+/// of ops-summary answers took 40 ms more on loopback).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -163,7 +170,14 @@ pub async fn serve(
     };
     let app = router(state);
     let served = match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            let listener = listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY could not be set; serving the connection anyway");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
         Some(files) => serve_tls(listener.into_std()?, app, files, shutdown).await,
     };
     let _ = stop_flushing.send(());
@@ -185,7 +199,8 @@ async fn serve_tls(
         stopping.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let reloader = tokio::spawn(reload_on_change(config.clone(), files));
-    let served = axum_server::from_tcp_rustls(listener, config).handle(handle).serve(app.into_make_service()).await;
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config.clone()).acceptor(NoDelayAcceptor::new());
+    let served = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle).serve(app.into_make_service()).await;
     reloader.abort();
     served
 }

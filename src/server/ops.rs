@@ -164,7 +164,7 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid_like(v.trim()).then(|| v.trim().to_lowercase()))
-        .unwrap_or_else(random_uuid)
+        .unwrap_or_else(|| time_ordered_uuid(Utc::now()))
 }
 
 fn uuid_like(s: &str) -> bool {
@@ -172,9 +172,17 @@ fn uuid_like(s: &str) -> bool {
     s.len() == 36 && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-fn random_uuid() -> String {
+/// A version 7 UUID (RFC 9562: milliseconds since the epoch, then random
+/// bits). Its rows land beside each other in upstream's index on
+/// `audit_log (tenant_id, correlation_id, occurred_at)`; random (version 4) ids
+/// each dirtied a leaf page of their own, and under load the full-page images
+/// of those pages were most of the WAL (a checkpoint every 50 s, whose flushes
+/// stalled the audited answers by tens of milliseconds).
+fn time_ordered_uuid(now: DateTime<Utc>) -> String {
     let mut b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-    b[6] = (b[6] & 0x0f) | 0x40;
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
@@ -360,6 +368,15 @@ mod tests {
         assert_eq!(correlation_id(&headers), "0e8a1c2d-3f4b-4a5c-8d6e-7f8091a2b3c4");
         headers.insert("x-correlation-id", HeaderValue::from_static("not-a-uuid'; drop table"));
         let made = correlation_id(&headers);
-        assert!(uuid_like(&made) && made.as_bytes()[14] == b'4', "{made}");
+        assert!(uuid_like(&made) && made.as_bytes()[14] == b'7', "{made}");
+    }
+
+    #[test]
+    fn made_correlation_ids_sort_by_time() {
+        let at = |ms| DateTime::from_timestamp_millis(ms).unwrap();
+        let (earlier, later) = (time_ordered_uuid(at(1_700_000_000_000)), time_ordered_uuid(at(1_700_000_000_001)));
+        assert!(earlier < later, "{earlier} {later}");
+        assert!(earlier.starts_with("018bcfe5-6800-7"), "{earlier}");
+        assert!(matches!(earlier.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "the RFC variant: {earlier}");
     }
 }
