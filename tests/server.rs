@@ -498,6 +498,20 @@ async fn the_figures_are_upstreams_for_every_tenant_and_for_all_and_each_tenant_
             r#"artifortress_ops_recent_policy_timeouts_24h{{installation="default",tenant="default"}} {expected}"#
         );
         assert!(metrics.contains(&line), "{line}\n{metrics}");
+        // A tenant created after the server listed the tenants is still found
+        // (by the database), whatever the case of its slug.
+        sqlx::query("INSERT INTO tenants (slug, name) VALUES ('Late-Comer', 'created after the list')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (status, body) = server.get("/v1/admin/ops/summary?tenant=late-comer", Some("admin-secret-token")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["tenant"]["slug"], "Late-Comer");
+        let (status, body) = server.get("/v1/admin/ops/summary?tenant=DEFAULT", Some("admin-secret-token")).await;
+        assert_eq!(
+            (status, serde_json::from_str::<Value>(&body).unwrap()["tenant"]["slug"].clone()),
+            (200, "default".into())
+        );
     }
 }
 

@@ -120,6 +120,22 @@ pub async fn find_tenant(conn: &mut PgConnection, wanted: &str) -> Result<Option
     .await
 }
 
+/// Every tenant's id and slug, to resolve `?tenant=` in memory ([`resolve`]).
+pub async fn all_tenants(conn: &mut PgConnection) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT tenant_id::text, slug::text FROM tenants").fetch_all(conn).await
+}
+
+/// [`find_tenant`] over a list read by [`all_tenants`]. `None` means ask the
+/// database: the tenant may be newer than the list, and a non-ASCII name is
+/// left to the database's own case folding (citext), which Rust's need not match.
+pub fn resolve(tenants: &[(String, String)], wanted: &str) -> Option<(String, String)> {
+    if !wanted.is_ascii() {
+        return None;
+    }
+    let named = |(id, slug): &&(String, String)| slug.eq_ignore_ascii_case(wanted) || id.eq_ignore_ascii_case(wanted);
+    tenants.iter().filter(named).min_by(|a, b| a.1.cmp(&b.1)).cloned()
+}
+
 /// The installation's tenant when it has exactly one (as upstream deploys it).
 pub async fn only_tenant(conn: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
     let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id::text FROM tenants LIMIT 2").fetch_all(conn).await?;
@@ -278,6 +294,18 @@ pub async fn probe(url: &DatabaseUrl) -> Result<Probe, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_is_found_by_slug_in_any_ascii_case_or_by_id_and_the_rest_is_asked_of_the_database() {
+        let id = "40a6d137-32a4-de23-af98-3ddcfa762bef";
+        let tenants = vec![(id.to_string(), "default".to_string()), ("1".repeat(8), "Team-B".to_string())];
+        let found = |wanted: &str| resolve(&tenants, wanted).map(|(id, _)| id);
+        assert_eq!(found("DEFAULT").as_deref(), Some(id));
+        assert_eq!(found(&id.to_uppercase()).as_deref(), Some(id));
+        assert_eq!(found("team-b").as_deref(), Some("11111111"));
+        assert_eq!(found("other"), None, "a tenant newer than the list: the database decides");
+        assert_eq!(found("défault"), None, "non-ASCII: citext's folding decides, not Rust's");
+    }
 
     #[test]
     fn an_installation_adds_counts_and_keeps_the_oldest_age() {

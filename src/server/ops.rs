@@ -78,6 +78,9 @@ const SCHEMA_MAX_AGE: Duration = Duration::from_secs(60);
 pub struct SummaryCache {
     summaries: Slots<(String, Tenants), OpsSummary>,
     schemas: Slots<String, SchemaReport>,
+    /// Each installation's tenants (id, slug), to resolve `?tenant=` without
+    /// a query per request.
+    tenants: Slots<String, Vec<(String, String)>>,
 }
 
 /// One kept value per key (installation, and tenants for a summary).
@@ -106,6 +109,28 @@ impl SummaryCache {
                 in_own_task(&installation, |mut conn| async move { schema::detect(&mut conn).await }).await
             })
             .await
+    }
+
+    /// The tenant `wanted` names, from the installation's tenant list (at most
+    /// [`SCHEMA_MAX_AGE`] old), or asked of the database when the list does not
+    /// decide it (see [`ops::resolve`]).
+    async fn tenant(
+        &self,
+        installation: &Arc<Installation>,
+        wanted: &str,
+    ) -> Result<Option<(String, String)>, Unavailable> {
+        let fresh = slot(&self.tenants, installation.qualified_name());
+        let owner = installation.clone();
+        let listed = fresh
+            .get(SCHEMA_MAX_AGE, move || async move {
+                in_own_task(&owner, |mut conn| async move { ops::all_tenants(&mut conn).await }).await
+            })
+            .await?;
+        if let Some(found) = ops::resolve(&listed, wanted) {
+            return Ok(Some(found));
+        }
+        let wanted = wanted.to_string();
+        in_own_task(installation, move |mut conn| async move { ops::find_tenant(&mut conn, &wanted).await }).await
     }
 
     async fn read(
@@ -304,26 +329,18 @@ async fn read_summary(
             schema.summary()
         )));
     }
-    let (tenants, tenant) =
-        match wanted {
-            None => (Tenants::All, None),
-            Some(wanted) => {
-                let wanted_owned = wanted.to_string();
-                let found = in_own_task(installation, move |mut conn| async move {
-                    ops::find_tenant(&mut conn, &wanted_owned).await
-                })
-                .await?;
-                match found {
-                    Some((tenant_id, slug)) => (Tenants::One(tenant_id.clone()), Some(TenantRef { tenant_id, slug })),
-                    None => {
-                        return Err(Unavailable::NoTenant(format!(
-                            "installation {} has no tenant {wanted:?} (give its slug or id)",
-                            installation.name
-                        )));
-                    }
-                }
+    let (tenants, tenant) = match wanted {
+        None => (Tenants::All, None),
+        Some(wanted) => match state.summaries.tenant(installation, wanted).await? {
+            Some((tenant_id, slug)) => (Tenants::One(tenant_id.clone()), Some(TenantRef { tenant_id, slug })),
+            None => {
+                return Err(Unavailable::NoTenant(format!(
+                    "installation {} has no tenant {wanted:?} (give its slug or id)",
+                    installation.name
+                )));
             }
-        };
+        },
+    };
     let summary = state.summaries.read(installation, &schema, tenants, state.config.summary_max_age).await?;
     Ok((schema, summary, tenant))
 }
