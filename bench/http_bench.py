@@ -206,19 +206,19 @@ def main():
 
     print(f"\nHTTP benchmark: {eb.SCALE} seed, {TENANTS} tenants, {os.cpu_count()} CPUs, wrk {SECONDS} s per row, "
           "durable PostgreSQL\n")
-    print("| load                            | 2xx req/s |      p50 |      p99 | answered | errors | audit rows |")
-    print("|---------------------------------|----------:|---------:|---------:|---------:|-------:|-----------:|")
+    print("| load                              | 2xx req/s |      p50 |      p99 | answered | errors | audit rows |")
+    print("|-----------------------------------|----------:|---------:|---------:|---------:|-------:|-----------:|")
     for name, r in results.items():
         rows = r.get("audit_rows", "")
-        print(f"| {name:<31} | {r['rate']:>9.1f} | {r['p50']:>6.2f}ms | {r['p99']:>6.2f}ms | {r['answered']:>8} | "
+        print(f"| {name:<33} | {r['rate']:>9.1f} | {r['p50']:>6.2f}ms | {r['p99']:>6.2f}ms | {r['answered']:>8} | "
               f"{r['errors']:>6} | {rows:>10} |")
     print("\n1-client loads timed request by request (no correction for coordinated omission):\n")
-    print("| load                            | requests |      p50 |      p99 |  longest | over 20 ms |")
-    print("|---------------------------------|---------:|---------:|---------:|---------:|-----------:|")
+    print("| load                              | requests |      p50 |      p99 |  longest | over 20 ms |")
+    print("|-----------------------------------|---------:|---------:|---------:|---------:|-----------:|")
     for name, r in results.items():
         if "sequential" in r:
             q = r["sequential"]
-            print(f"| {name:<31} | {q['requests']:>8} | {q['p50']:>6.2f}ms | {q['p99']:>6.2f}ms | "
+            print(f"| {name:<33} | {q['requests']:>8} | {q['p50']:>6.2f}ms | {q['p99']:>6.2f}ms | "
                   f"{q['longest']:>6.1f}ms | {q['over_20ms']:>10} |")
     print(f"\ndisk flush (8 KiB + fdatasync, {flushes['flushes']} in {flushes['seconds']} s, before the loads): "
           f"p50 {flushes['p50']:.2f} ms, p99 {flushes['p99']:.2f} ms: every ops-summary answer waits for one")
