@@ -8,9 +8,10 @@
 //! request queued behind it). Starting no earlier keeps the reads near one per
 //! `max_age`: each competes with the requests for the same cores, and
 //! refreshing at half the age (two reads a second) doubled the p99 of a
-//! 1-client load on 2 cores (5.1-5.6 ms against 2.4 ms without refreshes). Only the first request, or one after a quiet
-//! spell longer than `max_age`, reads while it waits; concurrent ones wait for
-//! that read instead of starting their own. A failed read is not kept.
+//! 1-client load on 2 cores (5.1-5.6 ms against 2.4 ms without refreshes).
+//! Only the first request, or one after a quiet spell longer than `max_age`,
+//! reads while it waits; concurrent ones wait for that read instead of
+//! starting their own. A failed read is not kept.
 
 use std::future::Future;
 use std::sync::Arc;
