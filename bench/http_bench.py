@@ -15,8 +15,8 @@ beside them: the cost of the statement itself on upstream's indexes.
 
 wrk corrects its latencies for coordinated omission: a request that took longer
 than the run's mean interval adds samples for the requests a steady client would
-have sent meanwhile, so one 150 ms stall of the database's commits (the disk's
-journal, measured: a few per minute under these loads) becomes about a hundred
+have sent meanwhile, so one 150 ms stall of the database's commits (measured
+beside the requests: a few per minute under these loads) becomes about a hundred
 samples of 1 to 150 ms, and a 1-client p99 of tens of milliseconds. Each 1-client
 load is therefore also timed by one sequential keep-alive client that records
 each request as it was, with its longest stall: both p99s are printed, and the
@@ -29,6 +29,7 @@ Environment: BENCH_SCALE (default large), BENCH_HTTP_SECONDS (default 10),
 BENCH_HTTP_TENANTS (default 10), BIN (default target/release/...).
 """
 import hashlib
+import http.client
 import os
 import re
 import secrets
@@ -38,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import http.client
 import urllib.request
 
 import engine_bench as eb
