@@ -101,6 +101,16 @@ async fn not_ready_naming_postgresql_when_its_server_is_stopped() {
     assert_eq!(pg_check["ok"], false);
     assert!(pg_check["error"].as_str().unwrap().contains("127.0.0.1"), "{pg_check}");
     assert_eq!(dependency(&report, "objectStorage")["ok"], true);
+    // The probe answered 200 is not an info line (the kubelet's heartbeat);
+    // the one answered 503 is.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = server.logs.lock().unwrap().clone();
+    let info_probe = |status: &str| {
+        logs.lines()
+            .any(|l| l.contains(r#""level":"INFO""#) && l.contains(r#""route":"/health/ready""#) && l.contains(status))
+    };
+    assert!(!info_probe(r#""status":200"#), "{logs}");
+    assert!(info_probe(r#""status":503"#), "{logs}");
 }
 
 #[tokio::test]

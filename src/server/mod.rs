@@ -111,7 +111,15 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
         .http_duration
         .get_or_create(&RouteLabels { route: route.clone() })
         .observe(started.elapsed().as_secs_f64());
-    tracing::info!(route, status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // A probe answered as expected is the kubelet's heartbeat, every few
+    // seconds for the pod's life: logged at debug, so the log keeps what
+    // a person reads (and a probe storm costs no log writes).
+    if route.starts_with("/health/") && response.status().is_success() {
+        tracing::debug!(route, status, elapsed_ms, "request");
+    } else {
+        tracing::info!(route, status, elapsed_ms, "request");
+    }
     response
 }
 
