@@ -104,14 +104,11 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
     let started = Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
-    state
-        .metrics
-        .http_duration
-        .get_or_create(&RouteLabels { route: route.clone() })
-        .observe(started.elapsed().as_secs_f64());
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    state.metrics.http_duration.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     // A probe answered as expected is the kubelet's heartbeat, every few
     // seconds for the pod's life: logged at debug, so the log keeps what
     // a person reads (and a probe storm costs no log writes).

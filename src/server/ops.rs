@@ -102,13 +102,15 @@ impl std::fmt::Display for Unavailable {
 
 impl SummaryCache {
     async fn schema(&self, installation: &Arc<Installation>) -> Result<SchemaReport, Unavailable> {
-        let fresh = slot(&self.schemas, installation.qualified_name());
-        let installation = installation.clone();
-        fresh
-            .get(SCHEMA_MAX_AGE, move || async move {
-                in_own_task(&installation, |mut conn| async move { schema::detect(&mut conn).await }).await
-            })
-            .await
+        let key = installation.qualified_name();
+        kept(
+            &self.schemas,
+            key,
+            SCHEMA_MAX_AGE,
+            installation,
+            |mut conn| async move { schema::detect(&mut conn).await },
+        )
+        .await
     }
 
     /// The tenant `wanted` names, from the installation's tenant list (at most
@@ -119,13 +121,11 @@ impl SummaryCache {
         installation: &Arc<Installation>,
         wanted: &str,
     ) -> Result<Option<(String, String)>, Unavailable> {
-        let fresh = slot(&self.tenants, installation.qualified_name());
-        let owner = installation.clone();
-        let listed = fresh
-            .get(SCHEMA_MAX_AGE, move || async move {
-                in_own_task(&owner, |mut conn| async move { ops::all_tenants(&mut conn).await }).await
-            })
-            .await?;
+        let key = installation.qualified_name();
+        let listed = kept(&self.tenants, key, SCHEMA_MAX_AGE, installation, |mut conn| async move {
+            ops::all_tenants(&mut conn).await
+        })
+        .await?;
         if let Some(found) = ops::resolve(&listed, wanted) {
             return Ok(Some(found));
         }
@@ -140,15 +140,32 @@ impl SummaryCache {
         tenants: Tenants,
         max_age: Duration,
     ) -> Result<OpsSummary, Unavailable> {
-        let fresh = slot(&self.summaries, (installation.qualified_name(), tenants.clone()));
-        let (installation, schema) = (installation.clone(), schema.clone());
-        fresh
-            .get(max_age, move || async move {
-                in_own_task(&installation, |mut conn| async move { ops::read(&mut conn, &schema, &tenants).await })
-                    .await
-            })
-            .await
+        let key = (installation.qualified_name(), tenants.clone());
+        let schema = schema.clone();
+        kept(&self.summaries, key, max_age, installation, |mut conn| async move {
+            ops::read(&mut conn, &schema, &tenants).await
+        })
+        .await
     }
+}
+
+/// The value kept under `key`, read by `read` on `installation`'s pool (see
+/// [`in_own_task`]) when the one in hand is `max_age` old (see [`Fresh`]).
+async fn kept<K, T, F, Fut>(
+    slots: &Slots<K, T>,
+    key: K,
+    max_age: Duration,
+    installation: &Arc<Installation>,
+    read: F,
+) -> Result<T, Unavailable>
+where
+    K: std::hash::Hash + Eq,
+    T: Clone + Send + 'static,
+    F: FnOnce(sqlx::pool::PoolConnection<sqlx::Postgres>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>> + Send,
+{
+    let owner = installation.clone();
+    slot(slots, key).get(max_age, move || async move { in_own_task(&owner, read).await }).await
 }
 
 fn slot<K: std::hash::Hash + Eq, T>(slots: &Slots<K, T>, key: K) -> Arc<Fresh<T>> {
