@@ -462,11 +462,13 @@ pub async fn analyze(target: &DatabaseUrl, jobs: u32) -> Result<f64, EngineError
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-           AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY c.relpages DESC",
+           AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY c.relpages",
     )
     .fetch_all(&mut conns[0])
     .await
     .map_err(err("listing relations to analyze"))?;
+    // Largest first (the queue is taken from its end): the biggest table then
+    // overlaps the many small ones instead of running alone at the end.
     let queue = std::sync::Mutex::new(relations);
     let workers = conns.iter_mut().map(|conn| {
         let queue = &queue;
