@@ -238,10 +238,27 @@ def blob_check(server, s3_url, work, state):
     return blobs["seconds"], rss, blobs["referenced"], server_busy
 
 
-def cpu_seconds(pid):
-    """User and system CPU seconds a process has used."""
+def cpu_seconds(pid, children=False):
+    """User and system CPU seconds a process has used; with `children`, also
+    those of its children that have ended and been waited for."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = fields[11:15] if children else fields[11:13]
+    return sum(int(f) for f in used) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(state, url):
+    """CPU seconds the server at `url` has spent in sessions that have ended:
+    its postmaster's waited-for children (backends, parallel and autovacuum
+    workers); the long-lived checkpointer and WAL writer are not counted."""
+    port = re.search(r":(\d+)/", url).group(1)
+    for name in os.listdir(state):
+        pidfile = os.path.join(state, name, "data", "postmaster.pid")
+        if os.path.exists(pidfile):
+            lines = open(pidfile).read().split("\n")
+            if lines[3] == port:
+                time.sleep(1)  # the restore's sessions end after the client does
+                return cpu_seconds(lines[0], children=True)
+    sys.exit(f"no postmaster.pid for port {port} under {state}")
 
 
 def main():
@@ -289,12 +306,14 @@ def main():
         subprocess.run([f"{bindir}/pg_dump", "-Fp", "-f", plain], check=True, env=libpq_env(big))
         base_db = target_server.rsplit("/", 1)[0] + "/baseline"
         settle(source_server, target_server)
+        server_before = server_cpu(state, target_server)
         t0, ticks = time.monotonic(), cpu_ticks()
         run(["psql", "-q", target_server, "-c", "CREATE DATABASE baseline"])
         run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", plain, base_db], stdout=subprocess.DEVNULL)
         run(["psql", "-q", base_db, "-c", "ANALYZE"])
         base_usable = time.monotonic() - t0
         base_cores = cores_busy(ticks)
+        base_server = server_cpu(state, target_server) - server_before
         for t in tables:
             run(["psql", "-At", base_db, "-c", f"SELECT count(*) FROM {t}"], stdout=subprocess.DEVNULL)
         base_restore = time.monotonic() - t0
@@ -305,6 +324,7 @@ def main():
         ours_db = target_server.rsplit("/", 1)[0] + "/ours"
         jobs = str(os.cpu_count() or 2)
         settle(source_server, target_server)
+        server_before = server_cpu(state, target_server)
         ticks = cpu_ticks()
         ours_restore, out = timed([BIN, "restore", "--store", f"file://{store}", "--backup", "big", "--target", ours_db, "--jobs", jobs],
                                   capture_output=True, text=True)
@@ -313,6 +333,7 @@ def main():
             out.stdout,
         )
         ours_cores = cores_busy(ticks)
+        ours_server = server_cpu(state, target_server) - server_before
         download, restore, analyze, parity = map(float, m.groups())
         ours_usable = download + restore + analyze
         phases = re.search(r"pg_restore schema .*", out.stdout)
@@ -367,6 +388,10 @@ def main():
     print(f"({restore_phases})")
     print(f"(CPU: {ours_cores:.2f} of {os.cpu_count()} cores busy on average during our restore, "
           f"{base_cores:.2f} during the psql baseline's restore and ANALYZE)")
+    cpus = os.cpu_count() or 1
+    print(f"(the target server's own CPU: {ours_server:.1f} core-seconds for our restore, parity included, "
+          f"{base_server:.1f} for the baseline's restore and ANALYZE; on {cpus} cores the server alone needs at least "
+          f"{ours_server / cpus:.1f} s for ours: {ours_server / cpus / base_usable:.2f} x the baseline's time to usable)")
     print(f"(time to usable {download + restore + analyze:.1f} s; to restored and verified "
           f"{download + restore + analyze + parity:.1f} s; whole restore command {ours_restore:.1f} s)\n")
     print(f"| {'measure':<18} | {'ours':>12} | {'baseline (same run)':<34} | {'ratio':>6} | {'target':<20} | verdict |")
