@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
@@ -32,16 +32,6 @@ use crate::store::{BackupStore, ObjectInfo, Versioning};
 
 /// How many keys of each finding a report names.
 const NAMED: usize = 10;
-/// The bucket is listed in slices of about this many rows (split at every
-/// hundredth key of a 1 % sample), this many slices at once (in order): one
-/// listing request returns at most 1 000 keys, and one request after the
-/// other is what takes the time. The slices listed ahead of the merge are
-/// also what keeps the listing going while the rows' query sorts and
-/// classifies before its first row (2 s at 200 000 rows, measured; Garage
-/// lists about 50 000 keys a second): at 8 slices the listing stood still
-/// for half a second of that.
-const SLICE: usize = 10_000;
-const SLICES_AT_ONCE: usize = 12;
 /// Missing referenced objects compared with the live database at most; more
 /// are counted as not compared (a lost bucket is already the finding).
 const COMPARED_AT_MOST: usize = 100_000;
@@ -270,7 +260,7 @@ pub async fn check(
         .fetch_all(&mut conn)
         .await
         .map_err(db_err("splitting the blob rows"))?;
-        let per_slice = SLICE / 100;
+        let per_slice = listing::SLICE / 100;
         Ok::<_, EngineError>(sample.into_iter().skip(per_slice - 1).step_by(per_slice).collect())
     };
     let (in_flight, splits): (HashSet<String>, Vec<String>) = tokio::try_join!(in_flight, splits)?;
@@ -299,7 +289,7 @@ pub async fn check(
         })
         .map_err(db_err("reading the blob rows"))
     });
-    let objects = sliced_listing(store, &splits);
+    let objects = listing::sliced_listing(store, &splits);
     let k = if digests.all { 0 } else { usize::try_from(digests.sample).unwrap_or(usize::MAX) };
     let mut reservoir = Reservoir { k, seen: 0, kept: Vec::new() };
     let merging = merge(Box::pin(rows), objects, &in_flight, |r| {
@@ -465,56 +455,6 @@ async fn compare_with_live(live: &DatabaseUrl, missing: &[Missing], beyond: u64)
     Ok(since)
 }
 
-/// The whole listing, in order, from slices listed [`SLICES_AT_ONCE`] at a
-/// time; memory holds at most that many slices.
-fn sliced_listing<'a>(
-    store: &'a dyn BackupStore,
-    splits: &'a [String],
-) -> impl futures::Stream<Item = Result<ObjectInfo, EngineError>> + Unpin + 'a {
-    let bounds: Vec<(Option<&str>, Option<&str>)> = (0..=splits.len())
-        .map(|i| (i.checked_sub(1).map(|p| splits[p].as_str()), splits.get(i).map(String::as_str)))
-        .collect();
-    let slices = futures::stream::iter(bounds)
-        .map(move |(after, up_to)| async move {
-            store.list_range("", after, up_to).try_fold(Slice::default(), |slice, o| async { Ok(slice.with(o)) }).await
-        })
-        .buffered(SLICES_AT_ONCE);
-    Box::pin(slices.flat_map(|slice| {
-        let objects: Box<dyn Iterator<Item = Result<ObjectInfo, EngineError>> + Send> = match slice {
-            Ok(slice) => Box::new(slice.into_objects().map(Ok)),
-            Err(e) => Box::new(std::iter::once(Err(e.into()))),
-        };
-        futures::stream::iter(objects)
-    }))
-}
-
-/// A listed slice waiting for the merge, kept compact (its keys in one
-/// string, a third less memory than as objects): the merge needs only each
-/// key and size.
-#[derive(Default)]
-struct Slice {
-    keys: String,
-    /// Where each key ends in `keys`, and its object's size.
-    objects: Vec<(usize, u64)>,
-}
-
-impl Slice {
-    fn with(mut self, o: ObjectInfo) -> Self {
-        self.keys.push_str(&o.key);
-        self.objects.push((self.keys.len(), o.size));
-        self
-    }
-
-    fn into_objects(self) -> impl Iterator<Item = ObjectInfo> {
-        let mut start = 0;
-        self.objects.into_iter().map(move |(end, size)| {
-            let key = self.keys[start..end].to_string();
-            start = end;
-            ObjectInfo { key, size, modified: None }
-        })
-    }
-}
-
 /// What a blob check means for a drill: failures (reason, message) and warnings.
 pub fn findings(check: &BlobCheck) -> (Vec<(String, String)>, Vec<String>) {
     let (mut failures, mut warnings) = (Vec::new(), Vec::new());
@@ -659,6 +599,7 @@ pub async fn write_seed_objects(
     Ok(written.into_inner())
 }
 
+mod listing;
 #[cfg(test)]
 mod tests;
 mod versions;
