@@ -30,13 +30,12 @@ pub(super) fn sliced_listing<'a>(
             store.list_range("", after, up_to).try_fold(Slice::default(), |slice, o| async { Ok(slice.with(o)) }).await
         })
         .buffered(SLICES_AT_ONCE);
-    Box::pin(slices.flat_map(|slice| {
-        let objects: Box<dyn Iterator<Item = Result<ObjectInfo, EngineError>> + Send> = match slice {
-            Ok(slice) => Box::new(slice.into_objects().map(Ok)),
-            Err(e) => Box::new(std::iter::once(Err(e.into()))),
-        };
-        futures::stream::iter(objects)
-    }))
+    Box::pin(
+        slices
+            .map_err(EngineError::from)
+            .map_ok(|slice| futures::stream::iter(slice.into_objects().map(Ok)))
+            .try_flatten(),
+    )
 }
 
 /// A listed slice waiting for the merge, kept compact: the merge needs only
