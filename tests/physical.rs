@@ -282,6 +282,46 @@ async fn past_its_bound_the_slot_is_dropped_so_the_source_disk_cannot_fill() {
     assert_eq!(slots, 0, "the slot is gone, the source keeps no WAL for it");
 }
 
+/// `pg_receivewal` stopped while it filled a new segment with zeros (killed,
+/// or its pod evicted) leaves a growing segment it refuses to resume from
+/// ("should be 0 or 16777216"), restarting in a loop: the archiver sets it
+/// aside, streams that segment again from the slot and archives on.
+#[tokio::test]
+async fn a_growing_segment_left_short_is_set_aside_and_archiving_goes_on() {
+    let pg = ExtraPostgres::start();
+    let source = pool(&pg.url).await;
+    let system = system_identifier(&source).await;
+    sqlx::query("CREATE TABLE ledger (id int PRIMARY KEY, note text)").execute(&source).await.unwrap();
+    let (store_dir, store) = file_store();
+    let spool = tempfile::tempdir().unwrap();
+    let (archiver, logs) = wal_archiver(&pg.url, &store, spool.path(), "af_short", &[]);
+    await_slot(store_dir.path(), &system, "af_short").await;
+    complete_segments(&source, store_dir.path(), &system, 1).await;
+    let first = stop_archiver(archiver, &logs).await;
+    assert!(!first.contains("should be 0 or"), "a stopped archiver leaves a segment it can resume: {first}");
+    // What a fill interrupted at the next segment leaves: zeros, short of its size.
+    let newest = std::fs::read_dir(spool.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24)
+        .max()
+        .expect("the newest complete segment stays in the spool");
+    let number =
+        u64::from_str_radix(&newest[8..16], 16).unwrap() * 256 + u64::from_str_radix(&newest[16..], 16).unwrap() + 1;
+    let name = format!("{}{:08X}{:08X}.partial", &newest[..8], number / 256, number % 256);
+    let growing = spool.path().join(&name);
+    std::fs::File::create(&growing).unwrap().set_len(5_955_584).unwrap();
+
+    let (archiver, logs) = wal_archiver(&pg.url, &store, spool.path(), "af_short", &[]);
+    complete_segments(&source, store_dir.path(), &system, 2).await;
+    let segment = &name[..24];
+    assert!(stored_segments(store_dir.path(), &system).iter().any(|s| s == segment), "{segment} streamed again");
+    let logs = stop_archiver(archiver, &logs).await;
+    assert!(logs.contains(&format!("WAL segment {name} is a growing segment of 5955584 bytes")), "{logs}");
+    assert!(!logs.contains("should be 0 or"), "pg_receivewal never saw it: {logs}");
+    assert!(spool.path().join("rejected").join(&name).exists(), "kept aside for whoever looks");
+}
+
 #[tokio::test]
 async fn a_slot_the_archiver_did_not_create_is_refused_and_left_alone() {
     let pg = ExtraPostgres::start();

@@ -221,6 +221,27 @@ pub fn check_bytes(bytes: &[u8], system: &str, name: &str, segment_bytes: u64) -
     }
 }
 
+/// Sets aside a growing segment `pg_receivewal` would refuse to resume from.
+/// It fills each new `.partial` file with zeros to full size before writing
+/// any WAL into it, and refuses to start on one of any other size ("should be
+/// 0 or 16777216"), restarting in a loop that never archives again. One is
+/// left when it was stopped while filling (killed, or its pod evicted): it
+/// holds no WAL, and the slot still has what belongs there, so it goes to
+/// `rejected/` and streaming starts that segment afresh. Said in the message.
+pub fn set_aside_unfinished(spool: &Path, segment_bytes: u64) -> Result<Option<String>, EngineError> {
+    let files = segment_files(spool, segment_bytes).map_err(EngineError::io(format!("reading {}", spool.display())))?;
+    for (name, path) in files.iter().filter(|(_, path)| is_partial(path)) {
+        let size = std::fs::metadata(path).map_err(EngineError::io(format!("reading {}", path.display())))?.len();
+        if size != 0 && size != segment_bytes {
+            let why = format!(
+                "is a growing segment of {size} bytes, not {segment_bytes}: pg_receivewal was stopped while creating it and cannot resume from it; it is streamed again from the slot"
+            );
+            return reject(spool, path, &format!("{name}.partial"), &why).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 /// Moves a file that failed its check into the spool's `rejected/`, where it
 /// is kept (for whoever investigates) and never uploaded; says so.
 pub fn reject(spool: &Path, file: &Path, name: &str, why: &str) -> Result<String, EngineError> {

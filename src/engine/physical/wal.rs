@@ -272,9 +272,9 @@ pub async fn run(
         if spooled >= options.max_spooled {
             let why =
                 format!("{spooled} segments wait for upload: receiving paused (the slot keeps the WAL on the source)");
-            if let Some(mut child) = receiver.take() {
+            if let Some(child) = receiver.take() {
                 progress.step(&why);
-                let _ = child.kill().await;
+                stop_receiver(child).await;
             }
             liveness.paused(why);
         } else {
@@ -291,6 +291,11 @@ pub async fn run(
                 restart_at = Instant::now() + liveness.backoff();
             }
             if receiver.is_none() && Instant::now() >= restart_at {
+                match spool::set_aside_unfinished(&spool, segment_bytes) {
+                    Ok(None) => {}
+                    Ok(Some(said)) => progress.step(format!("warning: {said}")),
+                    Err(e) => progress.step(format!("warning: {e}")),
+                }
                 receiver = Some(start_receiver(&tools, source, &spool, options)?);
             }
         }
@@ -312,8 +317,8 @@ pub async fn run(
                     write_now = true;
                 }
                 if bytes > options.max_retained {
-                    if let Some(mut child) = receiver.take() {
-                        let _ = child.kill().await;
+                    if let Some(child) = receiver.take() {
+                        stop_receiver(child).await;
                     }
                     let why =
                         bound_exceeded(&mut conn, store, &system, &options.slot, bytes, options.max_retained).await;
@@ -378,8 +383,8 @@ pub async fn run(
             let _ = store.put_bytes(&status_key(&system), serde_json::to_vec_pretty(&status).unwrap()).await;
         }
     };
-    if let Some(mut child) = receiver.take() {
-        let _ = child.kill().await;
+    if let Some(child) = receiver.take() {
+        stop_receiver(child).await;
     }
     if outcome.is_ok() {
         // What was received is stored before we go.
@@ -536,6 +541,23 @@ async fn bound_exceeded(
     };
     tracing::error!(slot, retained = bytes, bound, "{message}");
     message
+}
+
+/// Stops `pg_receivewal` as its own Ctrl-C does: on SIGINT it finishes the
+/// write in hand (filling a new segment with zeros included) and exits. It is
+/// killed only if it has not exited within seconds; killed while filling, it
+/// leaves a segment it cannot resume from ([`spool::set_aside_unfinished`]).
+async fn stop_receiver(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|id| libc::pid_t::try_from(id).ok()) {
+        // SAFETY: signals our own child, not yet reaped (its id is still known).
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 fn start_receiver(

@@ -126,3 +126,25 @@ fn each_source_system_gets_its_own_default_spool() {
     assert_ne!(default_dir("7300000000000000009", "s"), default_dir(SYSTEM, "s"));
     assert_ne!(default_dir(SYSTEM, "a"), default_dir(SYSTEM, "b"));
 }
+
+#[test]
+fn a_growing_segment_left_short_is_set_aside_and_a_full_or_empty_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    segment(spool, "000000010000000000000004", SYSTEM);
+    let growing = spool.join("000000010000000000000005.partial");
+    std::fs::File::create(&growing).unwrap().set_len(MIB16).unwrap();
+    assert_eq!(set_aside_unfinished(spool, MIB16).unwrap(), None);
+    std::fs::File::create(&growing).unwrap().set_len(0).unwrap();
+    assert_eq!(set_aside_unfinished(spool, MIB16).unwrap(), None);
+    // Stopped while pg_receivewal was filling it: the size it refuses.
+    std::fs::File::create(&growing).unwrap().set_len(5_955_584).unwrap();
+    let said = set_aside_unfinished(spool, MIB16).unwrap().expect("set aside");
+    assert!(
+        said.starts_with("WAL segment 000000010000000000000005.partial is a growing segment of 5955584 bytes"),
+        "{said}"
+    );
+    assert!(!growing.exists());
+    assert!(spool.join("rejected/000000010000000000000005.partial").exists());
+    assert!(spool.join("000000010000000000000004").exists(), "complete segments stay");
+}
