@@ -30,6 +30,7 @@ target/bench/pgbackrest.json). Environment: BENCH_SCALE (default large), BIN.
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -93,6 +94,12 @@ pg1-user=postgres
     return config
 
 
+def children_cpu():
+    """User + system seconds of the children waited for so far (with their own waited children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def stop_restored(bindir, data):
     if os.path.exists(os.path.join(data, "postmaster.pid")):
         as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], stdout=subprocess.DEVNULL)
@@ -107,9 +114,9 @@ def pgbackrest_restore(brc, bindir, work, data, source, tables, expected):
     if os.getuid() == 0:
         subprocess.run(["chown", "postgres", data], check=True)
     port = free_port()
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), children_cpu()
     as_postgres([*brc, f"--pg1-path={data}", "restore"])
-    files = time.monotonic() - t0
+    files, files_cpu = time.monotonic() - t0, children_cpu() - cpu0
     # archive_mode off: the restored server must not archive into the source's
     # repository; max_connections as on the source (recovery requires it).
     log = os.path.join(work, "restored.log")
@@ -128,7 +135,8 @@ def pgbackrest_restore(brc, bindir, work, data, source, tables, expected):
     if got != expected:
         sys.exit(f"pgBackRest's restore differs from the source: {got} != {expected}")
     stop_restored(bindir, data)
-    return dict(restore_files=files, restore_to_queryable=queryable, restore_and_parity=total)
+    return dict(restore_files=files, restore_files_cpu=files_cpu, restore_to_queryable=queryable,
+                restore_and_parity=total)
 
 
 def our_restore(store, target, tables, expected):
@@ -148,10 +156,10 @@ def physical_restore(store, work, bindir, tables, expected):
     """Our point-in-time restore of the latest point: its phases, RPO and parity."""
     instance = os.path.join(work, "instance")
     port = free_port()
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), children_cpu()
     out = eb.run([eb.BIN, "pitr", "--store", f"file://{store}", "--dir", instance, "--port", str(port), "--keep"],
                  capture_output=True, text=True).stdout
-    checked = time.monotonic() - t0
+    checked, process_cpu = time.monotonic() - t0, children_cpu() - cpu0
     timing = re.search(r"download\+verify ([\d.]+) s, pg_verifybackup ([\d.]+) s, replay\+promote ([\d.]+) s, "
                        r"amcheck ([\d.]+) s \((\d+) indexes\)", out)
     download, verify, replay, amcheck, indexes = (float(g) for g in timing.groups())
@@ -165,7 +173,7 @@ def physical_restore(store, work, bindir, tables, expected):
         sys.exit(f"our physical restore differs from the source: {got} != {expected}")
     return dict(download_verify=download, pg_verifybackup=verify, replay_promote=replay, amcheck=amcheck,
                 indexes_checked=int(indexes), restore_to_queryable=download + verify + replay,
-                restore_and_checks=checked, restore_and_parity=total, rpo_seconds=rpo)
+                restore_and_checks=checked, restore_and_parity=total, rpo_seconds=rpo, process_cpu=process_cpu)
 
 
 def lsn_bytes(lsn):
@@ -333,7 +341,10 @@ def main():
     print(f"\nThe physical comparison: after 1 500 transactions both archived; WAL to replay from each backup's "
           f"start: ours {wal_to_replay['ours'] / mib:.1f} MiB, pgBackRest {wal_to_replay['pgBackRest'] / mib:.1f} MiB; "
           f"median of 3 rounds each (pgBackRest then: files {theirs_physical['restore_files']:.2f} s, "
-          f"to queryable {theirs_physical['restore_to_queryable']:.2f} s). The logical column compares with "
+          f"to queryable {theirs_physical['restore_to_queryable']:.2f} s). CPU in those rounds: pgBackRest's restore "
+          f"processes {theirs_physical['restore_files_cpu']:.2f} core-s for its files; our pitr process "
+          f"{physical['process_cpu']:.2f} core-s in all (download, unpack and checks; the servers' CPU not counted). "
+          f"The logical column compares with "
           f"pgBackRest's restore before that load (the faster of 2 rounds).")
     target = physical["restore_to_queryable"] / theirs_physical["restore_to_queryable"]
     print(f"\nTargets: physical restore-to-queryable {target:.2f}x pgBackRest's (<= 1.00: "

@@ -27,7 +27,9 @@ pub(super) fn sliced_listing<'a>(
         .collect();
     let slices = futures::stream::iter(bounds)
         .map(move |(after, up_to)| async move {
-            store.list_range("", after, up_to).try_fold(Slice::default(), |slice, o| async { Ok(slice.with(o)) }).await
+            let slice =
+                store.list_range("", after, up_to).try_fold(Slice::default(), |slice, o| async { Ok(slice.with(o)) });
+            slice.await.map(Slice::compacted)
         })
         .buffered(SLICES_AT_ONCE);
     Box::pin(
@@ -69,6 +71,13 @@ impl Slice {
         let end = u32::try_from(self.tails.len()).expect("a slice's keys exceed 4 GiB");
         self.objects.push(Entry { shared: shared as u16, end, size: o.size });
         self.last = o.key;
+        self
+    }
+
+    /// Without the spare capacity growing left (up to as much again).
+    fn compacted(mut self) -> Self {
+        self.tails.shrink_to_fit();
+        self.objects.shrink_to_fit();
         self
     }
 

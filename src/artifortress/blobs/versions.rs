@@ -14,7 +14,8 @@
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Missing, hash_of, note};
+use super::hashing::hash_of;
+use super::{Missing, note};
 use crate::engine::EngineError;
 use crate::engine::progress::Progress;
 use crate::engine::verdict::FromVersions;
