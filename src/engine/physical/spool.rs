@@ -247,22 +247,27 @@ pub fn set_aside_unfinished(spool: &Path, segment_bytes: u64) -> Result<Option<S
 pub fn reject(spool: &Path, file: &Path, name: &str, why: &str) -> Result<String, EngineError> {
     let dir = spool.join(REJECTED);
     std::fs::create_dir_all(&dir).map_err(EngineError::io(format!("creating {}", dir.display())))?;
-    let to = dir.join(file.file_name().unwrap_or_default());
+    let to = free_name(&dir.join(file.file_name().unwrap_or_default()), "");
     std::fs::rename(file, &to).map_err(EngineError::io(format!("moving {} aside", file.display())))?;
     Ok(format!("WAL segment {name} {why}: moved to {} and never uploaded", to.display()))
 }
 
-fn move_aside(spool: &Path) -> Result<PathBuf, EngineError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    // Two moves within a second get a counter; nothing moved earlier is replaced.
-    let to = (1..)
+/// `path` with `suffix`, or with a counter after it when that is taken: what
+/// is moved aside never replaces what was moved there before (a rename would).
+fn free_name(path: &Path, suffix: &str) -> PathBuf {
+    (1..)
         .map(|n| {
-            let mut name = spool.file_name().unwrap_or_default().to_os_string();
-            name.push(if n == 1 { format!(".moved-{stamp}") } else { format!(".moved-{stamp}-{n}") });
-            spool.with_file_name(name)
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(if n == 1 { suffix.to_string() } else { format!("{suffix}-{n}") });
+            path.with_file_name(name)
         })
         .find(|to| !to.exists())
-        .expect("a free name");
+        .expect("a free name")
+}
+
+fn move_aside(spool: &Path) -> Result<PathBuf, EngineError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let to = free_name(spool, &format!(".moved-{stamp}"));
     std::fs::rename(spool, &to).map_err(EngineError::io(format!(
         "moving the unusable spool {} aside to {}",
         spool.display(),

@@ -147,4 +147,9 @@ fn a_growing_segment_left_short_is_set_aside_and_a_full_or_empty_one_kept() {
     assert!(!growing.exists());
     assert!(spool.join("rejected/000000010000000000000005.partial").exists());
     assert!(spool.join("000000010000000000000004").exists(), "complete segments stay");
+    // Left short again: what was set aside before is kept beside it.
+    std::fs::File::create(&growing).unwrap().set_len(8192).unwrap();
+    let said = set_aside_unfinished(spool, MIB16).unwrap().expect("set aside");
+    assert!(said.ends_with("rejected/000000010000000000000005.partial-2 and never uploaded"), "{said}");
+    assert_eq!(std::fs::metadata(spool.join("rejected/000000010000000000000005.partial")).unwrap().len(), 5_955_584);
 }
